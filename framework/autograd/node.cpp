@@ -1,0 +1,108 @@
+// Node bookkeeping: saved tensors, wiring inputs and outputs, leaf accumulation.
+#include "framework/autograd/node.h"
+
+#include "framework/core/error.h"
+
+namespace strand::autograd {
+
+size_t Node::save(const Tensor& t) {
+  saved_.emplace_back(t);
+  return saved_.size() - 1;
+}
+
+Tensor Node::saved(size_t i) const {
+  STRAND_CHECK(!released_, AutogradError, "backward of '", name_,
+               "': the graph was already freed by an earlier backward (pass retain_graph=true to "
+               "backward twice)");
+  return saved_.at(i).unpack(name_.c_str());
+}
+
+void Node::release() {
+  saved_.clear();
+  released_ = true;
+}
+
+AccumulateGrad::AccumulateGrad(const std::shared_ptr<TensorImpl>& leaf)
+    : Node("accumulate_grad"), leaf_(leaf) {}
+
+std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>&& grads) {
+  auto leaf = leaf_.lock();
+  if (!leaf) return {};
+  Tensor g = grads.at(0);
+  if (!leaf->autograd.grad) {
+    // Keep a private contiguous copy: the incoming buffer may alias other tensors.
+    leaf->autograd.grad = g.copy_as(leaf->dtype, g.device()).impl();
+    return {};
+  }
+  Tensor acc(leaf->autograd.grad);
+  STRAND_CHECK(acc.device().is_cpu(), DeviceError, "accumulate_grad: only cpu gradients accumulate here");
+  Tensor add = g.is_contiguous() && g.dtype() == acc.dtype() ? g : g.copy_as(acc.dtype(), Device::cpu());
+  const int64_t n = acc.numel();
+  if (acc.dtype() == DType::F32) {
+    float* a = acc.data<float>();
+    const float* b = add.data<float>();
+    #pragma omp parallel for simd if (n > (1 << 16))
+    for (int64_t i = 0; i < n; ++i) a[i] += b[i];
+  } else if (acc.dtype() == DType::F64) {
+    double* a = acc.data<double>();
+    const double* b = add.data<double>();
+    #pragma omp parallel for simd if (n > (1 << 16))
+    for (int64_t i = 0; i < n; ++i) a[i] += b[i];
+  } else {
+    throw DTypeError(detail::concat("accumulate_grad: ", dtype_name(acc.dtype()), " leaves do not accumulate"));
+  }
+  acc.bump_version();
+  return {};
+}
+
+bool needs_grad(std::initializer_list<const Tensor*> inputs) {
+  if (!grad_enabled()) return false;
+  for (const Tensor* t : inputs)
+    if (t->defined() && t->requires_grad()) return true;
+  return false;
+}
+
+Edge gradient_edge(const Tensor& t) {
+  auto& meta = t.impl()->autograd;
+  if (meta.grad_fn) return {meta.grad_fn, meta.output_nr};
+  if (!meta.requires_grad) return {};
+  auto acc = meta.grad_accumulator.lock();
+  if (!acc) {
+    acc = std::make_shared<AccumulateGrad>(t.impl());
+    acc->output_meta.push_back({t.shape(), t.dtype(), t.device()});
+    meta.grad_accumulator = acc;
+  }
+  return {acc, 0};
+}
+
+void connect_inputs(Node& node, const std::vector<const Tensor*>& inputs) {
+  node.next_edges.reserve(inputs.size());
+  node.input_meta.reserve(inputs.size());
+  for (const Tensor* t : inputs) {
+    if (!t->defined()) {
+      node.next_edges.push_back({});
+      node.input_meta.push_back({});
+      continue;
+    }
+    node.next_edges.push_back(gradient_edge(*t));
+    node.input_meta.push_back({t->shape(), t->dtype(), t->device()});
+  }
+}
+
+void set_history(const std::shared_ptr<Node>& node, const std::vector<Tensor*>& outputs) {
+  node->output_meta.clear();
+  uint32_t nr = 0;
+  for (Tensor* out : outputs) {
+    auto& meta = out->impl()->autograd;
+    meta.grad_fn = node;
+    meta.output_nr = nr++;
+    meta.requires_grad = true;
+    node->output_meta.push_back({out->shape(), out->dtype(), out->device()});
+  }
+}
+
+void set_history(const std::shared_ptr<Node>& node, std::initializer_list<Tensor*> outputs) {
+  set_history(node, std::vector<Tensor*>(outputs));
+}
+
+}  // namespace strand::autograd

@@ -1,0 +1,100 @@
+// Graph node: the backward of one op application. An op records a Node subclass whose apply()
+// maps the gradients of its outputs to the gradients of its inputs (see docs/architecture.md).
+#pragma once
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "framework/autograd/grad_mode.h"
+#include "framework/autograd/saved_tensor.h"
+#include "framework/core/tensor.h"
+
+namespace strand::autograd {
+
+class Node;
+
+struct Edge {
+  std::shared_ptr<Node> node;  // null: this input needs no gradient
+  uint32_t input_nr = 0;       // which output slot of `node` the gradient feeds
+};
+
+// What a gradient flowing along an edge must look like.
+struct TensorMeta {
+  Shape shape;
+  DType dtype = DType::F32;
+  Device device;
+};
+
+class Node {
+ public:
+  explicit Node(std::string name) : name_(std::move(name)) {}
+  virtual ~Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // grads has one defined tensor per output (zeros where no gradient arrived). Returns one
+  // gradient per input; an undefined tensor means none. Runs with grad mode off.
+  virtual std::vector<Tensor> apply(std::vector<Tensor>&& grads) = 0;
+
+  const std::string& name() const { return name_; }
+
+  // Saves a tensor for backward; returns its index for saved().
+  size_t save(const Tensor& t);
+  Tensor saved(size_t i) const;
+  // Frees saved tensors after a backward without retain_graph; a later backward is an error.
+  void release();
+  bool released() const { return released_; }
+
+  std::vector<Edge> next_edges;         // one per input
+  std::vector<TensorMeta> input_meta;   // one per input
+  std::vector<TensorMeta> output_meta;  // one per output
+
+ private:
+  std::string name_;
+  std::vector<SavedTensor> saved_;
+  bool released_ = false;
+};
+
+// Gradient sink of a leaf that requires grad: adds incoming gradients into leaf.grad().
+class AccumulateGrad final : public Node {
+ public:
+  explicit AccumulateGrad(const std::shared_ptr<TensorImpl>& leaf);
+  std::vector<Tensor> apply(std::vector<Tensor>&& grads) override;
+
+ private:
+  std::weak_ptr<TensorImpl> leaf_;
+};
+
+// True when recording is on and some input requires grad.
+bool needs_grad(std::initializer_list<const Tensor*> inputs);
+
+// Creates node NodeT(name, args...) wired to the inputs, or returns null when no gradient is needed.
+void connect_inputs(Node& node, const std::vector<const Tensor*>& inputs);
+template <class NodeT, class... Args>
+std::shared_ptr<NodeT> make_node(std::initializer_list<const Tensor*> inputs, Args&&... args) {
+  if (!needs_grad(inputs)) return nullptr;
+  auto node = std::make_shared<NodeT>(std::forward<Args>(args)...);
+  connect_inputs(*node, std::vector<const Tensor*>(inputs));
+  return node;
+}
+// Same for ops with a runtime number of inputs (concat, stack).
+template <class NodeT, class... Args>
+std::shared_ptr<NodeT> make_node_n(const std::vector<const Tensor*>& inputs, Args&&... args) {
+  bool any = false;
+  for (const Tensor* t : inputs) any = any || (t->defined() && t->requires_grad());
+  if (!grad_enabled() || !any) return nullptr;
+  auto node = std::make_shared<NodeT>(std::forward<Args>(args)...);
+  connect_inputs(*node, inputs);
+  return node;
+}
+
+// Makes `outputs` the outputs of node (output i gets output_nr i).
+void set_history(const std::shared_ptr<Node>& node, std::initializer_list<Tensor*> outputs);
+void set_history(const std::shared_ptr<Node>& node, const std::vector<Tensor*>& outputs);
+
+// The edge a gradient for t flows along: its grad_fn, or its leaf accumulator.
+Edge gradient_edge(const Tensor& t);
+
+}  // namespace strand::autograd

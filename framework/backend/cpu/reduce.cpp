@@ -1,0 +1,49 @@
+// CPU row reductions, vectorised along the row and parallel over rows.
+#include "framework/backend/cpu/reduce.h"
+
+#include "framework/backend/cpu/loops.h"
+
+namespace strand::cpu {
+
+template <class T>
+void sum_rows(int64_t rows, int64_t n, const T* x, T* out) {
+  if (rows == 1 && n > kParallelGrain) {  // one long row: split it across threads
+    T total = 0;
+    #pragma omp parallel for reduction(+ : total)
+    for (int64_t j = 0; j < n; ++j) total += x[j];
+    out[0] = total;
+    return;
+  }
+  #pragma omp parallel for if (rows * n > kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* row = x + r * n;
+    T acc = 0;
+    #pragma omp simd reduction(+ : acc)
+    for (int64_t j = 0; j < n; ++j) acc += row[j];
+    out[r] = acc;
+  }
+}
+
+template <class T>
+void max_rows(int64_t rows, int64_t n, const T* x, T* out, int32_t* arg) {
+  #pragma omp parallel for if (rows * n > kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* row = x + r * n;
+    T best = row[0];
+    int32_t at = 0;
+    for (int64_t j = 1; j < n; ++j)
+      if (row[j] > best || (row[j] != row[j] && best == best)) {  // NaN wins, as max propagates it
+        best = row[j];
+        at = static_cast<int32_t>(j);
+      }
+    out[r] = best;
+    arg[r] = at;
+  }
+}
+
+template void sum_rows<float>(int64_t, int64_t, const float*, float*);
+template void sum_rows<double>(int64_t, int64_t, const double*, double*);
+template void max_rows<float>(int64_t, int64_t, const float*, float*, int32_t*);
+template void max_rows<double>(int64_t, int64_t, const double*, double*, int32_t*);
+
+}  // namespace strand::cpu

@@ -1,0 +1,44 @@
+// Module: a node in a tree of named parameters, buffers and submodules. The dotted names
+// ("transformer.h.0.ln_1.weight") are the checkpoint dataset names (architecture.md §6).
+#pragma once
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "framework/core/tensor.h"
+
+namespace strand::nn {
+
+class Module {
+ public:
+  virtual ~Module() = default;
+
+  // Every parameter below this module, depth first in registration order, with dotted names.
+  std::vector<std::pair<std::string, Tensor>> named_parameters(const std::string& prefix = "") const;
+  std::vector<std::pair<std::string, Tensor>> named_buffers(const std::string& prefix = "") const;
+  std::vector<Tensor> parameters() const;
+  int64_t parameter_count() const;
+  void zero_grad();
+  // Training mode (dropout on) or evaluation mode, for this module and every submodule.
+  void train(bool on = true);
+  bool is_training() const { return training_; }
+
+ protected:
+  // Registers a leaf that requires grad; returns it.
+  Tensor& register_parameter(const std::string& name, Tensor t);
+  Tensor& register_buffer(const std::string& name, Tensor t);
+  template <class M>
+  std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> m) {
+    children_.emplace_back(name, m);
+    return m;
+  }
+
+ private:
+  std::vector<std::pair<std::string, Tensor>> params_;
+  std::vector<std::pair<std::string, Tensor>> buffers_;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+  bool training_ = true;
+};
+
+}  // namespace strand::nn

@@ -1,0 +1,30 @@
+// Op input checks.
+#include "framework/ops/dispatch.h"
+
+namespace strand::ops {
+
+void check_cpu(const char* op, std::initializer_list<const Tensor*> ts) {
+  const Tensor* first = nullptr;
+  for (const Tensor* t : ts) {
+    if (!t->defined()) continue;
+    if (first)
+      STRAND_CHECK(t->device() == first->device(), DeviceError, op, ": device mix, ", describe(*first), " and ",
+                   describe(*t));
+    first = t;
+    STRAND_CHECK(t->device().is_cpu(), DeviceError, op, ": no ", t->device().str(),
+                 " kernel for this op yet; move the tensor to cpu");
+  }
+}
+
+void check_same_dtype(const char* op, const Tensor& a, const Tensor& b) {
+  STRAND_CHECK(a.dtype() == b.dtype(), DTypeError, op, ": dtype mix, ", describe(a), " and ", describe(b));
+}
+
+void check_float(const char* op, const Tensor& t) {
+  STRAND_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::F64, DTypeError, op, ": expects float32 or float64, got ",
+               describe(t));
+}
+
+Tensor contiguous_data(const Tensor& t) { return t.is_contiguous() ? t : t.copy_as(t.dtype(), t.device()); }
+
+}  // namespace strand::ops

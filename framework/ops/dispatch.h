@@ -1,0 +1,33 @@
+// Helpers every op uses: input checks that name the op, and dispatch on the float dtype.
+#pragma once
+#include <initializer_list>
+
+#include "framework/core/error.h"
+#include "framework/core/tensor.h"
+
+namespace strand::ops {
+
+// Throws DeviceError unless every defined tensor is on the cpu (the only device with kernels
+// for this op so far), and DeviceError if they are on different devices.
+void check_cpu(const char* op, std::initializer_list<const Tensor*> ts);
+// Throws DTypeError unless a and b have the same dtype, naming op, dtypes and shapes.
+void check_same_dtype(const char* op, const Tensor& a, const Tensor& b);
+// Throws DTypeError unless t is float32 or float64.
+void check_float(const char* op, const Tensor& t);
+
+// Calls fn.template operator()<T>() with T = float or double per dtype.
+template <class Fn>
+decltype(auto) dispatch_float(const char* op, DType dt, Fn&& fn) {
+  switch (dt) {
+    case DType::F32: return fn.template operator()<float>();
+    case DType::F64: return fn.template operator()<double>();
+    default:
+      throw DTypeError(detail::concat(op, ": expects float32 or float64, got ", dtype_name(dt),
+                                      " (convert with ops::to_dtype)"));
+  }
+}
+
+// t itself when contiguous, else a contiguous copy (no gradient recorded).
+Tensor contiguous_data(const Tensor& t);
+
+}  // namespace strand::ops

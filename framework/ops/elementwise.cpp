@@ -1,0 +1,242 @@
+// Elementwise ops and their backward. Broadcasting backward sums the gradient back to each
+// input's shape (sum_to).
+#include "framework/ops/elementwise.h"
+
+#include "framework/autograd/node.h"
+#include "framework/backend/cpu/elementwise.h"
+#include "framework/ops/dispatch.h"
+#include "framework/ops/reduce.h"
+#include "framework/ops/view.h"
+
+namespace strand::ops {
+namespace {
+
+using autograd::Node;
+
+// Strides of t read as `shape` under broadcasting (0 on broadcast axes).
+Shape broadcast_strides(const Tensor& t, const Shape& shape) {
+  const int64_t nd = static_cast<int64_t>(shape.size()), td = t.dim();
+  Shape st(nd, 0);
+  for (int64_t i = 0; i < td; ++i)
+    if (t.shape()[i] != 1) st[nd - td + i] = t.strides()[i];
+  return st;
+}
+
+Tensor binary_forward(cpu::Binary op, const char* name, const Tensor& a, const Tensor& b) {
+  check_cpu(name, {&a, &b});
+  check_same_dtype(name, a, b);
+  Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
+  Tensor y = Tensor::empty(shape, a.dtype());
+  const Shape as = broadcast_strides(a, shape), bs = broadcast_strides(b, shape);
+  dispatch_float(name, a.dtype(), [&]<class T>() {
+    cpu::binary<T>(op, shape, y.data<T>(), a.data<T>(), as, b.data<T>(), bs);
+  });
+  return y;
+}
+
+Tensor unary_forward(cpu::Unary f, const char* name, const Tensor& x) {
+  check_cpu(name, {&x});
+  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  dispatch_float(name, x.dtype(), [&]<class T>() { cpu::unary<T>(f, x.shape(), y.data<T>(), x.data<T>(), x.strides()); });
+  return y;
+}
+
+struct AddBackward final : Node {
+  Shape a_shape, b_shape;
+  double b_sign;
+  AddBackward(const char* name, Shape a, Shape b, double sign)
+      : Node(name), a_shape(std::move(a)), b_shape(std::move(b)), b_sign(sign) {}
+  std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
+    Tensor gb = sum_to(g[0], b_shape);
+    return {sum_to(g[0], a_shape), b_sign < 0 ? neg(gb) : gb};
+  }
+};
+
+struct MulBackward final : Node {
+  Shape a_shape, b_shape;
+  MulBackward(Shape a, Shape b) : Node("mul"), a_shape(std::move(a)), b_shape(std::move(b)) {}
+  std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
+    const bool need_a = next_edges[0].node != nullptr, need_b = next_edges[1].node != nullptr;
+    return {need_a ? sum_to(mul(g[0], saved(1)), a_shape) : Tensor(),
+            need_b ? sum_to(mul(g[0], saved(0)), b_shape) : Tensor()};
+  }
+};
+
+struct DivBackward final : Node {
+  Shape a_shape, b_shape;
+  DivBackward(Shape a, Shape b) : Node("div"), a_shape(std::move(a)), b_shape(std::move(b)) {}
+  std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
+    Tensor b = saved(1);
+    Tensor ga = div(g[0], b);
+    Tensor gb;
+    if (next_edges[1].node) gb = sum_to(neg(mul(ga, div(saved(0), b))), b_shape);  // -g a / b^2
+    return {next_edges[0].node ? sum_to(ga, a_shape) : Tensor(), gb};
+  }
+};
+
+struct ScaleBackward final : Node {
+  double scale;
+  ScaleBackward(const char* name, double s) : Node(name), scale(s) {}
+  std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
+    return {scale == 1.0 ? g[0] : mul_scalar(g[0], scale)};
+  }
+};
+
+struct PowBackward final : Node {
+  double p;
+  explicit PowBackward(double e) : Node("pow_scalar"), p(e) {}
+  std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
+    return {mul(g[0], mul_scalar(pow_scalar(saved(0), p - 1), p))};
+  }
+};
+
+// d/dx f(x) expressed through the saved input x or output y.
+enum class Deriv { Exp, Log, Sqrt, Tanh, Square };
+struct UnaryBackward final : Node {
+  Deriv d;
+  UnaryBackward(const char* name, Deriv dd) : Node(name), d(dd) {}
+  std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
+    Tensor s = saved(0);
+    switch (d) {
+      case Deriv::Exp: return {mul(g[0], s)};                                    // s = y
+      case Deriv::Log: return {div(g[0], s)};                                    // s = x
+      case Deriv::Sqrt: return {div(g[0], mul_scalar(s, 2.0))};                  // s = y
+      case Deriv::Tanh: return {mul(g[0], add_scalar(neg(square(s)), 1.0))};    // s = y
+      case Deriv::Square: return {mul(g[0], mul_scalar(s, 2.0))};                // s = x
+    }
+    return {};
+  }
+};
+
+struct ActivationBackward final : Node {
+  cpu::UnaryGrad f;
+  ActivationBackward(const char* name, cpu::UnaryGrad ff) : Node(name), f(ff) {}
+  std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
+    Tensor x = contiguous_data(saved(0)), gc = contiguous_data(g[0]);
+    Tensor dx = Tensor::empty(x.shape(), x.dtype());
+    dispatch_float(name().c_str(), x.dtype(), [&]<class T>() {
+      cpu::unary_grad<T>(f, x.numel(), dx.data<T>(), gc.data<T>(), x.data<T>());
+    });
+    return {dx};
+  }
+};
+
+Tensor unary_op(cpu::Unary f, const char* name, const Tensor& x, Deriv d, bool save_output) {
+  Tensor y = unary_forward(f, name, x);
+  if (auto n = autograd::make_node<UnaryBackward>({&x}, name, d)) {
+    n->save(save_output ? y : x);
+    autograd::set_history(n, {&y});
+  }
+  return y;
+}
+
+Tensor activation(cpu::Unary f, cpu::UnaryGrad df, const char* name, const Tensor& x) {
+  Tensor y = unary_forward(f, name, x);
+  if (auto n = autograd::make_node<ActivationBackward>({&x}, name, df)) {
+    n->save(x);
+    autograd::set_history(n, {&y});
+  }
+  return y;
+}
+
+}  // namespace
+
+Tensor add(const Tensor& a, const Tensor& b) {
+  Tensor y = binary_forward(cpu::Binary::Add, "add", a, b);
+  if (auto n = autograd::make_node<AddBackward>({&a, &b}, "add", a.shape(), b.shape(), 1.0))
+    autograd::set_history(n, {&y});
+  return y;
+}
+
+Tensor sub(const Tensor& a, const Tensor& b) {
+  Tensor y = binary_forward(cpu::Binary::Sub, "sub", a, b);
+  if (auto n = autograd::make_node<AddBackward>({&a, &b}, "sub", a.shape(), b.shape(), -1.0))
+    autograd::set_history(n, {&y});
+  return y;
+}
+
+Tensor mul(const Tensor& a, const Tensor& b) {
+  Tensor y = binary_forward(cpu::Binary::Mul, "mul", a, b);
+  if (auto n = autograd::make_node<MulBackward>({&a, &b}, a.shape(), b.shape())) {
+    n->save(a);
+    n->save(b);
+    autograd::set_history(n, {&y});
+  }
+  return y;
+}
+
+Tensor div(const Tensor& a, const Tensor& b) {
+  Tensor y = binary_forward(cpu::Binary::Div, "div", a, b);
+  if (auto n = autograd::make_node<DivBackward>({&a, &b}, a.shape(), b.shape())) {
+    n->save(a);
+    n->save(b);
+    autograd::set_history(n, {&y});
+  }
+  return y;
+}
+
+Tensor add_scalar(const Tensor& x, double s) {
+  check_cpu("add_scalar", {&x});
+  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  dispatch_float("add_scalar", x.dtype(), [&]<class T>() {
+    cpu::affine<T>(x.shape(), y.data<T>(), x.data<T>(), x.strides(), 1.0, s);
+  });
+  if (auto n = autograd::make_node<ScaleBackward>({&x}, "add_scalar", 1.0)) autograd::set_history(n, {&y});
+  return y;
+}
+
+Tensor mul_scalar(const Tensor& x, double s) {
+  check_cpu("mul_scalar", {&x});
+  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  dispatch_float("mul_scalar", x.dtype(), [&]<class T>() {
+    cpu::affine<T>(x.shape(), y.data<T>(), x.data<T>(), x.strides(), s, 0.0);
+  });
+  if (auto n = autograd::make_node<ScaleBackward>({&x}, "mul_scalar", s)) autograd::set_history(n, {&y});
+  return y;
+}
+
+Tensor pow_scalar(const Tensor& x, double p) {
+  check_cpu("pow_scalar", {&x});
+  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  dispatch_float("pow_scalar", x.dtype(), [&]<class T>() {
+    cpu::power<T>(x.shape(), y.data<T>(), x.data<T>(), x.strides(), p);
+  });
+  if (auto n = autograd::make_node<PowBackward>({&x}, p)) {
+    n->save(x);
+    autograd::set_history(n, {&y});
+  }
+  return y;
+}
+
+Tensor neg(const Tensor& x) {
+  Tensor y = unary_forward(cpu::Unary::Neg, "neg", x);
+  if (auto n = autograd::make_node<ScaleBackward>({&x}, "neg", -1.0)) autograd::set_history(n, {&y});
+  return y;
+}
+
+Tensor exp(const Tensor& x) { return unary_op(cpu::Unary::Exp, "exp", x, Deriv::Exp, true); }
+Tensor log(const Tensor& x) { return unary_op(cpu::Unary::Log, "log", x, Deriv::Log, false); }
+Tensor sqrt(const Tensor& x) { return unary_op(cpu::Unary::Sqrt, "sqrt", x, Deriv::Sqrt, true); }
+Tensor tanh(const Tensor& x) { return unary_op(cpu::Unary::Tanh, "tanh", x, Deriv::Tanh, true); }
+Tensor square(const Tensor& x) { return unary_op(cpu::Unary::Square, "square", x, Deriv::Square, false); }
+Tensor gelu(const Tensor& x) { return activation(cpu::Unary::Gelu, cpu::UnaryGrad::Gelu, "gelu", x); }
+Tensor silu(const Tensor& x) { return activation(cpu::Unary::Silu, cpu::UnaryGrad::Silu, "silu", x); }
+
+void axpy_(Tensor& dst, const Tensor& src, double alpha) {
+  check_cpu("axpy_", {&dst, &src});
+  check_same_dtype("axpy_", dst, src);
+  STRAND_CHECK(dst.shape() == src.shape() && dst.is_contiguous(), ShapeError, "axpy_: destination ", describe(dst),
+               " and source ", describe(src), " must match, destination contiguous");
+  Tensor s = contiguous_data(src);
+  const int64_t n = dst.numel();
+  dispatch_float("axpy_", dst.dtype(), [&]<class T>() {
+    T* d = dst.data<T>();
+    const T* x = s.data<T>();
+    const T a = static_cast<T>(alpha);
+    #pragma omp parallel for simd if (n > (1 << 15))
+    for (int64_t i = 0; i < n; ++i) d[i] += a * x[i];
+  });
+  dst.bump_version();
+}
+
+}  // namespace strand::ops

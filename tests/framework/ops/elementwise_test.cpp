@@ -1,0 +1,102 @@
+// Elementwise, view and reduction ops: float64 gradient checks over a table of cases, forward
+// values against direct computation, and the errors bad shapes and dtypes raise.
+#include <gtest/gtest.h>
+
+#include "framework/core/error.h"
+#include "framework/ops/elementwise.h"
+#include "framework/ops/reduce.h"
+#include "framework/ops/view.h"
+#include "support/gradcheck.h"
+
+namespace strand {
+namespace {
+
+using testing::OpCase;
+using V = std::vector<Tensor>;
+
+std::vector<OpCase> elementwise_cases() {
+  return {
+      {"add", {{3, 4}, {3, 4}}, [](const V& x) { return ops::add(x[0], x[1]); }},
+      {"add broadcast row", {{3, 4}, {4}}, [](const V& x) { return ops::add(x[0], x[1]); }},
+      {"add broadcast both", {{3, 1, 5}, {1, 4, 5}}, [](const V& x) { return ops::add(x[0], x[1]); }},
+      {"sub broadcast column", {{3, 4}, {3, 1}}, [](const V& x) { return ops::sub(x[0], x[1]); }},
+      {"mul broadcast", {{2, 3, 4}, {3, 4}}, [](const V& x) { return ops::mul(x[0], x[1]); }},
+      {"div", {{3, 4}, {3, 4}}, [](const V& x) { return ops::div(x[0], x[1]); }, 0.5, 2.0},
+      {"div broadcast", {{2, 5}, {1, 5}}, [](const V& x) { return ops::div(x[0], x[1]); }, 0.5, 2.0},
+      {"add_scalar", {{4, 3}}, [](const V& x) { return ops::add_scalar(x[0], 2.5); }},
+      {"mul_scalar", {{4, 3}}, [](const V& x) { return ops::mul_scalar(x[0], -1.5); }},
+      {"pow_scalar", {{4, 3}}, [](const V& x) { return ops::pow_scalar(x[0], 2.5); }, 0.5, 2.0},
+      {"neg", {{5, 2}}, [](const V& x) { return ops::neg(x[0]); }},
+      {"exp", {{5, 2}}, [](const V& x) { return ops::exp(x[0]); }},
+      {"log", {{5, 2}}, [](const V& x) { return ops::log(x[0]); }, 0.5, 3.0},
+      {"sqrt", {{5, 2}}, [](const V& x) { return ops::sqrt(x[0]); }, 0.5, 3.0},
+      {"tanh", {{5, 2}}, [](const V& x) { return ops::tanh(x[0]); }, -2.0, 2.0},
+      {"square", {{5, 2}}, [](const V& x) { return ops::square(x[0]); }},
+      {"gelu", {{6, 7}}, [](const V& x) { return ops::gelu(x[0]); }, -3.0, 3.0},
+      {"silu", {{6, 7}}, [](const V& x) { return ops::silu(x[0]); }, -3.0, 3.0},
+      {"sum all", {{3, 4}}, [](const V& x) { return ops::sum(x[0]); }},
+      {"sum axis 0", {{3, 4}}, [](const V& x) { return ops::sum(x[0], {0}); }},
+      {"sum axes keepdim", {{2, 3, 4}}, [](const V& x) { return ops::sum(x[0], {0, 2}, true); }},
+      {"mean last", {{2, 3, 5}}, [](const V& x) { return ops::mean(x[0], {-1}); }},
+      {"max axis 1", {{4, 6}}, [](const V& x) { return ops::max(x[0], {1}); }},
+      {"max all", {{3, 5}}, [](const V& x) { return ops::max(x[0]); }},
+      {"reshape", {{3, 4}}, [](const V& x) { return ops::mul(ops::reshape(x[0], {2, -1}), ops::reshape(x[0], {2, 6})); }},
+      {"permute", {{2, 3, 4}}, [](const V& x) { return ops::contiguous(ops::permute(x[0], {2, 0, 1})); }},
+      {"slice step", {{7, 3}}, [](const V& x) { return ops::mul_scalar(ops::slice(x[0], 0, 1, 7, 2), 3.0); }},
+      {"expand", {{3, 1}}, [](const V& x) { return ops::mul(ops::expand(x[0], {2, 3, 4}), ops::expand(x[0], {2, 3, 4})); }},
+      {"unsqueeze squeeze", {{3, 4}}, [](const V& x) { return ops::squeeze(ops::exp(ops::unsqueeze(x[0], 1)), 1); }},
+      {"shared subgraph", {{3, 4}}, [](const V& x) { Tensor t = ops::tanh(x[0]); return ops::mul(t, ops::add(t, x[0])); }},
+  };
+}
+
+TEST(ElementwiseOps, GradientsMatchFiniteDifferences) {
+  for (const OpCase& c : elementwise_cases()) run_op_case(c);
+}
+
+TEST(ElementwiseOps, ForwardValues) {
+  Tensor a = Tensor::from_vector({1, 2, 3, 4, 5, 6}, {2, 3});
+  Tensor b = Tensor::from_vector({10, 20, 30}, {3});
+  EXPECT_EQ(ops::add(a, b).to_vector(), (std::vector<double>{11, 22, 33, 14, 25, 36}));
+  EXPECT_EQ(ops::sum(a, {0}).to_vector(), (std::vector<double>{5, 7, 9}));
+  EXPECT_EQ(ops::max(a, {1}).to_vector(), (std::vector<double>{3, 6}));
+  EXPECT_EQ(ops::contiguous(ops::transpose(a, 0, 1)).to_vector(), (std::vector<double>{1, 4, 2, 5, 3, 6}));
+  EXPECT_NEAR(ops::gelu(Tensor::from_vector({1.0}, {1}, DType::F64)).item(), 0.8411919906082768, 1e-12);
+}
+
+TEST(ElementwiseOps, LargeInputsTakeTheParallelPath) {
+  const int64_t n = 1 << 18;
+  Tensor a = Tensor::uniform({n}, 1, -1, 1);
+  Tensor b = Tensor::uniform({n}, 2, -1, 1);
+  const auto av = a.to_vector(), bv = b.to_vector(), cv = ops::mul(a, b).to_vector();
+  for (int64_t i = 0; i < n; i += 997) ASSERT_FLOAT_EQ(cv[i], static_cast<float>(av[i] * bv[i]));
+  EXPECT_NEAR(ops::sum(a).item(), [&] { double s = 0; for (double v : av) s += v; return s; }(), 1e-2);
+}
+
+TEST(ElementwiseOps, BadInputNamesTheOpAndShapes) {
+  Tensor a = Tensor::zeros({2, 3}), b = Tensor::zeros({4});
+  try {
+    ops::add(a, b);
+    FAIL() << "expected ShapeError";
+  } catch (const ShapeError& e) {
+    EXPECT_NE(std::string(e.what()).find("add"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("[2, 3]"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("[4]"), std::string::npos);
+  }
+  EXPECT_THROW(ops::mul(a, Tensor::zeros({2, 3}, DType::F64)), DTypeError);
+  EXPECT_THROW(ops::exp(Tensor::zeros({2}, DType::I32)), DTypeError);
+  EXPECT_THROW(ops::reshape(a, {4, 2}), ShapeError);
+  EXPECT_THROW(ops::sum(a, {2}), ValueError);
+  EXPECT_THROW(ops::slice(a, 1, 2, 1), ValueError);
+}
+
+TEST(ElementwiseOps, ReshapeOfTransposeCopiesWhenItMust) {
+  Tensor a = Tensor::from_vector({1, 2, 3, 4, 5, 6}, {2, 3});
+  Tensor t = ops::transpose(a, 0, 1);  // [3, 2], not contiguous
+  Tensor r = ops::reshape(t, {6});
+  EXPECT_EQ(r.to_vector(), (std::vector<double>{1, 4, 2, 5, 3, 6}));
+  Tensor v = ops::reshape(a, {3, 2});  // a view
+  EXPECT_EQ(v.storage(), a.storage());
+}
+
+}  // namespace
+}  // namespace strand
