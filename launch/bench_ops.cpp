@@ -1,8 +1,8 @@
-// `strand bench ops` (the GEMM part is filled in with matmul).
-#include "launch/bench_ops.h"
+// `strand bench ops`: GEMM, elementwise, LayerNorm and cross-entropy rates (being written).
+#include "launch/commands.h"
 
 namespace strand::launch {
 
-std::string run_bench_ops(const BenchOpsOptions&) { return "{}"; }
+void add_bench_ops(CLI::App&) {}
 
 }  // namespace strand::launch

@@ -4,7 +4,9 @@
 
 namespace strand::launch {
 
-// `strand bench ops`, `strand bench attention`, ...
+// `strand bench ...`: registers the benchmarks below under one `bench` subcommand.
 void add_bench_command(CLI::App& app);
+void add_bench_ops(CLI::App& bench);        // bench_ops.cpp
+void add_bench_attention(CLI::App& bench);  // bench_attention.cpp
 
 }  // namespace strand::launch

@@ -1,0 +1,20 @@
+// Plain attention with the N x N score matrix materialised: the test oracle for the tiled
+// kernels. Hand-written backward; rows whose keys are all masked give o = 0, lse = -inf and
+// zero gradients.
+#pragma once
+#include "framework/core/tensor.h"
+
+namespace strand::ops {
+
+struct AttentionOutput {
+  Tensor o;    // [B, Hq, Nq, D]
+  Tensor lse;  // [B, Hq, Nq], log-sum-exp of the scaled, masked scores of each row
+};
+
+// q [B, Hq, Nq, D], k and v [B, Hkv, Nk, D] with Hq a multiple of Hkv (query head h reads key
+// head h / (Hq / Hkv)). mask: int32 broadcastable to [B, Hq, Nq, Nk], nonzero = attend;
+// undefined = attend everywhere. scale defaults (<= 0) to 1/sqrt(D).
+AttentionOutput attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask = Tensor(),
+                                    double scale = 0.0);
+
+}  // namespace strand::ops
