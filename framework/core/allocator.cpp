@@ -52,10 +52,12 @@ struct Pool {
   }
 };
 
+// The pools are never destroyed: tensors in static storage may be freed after main returns,
+// and cached blocks stay reachable (leak checkers do not report them).
 Pool& pool(Device d) {
-  static Pool cpu{Device::cpu(), {}, {}, {}};
-  static Pool cuda_pools[kMaxCudaDevices] = {};
-  if (d.is_cpu()) return cpu;
+  static Pool* cpu = new Pool{Device::cpu(), {}, {}, {}};
+  static Pool* cuda_pools = new Pool[kMaxCudaDevices];
+  if (d.is_cpu()) return *cpu;
   STRAND_CHECK(d.index >= 0 && d.index < kMaxCudaDevices, DeviceError, "no device ", d.str());
   Pool& p = cuda_pools[d.index];
   p.device = d;

@@ -165,6 +165,19 @@ void* Tensor::raw_data() const {
 Tensor Tensor::as_strided(const Shape& shape, const Shape& strides, int64_t offset) const {
   STRAND_CHECK(shape.size() == strides.size(), ShapeError, "as_strided: shape ", shape_str(shape),
                " and strides ", shape_str(strides), " differ in length");
+  // The view must stay inside the storage: its lowest and highest reachable elements.
+  int64_t lo = offset, hi = offset;
+  bool empty_view = false;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    STRAND_CHECK(shape[i] >= 0, ShapeError, "as_strided: negative size in ", shape_str(shape));
+    if (shape[i] == 0) empty_view = true;
+    const int64_t reach = (shape[i] - 1) * strides[i];
+    (reach < 0 ? lo : hi) += reach;
+  }
+  const int64_t capacity = static_cast<int64_t>(impl_->storage->nbytes() / dtype_size(dtype()));
+  STRAND_CHECK(empty_view || (lo >= 0 && hi < capacity), ShapeError, "as_strided: view ", shape_str(shape),
+               " with strides ", shape_str(strides), " at offset ", offset, " reaches outside a storage of ",
+               capacity, " elements");
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = impl_->storage;
   impl->shape = shape;

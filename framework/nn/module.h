@@ -19,6 +19,12 @@ class Module {
   std::vector<std::pair<std::string, Tensor>> named_buffers(const std::string& prefix = "") const;
   std::vector<Tensor> parameters() const;
   int64_t parameter_count() const;
+  // The parameter with this dotted name; ValueError naming it when there is none.
+  Tensor parameter(const std::string& name) const;
+  // Copies values into the parameters of the same dotted names (in place, converting dtypes;
+  // shapes must match, else ShapeError). With strict, a name the module lacks or a parameter
+  // left without a value is a ValueError; nothing is copied unless every check passes.
+  void load_parameters(const std::vector<std::pair<std::string, Tensor>>& values, bool strict = true);
   void zero_grad();
   // Training mode (dropout on) or evaluation mode, for this module and every submodule.
   void train(bool on = true);

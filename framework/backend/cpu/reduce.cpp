@@ -1,16 +1,32 @@
 // CPU row reductions, vectorised along the row and parallel over rows.
 #include "framework/backend/cpu/reduce.h"
 
+#include <algorithm>
+#include <vector>
+
 #include "framework/backend/cpu/loops.h"
 
 namespace strand::cpu {
 
 template <class T>
 void sum_rows(int64_t rows, int64_t n, const T* x, T* out) {
-  if (rows == 1 && n > kParallelGrain) {  // one long row: split it across threads
+  if (rows == 1 && n > kParallelGrain) {
+    // One long row: fixed-size blocks summed in parallel, then added in block order, so the
+    // result does not depend on the thread count.
+    constexpr int64_t kBlock = 1 << 14;
+    const int64_t blocks = (n + kBlock - 1) / kBlock;
+    std::vector<T> partial(static_cast<size_t>(blocks));
+    #pragma omp parallel for
+    for (int64_t b = 0; b < blocks; ++b) {
+      const T* p = x + b * kBlock;
+      const int64_t len = std::min(kBlock, n - b * kBlock);
+      T acc = 0;
+      #pragma omp simd reduction(+ : acc)
+      for (int64_t j = 0; j < len; ++j) acc += p[j];
+      partial[static_cast<size_t>(b)] = acc;
+    }
     T total = 0;
-    #pragma omp parallel for reduction(+ : total)
-    for (int64_t j = 0; j < n; ++j) total += x[j];
+    for (T v : partial) total += v;
     out[0] = total;
     return;
   }

@@ -1,0 +1,195 @@
+// The run configuration: a typed tree of every YAML key (architecture.md §5), its parser with
+// `--set` overrides, and its YAML emitter. docs/config.md lists every key with its default.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "framework/core/error.h"
+
+namespace strand::train {
+
+// A bad config: one line "FILE:LINE: key 'model.n_head': ..." (or "--set k=v: key ...").
+struct ConfigError : Error { using Error::Error; };
+
+// Enumerated keys. The YAML spelling of each value is name_of(value); choices<E>() lists them
+// in declaration order.
+enum class Arch { Gpt, Encoder, EncDec };
+enum class PosEncoding { Learned, Rope };
+enum class NormKind { LayerNorm, RMSNorm };
+enum class Activation { Gelu, SwiGLU };
+enum class AttentionPattern { Full, Causal, Sliding, Dilated, Longformer, BigBird, Linear };
+enum class DataFormat { Bin, Hdf5, Synthetic };
+enum class SyntheticTask { Passkey, AssocRecall, Copy };
+enum class SpMode { Ring, Ulysses, Hybrid };
+enum class SeqLayout { Contiguous, Zigzag };
+enum class CommBackend { Mpi, Nccl };
+enum class LrScheduleKind { Cosine, Linear, Constant };
+enum class ComputePrecision { Fp32, Bf16, Fp16 };
+enum class Checkpointing { None, Full, Selective };
+enum class Offload { None, Host, Disk };
+
+template <class E> std::span<const char* const> choices();
+template <> std::span<const char* const> choices<Arch>();
+template <> std::span<const char* const> choices<PosEncoding>();
+template <> std::span<const char* const> choices<NormKind>();
+template <> std::span<const char* const> choices<Activation>();
+template <> std::span<const char* const> choices<AttentionPattern>();
+template <> std::span<const char* const> choices<DataFormat>();
+template <> std::span<const char* const> choices<SyntheticTask>();
+template <> std::span<const char* const> choices<SpMode>();
+template <> std::span<const char* const> choices<SeqLayout>();
+template <> std::span<const char* const> choices<CommBackend>();
+template <> std::span<const char* const> choices<LrScheduleKind>();
+template <> std::span<const char* const> choices<ComputePrecision>();
+template <> std::span<const char* const> choices<Checkpointing>();
+template <> std::span<const char* const> choices<Offload>();
+
+// "rope", "zigzag", ...: the YAML spelling.
+template <class E>
+  requires std::is_enum_v<E>
+const char* name_of(E value) {
+  return choices<E>()[static_cast<size_t>(value)];
+}
+
+struct RunConfig {
+  std::string name = "strand";
+  std::string dir = "runs/strand";  // metrics, logs; checkpoints go to checkpoint.dir
+  int64_t seed = 1337;              // >= 0; every RNG stream derives from it
+  bool operator==(const RunConfig&) const = default;
+};
+
+struct AttentionConfig {
+  AttentionPattern pattern = AttentionPattern::Causal;
+  int64_t window = 256;        // >= 1: sliding / dilated / longformer local window (tokens)
+  int64_t dilation = 1;        // >= 1: stride between attended keys for `dilated`
+  int64_t global_tokens = 0;   // >= 0: longformer / bigbird tokens that see and are seen by all
+  int64_t block_size = 64;     // >= 1: block granularity of longformer / bigbird layouts
+  int64_t random_blocks = 0;   // >= 0: bigbird random key blocks per query block
+  bool operator==(const AttentionConfig&) const = default;
+};
+
+struct ModelConfig {
+  Arch arch = Arch::Gpt;
+  int64_t vocab_size = 50257;
+  int64_t n_layer = 12;
+  int64_t n_head = 12;
+  int64_t n_kv_head = 0;       // 0: resolved to n_head when parsed (MHA); fewer: GQA / MQA
+  int64_t d_model = 768;
+  int64_t d_ff = 0;            // 0: resolved to 4 * d_model when parsed
+  int64_t max_seq_len = 1024;  // rows of the learned position table
+  PosEncoding pos = PosEncoding::Learned;
+  NormKind norm = NormKind::LayerNorm;
+  Activation activation = Activation::Gelu;
+  bool tie_embeddings = true;  // lm_head shares transformer.wte.weight
+  double dropout = 0.0;        // [0, 1)
+  AttentionConfig attention;
+  bool operator==(const ModelConfig&) const = default;
+};
+
+struct DataConfig {
+  DataFormat format = DataFormat::Bin;
+  std::string train;           // shard path or glob; required unless format is synthetic
+  std::string val;             // optional
+  SyntheticTask task = SyntheticTask::Passkey;  // format: synthetic only
+  int64_t seq_len = 1024;      // global sequence length (split over parallel.sp ranks)
+  int64_t batch_size = 8;      // rows per data-parallel replica per micro-step
+  bool operator==(const DataConfig&) const = default;
+};
+
+struct ParallelConfig {
+  int64_t dp = 1;
+  int64_t sp = 1;
+  SpMode sp_mode = SpMode::Ring;
+  int64_t ulysses_degree = 1;  // sp_mode hybrid: all-to-all group size inside the ring
+  SeqLayout layout = SeqLayout::Zigzag;
+  CommBackend backend = CommBackend::Mpi;
+  bool operator==(const ParallelConfig&) const = default;
+};
+
+struct TrainConfig {
+  int64_t steps = 1000;
+  double lr = 3e-4;
+  double min_lr = 0.0;         // <= lr; the schedule decays to it
+  int64_t warmup_steps = 0;    // <= steps
+  LrScheduleKind schedule = LrScheduleKind::Cosine;
+  double weight_decay = 0.1;
+  std::array<double, 2> betas = {0.9, 0.95};
+  double grad_clip = 1.0;      // global L2 norm; 0 turns clipping off
+  int64_t grad_accum = 1;
+  int64_t log_every = 10;
+  int64_t eval_every = 0;      // 0: no evaluation during training
+  int64_t eval_batches = 10;
+  bool operator==(const TrainConfig&) const = default;
+};
+
+struct PrecisionConfig {
+  ComputePrecision compute = ComputePrecision::Fp32;
+  double loss_scale = 0.0;     // YAML `dynamic` is 0; a number > 0 is a fixed scale
+  bool dynamic_loss_scale() const { return loss_scale == 0.0; }
+  bool operator==(const PrecisionConfig&) const = default;
+};
+
+struct MemoryConfig {
+  Checkpointing checkpointing = Checkpointing::None;
+  Offload offload = Offload::None;
+  bool operator==(const MemoryConfig&) const = default;
+};
+
+struct CheckpointConfig {
+  std::string dir;             // "": resolved to RUN_DIR/checkpoints when parsed
+  int64_t every = 0;           // steps between checkpoints; 0: only at the end
+  int64_t keep = 3;            // newest files kept; 0 keeps all
+  std::string resume = "auto"; // auto | none | PATH of a checkpoint file
+  bool operator==(const CheckpointConfig&) const = default;
+};
+
+struct DistillConfig {
+  std::string teacher;         // teacher checkpoint (.h5); required by `strand distill`
+  double temperature = 2.0;    // > 0
+  double alpha = 0.5;          // [0, 1]: weight of the soft (teacher) loss
+  double attention_weight = 0.0;
+  double hidden_weight = 0.0;
+  bool operator==(const DistillConfig&) const = default;
+};
+
+struct PruneConfig {
+  double heads_fraction = 0.25;  // [0, 1): share of heads removed in total
+  int64_t iterations = 1;
+  int64_t importance_batches = 8;
+  int64_t finetune_steps = 100;
+  bool operator==(const PruneConfig&) const = default;
+};
+
+struct Config {
+  RunConfig run;
+  ModelConfig model;
+  DataConfig data;
+  ParallelConfig parallel;
+  TrainConfig train;
+  PrecisionConfig precision;
+  MemoryConfig memory;
+  CheckpointConfig checkpoint;
+  DistillConfig distill;
+  PruneConfig prune;
+  bool operator==(const Config&) const = default;
+};
+
+// Reads a YAML file, applies `--set KEY=VALUE` overrides to its tree, then checks every key,
+// type, range and cross-field rule and resolves derived defaults (n_kv_head, d_ff,
+// checkpoint.dir). Throws ConfigError naming the file, line and key.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// The same for YAML text; `source` names it in errors (e.g. the checkpoint it came from).
+Config parse_config(const std::string& yaml_text, const std::string& source = "<config>",
+                    const std::vector<std::string>& overrides = {});
+
+// The config as YAML text, every key written; parse_config(to_yaml(c)) == c for a parsed c.
+std::string to_yaml(const Config& config);
+
+// Every dotted key ("model.attention.window"), in the order to_yaml writes them.
+std::vector<std::string> config_keys();
+
+}  // namespace strand::train

@@ -1,0 +1,280 @@
+// The YAML config: defaults, errors that name file, line and key (with "did you mean"),
+// number parsing, cross-key rules, --set overrides, the emit/parse round trip and the docs.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "framework/train/config.h"
+
+namespace strand::train {
+namespace {
+
+// The smallest valid config: bin data needs a train path.
+const std::string kData = "data:\n  train: shards/train_*.bin\n";
+
+// Runs f, expects a ConfigError, and returns its message.
+template <class F>
+std::string config_error(F&& f) {
+  try {
+    f();
+  } catch (const ConfigError& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "expected ConfigError, got another exception: " << e.what();
+    return "";
+  }
+  ADD_FAILURE() << "expected ConfigError, nothing was thrown";
+  return "";
+}
+std::string parse_error(const std::string& yaml, const std::vector<std::string>& sets = {}) {
+  return config_error([&] { parse_config(yaml, "cfg.yaml", sets); });
+}
+
+#define EXPECT_CONTAINS(text, part) EXPECT_NE(std::string(text).find(part), std::string::npos) << (text)
+
+TEST(Config, ValidFileParsesWithDefaults) {
+  const Config c = parse_config(
+      "run:\n  name: tiny\n"
+      "model:\n  n_layer: 2\n  n_head: 4\n  d_model: 64\n  pos: rope\n"
+      "  attention:\n    pattern: sliding\n    window: 32\n"
+      "train:\n  lr: 1e-3\n  betas: [0.8, 0.99]\n" + kData,
+      "cfg.yaml");
+  EXPECT_EQ(c.run.name, "tiny");
+  EXPECT_EQ(c.model.n_layer, 2);
+  EXPECT_EQ(c.model.n_head, 4);
+  EXPECT_EQ(c.model.pos, PosEncoding::Rope);
+  EXPECT_EQ(c.model.attention.pattern, AttentionPattern::Sliding);
+  EXPECT_EQ(c.model.attention.window, 32);
+  EXPECT_EQ(c.train.lr, 1e-3);
+  EXPECT_EQ(c.train.betas[0], 0.8);
+  EXPECT_EQ(c.train.betas[1], 0.99);
+  EXPECT_EQ(c.data.train, "shards/train_*.bin");
+  // Keys not written keep the defaults of config.h; derived ones are resolved.
+  const Config d;
+  EXPECT_EQ(c.run.seed, d.run.seed);
+  EXPECT_EQ(c.model.vocab_size, d.model.vocab_size);
+  EXPECT_EQ(c.train.steps, d.train.steps);
+  EXPECT_EQ(c.parallel, d.parallel);
+  EXPECT_EQ(c.memory, d.memory);
+  EXPECT_EQ(c.distill, d.distill);
+  EXPECT_EQ(c.prune, d.prune);
+  EXPECT_EQ(c.model.n_kv_head, 4) << "n_kv_head defaults to n_head";
+  EXPECT_EQ(c.model.d_ff, 256) << "d_ff defaults to 4 * d_model";
+  EXPECT_EQ(c.checkpoint.dir, "runs/strand/checkpoints");
+  EXPECT_EQ(c.checkpoint.resume, "auto");
+  EXPECT_TRUE(c.precision.dynamic_loss_scale());
+  EXPECT_EQ(std::string(name_of(c.train.schedule)), "cosine");
+}
+
+TEST(Config, EmptySectionsAndSyntheticDataNeedNothingElse) {
+  const Config c = parse_config("model:\ndata:\n  format: synthetic\n  task: assoc_recall\n");
+  EXPECT_EQ(c.data.format, DataFormat::Synthetic);
+  EXPECT_EQ(c.data.task, SyntheticTask::AssocRecall);
+  EXPECT_EQ(c.model.n_layer, Config().model.n_layer);
+}
+
+TEST(Config, UnknownKeyNamesKeyLineAndClosestKey) {
+  const std::string msg = parse_error("run:\n  name: x\nmodel:\n  n_layer: 2\n  n_heads: 4\n" + kData);
+  EXPECT_CONTAINS(msg, "cfg.yaml:5: key 'model.n_heads': unknown key");
+  EXPECT_CONTAINS(msg, "did you mean 'model.n_head'?");
+  EXPECT_EQ(msg.find('\n'), std::string::npos) << "one line";
+
+  EXPECT_CONTAINS(parse_error("modle:\n  n_layer: 2\n"), "cfg.yaml:1: key 'modle': unknown key; did you mean 'model'?");
+  EXPECT_CONTAINS(parse_error(kData + "model:\n  attention:\n    windw: 3\n"),
+                  "cfg.yaml:5: key 'model.attention.windw': unknown key; did you mean 'model.attention.window'?");
+  // A key written in the wrong section points to the section that has it.
+  EXPECT_CONTAINS(parse_error(kData + "model:\n  lr: 0.1\n"), "key 'model.lr': unknown key; did you mean 'train.lr'?");
+  EXPECT_CONTAINS(parse_error(kData + "train:\n  warmup: 5\n"), "key 'train.warmup': unknown key; did you mean 'train.warmup_steps'?");
+  // Nothing close: the valid keys of the section are listed.
+  const std::string far = parse_error(kData + "memory:\n  zzzzzzzzzzzz: 1\n");
+  EXPECT_CONTAINS(far, "cfg.yaml:4: key 'memory.zzzzzzzzzzzz': unknown key; valid keys in 'memory': checkpointing, offload");
+}
+
+TEST(Config, WrongTypesNameKeyAndLine) {
+  EXPECT_CONTAINS(parse_error(kData + "model:\n  n_layer: abc\n"),
+                  "cfg.yaml:4: key 'model.n_layer': expected an integer, got 'abc'");
+  EXPECT_CONTAINS(parse_error(kData + "model:\n  n_layer: \"12\"\n"),
+                  "cfg.yaml:4: key 'model.n_layer': expected an integer, got the quoted string '12'");
+  EXPECT_CONTAINS(parse_error(kData + "model:\n  n_layer: 2.5\n"), "key 'model.n_layer': expected an integer, got '2.5'");
+  EXPECT_CONTAINS(parse_error(kData + "model:\n  tie_embeddings: yes\n"),
+                  "cfg.yaml:4: key 'model.tie_embeddings': expected true or false, got 'yes'");
+  EXPECT_CONTAINS(parse_error(kData + "train:\n  betas: 0.9\n"),
+                  "cfg.yaml:4: key 'train.betas': expected a list of two numbers, got '0.9'");
+  EXPECT_CONTAINS(parse_error(kData + "train:\n  betas: [0.9, 0.9, 0.9]\n"), "key 'train.betas': expected a list of two numbers");
+  EXPECT_CONTAINS(parse_error(kData + "run:\n  name: [a, b]\n"), "cfg.yaml:4: key 'run.name': expected a string, got a list");
+  EXPECT_CONTAINS(parse_error(kData + "run:\n  name:\n"), "cfg.yaml:4: key 'run.name': expected a string, got nothing");
+  EXPECT_CONTAINS(parse_error(kData + "model: 12\n"), "cfg.yaml:3: key 'model': expected a mapping of 'model' keys, got '12'");
+  EXPECT_CONTAINS(parse_error(kData + "model:\n  pos: rop\n"),
+                  "cfg.yaml:4: key 'model.pos': 'rop' is not one of learned|rope (did you mean 'rope'?)");
+  EXPECT_CONTAINS(parse_error(kData + "precision:\n  loss_scale: dynamc\n"),
+                  "cfg.yaml:4: key 'precision.loss_scale': expected dynamic or a number > 0, got 'dynamc'");
+  EXPECT_CONTAINS(parse_error("- a\n- b\n"), "cfg.yaml:1: expected a mapping of sections");
+}
+
+TEST(Config, OutOfRangeValuesNameKeyLineAndRange) {
+  EXPECT_CONTAINS(parse_error(kData + "model:\n  n_head: 0\n"), "cfg.yaml:4: key 'model.n_head': must be >= 1, got 0");
+  EXPECT_CONTAINS(parse_error(kData + "model:\n  dropout: 1.5\n"), "cfg.yaml:4: key 'model.dropout': must be in [0, 1), got 1.5");
+  EXPECT_CONTAINS(parse_error(kData + "train:\n  lr: 0\n"), "cfg.yaml:4: key 'train.lr': must be > 0, got 0");
+  EXPECT_CONTAINS(parse_error(kData + "train:\n  steps: -5\n"), "key 'train.steps': must be >= 1, got -5");
+  EXPECT_CONTAINS(parse_error(kData + "train:\n  betas: [0.9, 1.0]\n"), "key 'train.betas': must be in [0, 1), got 1.0");
+  EXPECT_CONTAINS(parse_error(kData + "distill:\n  alpha: 2\n"), "key 'distill.alpha': must be in [0, 1], got 2");
+  EXPECT_CONTAINS(parse_error(kData + "precision:\n  loss_scale: -4\n"), "key 'precision.loss_scale': expected dynamic or a number > 0");
+  EXPECT_CONTAINS(parse_error(kData + "run:\n  seed: 99999999999999999999\n"), "key 'run.seed': integer '99999999999999999999' is out of range");
+}
+
+TEST(Config, NumbersAreParsedWithFullConsumption) {
+  const Config c = parse_config(kData + "train:\n  lr: 3e-4\n  min_lr: 3E-5\n  steps: 1e3\n  weight_decay: .5\n"
+                                "precision:\n  compute: fp16\n  loss_scale: 1024\n");
+  EXPECT_EQ(c.train.lr, 3e-4);
+  EXPECT_EQ(c.train.min_lr, 3e-5);
+  EXPECT_EQ(c.train.steps, 1000);
+  EXPECT_EQ(c.train.weight_decay, 0.5);
+  EXPECT_EQ(c.precision.loss_scale, 1024.0);
+  EXPECT_FALSE(c.precision.dynamic_loss_scale());
+  EXPECT_CONTAINS(parse_error(kData + "train:\n  lr: 3e-4x\n"), "cfg.yaml:4: key 'train.lr': expected a number, got '3e-4x'");
+  EXPECT_CONTAINS(parse_error(kData + "train:\n  lr: .inf\n"), "key 'train.lr': expected a number, got '.inf'");
+  EXPECT_CONTAINS(parse_error(kData + "train:\n  lr: nan\n"), "key 'train.lr': expected a number, got 'nan'");
+  EXPECT_CONTAINS(parse_error(kData + "train:\n  steps: 10x\n"), "key 'train.steps': expected an integer, got '10x'");
+}
+
+TEST(Config, CrossKeyRulesNameTheKey) {
+  EXPECT_CONTAINS(parse_error(kData + "model:\n  d_model: 100\n  n_head: 12\n"),
+                  "cfg.yaml:5: key 'model.n_head': d_model 100 is not divisible by n_head 12");
+  EXPECT_CONTAINS(parse_error(kData + "model:\n  n_head: 12\n  n_kv_head: 5\n"),
+                  "cfg.yaml:5: key 'model.n_kv_head': n_head 12 is not divisible by n_kv_head 5");
+  EXPECT_CONTAINS(parse_error(kData + "model:\n  d_model: 36\n  n_head: 12\n  pos: rope\n"),
+                  "cfg.yaml:6: key 'model.pos': rope needs an even head size");
+  EXPECT_CONTAINS(parse_error(kData + "  seq_len: 4096\n"), "cfg.yaml:3: key 'data.seq_len': 4096 exceeds model.max_seq_len 1024");
+  EXPECT_CONTAINS(parse_error(kData + "train:\n  steps: 10\n  warmup_steps: 20\n"),
+                  "cfg.yaml:5: key 'train.warmup_steps': warmup_steps 20 exceeds steps 10");
+  EXPECT_CONTAINS(parse_error(kData + "train:\n  lr: 1e-4\n  min_lr: 1e-3\n"), "cfg.yaml:5: key 'train.min_lr': min_lr 0.001 exceeds lr 0.0001");
+  EXPECT_CONTAINS(parse_error(kData + "parallel:\n  sp: 8\n  sp_mode: ulysses\n"),
+                  "cfg.yaml:4: key 'parallel.sp': ulysses splits heads over sp ranks: n_head 12 is not divisible by sp 8");
+  EXPECT_CONTAINS(parse_error(kData + "parallel:\n  sp: 6\n  sp_mode: hybrid\n  ulysses_degree: 4\n"),
+                  "cfg.yaml:6: key 'parallel.ulysses_degree': sp 6 is not divisible by ulysses_degree 4");
+  EXPECT_CONTAINS(parse_error(kData + "parallel:\n  ulysses_degree: 2\n"), "key 'parallel.ulysses_degree': applies only to sp_mode hybrid");
+  EXPECT_CONTAINS(parse_error("data:\n  format: hdf5\n"), "cfg.yaml: key 'data.train': required when data.format is hdf5");
+  EXPECT_CONTAINS(parse_error(kData + "checkpoint:\n  resume: \"\"\n"), "key 'checkpoint.resume': expected auto, none or a checkpoint path");
+  const Config ok = parse_config(kData + "model:\n  n_head: 12\n  n_kv_head: 3\nparallel:\n  sp: 4\n  sp_mode: hybrid\n  ulysses_degree: 2\n");
+  EXPECT_EQ(ok.model.n_kv_head, 3);
+  EXPECT_EQ(ok.parallel.sp_mode, SpMode::Hybrid);
+}
+
+TEST(Config, RepeatedKeysAndBadYamlNameTheLine) {
+  EXPECT_CONTAINS(parse_error(kData + "train:\n  lr: 1\n  lr: 2\n"), "cfg.yaml:5: key 'train.lr': given twice (first at line 4)");
+  EXPECT_CONTAINS(parse_error("train:\n  betas: [0.9,\n"), "cfg.yaml:");
+  EXPECT_CONTAINS(parse_error("train:\n  betas: [0.9,\n"), "not valid YAML");
+}
+
+TEST(Config, SetOverridesAnyKeyBeforeChecks) {
+  const Config c = parse_config(kData + "model:\n  attention:\n    window: 64\n", "cfg.yaml",
+                                {"model.attention.window=128", "train.lr=1e-3", "train.betas=[0.8, 0.9]",
+                                 "run.name=with=equals", "prune.iterations=3", "model.pos=rope",
+                                 "checkpoint.resume=/tmp/x/step_00000010.h5"});
+  EXPECT_EQ(c.model.attention.window, 128);
+  EXPECT_EQ(c.train.lr, 1e-3);
+  EXPECT_EQ(c.train.betas[0], 0.8);
+  EXPECT_EQ(c.train.betas[1], 0.9);
+  EXPECT_EQ(c.run.name, "with=equals");
+  EXPECT_EQ(c.prune.iterations, 3) << "a section absent from the file is created";
+  EXPECT_EQ(c.model.pos, PosEncoding::Rope);
+  EXPECT_EQ(c.checkpoint.resume, "/tmp/x/step_00000010.h5");
+  // The last --set of a key wins.
+  EXPECT_EQ(parse_config(kData, "c", {"train.steps=5", "train.steps=7"}).train.steps, 7);
+}
+
+TEST(Config, SetErrorsNameTheOverride) {
+  EXPECT_CONTAINS(parse_error(kData, {"model.n_heads=3"}),
+                  "--set model.n_heads=3: key 'model.n_heads': unknown key; did you mean 'model.n_head'?");
+  EXPECT_CONTAINS(parse_error(kData, {"train.lr=abc"}), "--set train.lr=abc: key 'train.lr': expected a number, got 'abc'");
+  EXPECT_CONTAINS(parse_error(kData, {"train.lr=0"}), "--set train.lr=0: key 'train.lr': must be > 0, got 0");
+  EXPECT_CONTAINS(parse_error(kData, {"train.steps=10", "train.warmup_steps=50"}),
+                  "--set train.warmup_steps=50: key 'train.warmup_steps': warmup_steps 50 exceeds steps 10");
+  EXPECT_CONTAINS(parse_error(kData, {"model=3"}), "--set model=3: key 'model': is a section");
+  EXPECT_CONTAINS(parse_error(kData, {"train.lr"}), "--set train.lr: expected KEY=VALUE");
+  EXPECT_CONTAINS(parse_error(kData, {"train.betas=[0.9"}), "--set train.betas=[0.9: key 'train.betas': value is not valid YAML");
+  EXPECT_CONTAINS(parse_error(kData + "model: 3\n", {"model.n_head=4"}), "--set model.n_head=4: key 'model.n_head': its section 'model' is '3'");
+}
+
+TEST(Config, EmittedYamlParsesBackToTheSameConfig) {
+  const Config c = parse_config(
+      "run:\n  name: \"odd: name # with 'quotes' and \\\"more\\\"\"\n  dir: \"\"\n  seed: 0\n"
+      "model:\n  arch: encoder\n  n_head: 8\n  n_kv_head: 2\n  d_model: 512\n  norm: rmsnorm\n"
+      "  activation: swiglu\n  tie_embeddings: false\n  dropout: 0.1\n"
+      "  attention: {pattern: bigbird, block_size: 32, random_blocks: 3, global_tokens: 2}\n"
+      "data:\n  format: hdf5\n  train: \"null\"\n  val: \"123\"\n  seq_len: 1000\n"
+      "parallel:\n  dp: 2\n  sp: 4\n  sp_mode: ulysses\n  layout: contiguous\n  backend: nccl\n"
+      "train:\n  lr: 0.1\n  min_lr: 1e-7\n  schedule: linear\n  betas: [0.9, 0.999]\n  grad_clip: 0\n"
+      "precision:\n  compute: bf16\n  loss_scale: 65536\n"
+      "memory:\n  checkpointing: selective\n  offload: disk\n"
+      "checkpoint:\n  dir: ck\u00e9\n  every: 50\n  keep: 0\n  resume: none\n"
+      "distill:\n  teacher: t.h5\n  temperature: 1.5\n",
+      "cfg.yaml");
+  EXPECT_EQ(c.data.train, "null") << "a quoted string stays a string";
+  EXPECT_EQ(c.run.dir, "");
+  const std::string yaml = to_yaml(c);
+  const Config back = parse_config(yaml, "emitted");
+  EXPECT_EQ(back, c) << yaml;
+  EXPECT_EQ(to_yaml(back), yaml);
+  // Every key is written, so the text alone reproduces the run.
+  for (const auto& key : config_keys()) {
+    const std::string leaf = key.substr(key.rfind('.') + 1) + ":";
+    EXPECT_CONTAINS(yaml, leaf);
+  }
+  // Values that are not the shortest decimal survive too.
+  Config d = c;
+  d.train.lr = 0.1 + 0.2;
+  d.distill.alpha = 1.0 / 3.0;
+  d.train.min_lr = 1.25e-9;
+  d.distill.temperature = 6.02e23;
+  EXPECT_EQ(parse_config(to_yaml(d)), d);
+}
+
+TEST(Config, LoadConfigReadsAFileAndNamesMissingOnes) {
+  const auto path = std::filesystem::temp_directory_path() / ("strand_config_test_" + std::to_string(::getpid()) + ".yaml");
+  {
+    std::ofstream out(path);
+    out << kData << "train:\n  steps: 20\n  bogus: 1\n";
+  }
+  EXPECT_CONTAINS(config_error([&] { load_config(path.string()); }), path.string() + ":5: key 'train.bogus'");
+  {
+    std::ofstream out(path);
+    out << kData << "train:\n  steps: 20\n";
+  }
+  const Config c = load_config(path.string(), {"train.steps=30"});
+  EXPECT_EQ(c.data.train, "shards/train_*.bin");
+  EXPECT_EQ(c.train.steps, 30);
+  std::filesystem::remove(path);
+  EXPECT_CONTAINS(config_error([&] { load_config(path.string()); }), path.string() + ": cannot open the config file");
+  const std::string dir = path.parent_path().string();
+  EXPECT_CONTAINS(config_error([&] { load_config(dir); }), dir + ": is a directory, not a config file");
+}
+
+TEST(Config, EnumNamesAndKeyList) {
+  EXPECT_EQ(std::string(name_of(AttentionPattern::BigBird)), "bigbird");
+  EXPECT_EQ(std::string(name_of(SyntheticTask::AssocRecall)), "assoc_recall");
+  EXPECT_EQ(choices<AttentionPattern>().size(), 7u);
+  const auto keys = config_keys();
+  EXPECT_EQ(keys.front(), "run.name");
+  EXPECT_NE(std::find(keys.begin(), keys.end(), "model.attention.random_blocks"), keys.end());
+  EXPECT_NE(std::find(keys.begin(), keys.end(), "precision.loss_scale"), keys.end());
+}
+
+// docs/config.md is the user's reference: every key must be in one of its tables.
+TEST(Config, DocsListEveryKey) {
+  const auto root = std::filesystem::path(__FILE__).parent_path().parent_path().parent_path().parent_path();
+  std::ifstream in(root / "docs" / "config.md");
+  ASSERT_TRUE(in) << "cannot open " << (root / "docs" / "config.md");
+  std::stringstream text;
+  text << in.rdbuf();
+  for (const auto& key : config_keys()) EXPECT_CONTAINS(text.str(), "`" + key + "`");
+}
+
+}  // namespace
+}  // namespace strand::train
