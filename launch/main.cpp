@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   CLI::App app{"strand: training transformers on very long sequences"};
   app.require_subcommand(1);
   strand::launch::add_bench_command(app);
+  strand::launch::add_data_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

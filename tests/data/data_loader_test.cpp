@@ -1,0 +1,303 @@
+// Tests of the loader: the row rule against manual slicing, epochs, dp sharding, O(1) resume, scoring.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <set>
+
+#include "data/loader.h"
+#include "data/shards.h"
+
+namespace strand::data {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    path = fs::temp_directory_path() / ("strand_loader_" + std::to_string(::getpid()) + "_" + info->name());
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  std::string file(const std::string& name) const { return (path / name).string(); }
+};
+
+std::vector<int32_t> stream_of(int64_t n) {
+  std::vector<int32_t> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) v[i] = static_cast<int32_t>((i * 2654435761u) % 1000);
+  return v;
+}
+
+std::vector<int32_t> values(const Tensor& t) {
+  const int32_t* p = t.data<int32_t>();
+  return std::vector<int32_t>(p, p + t.numel());
+}
+
+// The rows of a batch as the tokens of their first input position: unique per row for the
+// stream below, which counts up, so row identity can be compared across loaders.
+std::vector<int32_t> row_starts(const Batch& b) {
+  std::vector<int32_t> starts;
+  const int64_t B = b.inputs.size(0), T = b.inputs.size(1);
+  for (int64_t r = 0; r < B; ++r) starts.push_back(b.inputs.data<int32_t>()[r * T]);
+  return starts;
+}
+
+TEST(Loader, RowRuleMatchesManualSlicing) {
+  const int64_t B = 3, T = 5, N = 200;
+  const auto tokens = stream_of(N);
+  TokenLoader loader(std::make_shared<MemoryTokens>(tokens), {B, T});
+  EXPECT_EQ(loader.steps_per_epoch(), (N - 1) / T / B);  // 13
+  for (int64_t b = 0; b < loader.steps_per_epoch(); ++b) {
+    const Batch batch = loader.batch_at(b);
+    ASSERT_EQ(batch.inputs.shape(), (Shape{B, T}));
+    ASSERT_EQ(batch.targets.shape(), (Shape{B, T}));
+    EXPECT_EQ(batch.inputs.dtype(), DType::I32);
+    EXPECT_FALSE(batch.answer_targets.defined());
+    const auto in = values(batch.inputs), tg = values(batch.targets);
+    for (int64_t r = 0; r < B; ++r) {
+      // Row r of batch b: tokens [(b*B + r)*T, (b*B + r)*T + T + 1).
+      const int64_t begin = (b * B + r) * T;
+      for (int64_t t = 0; t < T; ++t) {
+        ASSERT_EQ(in[r * T + t], tokens[begin + t]) << b << "," << r << "," << t;
+        ASSERT_EQ(tg[r * T + t], tokens[begin + t + 1]) << b << "," << r << "," << t;
+      }
+    }
+  }
+}
+
+TEST(Loader, NextWalksTheStepsAndWrapsAtTheEpoch) {
+  const int64_t B = 2, T = 4;
+  const auto tokens = stream_of(50);  // 49 / 4 = 12 rows, 6 steps per epoch, the last token unread
+  TokenLoader loader(std::make_shared<MemoryTokens>(tokens), {B, T});
+  ASSERT_EQ(loader.steps_per_epoch(), 6);
+  for (int64_t s = 0; s < 15; ++s) {
+    const Batch b = loader.next();
+    EXPECT_EQ(b.step, s);
+    EXPECT_EQ(b.epoch, s / 6);
+    const Batch same = loader.batch_at(s % 6);
+    EXPECT_EQ(values(b.inputs), values(same.inputs)) << s;
+    EXPECT_EQ(values(b.targets), values(same.targets)) << s;
+  }
+  EXPECT_EQ(loader.step(), 15);
+}
+
+TEST(Loader, ExactFitReadsTheLastToken) {
+  // N = B*T*steps + 1: the final target is the stream's last token.
+  const int64_t B = 2, T = 3;
+  const auto tokens = stream_of(2 * 3 * 4 + 1);
+  TokenLoader loader(std::make_shared<MemoryTokens>(tokens), {B, T});
+  ASSERT_EQ(loader.steps_per_epoch(), 4);
+  EXPECT_EQ(values(loader.batch_at(3).targets).back(), tokens.back());
+}
+
+TEST(Loader, DataParallelReplicasPartitionTheSingleProcessBatch) {
+  const int64_t B = 2, T = 3, K = 3, N = 400;
+  std::vector<int32_t> counting(N);
+  for (int64_t i = 0; i < N; ++i) counting[i] = static_cast<int32_t>(i);
+  const auto src = std::make_shared<MemoryTokens>(counting);
+  TokenLoader single(src, {K * B, T});
+  std::vector<std::unique_ptr<TokenLoader>> replicas;
+  for (int64_t d = 0; d < K; ++d) replicas.push_back(std::make_unique<TokenLoader>(src, LoaderOptions{B, T, d, K}));
+  const int64_t E = replicas[0]->steps_per_epoch();
+  EXPECT_EQ(E, single.steps_per_epoch());
+  std::set<int32_t> seen;
+  for (int64_t s = 0; s < E; ++s) {
+    // Concatenating the replicas' rows in rank order gives the single-process batch.
+    std::vector<int32_t> joined_in, joined_tg;
+    for (int64_t d = 0; d < K; ++d) {
+      const Batch b = replicas[d]->batch_at(s);
+      const auto in = values(b.inputs), tg = values(b.targets);
+      joined_in.insert(joined_in.end(), in.begin(), in.end());
+      joined_tg.insert(joined_tg.end(), tg.begin(), tg.end());
+      for (int32_t start : row_starts(b)) EXPECT_TRUE(seen.insert(start).second) << "row read twice: " << start;
+    }
+    const Batch whole = single.batch_at(s);
+    EXPECT_EQ(joined_in, values(whole.inputs)) << s;
+    EXPECT_EQ(joined_tg, values(whole.targets)) << s;
+  }
+  // Over an epoch the replicas read every whole row exactly once.
+  std::set<int32_t> all_rows;
+  for (int64_t g = 0; g < E * K * B; ++g) all_rows.insert(static_cast<int32_t>(g * T));
+  EXPECT_EQ(seen, all_rows);
+}
+
+TEST(Loader, ResumeFromASavedPositionGivesTheSameNextBatches) {
+  TempDir dir;
+  write_token_shard(dir.file("train.bin"), stream_of(3000));
+  const LoaderOptions opts{4, 16, 1, 2};
+  TokenLoader first(open_token_files({dir.file("train.bin")}), opts);
+  for (int k = 0; k < 37; ++k) first.next();  // past an epoch boundary (E = 23)
+  const std::vector<int64_t> saved = first.position().to_ints();
+  std::vector<Batch> expected;
+  for (int k = 0; k < 5; ++k) expected.push_back(first.next());
+
+  TokenLoader resumed(open_token_files({dir.file("train.bin")}), opts);
+  resumed.restore(LoaderPosition::from_ints(saved));
+  EXPECT_EQ(resumed.step(), 37);
+  for (int k = 0; k < 5; ++k) {
+    const Batch b = resumed.next();
+    EXPECT_EQ(b.step, expected[k].step);
+    EXPECT_EQ(b.epoch, expected[k].epoch);
+    EXPECT_EQ(values(b.inputs), values(expected[k].inputs)) << k;
+    EXPECT_EQ(values(b.targets), values(expected[k].targets)) << k;
+  }
+}
+
+TEST(Loader, ResumeIsConstantTimeEvenFarAhead) {
+  // A position a billion steps ahead restores at once: nothing is replayed.
+  const auto tokens = stream_of(1000);
+  TokenLoader loader(std::make_shared<MemoryTokens>(tokens), {2, 8});
+  LoaderPosition pos = loader.position();
+  pos.step = 1'000'000'007;
+  loader.restore(pos);
+  const Batch b = loader.next();
+  EXPECT_EQ(values(b.inputs), values(loader.batch_at(1'000'000'007 % loader.steps_per_epoch()).inputs));
+  EXPECT_EQ(b.epoch, 1'000'000'007 / loader.steps_per_epoch());
+}
+
+TEST(Loader, RestoreRejectsAnotherGeometry) {
+  const auto src = std::make_shared<MemoryTokens>(stream_of(1000), "corpus.bin");
+  TokenLoader a(src, {2, 8});
+  TokenLoader other_batch(src, {4, 8});
+  TokenLoader other_dp(src, {2, 8, 0, 2});
+  EXPECT_THROW(other_batch.restore(a.position()), DataError);
+  EXPECT_THROW(other_dp.restore(a.position()), DataError);
+  TokenLoader shorter(std::make_shared<MemoryTokens>(stream_of(999), "corpus.bin"), {2, 8});
+  try {
+    shorter.restore(a.position());
+    ADD_FAILURE() << "expected DataError";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("corpus.bin"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("1000 tokens"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(LoaderPosition::from_ints(std::vector<int64_t>{1, 2, 3}), ValueError);
+  EXPECT_THROW(LoaderPosition::from_ints(std::vector<int64_t>{9, 0, 2, 8, 1, 1000}), ValueError);
+  EXPECT_EQ(LoaderPosition::from_ints(a.position().to_ints()), a.position());
+}
+
+TEST(Loader, TokensOutsideTheVocabularyAreNamed) {
+  TempDir dir;
+  auto tokens = stream_of(100);
+  tokens[42] = 1500;
+  write_token_shard(dir.file("v.bin"), tokens);
+  TokenLoader loader(open_token_files({dir.file("v.bin")}), {1, 10, 0, 1, 1000});
+  EXPECT_NO_THROW(loader.batch_at(3));  // rows before token 42
+  try {
+    loader.batch_at(4);  // tokens [40, 51)
+    ADD_FAILURE() << "expected DataError";
+  } catch (const DataError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find(dir.file("v.bin") + " (token 42)"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("1500"), std::string::npos) << msg;
+  }
+}
+
+TEST(Loader, TooShortAStreamIsNamed) {
+  const auto src = std::make_shared<MemoryTokens>(stream_of(64), "tiny.bin");
+  EXPECT_NO_THROW((void)TokenLoader(src, {1, 63}));
+  try {
+    (void)TokenLoader(src, {2, 32});  // needs 65 tokens
+    ADD_FAILURE() << "expected DataError";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("tiny.bin"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("65"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW((void)TokenLoader(src, {0, 8}), ValueError);
+  EXPECT_THROW((void)TokenLoader(src, {1, 8, 2, 2}), ValueError);
+}
+
+TEST(MakeLoader, BuildsEachFormatAndNamesBadKeys) {
+  TempDir dir;
+  write_token_shard(dir.file("t_train.bin"), stream_of(500));
+  write_token_shard(dir.file("t_val.bin"), stream_of(300));
+  DataSpec spec;
+  spec.format = "bin";
+  spec.train = {dir.file("t_train.bin")};
+  spec.val = {dir.file("t_val.bin")};
+  spec.seq_len = 16;
+  spec.batch_size = 2;
+  spec.vocab_size = 1000;
+  EXPECT_EQ(make_loader(spec, Split::train)->stream_tokens(), 500);
+  EXPECT_EQ(make_loader(spec, Split::val)->stream_tokens(), 300);
+
+  auto expect_value_error = [](const DataSpec& s, Split split, const std::string& key) {
+    try {
+      make_loader(s, split);
+      ADD_FAILURE() << "expected ValueError naming " << key;
+    } catch (const ValueError& e) {
+      EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
+    }
+  };
+  DataSpec bad = spec;
+  bad.format = "csv";
+  expect_value_error(bad, Split::train, "data.format");
+  bad = spec;
+  bad.val.clear();
+  expect_value_error(bad, Split::val, "data.val");
+  bad = spec;
+  bad.seq_len = 0;
+  expect_value_error(bad, Split::train, "data.seq_len");
+  bad = spec;
+  bad.format = "synthetic";
+  bad.task = "sorting";
+  expect_value_error(bad, Split::train, "data.task");
+  bad = spec;
+  bad.train = {dir.file("missing.bin")};
+  EXPECT_THROW(make_loader(bad, Split::train), DataError);
+}
+
+TEST(MakeLoader, SyntheticValRowsDifferFromTrainRows) {
+  DataSpec spec;
+  spec.format = "synthetic";
+  spec.task = "copy";
+  spec.seq_len = 32;
+  spec.batch_size = 4;
+  spec.vocab_size = 64;
+  spec.seed = 5;
+  const auto train = make_loader(spec, Split::train);
+  const auto val = make_loader(spec, Split::val);
+  EXPECT_EQ(train->steps_per_epoch(), 0);
+  EXPECT_NE(values(train->batch_at(0).inputs), values(val->batch_at(0).inputs));
+  EXPECT_EQ(values(train->batch_at(0).inputs), values(make_loader(spec, Split::train)->batch_at(0).inputs));
+}
+
+TEST(ScoreAnswers, CountsTokensAndWholeRows) {
+  // Row 0: answers at t = 2, 3; row 1: none; row 2: answer at t = 0.
+  const int32_t I = kIgnoreIndex;
+  const Tensor answers = Tensor::from_vector({I, I, 5, 6, I, I, I, I, 9, I, I, I}, {3, 4}, DType::I32);
+  const Tensor all_right = Tensor::from_vector({0, 0, 5, 6, 1, 1, 1, 1, 9, 0, 0, 0}, {3, 4}, DType::I32);
+  AnswerScore s = score_answers(all_right, answers);
+  EXPECT_EQ(s.tokens_total, 3);
+  EXPECT_EQ(s.tokens_correct, 3);
+  EXPECT_EQ(s.rows_total, 2);
+  EXPECT_EQ(s.rows_correct, 2);
+  EXPECT_DOUBLE_EQ(s.token_accuracy(), 1.0);
+  const Tensor one_wrong = Tensor::from_vector({5, 6, 5, 7, 1, 1, 1, 1, 9, 0, 0, 0}, {3, 4}, DType::I32);
+  s = score_answers(one_wrong, answers);
+  EXPECT_EQ(s.tokens_correct, 2);
+  EXPECT_EQ(s.rows_correct, 1);
+  EXPECT_DOUBLE_EQ(s.row_accuracy(), 0.5);
+  AnswerScore sum = s;
+  sum += score_answers(all_right, answers);
+  EXPECT_EQ(sum.tokens_total, 6);
+  EXPECT_EQ(sum.rows_correct, 3);
+}
+
+TEST(ScoreAnswers, BadInputsNameTheFunctionAndShapes) {
+  const Tensor a = Tensor::zeros({2, 3}, DType::I32);
+  try {
+    score_answers(Tensor::zeros({3, 2}, DType::I32), a);
+    ADD_FAILURE() << "expected ShapeError";
+  } catch (const ShapeError& e) {
+    EXPECT_NE(std::string(e.what()).find("score_answers"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("[3, 2]"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(score_answers(Tensor::zeros({2, 3}, DType::F32), a), DTypeError);
+  EXPECT_THROW(score_answers(a, Tensor()), ValueError);
+}
+
+}  // namespace
+}  // namespace strand::data
