@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "framework/backend/cpu/loops.h"
+#include "framework/backend/cpu/vec_math.h"
 
 namespace strand::cpu {
 namespace {
@@ -27,10 +28,12 @@ double row_logsumexp(const T* x, int64_t V) {
       s *= std::exp(m - block_max);  // exp(-inf) = 0 on the first block
       m = block_max;
     }
-    double bs = 0.0;
+    // Exponentials in T (vectorised for float), each block's sum carried on in double.
+    const T mt = static_cast<T>(m);
+    T bs = 0;
     #pragma omp simd reduction(+ : bs)
-    for (int64_t j = j0; j < j1; ++j) bs += std::exp(static_cast<double>(x[j]) - m);
-    s += bs;
+    for (int64_t j = j0; j < j1; ++j) bs += vexp(x[j] - mt);
+    s += static_cast<double>(bs);
   }
   return m + std::log(s);
 }
@@ -73,7 +76,7 @@ void cross_entropy_backward(const T* logits, int64_t ld, int64_t N, int64_t V, c
     const T* x = logits + r * ld;
     const T l = lse[r], s = static_cast<T>(scale);
     #pragma omp simd
-    for (int64_t j = 0; j < V; ++j) d[j] = std::exp(x[j] - l) * s;
+    for (int64_t j = 0; j < V; ++j) d[j] = vexp(x[j] - l) * s;
     d[targets[r]] -= s;
   }
 }

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "framework/backend/cpu/loops.h"
+#include "framework/backend/cpu/vec_math.h"
 
 namespace strand::cpu {
 namespace {
@@ -14,19 +15,19 @@ constexpr double kGeluCubic = 0.044715;
 template <class T>
 inline T gelu(T x) {
   const T u = static_cast<T>(kSqrt2OverPi) * (x + static_cast<T>(kGeluCubic) * x * x * x);
-  return static_cast<T>(0.5) * x * (static_cast<T>(1) + std::tanh(u));
+  return static_cast<T>(0.5) * x * (static_cast<T>(1) + vtanh(u));
 }
 
 template <class T>
 inline T gelu_derivative(T x) {
   const T u = static_cast<T>(kSqrt2OverPi) * (x + static_cast<T>(kGeluCubic) * x * x * x);
-  const T t = std::tanh(u);
+  const T t = vtanh(u);
   const T du = static_cast<T>(kSqrt2OverPi) * (static_cast<T>(1) + static_cast<T>(3 * kGeluCubic) * x * x);
   return static_cast<T>(0.5) * (static_cast<T>(1) + t) + static_cast<T>(0.5) * x * (static_cast<T>(1) - t * t) * du;
 }
 
 template <class T>
-inline T sigmoid(T x) { return static_cast<T>(1) / (static_cast<T>(1) + std::exp(-x)); }
+inline T sigmoid(T x) { return static_cast<T>(1) / (static_cast<T>(1) + vexp(-x)); }
 
 template <class T, class F>
 void map_unary(const Shape& shape, T* out, const T* x, const Shape& xs, F f) {
@@ -67,10 +68,10 @@ template <class T>
 void unary(Unary f, const Shape& shape, T* out, const T* x, const Shape& xs) {
   switch (f) {
     case Unary::Neg: return map_unary(shape, out, x, xs, [](T v) { return -v; });
-    case Unary::Exp: return map_unary(shape, out, x, xs, [](T v) { return std::exp(v); });
+    case Unary::Exp: return map_unary(shape, out, x, xs, [](T v) { return vexp(v); });
     case Unary::Log: return map_unary(shape, out, x, xs, [](T v) { return std::log(v); });
     case Unary::Sqrt: return map_unary(shape, out, x, xs, [](T v) { return std::sqrt(v); });
-    case Unary::Tanh: return map_unary(shape, out, x, xs, [](T v) { return std::tanh(v); });
+    case Unary::Tanh: return map_unary(shape, out, x, xs, [](T v) { return vtanh(v); });
     case Unary::Gelu: return map_unary(shape, out, x, xs, [](T v) { return gelu(v); });
     case Unary::Silu: return map_unary(shape, out, x, xs, [](T v) { return v * sigmoid(v); });
     case Unary::Square: return map_unary(shape, out, x, xs, [](T v) { return v * v; });

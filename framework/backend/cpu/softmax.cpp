@@ -3,6 +3,8 @@
 // the thread count.
 #include "framework/backend/cpu/softmax.h"
 
+#include "framework/backend/cpu/vec_math.h"
+
 #include <cmath>
 #include <limits>
 
@@ -26,14 +28,14 @@ void softmax_rows(int64_t rows, int64_t n, const T* x, T* y, bool log) {
     T total = 0;
     if (log) {
       #pragma omp simd reduction(+ : total)
-      for (int64_t j = 0; j < n; ++j) total += std::exp(xr[j] - row_max);
+      for (int64_t j = 0; j < n; ++j) total += vexp(xr[j] - row_max);
       const T shift = row_max + std::log(total);
       #pragma omp simd
       for (int64_t j = 0; j < n; ++j) yr[j] = xr[j] - shift;
     } else {
       #pragma omp simd reduction(+ : total)
       for (int64_t j = 0; j < n; ++j) {
-        const T e = std::exp(xr[j] - row_max);
+        const T e = vexp(xr[j] - row_max);
         yr[j] = e;
         total += e;
       }
@@ -56,7 +58,7 @@ void softmax_backward_rows(int64_t rows, int64_t n, const T* y, const T* g, T* d
       #pragma omp simd reduction(+ : dot)
       for (int64_t j = 0; j < n; ++j) dot += gr[j];
       #pragma omp simd
-      for (int64_t j = 0; j < n; ++j) dr[j] = gr[j] - std::exp(yr[j]) * dot;
+      for (int64_t j = 0; j < n; ++j) dr[j] = gr[j] - vexp(yr[j]) * dot;
     } else {
       #pragma omp simd reduction(+ : dot)
       for (int64_t j = 0; j < n; ++j) dot += gr[j] * yr[j];
