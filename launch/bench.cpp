@@ -8,6 +8,7 @@ void add_bench_command(CLI::App& app) {
   bench->require_subcommand(1);
   add_bench_ops(*bench);
   add_bench_attention(*bench);
+  add_bench_train(*bench);
 }
 
 }  // namespace strand::launch

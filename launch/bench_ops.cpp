@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "framework/autograd/grad_mode.h"
+#include "framework/backend/cpu/blas_setup.h"
 #include "framework/core/tensor.h"
 #include "framework/ops/elementwise.h"
 #include "framework/ops/loss.h"
@@ -158,7 +159,8 @@ std::string bench_cross_entropy(int reps) {
 void run_bench_ops(const BenchOpsOptions& opt) {
   if (opt.threads > 0) omp_set_num_threads(opt.threads);  // the OpenMP OpenBLAS follows it too
   std::ostringstream os;
-  os << "{\"bench\":\"ops\",\"machine\":" << json_string(cpu_model()) << ",\"threads\":" << omp_get_max_threads()
+  os << "{\"bench\":\"ops\",\"machine\":" << json_string(cpu_model())
+     << ",\"blas_kernels\":" << json_string(cpu::blas_kernel_name()) << ",\"threads\":" << omp_get_max_threads()
      << ",\"reps\":" << opt.reps << ",\"gemm\":[" << bench_gemm(1024, 1024, 1024, opt.reps) << ","
      << bench_gemm(4096, 768, 3072, opt.reps) << "],\"add\":" << bench_add(opt.reps)
      << ",\"layer_norm\":" << bench_layer_norm(opt.reps) << ",\"cross_entropy\":" << bench_cross_entropy(opt.reps)

@@ -12,4 +12,17 @@ void add_bench_attention(CLI::App& bench);  // bench_attention.cpp
 // `strand data prepare ...`: text to .bin token shards (data_command.cpp).
 void add_data_command(CLI::App& app);
 
+// `strand inspect CKPT`: config, step and parameter table of a checkpoint (inspect_command.cpp).
+void add_inspect_command(CLI::App& app);
+
+// `strand export CKPT --format safetensors --out DIR`: Hugging Face GPT-2 layout (export_command.cpp).
+void add_export_command(CLI::App& app);
+
+// `strand train CONFIG [--set k=v ...]`: pretraining (train_command.cpp).
+void add_train_command(CLI::App& app);
+// `strand eval CONFIG --checkpoint CKPT [--data PATH]`: loss and accuracy, one JSON line (eval_command.cpp).
+void add_eval_command(CLI::App& app);
+// `strand bench train CONFIG [--steps N]`: tokens/s and peak memory, one JSON line (bench_train.cpp).
+void add_bench_train(CLI::App& bench);
+
 }  // namespace strand::launch

@@ -3,7 +3,6 @@
 # Idempotent: a second run installs nothing and rebuilds only what changed.
 #
 #   launch/setup.sh            packages + configure + build
-#   launch/setup.sh --peers    also the PyTorch peers used by the benchmarks (python3-torch)
 #
 # Environment: STRAND_BUILD_DIR (default build), STRAND_PORTABLE=1 (no -march=native),
 # STRAND_CMAKE_ARGS (extra cmake arguments), STRAND_JOBS (parallel build jobs).
@@ -12,10 +11,8 @@ cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake ninja-build pkg-config
           libopenblas-openmp-dev libopenmpi-dev openmpi-bin libhdf5-dev libyaml-cpp-dev
-          libgtest-dev libcli11-dev libsentencepiece-dev python3)
-if [[ "${1:-}" == "--peers" ]]; then
-  packages+=(python3-torch python3-h5py python3-numpy)
-fi
+          libgtest-dev libcli11-dev libsentencepiece-dev
+          python3 python3-torch python3-h5py python3-numpy)  # parity tests and benchmark peers
 
 missing=()
 for p in "${packages[@]}"; do

@@ -122,15 +122,19 @@ Tensor Tensor::arange(int64_t n, DType dtype) {
 Tensor Tensor::randn(const Shape& shape, uint64_t seed, DType dtype, double stddev) {
   Tensor t = empty(shape, dtype);
   const int64_t n = t.numel();
-  for (int64_t i = 0; i < n; ++i) store(t.raw_data(), dtype, i, stddev * random::normal(seed, 0, i));
+  void* out = t.raw_data();
+  // Each value depends only on (seed, index), so the parallel loop draws the same numbers.
+  #pragma omp parallel for if (n > (1 << 15))
+  for (int64_t i = 0; i < n; ++i) store(out, dtype, i, stddev * random::normal(seed, 0, i));
   return t;
 }
 
 Tensor Tensor::uniform(const Shape& shape, uint64_t seed, double lo, double hi, DType dtype) {
   Tensor t = empty(shape, dtype);
   const int64_t n = t.numel();
-  for (int64_t i = 0; i < n; ++i)
-    store(t.raw_data(), dtype, i, lo + (hi - lo) * random::uniform01(seed, 0, i));
+  void* out = t.raw_data();
+  #pragma omp parallel for if (n > (1 << 15))
+  for (int64_t i = 0; i < n; ++i) store(out, dtype, i, lo + (hi - lo) * random::uniform01(seed, 0, i));
   return t;
 }
 

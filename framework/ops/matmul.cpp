@@ -23,6 +23,7 @@ struct MatrixLayout {
 
 std::optional<MatrixLayout> blas_layout(int64_t rows, int64_t cols, int64_t row_stride, int64_t col_stride) {
   const int64_t min_ld_rows = std::max<int64_t>(cols, 1), min_ld_cols = std::max<int64_t>(rows, 1);
+  if (rows == 0 || cols == 0) return MatrixLayout{min_ld_rows, false};  // BLAS reads nothing
   if (cols == 1 || col_stride == 1) {
     if (rows == 1) return MatrixLayout{min_ld_rows, false};
     if (row_stride >= min_ld_rows) return MatrixLayout{row_stride, false};

@@ -1,0 +1,117 @@
+// The attention mask spec (device-free) and the plain parameter struct the CPU attention kernels
+// take: pointers, strides in elements, sizes, scale and mask. No Tensor, no autograd.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace strand {
+
+// Which keys a query attends to, before padding and packing are applied (see MaskSpec).
+enum class MaskKind : uint8_t {
+  None,        // bidirectional: every key
+  Causal,      // keys at or before the query's global position
+  Sliding,     // keys k with q - window_left <= k <= q + window_right
+  Dilated,     // Sliding, and only every dilation-th key: (q - k) % dilation == 0
+  Longformer,  // Sliding, plus global tokens: a global row sees every key, every row sees the globals
+  BigBird,     // Longformer, plus random_blocks random key blocks per query block (seeded)
+};
+
+// One description of an attention mask, shared by the forward, the backward, the dense
+// reference mask and every rank of a ring: all positions are *global* token positions, so a
+// block of a longer sequence is masked by where its queries and keys sit in that sequence.
+struct MaskSpec {
+  MaskKind kind = MaskKind::None;
+  int64_t window_left = 0;             // Sliding..BigBird: keys up to this many positions before q
+  int64_t window_right = 0;            // Sliding..BigBird: keys up to this many after q (0: causal window)
+  int64_t dilation = 1;                // Dilated: keep keys with (q - k) % dilation == 0
+  std::vector<int64_t> global_tokens;  // Longformer, BigBird: global positions of the global tokens
+  int64_t block_size = 64;             // BigBird: positions per random block (query and key)
+  int64_t random_blocks = 0;           // BigBird: random key blocks each query block attends to
+  uint64_t seed = 0;                   // BigBird: the draw depends only on (seed, query block)
+  std::vector<int64_t> key_lengths;    // key padding: keys at position >= key_lengths[b] are masked; empty = none
+  // Packed rows: document boundaries [0, e1, e2, ..., seq_len] in global positions; a query sees
+  // only keys of its own document. One list for every batch row, or one per row (B lists).
+  std::vector<std::vector<int64_t>> cu_seqlens;
+  bool mask_future = false;            // any kind: also mask keys after the query (k > q), e.g. causal BigBird
+  int64_t q_offset = 0;                // global position of query row 0
+  int64_t k_offset = 0;                // global position of key row 0
+  // Length of the whole sequence (for validation and BigBird's block count); 0 means
+  // max(q_offset + Nq, k_offset + Nk). Set it when the q/k blocks are parts of a longer sequence.
+  int64_t seq_len = 0;
+
+  static MaskSpec causal() {
+    MaskSpec m;
+    m.kind = MaskKind::Causal;
+    return m;
+  }
+  static MaskSpec sliding(int64_t left, int64_t right = 0) {
+    MaskSpec m;
+    m.kind = MaskKind::Sliding;
+    m.window_left = left;
+    m.window_right = right;
+    return m;
+  }
+};
+
+namespace cpu {
+
+// Everything one attention kernel call reads and writes. Tensors are [B, H, N, D] (lse [B, Hq, Nq])
+// with unit stride along D (and along Nq for lse); the element type T (float or double) is fixed by
+// the kernel instantiation. Query head h reads key/value head h / (Hq / Hkv).
+struct AttentionParams {
+  const void* q = nullptr;      // [B, Hq, Nq, D]
+  const void* k = nullptr;      // [B, Hkv, Nk, D]
+  const void* v = nullptr;      // [B, Hkv, Nk, D]
+  void* o = nullptr;            // [B, Hq, Nq, D]; written by the forward, read by the backward
+  void* lse = nullptr;          // [B, Hq, Nq]; natural-log sum of exp of the scaled scores, -inf for empty rows
+  const void* d_o = nullptr;    // backward: gradient of o, [B, Hq, Nq, D]
+  const void* d_lse = nullptr;  // backward: gradient of lse, [B, Hq, Nq]; null means zero
+  void* dq = nullptr;           // backward outputs, laid out like q, k, v (overwritten)
+  void* dk = nullptr;
+  void* dv = nullptr;
+
+  // Strides in elements: batch, head, row. The last axis has stride 1.
+  int64_t q_batch_stride = 0, q_head_stride = 0, q_row_stride = 0;
+  int64_t k_batch_stride = 0, k_head_stride = 0, k_row_stride = 0;
+  int64_t v_batch_stride = 0, v_head_stride = 0, v_row_stride = 0;
+  int64_t o_batch_stride = 0, o_head_stride = 0, o_row_stride = 0;
+  int64_t do_batch_stride = 0, do_head_stride = 0, do_row_stride = 0;
+  int64_t dq_batch_stride = 0, dq_head_stride = 0, dq_row_stride = 0;
+  int64_t dk_batch_stride = 0, dk_head_stride = 0, dk_row_stride = 0;
+  int64_t dv_batch_stride = 0, dv_head_stride = 0, dv_row_stride = 0;
+  int64_t lse_batch_stride = 0, lse_head_stride = 0;  // also the layout of d_lse
+
+  int64_t batch = 0;     // B
+  int64_t q_heads = 0;   // Hq, a multiple of kv_heads
+  int64_t kv_heads = 0;  // Hkv
+  int64_t q_len = 0;     // Nq
+  int64_t k_len = 0;     // Nk
+  int64_t head_dim = 0;  // D
+  double scale = 0;      // multiplies q.k; callers pass 1/sqrt(D) for the usual attention
+
+  const MaskSpec* mask = nullptr;  // never null; positions are global (q_offset, k_offset inside)
+
+  // Tile sizes (0 = the kernel's defaults); tests shrink them to cross many tile boundaries.
+  int64_t block_q = 0;
+  int64_t block_k = 0;
+};
+
+// Forward: o and lse from q, k, v. T = float or double.
+template <class T> void attention_forward(const AttentionParams& p);
+// Backward: dq, dk, dv from q, k, v, o, lse, d_o (and d_lse). Deterministic for a fixed thread count.
+template <class T> void attention_backward(const AttentionParams& p);
+
+// Exact merge of two partial results over disjoint key sets, per row r of `rows` rows of width d:
+// lse = log(e^lse1 + e^lse2), o = e^(lse1-lse) o1 + e^(lse2-lse) o2. Rows with both lse = -inf
+// give o = 0, lse = -inf. All arrays contiguous.
+template <class T>
+void attention_merge_forward(int64_t rows, int64_t d, const T* o1, const T* lse1, const T* o2, const T* lse2, T* o,
+                             T* lse);
+// Its backward: given go, glse (and the inputs and outputs), the gradients of o1, lse1, o2, lse2.
+template <class T>
+void attention_merge_backward(int64_t rows, int64_t d, const T* o1, const T* lse1, const T* o2, const T* lse2,
+                              const T* o, const T* lse, const T* go, const T* glse, T* go1, T* glse1, T* go2,
+                              T* glse2);
+
+}  // namespace cpu
+}  // namespace strand

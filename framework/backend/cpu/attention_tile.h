@@ -1,0 +1,178 @@
+// Tile-level building blocks of the CPU attention kernels: a small GEMM with register blocking
+// (an AVX-512 micro-kernel for float, a plain vectorisable loop otherwise), a vectorisable exp, and
+// per-thread scratch taken from the caching allocator so that benchmarks see it in peak bytes.
+#pragma once
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+#include <utility>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "framework/core/allocator.h"
+
+namespace strand::cpu::attention_tile {
+
+// a * b + c, fused where the target has FMA (a portable x86-64-v2 build has none, and std::fma
+// would then be a slow library call).
+inline float fmadd(float a, float b, float c) {
+#if defined(__FMA__)
+  return std::fma(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
+// exp(x) for float with a branch-free body the compiler vectorises: 2^n * p(r), r in
+// [-ln2/2, ln2/2], degree-6 polynomial (relative error ~2e-7). exp(-inf) = 0, never NaN for x <= 88.
+inline float exp_approx(float x) {
+  const float xc = std::min(std::max(x, -87.0f), 88.0f);
+  const float n = std::nearbyint(xc * 1.44269504088896341f);
+  float r = fmadd(n, -0.693145751953125f, xc);  // Cody-Waite: ln2 split in two parts
+  r = fmadd(n, -1.428606765330187045e-06f, r);
+  float p = 1.3981999507e-3f;
+  p = fmadd(p, r, 8.3334519073e-3f);
+  p = fmadd(p, r, 4.1665795894e-2f);
+  p = fmadd(p, r, 1.6666665459e-1f);
+  p = fmadd(p, r, 5.0000001201e-1f);
+  p = fmadd(p, r * r, r + 1.0f);
+  const float scale = std::bit_cast<float>(static_cast<int32_t>(n + 127.0f) << 23);
+  return x < -87.0f ? 0.0f : p * scale;
+}
+inline double exp_approx(double x) { return std::exp(x); }
+
+// C[m x n] (+)= A . B over kd, with A(r, p) = a[r * a_rs + p * a_cs] (so A may be read transposed),
+// B row-major with row stride ldb, C row-major with row stride ldc.
+template <class T>
+inline void gemm_plain(int64_t m, int64_t n, int64_t kd, const T* a, int64_t a_rs, int64_t a_cs, const T* b,
+                       int64_t ldb, T* c, int64_t ldc, bool accumulate) {
+  for (int64_t r = 0; r < m; ++r) {
+    T* cr = c + r * ldc;
+    if (!accumulate)
+      for (int64_t x = 0; x < n; ++x) cr[x] = T(0);
+    for (int64_t p = 0; p < kd; ++p) {
+      const T av = a[r * a_rs + p * a_cs];
+      const T* bp = b + p * ldb;
+      #pragma omp simd
+      for (int64_t x = 0; x < n; ++x) cr[x] += av * bp[x];
+    }
+  }
+}
+
+#if defined(__AVX512F__)
+// R rows x NV vectors of 16 floats of C held in registers for the whole kd loop; the last vector
+// is masked (columns past n). Each step: NV loads of B, R broadcasts of A, R*NV FMAs.
+template <int R, int NV>
+void gemm_block_avx512(int64_t kd, const float* a, int64_t a_rs, int64_t a_cs, const float* b, int64_t ldb,
+                       float* c, int64_t ldc, __mmask16 tail, bool accumulate) {
+  __m512 acc[R][NV];
+  #pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+    #pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v)
+      acc[r][v] = accumulate ? _mm512_maskz_loadu_ps(v == NV - 1 ? tail : __mmask16(0xFFFF), c + r * ldc + 16 * v)
+                             : _mm512_setzero_ps();
+  for (int64_t p = 0; p < kd; ++p) {
+    __m512 bv[NV];
+    const float* bp = b + p * ldb;
+    #pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v)
+      bv[v] = v == NV - 1 ? _mm512_maskz_loadu_ps(tail, bp + 16 * v) : _mm512_loadu_ps(bp + 16 * v);
+    const float* ap = a + p * a_cs;
+    #pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const __m512 av = _mm512_set1_ps(ap[r * a_rs]);
+      #pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+    }
+  }
+  #pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+    #pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      if (v == NV - 1) _mm512_mask_storeu_ps(c + r * ldc + 16 * v, tail, acc[r][v]);
+      else _mm512_storeu_ps(c + r * ldc + 16 * v, acc[r][v]);
+    }
+}
+
+using BlockKernel = void (*)(int64_t, const float*, int64_t, int64_t, const float*, int64_t, float*, int64_t,
+                             __mmask16, bool);
+
+// Rows per register block for NV vectors: as many as keep <= 24 accumulators (32 zmm registers
+// hold the accumulators, NV B vectors and one broadcast).
+constexpr int kMaxVectors = 6;
+constexpr int rows_for(int nv) { return nv <= 2 ? 12 : nv == 3 ? 8 : nv == 4 ? 6 : 4; }
+
+template <int NV, int... Rs>
+constexpr std::array<BlockKernel, sizeof...(Rs)> block_kernels(std::integer_sequence<int, Rs...>) {
+  return {&gemm_block_avx512<Rs + 1, NV>...};
+}
+template <int NV>
+inline const BlockKernel* kernels_for() {
+  static constexpr auto table = block_kernels<NV>(std::make_integer_sequence<int, rows_for(NV)>());
+  return table.data();
+}
+
+inline void gemm_avx512(int64_t m, int64_t n, int64_t kd, const float* a, int64_t a_rs, int64_t a_cs,
+                        const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate) {
+  // Up to 96 columns go in one pass (D = 80 as 5 vectors); wider C is cut into 64-column strips.
+  for (int64_t x0 = 0; x0 < n;) {
+    const int64_t width = n - x0 <= 16 * kMaxVectors ? n - x0 : 64;
+    const int nv = static_cast<int>((width + 15) / 16);
+    const int rem = static_cast<int>(width - 16 * (nv - 1));
+    const __mmask16 tail = static_cast<__mmask16>(rem == 16 ? 0xFFFF : (1u << rem) - 1);
+    const BlockKernel* table = nullptr;
+    switch (nv) {
+      case 1: table = kernels_for<1>(); break;
+      case 2: table = kernels_for<2>(); break;
+      case 3: table = kernels_for<3>(); break;
+      case 4: table = kernels_for<4>(); break;
+      case 5: table = kernels_for<5>(); break;
+      default: table = kernels_for<6>(); break;
+    }
+    const int rows = rows_for(nv);
+    for (int64_t r0 = 0; r0 < m; r0 += rows) {
+      const int64_t rr = std::min<int64_t>(rows, m - r0);
+      table[rr - 1](kd, a + r0 * a_rs, a_rs, a_cs, b + x0, ldb, c + r0 * ldc + x0, ldc, tail, accumulate);
+    }
+    x0 += width;
+  }
+}
+#endif
+
+template <class T>
+inline void gemm(int64_t m, int64_t n, int64_t kd, const T* a, int64_t a_rs, int64_t a_cs, const T* b, int64_t ldb,
+                 T* c, int64_t ldc, bool accumulate) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    gemm_avx512(m, n, kd, a, a_rs, a_cs, b, ldb, c, ldc, accumulate);
+    return;
+  }
+#endif
+  gemm_plain(m, n, kd, a, a_rs, a_cs, b, ldb, c, ldc, accumulate);
+}
+
+// A buffer of n elements from the caching allocator (counted in memory::stats), freed on scope exit.
+template <class T>
+class Scratch {
+ public:
+  explicit Scratch(int64_t n)
+      : bytes_(static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(T)),
+        data_(static_cast<T*>(memory::allocate(Device::cpu(), bytes_))) {}
+  ~Scratch() { memory::deallocate(Device::cpu(), data_, bytes_); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  T* data() const { return data_; }
+
+ private:
+  size_t bytes_;
+  T* data_;
+};
+
+}  // namespace strand::cpu::attention_tile

@@ -1,0 +1,352 @@
+// safetensors writer and reader: the JSON header is written by hand and read by a small
+// recursive-descent parser that knows exactly the JSON the format uses.
+#include "framework/io/safetensors.h"
+
+#include <algorithm>
+#include <bit>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace strand::io {
+
+static_assert(std::endian::native == std::endian::little,
+              "safetensors data is little-endian; a big-endian host would have to swap bytes");
+
+namespace {
+
+// The reference implementation refuses headers above 100 MB; so do we (a corrupt length).
+constexpr uint64_t kMaxHeaderBytes = 100'000'000;
+
+struct DTypeName {
+  DType dtype;
+  const char* name;
+};
+constexpr DTypeName kDTypeNames[] = {
+    {DType::F32, "F32"}, {DType::F64, "F64"}, {DType::BF16, "BF16"}, {DType::F16, "F16"}, {DType::I32, "I32"}};
+
+void append_json_string(std::string& out, const std::string& s) {
+  out += '"';
+  for (const char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", u);
+      out += buf;
+    } else {
+      out += c;  // UTF-8 bytes pass through
+    }
+  }
+  out += '"';
+}
+
+// ---- a JSON value and its parser (objects, arrays, strings, integers; enough for the header) ----
+
+struct Json {
+  enum class Kind { Null, Bool, Number, String, Array, Object } kind = Kind::Null;
+  std::string text;                                // String; Number as written
+  std::vector<Json> items;                         // Array
+  std::vector<std::pair<std::string, Json>> members;  // Object, in file order
+};
+
+class JsonParser {
+ public:
+  JsonParser(const std::string& text, const std::string& file) : s_(text), file_(file) {}
+
+  Json parse_document() {
+    Json v = value();
+    skip_space();
+    if (pos_ != s_.size()) fail("unexpected text after the header object");
+    return v;
+  }
+
+ private:
+  [[noreturn]] void fail(const std::string& what) const {
+    throw CheckpointError(file_ + ": bad safetensors header at byte " + std::to_string(pos_) + ": " + what);
+  }
+  void skip_space() {
+    while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\n' || s_[pos_] == '\r' || s_[pos_] == '\t')) ++pos_;
+  }
+  char peek() {
+    skip_space();
+    if (pos_ >= s_.size()) fail("unexpected end");
+    return s_[pos_];
+  }
+  void expect(char c) {
+    if (peek() != c) fail(std::string("expected '") + c + "'");
+    ++pos_;
+  }
+  bool literal(const char* word) {
+    const size_t n = std::strlen(word);
+    if (s_.compare(pos_, n, word) != 0) return false;
+    pos_ += n;
+    return true;
+  }
+
+  Json value() {
+    Json v;
+    const char c = peek();
+    if (c == '{') {
+      v.kind = Json::Kind::Object;
+      ++pos_;
+      if (peek() == '}') return ++pos_, v;
+      while (true) {
+        if (peek() != '"') fail("expected a member name");
+        std::string key = string();
+        expect(':');
+        v.members.emplace_back(std::move(key), value());
+        if (peek() == ',') { ++pos_; continue; }
+        expect('}');
+        return v;
+      }
+    }
+    if (c == '[') {
+      v.kind = Json::Kind::Array;
+      ++pos_;
+      if (peek() == ']') return ++pos_, v;
+      while (true) {
+        v.items.push_back(value());
+        if (peek() == ',') { ++pos_; continue; }
+        expect(']');
+        return v;
+      }
+    }
+    if (c == '"') {
+      v.kind = Json::Kind::String;
+      v.text = string();
+      return v;
+    }
+    if (literal("null")) return v;
+    if (literal("true") || literal("false")) {
+      v.kind = Json::Kind::Bool;
+      return v;
+    }
+    if (c == '-' || (c >= '0' && c <= '9')) {
+      v.kind = Json::Kind::Number;
+      const size_t start = pos_;
+      while (pos_ < s_.size() && std::strchr("+-0123456789.eE", s_[pos_]) && s_[pos_] != '\0') ++pos_;
+      v.text = s_.substr(start, pos_ - start);
+      return v;
+    }
+    fail(std::string("unexpected character '") + c + "'");
+  }
+
+  std::string string() {
+    ++pos_;  // the opening quote
+    std::string out;
+    while (true) {
+      if (pos_ >= s_.size()) fail("unterminated string");
+      const char c = s_[pos_++];
+      if (c == '"') return out;
+      if (c != '\\') { out += c; continue; }
+      if (pos_ >= s_.size()) fail("unterminated escape");
+      const char e = s_[pos_++];
+      switch (e) {
+        case '"': case '\\': case '/': out += e; break;
+        case 'b': out += '\b'; break;
+        case 'f': out += '\f'; break;
+        case 'n': out += '\n'; break;
+        case 'r': out += '\r'; break;
+        case 't': out += '\t'; break;
+        case 'u': {
+          if (pos_ + 4 > s_.size()) fail("short \\u escape");
+          const unsigned code = static_cast<unsigned>(std::stoul(s_.substr(pos_, 4), nullptr, 16));
+          pos_ += 4;
+          // Names are ASCII in practice; encode the code point as UTF-8 (no surrogate pairs).
+          if (code < 0x80) {
+            out += static_cast<char>(code);
+          } else if (code < 0x800) {
+            out += static_cast<char>(0xc0 | (code >> 6));
+            out += static_cast<char>(0x80 | (code & 0x3f));
+          } else {
+            out += static_cast<char>(0xe0 | (code >> 12));
+            out += static_cast<char>(0x80 | ((code >> 6) & 0x3f));
+            out += static_cast<char>(0x80 | (code & 0x3f));
+          }
+          break;
+        }
+        default: fail(std::string("bad escape '\\") + e + "'");
+      }
+    }
+  }
+
+  const std::string& s_;
+  const std::string& file_;
+  size_t pos_ = 0;
+};
+
+uint64_t json_uint(const Json& v, const std::string& file, const std::string& what) {
+  if (v.kind != Json::Kind::Number || v.text.empty() || v.text.find_first_not_of("0123456789") != std::string::npos)
+    throw CheckpointError(file + ": " + what + " must be a non-negative integer");
+  return std::stoull(v.text);
+}
+
+const Json* member(const Json& obj, const char* name) {
+  for (const auto& [key, value] : obj.members)
+    if (key == name) return &value;
+  return nullptr;
+}
+
+}  // namespace
+
+const char* safetensors_dtype_name(DType dtype) {
+  for (const DTypeName& d : kDTypeNames)
+    if (d.dtype == dtype) return d.name;
+  STRAND_CHECK(false, DTypeError, "safetensors: no name for dtype ", dtype_name(dtype));
+  return "";
+}
+
+void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  // Contiguous CPU copies where needed, and the header with running offsets.
+  std::vector<Tensor> data;
+  data.reserve(tensors.size());
+  std::set<std::string> seen;
+  std::string header = "{";
+  if (!metadata.empty()) {
+    header += "\"__metadata__\":{";
+    bool first = true;
+    for (const auto& [key, value] : metadata) {
+      if (!first) header += ',';
+      first = false;
+      append_json_string(header, key);
+      header += ':';
+      append_json_string(header, value);
+    }
+    header += '}';
+  }
+  uint64_t offset = 0;
+  for (const auto& [name, t] : tensors) {
+    if (name.empty() || name == "__metadata__" || !seen.insert(name).second)
+      throw CheckpointError(path + ": tensor name '" + name + "' is empty, reserved or given twice");
+    if (!t.defined()) throw CheckpointError(path + ": tensor '" + name + "' is undefined");
+    bool known = false;
+    for (const DTypeName& d : kDTypeNames) known = known || d.dtype == t.dtype();
+    if (!known) throw CheckpointError(path + ": tensor '" + name + "' has dtype " + dtype_name(t.dtype()));
+    data.push_back(t.is_contiguous() && t.device().is_cpu() ? t : t.copy_as(t.dtype(), Device::cpu()));
+    if (header.size() > 1) header += ',';
+    append_json_string(header, name);
+    header += ":{\"dtype\":\"";
+    header += safetensors_dtype_name(t.dtype());
+    header += "\",\"shape\":[";
+    for (size_t i = 0; i < t.shape().size(); ++i) {
+      if (i) header += ',';
+      header += std::to_string(t.shape()[i]);
+    }
+    const uint64_t end = offset + data.back().nbytes();
+    header += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(end) + "]}";
+    offset = end;
+  }
+  header += '}';
+  // Spaces after the JSON so that the data starts 8-byte aligned, as the reference writer does.
+  while ((8 + header.size()) % 8 != 0) header += ' ';
+
+  const std::string temp = temp_path_for(path);
+  {
+    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
+    const uint64_t n = header.size();
+    out.write(reinterpret_cast<const char*>(&n), sizeof n);  // little-endian host (static_assert above)
+    out.write(header.data(), static_cast<std::streamsize>(header.size()));
+    for (const Tensor& t : data)
+      out.write(static_cast<const char*>(t.raw_data()), static_cast<std::streamsize>(t.nbytes()));
+    out.close();
+    if (!out) {
+      std::error_code ignored;
+      std::filesystem::remove(temp, ignored);
+      throw CheckpointError(path + ": cannot write " + temp + " (disk full or no permission?)");
+    }
+  }
+  commit_file(temp, path);
+}
+
+SafetensorsFile read_safetensors(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw CheckpointError(path + ": cannot open safetensors file");
+  in.seekg(0, std::ios::end);
+  const uint64_t file_size = static_cast<uint64_t>(in.tellg());
+  in.seekg(0);
+  if (file_size < 8) throw CheckpointError(path + ": not a safetensors file (" + std::to_string(file_size) + " bytes)");
+  uint64_t header_size = 0;
+  in.read(reinterpret_cast<char*>(&header_size), sizeof header_size);
+  if (header_size > kMaxHeaderBytes || 8 + header_size > file_size)
+    throw CheckpointError(path + ": safetensors header length " + std::to_string(header_size) +
+                          " does not fit a file of " + std::to_string(file_size) + " bytes");
+  std::string header(header_size, '\0');
+  in.read(header.data(), static_cast<std::streamsize>(header_size));
+  if (header.empty() || header[0] != '{') throw CheckpointError(path + ": safetensors header does not start with '{'");
+  const Json root = JsonParser(header, path).parse_document();
+  if (root.kind != Json::Kind::Object) throw CheckpointError(path + ": safetensors header is not a JSON object");
+
+  struct Entry {
+    std::string name;
+    DType dtype;
+    Shape shape;
+    uint64_t begin, end;
+  };
+  SafetensorsFile file;
+  std::vector<Entry> entries;
+  for (const auto& [name, v] : root.members) {
+    if (name == "__metadata__") {
+      if (v.kind != Json::Kind::Object) throw CheckpointError(path + ": __metadata__ is not an object");
+      for (const auto& [key, value] : v.members) {
+        if (value.kind != Json::Kind::String)
+          throw CheckpointError(path + ": __metadata__ value of '" + key + "' is not a string");
+        file.metadata[key] = value.text;
+      }
+      continue;
+    }
+    const Json* dtype = v.kind == Json::Kind::Object ? member(v, "dtype") : nullptr;
+    const Json* shape = v.kind == Json::Kind::Object ? member(v, "shape") : nullptr;
+    const Json* offsets = v.kind == Json::Kind::Object ? member(v, "data_offsets") : nullptr;
+    if (!dtype || dtype->kind != Json::Kind::String || !shape || shape->kind != Json::Kind::Array || !offsets ||
+        offsets->kind != Json::Kind::Array || offsets->items.size() != 2)
+      throw CheckpointError(path + ": tensor '" + name + "' needs dtype, shape and data_offsets [begin, end]");
+    Entry e{name, DType::F32, {}, 0, 0};
+    bool known = false;
+    for (const DTypeName& d : kDTypeNames)
+      if (dtype->text == d.name) e.dtype = d.dtype, known = true;
+    if (!known) throw CheckpointError(path + ": tensor '" + name + "' has dtype '" + dtype->text + "', which strand does not read");
+    for (const Json& dim : shape->items) e.shape.push_back(static_cast<int64_t>(json_uint(dim, path, "a dimension of '" + name + "'")));
+    e.begin = json_uint(offsets->items[0], path, "data_offsets of '" + name + "'");
+    e.end = json_uint(offsets->items[1], path, "data_offsets of '" + name + "'");
+    const uint64_t bytes = static_cast<uint64_t>(numel_of(e.shape)) * dtype_size(e.dtype);
+    if (e.end < e.begin || e.end - e.begin != bytes)
+      throw CheckpointError(path + ": tensor '" + name + "' of shape " + shape_str(e.shape) + " " +
+                            dtype_name(e.dtype) + " needs " + std::to_string(bytes) + " bytes, data_offsets give [" +
+                            std::to_string(e.begin) + ", " + std::to_string(e.end) + ")");
+    entries.push_back(std::move(e));
+  }
+  // The tensors must tile the data exactly: sorted by offset, each starts where the last ended.
+  std::vector<size_t> order(entries.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return entries[a].begin < entries[b].begin; });
+  const uint64_t data_size = file_size - 8 - header_size;
+  uint64_t expected = 0;
+  for (const size_t i : order) {
+    if (entries[i].begin != expected)
+      throw CheckpointError(path + ": tensor '" + entries[i].name + "' starts at data byte " +
+                            std::to_string(entries[i].begin) + ", expected " + std::to_string(expected) +
+                            " (a gap or an overlap)");
+    expected = entries[i].end;
+  }
+  if (expected != data_size)
+    throw CheckpointError(path + ": the tensors cover " + std::to_string(expected) + " data bytes, the file holds " +
+                          std::to_string(data_size) + (expected > data_size ? " (truncated)" : " (trailing bytes)"));
+  for (const size_t i : order) {
+    const Entry& e = entries[i];
+    Tensor t = Tensor::empty(e.shape, e.dtype);
+    in.seekg(static_cast<std::streamoff>(8 + header_size + e.begin));
+    in.read(static_cast<char*>(t.raw_data()), static_cast<std::streamsize>(e.end - e.begin));
+    if (!in) throw CheckpointError(path + ": cannot read tensor '" + e.name + "'");
+    file.tensors.emplace_back(e.name, std::move(t));
+  }
+  return file;
+}
+
+}  // namespace strand::io

@@ -1,0 +1,136 @@
+// Attention modules: the fused q|k|v projection split into head views (no copies: the attention
+// kernel reads [B, T, H, D] transposed to [B, H, T, D] in place), rotation, the attention call,
+// and the output projection.
+//
+// Note [Causal patterns]
+// A decoder must never let a query see a later position, or next-token training reads its own
+// targets. A causal module keeps every pattern but masks the future: MaskKind::None becomes
+// Causal, and every other kind gets MaskSpec::mask_future, which ANDs k <= q into it (a causal
+// sliding window, Longformer whose global tokens see only earlier keys and are seen only by
+// later queries, BigBird whose random blocks are cut at the query).
+#include "framework/nn/attention.h"
+
+#include <cmath>
+
+#include "framework/core/error.h"
+#include "framework/ops/join.h"
+#include "framework/ops/linear_attention.h"
+#include "framework/ops/rope.h"
+#include "framework/ops/view.h"
+
+namespace strand::nn {
+namespace {
+
+// [B, T, H * D] (unit stride along the last axis) -> [B, H, T, D], a view.
+Tensor split_heads(const Tensor& x, int64_t heads, int64_t head_dim) {
+  return ops::transpose(ops::reshape(x, {x.size(0), x.size(1), heads, head_dim}), 1, 2);
+}
+
+// [B, H, T, D] -> [B, T, H * D].
+Tensor merge_heads(const Tensor& o) {
+  return ops::reshape(ops::transpose(o, 1, 2), {o.size(0), o.size(2), o.size(1) * o.size(3)});
+}
+
+void check_heads(const char* op, int64_t d_model, int64_t n_head, int64_t n_kv_head) {
+  STRAND_CHECK(d_model > 0 && n_head > 0, ValueError, op, ": d_model and n_head must be positive, got d_model ",
+               d_model, ", n_head ", n_head);
+  STRAND_CHECK(d_model % n_head == 0, ValueError, op, ": n_head ", n_head, " must divide d_model ", d_model);
+  STRAND_CHECK(n_kv_head > 0 && n_head % n_kv_head == 0, ValueError, op, ": n_kv_head ", n_kv_head,
+               " must divide n_head ", n_head);
+}
+
+void check_input(const char* op, const char* what, const Tensor& x, int64_t d_model) {
+  STRAND_CHECK(x.defined() && x.dim() == 3 && x.size(2) == d_model, ShapeError, op, ": ", what,
+               " must be [B, T, C] with C = ", d_model, ", got ", x.defined() ? describe(x) : "undefined");
+}
+
+}  // namespace
+
+MaskSpec causal_mask_spec(const MaskSpec& mask) {
+  MaskSpec m = mask;
+  if (m.kind == MaskKind::None) m.kind = MaskKind::Causal;
+  else if (m.kind != MaskKind::Causal) m.mask_future = true;
+  return m;
+}
+
+MultiHeadAttention::MultiHeadAttention(int64_t d_model, int64_t n_head, const AttentionOptions& options)
+    : d_model_(d_model), n_head_(n_head), n_kv_head_(options.n_kv_head == 0 ? n_head : options.n_kv_head),
+      head_dim_(0), options_(options) {
+  check_heads("multi_head_attention", d_model, n_head, n_kv_head_);
+  head_dim_ = d_model / n_head;
+  STRAND_CHECK(!options.rope || head_dim_ % 2 == 0, ValueError, "multi_head_attention: rope needs an even head dim, ",
+               "got d_model ", d_model, " / n_head ", n_head, " = ", head_dim_);
+  if (options_.causal && !options_.linear) options_.mask = causal_mask_spec(options_.mask);
+  const int64_t qkv = (n_head_ + 2 * n_kv_head_) * head_dim_;
+  c_attn_ = register_module("c_attn", std::make_shared<Linear>(d_model, qkv, LinearOptions{options.bias, options.seed,
+                                                                                            options.init_std, options.dtype}));
+  // Parameter j draws from seed + j: c_proj.weight comes after c_attn.weight (and its bias).
+  const uint64_t per_linear = options.bias ? 2 : 1;
+  c_proj_ = register_module("c_proj", std::make_shared<Linear>(d_model, d_model,
+                                                               LinearOptions{options.bias, options.seed + per_linear,
+                                                                             options.proj_init_std, options.dtype}));
+  if (options_.linear) {
+    const double d = static_cast<double>(head_dim_);
+    const int64_t features = options.linear_features > 0
+                                 ? options.linear_features
+                                 : std::max<int64_t>(head_dim_, static_cast<int64_t>(std::lround(d * std::log(d))));
+    projection_ = register_buffer("performer_projection",
+                                  ops::performer_projection(features, head_dim_, options.projection_seed, options.dtype));
+  }
+}
+
+Tensor MultiHeadAttention::forward(const Tensor& x, const Tensor& positions, const parallel::SequenceContext& ctx) const {
+  check_input("multi_head_attention", "x", x, d_model_);
+  const int64_t q_width = n_head_ * head_dim_, kv_width = n_kv_head_ * head_dim_;
+  std::vector<Tensor> qkv = ops::split(c_attn_->forward(x), {q_width, kv_width, kv_width}, -1);
+  Tensor q = split_heads(qkv[0], n_head_, head_dim_);
+  Tensor k = split_heads(qkv[1], n_kv_head_, head_dim_);
+  Tensor v = split_heads(qkv[2], n_kv_head_, head_dim_);
+  if (options_.rope) {
+    STRAND_CHECK(positions.defined(), ValueError, "multi_head_attention: rope needs the token positions");
+    q = ops::rope(q, positions, options_.rope_base);
+    k = ops::rope(k, positions, options_.rope_base);
+  }
+  Tensor o;
+  if (options_.linear) {
+    STRAND_CHECK(ctx.local(), ValueError, "multi_head_attention: linear attention over ", ctx.sp->size(),
+                 " sequence ranks is not built yet");
+    o = ops::linear_attention(q, k, v, projection_, options_.causal);
+  } else {
+    o = parallel::attention(q, k, v, options_.mask, 0.0, ctx).o;
+  }
+  return c_proj_->forward(merge_heads(o));
+}
+
+CrossAttention::CrossAttention(int64_t d_model, int64_t n_head, const AttentionOptions& options)
+    : d_model_(d_model), n_head_(n_head), n_kv_head_(options.n_kv_head == 0 ? n_head : options.n_kv_head),
+      head_dim_(0) {
+  check_heads("cross_attention", d_model, n_head, n_kv_head_);
+  head_dim_ = d_model / n_head;
+  const uint64_t per_linear = options.bias ? 2 : 1;  // parameter j draws from seed + j
+  q_attn_ = register_module("q_attn", std::make_shared<Linear>(d_model, n_head_ * head_dim_,
+                                                               LinearOptions{options.bias, options.seed,
+                                                                             options.init_std, options.dtype}));
+  c_attn_ = register_module("c_attn", std::make_shared<Linear>(d_model, 2 * n_kv_head_ * head_dim_,
+                                                               LinearOptions{options.bias, options.seed + per_linear,
+                                                                             options.init_std, options.dtype}));
+  c_proj_ = register_module("c_proj", std::make_shared<Linear>(d_model, d_model,
+                                                               LinearOptions{options.bias, options.seed + 2 * per_linear,
+                                                                             options.proj_init_std, options.dtype}));
+}
+
+Tensor CrossAttention::forward(const Tensor& x, const Tensor& memory, const parallel::SequenceContext& ctx) const {
+  check_input("cross_attention", "x", x, d_model_);
+  check_input("cross_attention", "memory", memory, d_model_);
+  STRAND_CHECK(memory.size(0) == x.size(0), ShapeError, "cross_attention: batch of x ", describe(x),
+               " and memory ", describe(memory), " differ");
+  const int64_t kv_width = n_kv_head_ * head_dim_;
+  Tensor q = split_heads(q_attn_->forward(x), n_head_, head_dim_);
+  std::vector<Tensor> kv = ops::split(c_attn_->forward(memory), {kv_width, kv_width}, -1);
+  Tensor o = parallel::attention(q, split_heads(kv[0], n_kv_head_, head_dim_), split_heads(kv[1], n_kv_head_, head_dim_),
+                                 MaskSpec{}, 0.0, ctx)
+                 .o;
+  return c_proj_->forward(merge_heads(o));
+}
+
+}  // namespace strand::nn

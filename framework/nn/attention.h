@@ -1,0 +1,85 @@
+// Multi-head attention modules: self-attention (MHA / GQA / MQA, optional RoPE, any mask pattern
+// or Performer linear attention) and cross-attention (queries from x, keys and values from an
+// encoder's output). Both reach the attention kernel only through parallel::attention.
+#pragma once
+#include <cstdint>
+#include <memory>
+
+#include "framework/backend/cpu/attention_params.h"
+#include "framework/nn/linear.h"
+#include "framework/nn/module.h"
+#include "parallel/attention.h"
+
+namespace strand::nn {
+
+struct AttentionOptions {
+  int64_t n_kv_head = 0;           // key/value heads; 0 = n_head (MHA), fewer = GQA, 1 = MQA
+  bool rope = false;               // rotate q and k by their global positions (ops::rope)
+  double rope_base = 10000.0;
+  // Softmax attention: which keys a query sees, in global positions (MaskSpec). With `causal`
+  // the module also guarantees that no query sees a later position (Note [Causal patterns]).
+  MaskSpec mask;
+  bool causal = false;
+  bool linear = false;             // Performer linear attention (ops::linear_attention) instead
+  int64_t linear_features = 0;     // its random features M; 0 = max(D, round(D ln D))
+  uint64_t seed = 0;               // weight init: parameter j of the module draws from seed + j
+  uint64_t projection_seed = 0;    // the Performer projection (linear only)
+  bool bias = true;
+  double init_std = 0.02;          // c_attn (q_attn) weights
+  double proj_init_std = 0.02;     // c_proj weights (GPT-2: 0.02 / sqrt(2 n_layer))
+  DType dtype = DType::F32;
+};
+
+// Self-attention. Parameters (x @ W + b layout, GPT-2 names):
+//   c_attn.weight [C, (n_head + 2 n_kv_head) * D], c_attn.bias: the fused q | k | v projection
+//     ([C, 3C] for MHA: columns [0, C) are q, [C, 2C) k, [2C, 3C) v; head h is columns h*D..);
+//   c_proj.weight [C, C], c_proj.bias.
+// With `linear`, buffer performer_projection [M, D] (not a parameter, so not in checkpoints: it
+// is regenerated from projection_seed, which the models derive from run.seed and the layer).
+class MultiHeadAttention : public Module {
+ public:
+  MultiHeadAttention(int64_t d_model, int64_t n_head, const AttentionOptions& options = {});
+
+  // x [B, T, C]; positions int32 [T] or [B, T], the global positions of x's tokens (rope reads
+  // them; the mask assumes local row t sits at q_offset + t of options.mask). -> [B, T, C].
+  Tensor forward(const Tensor& x, const Tensor& positions, const parallel::SequenceContext& ctx = {}) const;
+
+  int64_t n_head() const { return n_head_; }
+  int64_t n_kv_head() const { return n_kv_head_; }
+  int64_t head_dim() const { return head_dim_; }
+  const AttentionOptions& options() const { return options_; }
+  const Linear& c_attn() const { return *c_attn_; }
+  const Linear& c_proj() const { return *c_proj_; }
+
+ private:
+  int64_t d_model_, n_head_, n_kv_head_, head_dim_;
+  AttentionOptions options_;
+  std::shared_ptr<Linear> c_attn_, c_proj_;
+  Tensor projection_;  // Performer features [M, D], only with options.linear
+};
+
+// Cross-attention (the Hugging Face GPT-2 `crossattention` layout):
+//   q_attn.weight [C, n_head * D], q_attn.bias: queries from x;
+//   c_attn.weight [C, 2 n_kv_head * D], c_attn.bias: k | v from the memory;
+//   c_proj.weight [C, C], c_proj.bias.
+// Every query sees every memory position (softmax attention, no mask, no rotation).
+class CrossAttention : public Module {
+ public:
+  CrossAttention(int64_t d_model, int64_t n_head, const AttentionOptions& options = {});
+
+  // x [B, Tq, C], memory [B, Tk, C] -> [B, Tq, C].
+  Tensor forward(const Tensor& x, const Tensor& memory, const parallel::SequenceContext& ctx = {}) const;
+
+  int64_t n_head() const { return n_head_; }
+  int64_t n_kv_head() const { return n_kv_head_; }
+
+ private:
+  int64_t d_model_, n_head_, n_kv_head_, head_dim_;
+  std::shared_ptr<Linear> q_attn_, c_attn_, c_proj_;
+};
+
+// The mask a causal module uses for `mask`: None becomes Causal, every other kind gets
+// mask_future (keys after the query masked on top of the pattern).
+MaskSpec causal_mask_spec(const MaskSpec& mask);
+
+}  // namespace strand::nn

@@ -1,0 +1,100 @@
+// Validation loss and task accuracy over a fixed set of batches.
+#include "framework/train/eval.h"
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+
+#include "framework/autograd/grad_mode.h"
+#include "framework/train/metrics.h"
+#include "models/model.h"
+#include "parallel/comm/group.h"
+
+namespace strand::train {
+
+data::DataSpec data_spec_of(const Config& config, int64_t dp_rank, int64_t dp_size, const std::string& val_override) {
+  data::DataSpec spec;
+  spec.format = name_of(config.data.format);
+  if (!config.data.train.empty()) spec.train = {config.data.train};
+  if (!val_override.empty()) {
+    spec.val = {val_override};
+  } else if (!config.data.val.empty()) {
+    spec.val = {config.data.val};
+  }
+  spec.task = name_of(config.data.task);
+  spec.seq_len = config.data.seq_len;
+  spec.batch_size = config.data.batch_size;
+  spec.vocab_size = config.model.vocab_size;
+  spec.seed = static_cast<uint64_t>(config.run.seed);
+  spec.dp_rank = dp_rank;
+  spec.dp_size = dp_size;
+  return spec;
+}
+
+bool has_val_split(const Config& config) {
+  return config.data.format == DataFormat::Synthetic || !config.data.val.empty();
+}
+
+std::optional<double> chance_accuracy(const Config& config) {
+  if (config.data.format != DataFormat::Synthetic) return std::nullopt;
+  const int64_t symbols = config.model.vocab_size - data::kSymbolBase;
+  switch (config.data.task) {
+    case SyntheticTask::Passkey: return 1.0 / data::kPasskeyDigits;
+    case SyntheticTask::Copy: return symbols > 0 ? 1.0 / static_cast<double>(symbols) : 0.0;
+    case SyntheticTask::AssocRecall: {
+      const int64_t values = symbols - symbols / 2;  // keys take the first half (data/synthetic.cpp)
+      return values > 0 ? 1.0 / static_cast<double>(values) : 0.0;
+    }
+  }
+  return std::nullopt;
+}
+
+EvalResult evaluate(models::Model& model, const data::Loader& loader, int64_t batches, parallel::Group* group) {
+  STRAND_CHECK(batches >= 1, ValueError, "train.eval_batches: ", batches, " must be positive");
+  if (loader.steps_per_epoch() > 0) batches = std::min(batches, loader.steps_per_epoch());
+  const bool was_training = model.is_training();
+  model.train(false);
+  autograd::NoGradGuard no_grad;
+
+  EvalResult result;
+  result.batches = batches;
+  data::AnswerScore score;
+  bool scored = false;
+  for (int64_t b = 0; b < batches; ++b) {
+    const data::Batch batch = loader.batch_at(b);
+    const models::LossOutput out = model.forward(batch);
+    result.loss_sum += out.loss_sum.item();
+    result.tokens += out.tokens;
+    if (batch.answer_targets.defined() && out.predictions.defined()) {
+      score += data::score_answers(out.predictions, batch.answer_targets);
+      scored = true;
+    }
+  }
+  model.train(was_training);
+
+  if (group != nullptr && group->size() > 1) {
+    std::array<double, 1> sums{result.loss_sum};
+    group->all_reduce(std::span<double>(sums));
+    std::array<int64_t, 5> counts{result.tokens, score.tokens_correct, score.tokens_total, score.rows_correct,
+                                  score.rows_total};
+    group->all_reduce(std::span<int64_t>(counts));
+    result.loss_sum = sums[0];
+    result.tokens = counts[0];
+    score = {counts[1], counts[2], counts[3], counts[4]};
+  }
+  if (scored) result.score = score;
+  return result;
+}
+
+std::string eval_json_fields(const EvalResult& result) {
+  std::string s = "\"loss\": " + json_number(result.loss()) + ", \"tokens\": " + std::to_string(result.tokens) +
+                  ", \"batches\": " + std::to_string(result.batches);
+  if (result.score) {
+    s += ", \"accuracy\": " + json_number(result.score->token_accuracy()) +
+         ", \"row_accuracy\": " + json_number(result.score->row_accuracy()) +
+         ", \"answer_tokens\": " + std::to_string(result.score->tokens_total);
+  }
+  return s;
+}
+
+}  // namespace strand::train

@@ -1,0 +1,48 @@
+// Evaluation over a fixed set of validation batches: mean loss over every scored token and, for
+// synthetic tasks, answer accuracy; summed over data-parallel ranks so every rank gets the
+// number a single process would.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "data/loader.h"
+#include "framework/train/config.h"
+
+namespace strand::models { class Model; }
+namespace strand::parallel { class Group; }
+
+namespace strand::train {
+
+// The loader spec of a config for one data-parallel replica (data.*, model.vocab_size,
+// run.seed). `val_override`, when set, replaces data.val (the --data of `strand eval`).
+data::DataSpec data_spec_of(const Config& config, int64_t dp_rank, int64_t dp_size,
+                            const std::string& val_override = "");
+
+// True when the config has a validation split: a synthetic task, or data.val set.
+bool has_val_split(const Config& config);
+
+struct EvalResult {
+  double loss_sum = 0.0;   // summed over scored tokens of every batch and rank
+  int64_t tokens = 0;      // scored tokens
+  int64_t batches = 0;     // batches per rank evaluated
+  std::optional<data::AnswerScore> score;  // synthetic tasks only
+  double loss() const { return tokens > 0 ? loss_sum / static_cast<double>(tokens) : 0.0; }
+};
+
+// Runs the model without gradients and in evaluation mode (restoring the previous mode) over
+// batches 0 .. n-1 of `loader` (n = `batches`, capped at one epoch of a token stream). With a
+// group, sums and counts are all-reduced over it; every rank must call this together.
+EvalResult evaluate(models::Model& model, const data::Loader& loader, int64_t batches,
+                    parallel::Group* group = nullptr);
+
+// The answer-token accuracy of guessing uniformly among the symbols a synthetic task can put at
+// an answer position (passkey: 10 digits; copy: every symbol; assoc_recall: every value symbol);
+// nullopt for text data. The baseline the quickstart's accuracy is read against.
+std::optional<double> chance_accuracy(const Config& config);
+
+// {"loss": ..., "tokens": ..., "batches": ..., "accuracy": ..., "row_accuracy": ...}: the
+// fields of one JSON object, without braces (accuracy fields only when scored).
+std::string eval_json_fields(const EvalResult& result);
+
+}  // namespace strand::train

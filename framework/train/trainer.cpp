@@ -1,0 +1,355 @@
+// The training loop of `strand train`.
+//
+// Note [Exact resume]
+// A run stopped at step s and resumed gives, bit for bit, the losses and weights of a run that
+// never stopped, because everything a step reads is either in the checkpoint or a pure function
+// of (config, step): parameters and AdamW moments are stored as exact fp32 bits; AdamW's step
+// count and the learning rate (a function of the step) follow; the loader's batches are a pure
+// function of the loader step (data/loader.h), which is restored; every random stream (init,
+// dropout, synthetic rows) is Philox keyed by run.seed and indexed by step; and every kernel is
+// deterministic for a fixed thread count (so resume with the same OMP_NUM_THREADS and ranks).
+//
+// Note [Loss normalisation]
+// The loss of a step is sum(token losses) / N with N the scored tokens of all micro-batches on
+// all data-parallel ranks, so the logged loss and the gradient are those of one process with
+// the whole batch. The masked objective of the encoder decides which tokens it scores inside
+// forward(), so N is known only after every micro-batch ran: each micro-batch back-propagates
+// its summed loss, the gradients are summed over ranks, and then scaled by 1/N once.
+#include "framework/train/trainer.h"
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include "framework/core/allocator.h"
+#include "framework/io/checkpoint_dir.h"
+#include "framework/optim/clip.h"
+#include "framework/train/signals.h"
+#include "models/model.h"
+#include "parallel/comm/group.h"
+
+namespace strand::train {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+}  // namespace
+
+int64_t tokens_per_step(const Config& config) {
+  return config.data.batch_size * config.data.seq_len * config.train.grad_accum * config.parallel.dp;
+}
+
+Trainer::Trainer(Config config, std::shared_ptr<models::Model> model, parallel::Group* group, TrainerOptions options)
+    : config_(std::move(config)), model_(std::move(model)), group_(group), options_(std::move(options)) {
+  STRAND_CHECK(model_ != nullptr, ValueError, "Trainer: no model");
+  if (group_ != nullptr) {
+    rank_ = group_->rank();
+    world_ = group_->size();
+  }
+  const ParallelConfig& par = config_.parallel;
+  STRAND_CHECK(par.sp == 1, train::ConfigError, "key 'parallel.sp': sequence parallelism (sp = ", par.sp,
+               ") is not available in the trainer yet; use sp: 1");
+  STRAND_CHECK(par.dp * par.sp == world_, train::ConfigError, "key 'parallel.dp': dp x sp = ", par.dp * par.sp,
+               " ranks, but the job has ", world_, " (run with mpirun -np ", par.dp * par.sp,
+               ", or --set parallel.dp=", world_, ")");
+  STRAND_CHECK(config_.precision.compute == ComputePrecision::Fp32, train::ConfigError,
+               "key 'precision.compute': only fp32 training is available yet, got ",
+               name_of(config_.precision.compute));
+
+  // Parameters in the model's order; the optimizer, clipping and gradient sums use this order.
+  std::vector<optim::AdamWParam> adam_params;
+  for (const auto& [name, param] : model_->named_parameters()) {
+    adam_params.push_back({name, param, model_->decays(name)});
+    params_.push_back(param);
+  }
+  optim::AdamWOptions adam;
+  adam.lr = config_.train.lr;
+  adam.beta1 = config_.train.betas[0];
+  adam.beta2 = config_.train.betas[1];
+  adam.weight_decay = config_.train.weight_decay;
+  optimizer_ = std::make_unique<optim::AdamW>(std::move(adam_params), adam);
+  schedule_ = optim::LrSchedule::make(config_.train.lr, config_.train.min_lr, config_.train.warmup_steps,
+                                      config_.train.steps, name_of(config_.train.schedule));
+
+  train_loader_ = data::make_loader(data_spec_of(config_, rank_, world_), data::Split::train);
+  state_.seed = static_cast<uint64_t>(config_.run.seed);
+  state_.loader = train_loader_->position();
+
+  if (options_.allow_resume) {
+    if (auto path = io::resolve_resume(config_.checkpoint.resume, config_.checkpoint.dir)) restore(*path);
+  }
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::print_line(const std::string& line) const {
+  if (rank_ != 0 || !options_.print || options_.out == nullptr) return;
+  std::fprintf(options_.out, "%s\n", line.c_str());
+  std::fflush(options_.out);
+}
+
+void Trainer::restore(const std::string& path) {
+  const io::CheckpointData data = io::read_checkpoint(path);
+  LoopState state = restore_checkpoint(data, *model_, *optimizer_);
+  train_loader_->restore(state.loader);
+  if (state.seed != static_cast<uint64_t>(config_.run.seed)) {
+    print_line(detail::concat("warning: ", path, " was trained with run.seed ", state.seed, ", this run has ",
+                              config_.run.seed, "; random streams follow the new seed"));
+    state.seed = static_cast<uint64_t>(config_.run.seed);
+  }
+  state_ = state;
+  resumed_from_ = path;
+}
+
+void Trainer::all_reduce_gradients(double scale) {
+  // One flat buffer: a single all-reduce instead of one per parameter. Parameters without a
+  // gradient (unused by this model's forward) have none on any rank and stay without.
+  int64_t total = 0;
+  std::vector<Tensor> grads;
+  for (const Tensor& p : params_) {
+    Tensor g = p.grad();
+    grads.push_back(g);
+    if (g.defined()) total += g.numel();
+  }
+  const bool reduce = group_ != nullptr && world_ > 1;
+  if (!reduce) {
+    // One process: only the 1/N scale.
+    for (Tensor& g : grads) {
+      if (!g.defined()) continue;
+      float* d = g.data<float>();
+      const float s = static_cast<float>(scale);
+      const int64_t n = g.numel();
+      #pragma omp parallel for simd if (n > (1 << 16))
+      for (int64_t i = 0; i < n; ++i) d[i] *= s;
+    }
+    return;
+  }
+  Tensor flat = Tensor::empty({total}, DType::F32);
+  float* buf = flat.data<float>();
+  int64_t at = 0;
+  for (const Tensor& g : grads) {
+    if (!g.defined()) continue;
+    std::memcpy(buf + at, g.data<float>(), static_cast<size_t>(g.numel()) * sizeof(float));
+    at += g.numel();
+  }
+  group_->all_reduce(flat, parallel::ReduceOp::Sum);
+  at = 0;
+  const float s = static_cast<float>(scale);
+  for (Tensor& g : grads) {
+    if (!g.defined()) continue;
+    float* d = g.data<float>();
+    const int64_t n = g.numel();
+    #pragma omp parallel for simd if (n > (1 << 16))
+    for (int64_t i = 0; i < n; ++i) d[i] = buf[at + i] * s;
+    at += n;
+    g.bump_version();
+  }
+}
+
+StepReport Trainer::train_step() {
+  const auto start = Clock::now();
+  model_->train(true);
+  model_->zero_grad();
+  for (const Tensor& p : params_) {
+    STRAND_CHECK(p.dtype() == DType::F32, DTypeError, "trainer: parameter ", describe(p),
+                 " is not float32 (only fp32 training is available)");
+  }
+
+  // Note [Loss normalisation]: summed losses back-propagate; the 1/N scale comes after.
+  double loss_sum = 0.0;
+  int64_t scored = 0;
+  for (int64_t micro = 0; micro < config_.train.grad_accum; ++micro) {
+    const data::Batch batch = train_loader_->next();
+    models::LossOutput out = model_->forward(batch);
+    loss_sum += out.loss_sum.item();
+    scored += out.tokens;
+    out.loss_sum.backward();
+  }
+  std::array<double, 1> sums{loss_sum};
+  std::array<int64_t, 1> counts{scored};
+  if (group_ != nullptr && world_ > 1) {
+    group_->all_reduce(std::span<double>(sums));
+    group_->all_reduce(std::span<int64_t>(counts));
+  }
+  const int64_t global_scored = counts[0];
+  STRAND_CHECK(global_scored > 0, ValueError, "trainer: step ", state_.step,
+               " scored no tokens (every target is ignored); check data.* and the model objective");
+  all_reduce_gradients(1.0 / static_cast<double>(global_scored));
+
+  StepReport report;
+  report.loss = sums[0] / static_cast<double>(global_scored);
+  report.grad_norm = config_.train.grad_clip > 0 ? optim::clip_grad_norm(params_, config_.train.grad_clip)
+                                                 : optim::grad_norm(params_);
+  report.lr = schedule_.lr_at(state_.step);
+  if (std::isfinite(report.grad_norm)) {
+    optimizer_->set_lr(report.lr);
+    optimizer_->step();
+  } else {
+    // fp32 has no loss scaler to back off: skip the update rather than write NaN into the weights.
+    report.skipped = true;
+    ++state_.skipped_steps;
+    print_line(detail::concat("warning: step ", state_.step + 1, ": gradient norm is ", report.grad_norm,
+                              "; optimizer step skipped"));
+  }
+  model_->zero_grad();
+
+  ++state_.step;
+  report.step = state_.step;
+  report.tokens = tokens_per_step(config_);
+  report.scored_tokens = global_scored;
+  state_.tokens_seen += report.tokens;
+  state_.loader = train_loader_->position();
+  report.seconds = seconds_since(start);
+  return report;
+}
+
+EvalResult Trainer::evaluate_val() {
+  if (!val_loader_) {
+    data::DataSpec spec = data_spec_of(config_, rank_, world_);
+    val_loader_ = data::make_loader(spec, data::Split::val);
+  }
+  return evaluate(*model_, *val_loader_, config_.train.eval_batches, group_);
+}
+
+uint64_t Trainer::parameter_fingerprint() const {
+  // A word-wise multiply-xor hash of every parameter's bits: cheap next to a checkpoint write.
+  uint64_t h = 0x9E3779B97F4A7C15ull;
+  for (const Tensor& p : params_) {
+    const auto* words = static_cast<const uint32_t*>(p.raw_data());
+    const int64_t n = p.nbytes() / sizeof(uint32_t);
+    for (int64_t i = 0; i < n; ++i) h = (h ^ words[i]) * 0x100000001B3ull;
+  }
+  return h;
+}
+
+std::string Trainer::save_checkpoint() {
+  const io::CheckpointDir dir(config_.checkpoint.dir, config_.checkpoint.keep);
+  if (group_ != nullptr && world_ > 1) {
+    // Rank 0 writes for everyone, which is right only while every replica holds the same bits
+    // (the summed gradients and a deterministic optimizer keep it so); check it, cheaply.
+    const uint64_t mine = parameter_fingerprint();
+    std::array<int64_t, 2> range{static_cast<int64_t>(mine), static_cast<int64_t>(mine)};
+    group_->all_reduce(std::span<int64_t>(range.data(), 1), parallel::ReduceOp::Min);
+    group_->all_reduce(std::span<int64_t>(range.data() + 1, 1), parallel::ReduceOp::Max);
+    STRAND_CHECK(range[0] == range[1], ValueError, "trainer: data-parallel replicas hold different weights at step ",
+                 state_.step, " (a non-deterministic reduction?); refusing to save a checkpoint of one of them");
+  }
+  if (rank_ != 0) return dir.path_for_step(state_.step);
+  return dir.save(state_.step, make_checkpoint(config_, *model_, *optimizer_, schedule_, state_));
+}
+
+bool Trainer::stop_requested_anywhere() const {
+  std::array<int64_t, 1> flag{stop_signal()};
+  // Ranks must agree, or one would wait in the next all-reduce for a rank that stopped.
+  if (group_ != nullptr && world_ > 1) group_->all_reduce(std::span<int64_t>(flag), parallel::ReduceOp::Max);
+  if (flag[0] != 0 && stop_signal() == 0) request_stop(static_cast<int>(flag[0]));
+  return flag[0] != 0;
+}
+
+TrainResult Trainer::run() {
+  StopSignalGuard signals;
+  clear_stop_signal();
+  TrainResult result;
+  result.start_step = state_.step;
+  result.resumed_from = resumed_from_;
+
+  const TrainConfig& tc = config_.train;
+  const int64_t params = model_->parameter_count();
+  const double model_flops = flops_per_token(config_, params);
+  MetricsLog metrics;
+  if (rank_ == 0 && options_.write_files) {
+    metrics = MetricsLog(config_.run.dir, resumed_from_.empty() ? -1 : state_.step);
+  }
+  print_line(detail::concat("model: ", name_of(config_.model.arch), ", ", params, " parameters, ",
+                            name_of(config_.model.attention.pattern), " attention; data: ",
+                            train_loader_->describe(), "; ", tokens_per_step(config_), " tokens per step on ",
+                            world_, world_ == 1 ? " rank" : " ranks"));
+  if (!resumed_from_.empty()) {
+    print_line(detail::concat("resumed from ", resumed_from_, " at step ", state_.step));
+  }
+
+  const bool eval_possible = has_val_split(config_);
+  double interval_seconds = 0.0;
+  int64_t interval_steps = 0, interval_tokens = 0;
+  bool saved_this_step = false;
+  while (state_.step < tc.steps) {
+    const StepReport report = train_step();
+    result.steps.push_back(report);
+    if (options_.on_step) options_.on_step(report);
+    interval_seconds += report.seconds;
+    interval_tokens += report.tokens;
+    ++interval_steps;
+
+    const int64_t step = state_.step;
+    const bool last = step == tc.steps;
+    const bool evaluate_now = eval_possible && tc.eval_every > 0 && step % tc.eval_every == 0;
+    std::optional<EvalResult> eval;
+    if (evaluate_now || (last && eval_possible && options_.final_eval)) {
+      eval = evaluate_val();
+      result.eval = eval;
+      result.eval_step = step;
+    }
+    if (step % tc.log_every == 0 || last || eval) {
+      StepMetrics m;
+      m.step = step;
+      m.total_steps = tc.steps;
+      m.loss = report.loss;
+      m.lr = report.lr;
+      m.grad_norm = report.grad_norm;
+      m.tokens_per_s = interval_seconds > 0 ? static_cast<double>(interval_tokens) / interval_seconds : 0.0;
+      if (options_.peak_flops > 0) {
+        m.mfu = model_flops * m.tokens_per_s / (options_.peak_flops * static_cast<double>(world_));
+      }
+      m.peak_mem_bytes = memory::stats(Device::cpu()).peak_bytes;
+      m.loss_scale = state_.loss_scale;
+      m.eta_s = interval_steps > 0 ? interval_seconds / static_cast<double>(interval_steps) *
+                                         static_cast<double>(tc.steps - step)
+                                   : 0.0;
+      if (eval) {
+        m.val_loss = eval->loss();
+        if (eval->score) {
+          m.val_accuracy = eval->score->token_accuracy();
+          m.val_row_accuracy = eval->score->row_accuracy();
+        }
+      }
+      metrics.write(m);
+      print_line(metrics_line(m));
+      interval_seconds = 0.0;
+      interval_steps = interval_tokens = 0;
+    }
+
+    saved_this_step = false;
+    if (options_.write_files && config_.checkpoint.every > 0 && step % config_.checkpoint.every == 0) {
+      result.checkpoint = save_checkpoint();
+      saved_this_step = true;
+    }
+    if (stop_requested_anywhere()) {
+      result.stop_signal = stop_signal();
+      break;
+    }
+  }
+
+  if (options_.write_files && !saved_this_step && state_.step > result.start_step) {
+    result.checkpoint = save_checkpoint();
+  }
+  if (result.stop_signal != 0) {
+    print_line(detail::concat("stopped by ", signal_name(result.stop_signal), " after step ", state_.step,
+                              result.checkpoint.empty() ? "" : "; checkpoint " + result.checkpoint,
+                              "; run the same command to resume"));
+  } else if (!result.checkpoint.empty()) {
+    print_line(detail::concat("saved ", result.checkpoint));
+  }
+  if (group_ != nullptr && world_ > 1) group_->barrier();  // the file is complete before any rank returns
+  clear_stop_signal();
+  result.end_step = state_.step;
+  return result;
+}
+
+}  // namespace strand::train

@@ -1,0 +1,94 @@
+// `strand bench train CONFIG [--steps N] [--set ...]`: training throughput and memory of the
+// config's model, as one JSON line. No checkpoints, metrics or resume; the first steps warm up.
+#include <omp.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "framework/core/allocator.h"
+#include "framework/train/config.h"
+#include "framework/train/metrics.h"
+#include "framework/train/trainer.h"
+#include "launch/commands.h"
+#include "models/model.h"
+#include "parallel/comm/group.h"
+#include "parallel/comm/launcher.h"
+
+namespace strand::launch {
+
+namespace {
+
+struct BenchTrainArgs {
+  std::string config;
+  std::vector<std::string> overrides;
+  int64_t steps = 3;
+  int64_t warmup = 1;
+};
+
+void run_bench_train(const BenchTrainArgs& args, parallel::Group& world) {
+  STRAND_CHECK(args.steps >= 1 && args.warmup >= 0, ValueError, "bench train: --steps ", args.steps,
+               " must be >= 1 and --warmup ", args.warmup, " >= 0");
+  train::Config config = train::load_config(args.config, args.overrides);
+  config.train.steps = args.warmup + args.steps;
+  config.train.warmup_steps = std::min(config.train.warmup_steps, config.train.steps);
+  config.train.eval_every = 0;
+  config.checkpoint.resume = "none";
+
+  std::vector<double> step_seconds;
+  double loss = 0.0;
+  train::TrainerOptions options;
+  options.write_files = false;
+  options.allow_resume = false;
+  options.print = false;
+  options.final_eval = false;
+  options.on_step = [&](const train::StepReport& r) {
+    if (r.step > args.warmup) step_seconds.push_back(r.seconds);
+    loss = r.loss;
+  };
+  std::shared_ptr<models::Model> model = models::build_model(config);
+  const int64_t params = model->parameter_count();
+  train::Trainer trainer(config, model, &world, options);
+  trainer.run();
+
+  // The median step, as /work/shared/peers/torch_gpt.py reports it.
+  std::sort(step_seconds.begin(), step_seconds.end());
+  const double step = step_seconds[step_seconds.size() / 2];
+  const int64_t tokens = train::tokens_per_step(config);
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  if (world.rank() == 0) {
+    std::printf(
+        "{\"impl\": \"strand\", \"config\": %s, \"params\": %lld, \"batch\": %lld, \"seq\": %lld, \"grad_accum\": %lld, "
+        "\"ranks\": %d, \"threads\": %d, \"steps\": %lld, \"step_ms\": %s, \"tokens_per_s\": %s, \"loss\": %s, "
+        "\"peak_mem_bytes\": %lld, \"max_rss_bytes\": %lld}\n",
+        train::json_string(args.config).c_str(), static_cast<long long>(params),
+        static_cast<long long>(config.data.batch_size), static_cast<long long>(config.data.seq_len),
+        static_cast<long long>(config.train.grad_accum), world.size(), omp_get_max_threads(),
+        static_cast<long long>(args.steps), train::json_number(step * 1e3).c_str(),
+        train::json_number(static_cast<double>(tokens) / step).c_str(), train::json_number(loss).c_str(),
+        static_cast<long long>(memory::stats(Device::cpu()).peak_bytes), static_cast<long long>(usage.ru_maxrss) * 1024);
+    std::fflush(stdout);
+  }
+}
+
+}  // namespace
+
+void add_bench_train(CLI::App& bench) {
+  auto args = std::make_shared<BenchTrainArgs>();
+  CLI::App* cmd = bench.add_subcommand("train", "Training tokens/s, step time and peak memory of a config; JSON line");
+  cmd->add_option("config", args->config, "YAML config")->required();
+  cmd->add_option("--steps", args->steps, "Timed steps (the median is reported)")->capture_default_str();
+  cmd->add_option("--warmup", args->warmup, "Untimed steps first")->capture_default_str();
+  cmd->add_option("--set", args->overrides, "Override a config key (repeatable)")->allow_extra_args(false)->take_all();
+  cmd->callback([args]() {
+    parallel::Group& world = parallel::world();
+    const int rc = parallel::run_guarded(world, [&]() { run_bench_train(*args, world); });
+    if (rc != 0) throw CLI::RuntimeError(rc);
+  });
+}
+
+}  // namespace strand::launch

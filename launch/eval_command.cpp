@@ -1,0 +1,70 @@
+// `strand eval CONFIG --checkpoint CKPT [--data PATH]`: mean loss (and task accuracy) of a
+// checkpoint over train.eval_batches batches of the validation data, as one JSON line.
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "framework/io/checkpoint.h"
+#include "framework/train/config.h"
+#include "framework/train/eval.h"
+#include "framework/train/metrics.h"
+#include "launch/commands.h"
+#include "models/model.h"
+#include "parallel/comm/group.h"
+#include "parallel/comm/launcher.h"
+
+namespace strand::launch {
+
+namespace {
+
+struct EvalArgs {
+  std::string config;
+  std::string checkpoint;
+  std::string data;
+  std::vector<std::string> overrides;
+  int64_t batches = 0;
+};
+
+void run_eval(const EvalArgs& args, parallel::Group& world) {
+  train::Config config = train::load_config(args.config, args.overrides);
+  if (args.batches > 0) config.train.eval_batches = args.batches;
+  STRAND_CHECK(!args.data.empty() || train::has_val_split(config), ValueError, args.config,
+               ": key 'data.val': no validation data; set it or pass --data PATH");
+
+  const io::CheckpointData ckpt = io::read_checkpoint(args.checkpoint);
+  std::shared_ptr<models::Model> model = models::build_model(config);
+  io::load_into(model->named_parameters(), ckpt);
+
+  // Every rank evaluates its own rows (the data-parallel row rule); sums are all-reduced.
+  const data::DataSpec spec = train::data_spec_of(config, world.rank(), world.size(), args.data);
+  const std::unique_ptr<data::Loader> loader = data::make_loader(spec, data::Split::val);
+  const train::EvalResult result = train::evaluate(*model, *loader, config.train.eval_batches, &world);
+
+  if (world.rank() == 0) {
+    const auto step = ckpt.trainer.int64s.find("step");
+    std::printf("{\"checkpoint\": %s, \"step\": %lld, \"data\": %s, %s}\n", train::json_string(args.checkpoint).c_str(),
+                static_cast<long long>(step != ckpt.trainer.int64s.end() && !step->second.empty() ? step->second[0] : -1),
+                train::json_string(loader->describe()).c_str(), train::eval_json_fields(result).c_str());
+    std::fflush(stdout);
+  }
+}
+
+}  // namespace
+
+void add_eval_command(CLI::App& app) {
+  auto args = std::make_shared<EvalArgs>();
+  CLI::App* cmd = app.add_subcommand("eval", "Evaluate a checkpoint: one JSON line with loss (and task accuracy)");
+  cmd->add_option("config", args->config, "YAML config of the model and data")->required();
+  cmd->add_option("--checkpoint", args->checkpoint, "Checkpoint file (.h5)")->required();
+  cmd->add_option("--data", args->data, "Validation data (path or glob; format from data.format) instead of data.val");
+  cmd->add_option("--batches", args->batches, "Batches per rank (default: train.eval_batches)");
+  cmd->add_option("--set", args->overrides, "Override a config key (repeatable)")->allow_extra_args(false)->take_all();
+  cmd->callback([args]() {
+    parallel::Group& world = parallel::world();
+    const int rc = parallel::run_guarded(world, [&]() { run_eval(*args, world); });
+    if (rc != 0) throw CLI::RuntimeError(rc);
+  });
+}
+
+}  // namespace strand::launch

@@ -1,0 +1,82 @@
+// `strand train CONFIG [--set key=value ...]`: language-model pretraining (framework/train).
+// Exit status: 0 when the run reaches train.steps, and also after SIGINT / SIGTERM once the
+// checkpoint of the current step is saved (running the same command resumes it; under mpirun,
+// mpirun itself still exits non-zero after forwarding a signal, as Open MPI does); non-zero
+// after an error, which is one line "strand: error: ..." on stderr.
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "framework/train/config.h"
+#include "framework/train/metrics.h"
+#include "framework/train/trainer.h"
+#include "launch/commands.h"
+#include "models/model.h"
+#include "parallel/comm/group.h"
+#include "parallel/comm/launcher.h"
+
+namespace strand::launch {
+
+namespace {
+
+struct TrainArgs {
+  std::string config;
+  std::vector<std::string> overrides;
+  double peak_tflops = 0.0;
+  bool quiet_config = false;
+};
+
+void run_train(const TrainArgs& args, parallel::Group& world) {
+  const train::Config config = train::load_config(args.config, args.overrides);
+  const bool root = world.rank() == 0;
+  if (root && !args.quiet_config) {
+    std::printf("strand train %s (%d %s)\n--- resolved config\n%s---\n", args.config.c_str(), world.size(),
+                world.size() == 1 ? "rank" : "ranks", train::to_yaml(config).c_str());
+    std::fflush(stdout);
+  }
+  train::TrainerOptions options;
+  options.peak_flops = train::peak_flops_per_rank(args.peak_tflops);
+  std::unique_ptr<train::Trainer> trainer;
+  try {
+    trainer = std::make_unique<train::Trainer>(config, models::build_model(config), &world, options);
+  } catch (const train::ConfigError& e) {
+    // Cross-section rules checked by the model and trainer: name the file they came from.
+    throw train::ConfigError(args.config + ": " + e.what());
+  }
+  const train::TrainResult result = trainer->run();
+  // The final line reads the evaluation of the last step (a stopped run has none).
+  if (root && result.eval && result.eval_step == result.end_step) {
+    const train::EvalResult& e = *result.eval;
+    if (e.score) {
+      std::printf("final: step %lld, val loss %.4f, task accuracy %.1f%% of answer tokens (chance %.1f%%), "
+                  "%.1f%% of rows exact\n",
+                  static_cast<long long>(result.end_step), e.loss(), 100.0 * e.score->token_accuracy(),
+                  100.0 * train::chance_accuracy(config).value_or(0.0), 100.0 * e.score->row_accuracy());
+    } else {
+      std::printf("final: step %lld, val loss %.4f\n", static_cast<long long>(result.end_step), e.loss());
+    }
+    std::fflush(stdout);
+  }
+}
+
+}  // namespace
+
+void add_train_command(CLI::App& app) {
+  auto args = std::make_shared<TrainArgs>();
+  CLI::App* cmd = app.add_subcommand("train", "Pretrain a model as the config describes (resumes per checkpoint.resume)");
+  cmd->add_option("config", args->config, "YAML config (docs/config.md)")->required();
+  cmd->add_option("--set", args->overrides, "Override a key: --set train.lr=1e-3 (repeatable)")
+      ->allow_extra_args(false)
+      ->take_all();
+  cmd->add_option("--peak-tflops", args->peak_tflops,
+                  "Peak TFLOP/s of one rank, for MFU (default: $STRAND_PEAK_FLOPS in FLOP/s, else no MFU)");
+  cmd->add_flag("--quiet-config", args->quiet_config, "Do not print the resolved config at start");
+  cmd->callback([args]() {
+    parallel::Group& world = parallel::world();
+    const int rc = parallel::run_guarded(world, [&]() { run_train(*args, world); });
+    if (rc != 0) throw CLI::RuntimeError(rc);  // the error line is already printed
+  });
+}
+
+}  // namespace strand::launch

@@ -1,0 +1,71 @@
+// GPT: embeddings, the causal block stack, the (tied) output projection and the summed loss.
+#include "models/gpt/gpt.h"
+
+#include "framework/core/error.h"
+#include "framework/ops/loss.h"
+#include "framework/ops/view.h"
+
+namespace strand::models {
+
+namespace {
+
+StackOptions gpt_stack(const train::ModelConfig& c, uint64_t run_seed, DType dtype) {
+  StackOptions o;
+  o.d_model = c.d_model;
+  o.n_head = c.n_head;
+  o.n_kv_head = c.n_kv_head == 0 ? c.n_head : c.n_kv_head;
+  o.d_ff = c.d_ff == 0 ? 4 * c.d_model : c.d_ff;
+  o.n_layer = c.n_layer;
+  o.vocab_size = c.vocab_size;
+  o.max_seq_len = c.max_seq_len;
+  o.pos = c.pos;
+  o.norm = c.norm;
+  o.swiglu = c.activation == train::Activation::SwiGLU;
+  o.causal = true;
+  o.attention = c.attention;
+  o.run_seed = run_seed;
+  o.dtype = dtype;
+  return o;
+}
+
+}  // namespace
+
+Gpt::Gpt(const train::ModelConfig& config, uint64_t run_seed, DType dtype) : config_(config), run_seed_(run_seed) {
+  ParameterSeeds seeds(run_seed);  // GPT-2 init, drawn as the modules are built
+  transformer_ = register_module("transformer", std::make_shared<Stack>(gpt_stack(config, run_seed, dtype), seeds));
+  if (!config.tie_embeddings)
+    lm_head_ = untied_lm_head(*register_module("lm_head", std::make_shared<Container>()), config.vocab_size,
+                              config.d_model, seeds, dtype);
+}
+
+const Tensor& Gpt::output_embedding() const {
+  return lm_head_.defined() ? lm_head_ : transformer_->wte().weight();
+}
+
+Tensor Gpt::logits(const Tensor& inputs, const SequenceShard& shard, int64_t step) {
+  STRAND_CHECK(inputs.defined() && inputs.dim() == 2, ShapeError, "gpt: inputs must be int32 [B, T], got ",
+               inputs.defined() ? describe(inputs) : "undefined");
+  const Tensor positions = shard_positions(shard, inputs.size(1), "gpt");
+  const DropoutPlan dropout{is_training() ? config_.dropout : 0.0, run_seed_, step};
+  Tensor x = transformer_->embed(inputs, positions, transformer_->wte(), dropout);
+  x = transformer_->run(x, positions, Tensor(), dropout, shard.context);
+  return lm_logits(x, output_embedding());
+}
+
+LossOutput Gpt::forward(const data::Batch& batch) { return forward(batch, SequenceShard{}); }
+
+LossOutput Gpt::forward(const data::Batch& batch, const SequenceShard& shard) {
+  STRAND_CHECK(batch.targets.defined() && batch.targets.shape() == batch.inputs.shape(), ShapeError,
+               "gpt: targets ", batch.targets.defined() ? describe(batch.targets) : "undefined",
+               " must match inputs ", describe(batch.inputs));
+  const Tensor logits3 = logits(batch.inputs, shard, batch.step);
+  const int64_t rows = batch.inputs.numel();
+  const Tensor flat = ops::reshape(logits3, {rows, config_.vocab_size});
+  LossOutput out;
+  out.loss_sum = ops::cross_entropy(flat, ops::reshape(batch.targets, {rows}), data::kIgnoreIndex, ops::Reduction::Sum);
+  out.tokens = count_scored(batch.targets, data::kIgnoreIndex);
+  out.predictions = argmax_last(flat, batch.inputs.shape());
+  return out;
+}
+
+}  // namespace strand::models

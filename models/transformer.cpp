@@ -1,0 +1,213 @@
+// Shared model pieces: blocks, stacks, mask patterns, GPT-2 initialisation, loss helpers.
+#include "models/transformer.h"
+
+#include <cmath>
+
+#include "framework/core/error.h"
+#include "framework/ops/dispatch.h"
+#include "framework/ops/dropout.h"
+#include "framework/ops/elementwise.h"
+#include "framework/ops/matmul.h"
+#include "framework/ops/view.h"
+
+namespace strand::models {
+namespace {
+
+uint64_t mix64(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+// Residual dropout sites of a block, and the embedding site of a stack.
+enum DropoutSite : int64_t { kAttnSite = 0, kCrossSite = 1, kMlpSite = 2, kEmbeddingSite = 3 };
+
+}  // namespace
+
+uint64_t derive_seed(uint64_t base, std::initializer_list<uint64_t> parts) {
+  uint64_t s = mix64(base);
+  for (uint64_t p : parts) s = mix64(s ^ mix64(p));
+  return s;
+}
+
+Tensor shard_positions(const SequenceShard& shard, int64_t seq_len, const char* model) {
+  if (!shard.positions.defined()) return Tensor::arange(seq_len, DType::I32);
+  const Tensor& p = shard.positions;
+  STRAND_CHECK(p.dtype() == DType::I32 && p.dim() == 1 && p.size(0) == seq_len, ShapeError, model,
+               ": shard positions must be int32 [T] with T = ", seq_len, ", got ", describe(p));
+  return p;
+}
+
+Norm Norm::make(train::NormKind kind, int64_t features, DType dtype) {
+  Norm n;
+  if (kind == train::NormKind::RMSNorm) n.rms_norm = std::make_shared<nn::RMSNorm>(features, 1e-6, dtype);
+  else n.layer_norm = std::make_shared<nn::LayerNorm>(features, 1e-5, true, dtype);
+  return n;
+}
+
+std::shared_ptr<nn::Module> Norm::module() const {
+  if (layer_norm) return layer_norm;
+  return rms_norm;
+}
+
+Tensor Norm::forward(const Tensor& x) const { return layer_norm ? layer_norm->forward(x) : rms_norm->forward(x); }
+
+Tensor DropoutPlan::apply(const Tensor& x, int64_t layer, int64_t site) const {
+  if (p == 0.0) return x;
+  const uint64_t seed = derive_seed(run_seed, {kDropoutSalt, static_cast<uint64_t>(step), static_cast<uint64_t>(layer),
+                                               static_cast<uint64_t>(site)});
+  return ops::dropout(x, p, seed);
+}
+
+MaskSpec mask_for_pattern(const train::AttentionConfig& a, bool causal, uint64_t run_seed, int64_t layer) {
+  using train::AttentionPattern;
+  const int64_t w = a.window;
+  MaskSpec m;
+  switch (a.pattern) {
+    case AttentionPattern::Full:
+    case AttentionPattern::Causal:
+    case AttentionPattern::Linear:
+      m.kind = causal ? MaskKind::Causal : MaskKind::None;
+      return m;
+    case AttentionPattern::Sliding:
+      return MaskSpec::sliding(w - 1, causal ? 0 : w - 1);
+    case AttentionPattern::Dilated:
+      m = MaskSpec::sliding((w - 1) * a.dilation, causal ? 0 : (w - 1) * a.dilation);
+      m.kind = MaskKind::Dilated;
+      m.dilation = a.dilation;
+      return m;
+    case AttentionPattern::Longformer:
+    case AttentionPattern::BigBird:
+      m = MaskSpec::sliding(w - 1, causal ? 0 : w - 1);
+      m.kind = a.pattern == AttentionPattern::Longformer ? MaskKind::Longformer : MaskKind::BigBird;
+      for (int64_t g = 0; g < a.global_tokens; ++g) m.global_tokens.push_back(g);
+      m.block_size = a.block_size;
+      m.random_blocks = a.random_blocks;
+      m.seed = derive_seed(run_seed, {kLayerSalt, static_cast<uint64_t>(layer), 1});
+      return m;
+  }
+  return m;
+}
+
+Block::Block(const StackOptions& o, int64_t layer, ParameterSeeds& seeds) : layer_(o.layer_base + layer) {
+  const double proj_std = 0.02 / std::sqrt(2.0 * static_cast<double>(o.n_layer));
+  nn::AttentionOptions a;
+  a.n_kv_head = o.n_kv_head;
+  a.rope = o.pos == train::PosEncoding::Rope;
+  a.linear = o.attention.pattern == train::AttentionPattern::Linear;
+  a.causal = o.causal;
+  a.mask = mask_for_pattern(o.attention, o.causal, o.run_seed, layer_);
+  a.projection_seed = derive_seed(o.run_seed, {kLayerSalt, static_cast<uint64_t>(layer_), 0});
+  a.proj_init_std = proj_std;
+  a.dtype = o.dtype;
+
+  // Each child is built right before it is registered, so `seeds` counts in named_parameters order.
+  ln_1_ = Norm::make(o.norm, o.d_model, o.dtype);
+  register_module("ln_1", seeds.counted(ln_1_.module()));
+  a.seed = seeds.next();
+  attn_ = register_module("attn", seeds.counted(std::make_shared<nn::MultiHeadAttention>(o.d_model, o.n_head, a)));
+  ln_2_ = Norm::make(o.norm, o.d_model, o.dtype);
+  register_module("ln_2", seeds.counted(ln_2_.module()));
+  if (o.cross_attention) {
+    nn::AttentionOptions c = a;
+    c.seed = seeds.next();
+    cross_ = register_module("crossattention",
+                             seeds.counted(std::make_shared<nn::CrossAttention>(o.d_model, o.n_head, c)));
+    ln_cross_ = Norm::make(o.norm, o.d_model, o.dtype);
+    register_module("ln_cross_attn", seeds.counted(ln_cross_.module()));
+  }
+  nn::MlpOptions m;
+  m.swiglu = o.swiglu;
+  m.seed = seeds.next();
+  m.proj_init_std = proj_std;
+  m.dtype = o.dtype;
+  mlp_ = register_module("mlp", seeds.counted(std::make_shared<nn::Mlp>(o.d_model, o.d_ff, m)));
+}
+
+Tensor Block::forward(const Tensor& x, const Tensor& positions, const Tensor& memory, const DropoutPlan& dropout,
+                      const parallel::SequenceContext& ctx) const {
+  Tensor h = ops::add(x, dropout.apply(attn_->forward(ln_1_.forward(x), positions, ctx), layer_, kAttnSite));
+  if (cross_) {
+    STRAND_CHECK(memory.defined(), ValueError, "block ", layer_, ": cross-attention needs the encoder output");
+    h = ops::add(h, dropout.apply(cross_->forward(ln_cross_.forward(h), memory, ctx), layer_, kCrossSite));
+  }
+  return ops::add(h, dropout.apply(mlp_->forward(ln_2_.forward(h)), layer_, kMlpSite));
+}
+
+Stack::Stack(const StackOptions& o, ParameterSeeds& seeds) : options_(o) {
+  STRAND_CHECK(o.n_layer >= 1, ValueError, "stack: n_layer must be >= 1, got ", o.n_layer);
+  if (o.token_embedding)
+    wte_ = register_module("wte", seeds.counted(std::make_shared<nn::Embedding>(o.vocab_size, o.d_model, seeds.next(),
+                                                                                o.dtype, 0.02)));
+  if (o.pos == train::PosEncoding::Learned)
+    wpe_ = register_module("wpe", seeds.counted(std::make_shared<nn::Embedding>(o.max_seq_len, o.d_model, seeds.next(),
+                                                                                o.dtype, 0.02)));
+  h_ = register_module("h", std::make_shared<Container>());
+  for (int64_t i = 0; i < o.n_layer; ++i)
+    blocks_.push_back(h_->add(std::to_string(i), std::make_shared<Block>(o, i, seeds)));  // counts its own
+  ln_f_ = Norm::make(o.norm, o.d_model, o.dtype);
+  register_module("ln_f", seeds.counted(ln_f_.module()));
+}
+
+Tensor Stack::embed(const Tensor& ids, const Tensor& positions, const nn::Embedding& wte,
+                    const DropoutPlan& dropout) const {
+  STRAND_CHECK(ids.defined() && ids.dtype() == DType::I32 && ids.dim() == 2, ShapeError,
+               "model: inputs must be int32 [B, T], got ", ids.defined() ? describe(ids) : "undefined");
+  Tensor x = wte.forward(ids);
+  if (wpe_) {
+    int64_t last = -1;
+    for (double p : positions.to_vector()) last = std::max(last, static_cast<int64_t>(p));
+    STRAND_CHECK(last < options_.max_seq_len, ValueError, "model: token position ", last,
+                 " is past the learned position table of model.max_seq_len = ", options_.max_seq_len, " rows");
+    x = ops::add(x, wpe_->forward(positions));
+  }
+  return dropout.apply(x, options_.layer_base, kEmbeddingSite);
+}
+
+Tensor Stack::run(Tensor x, const Tensor& positions, const Tensor& memory, const DropoutPlan& dropout,
+                  const parallel::SequenceContext& ctx) const {
+  for (const auto& block : blocks_) x = block->forward(x, positions, memory, dropout, ctx);
+  return ln_f_.forward(x);
+}
+
+Tensor untied_lm_head(Container& lm_head, int64_t vocab, int64_t d_model, ParameterSeeds& seeds, DType dtype) {
+  Tensor w = lm_head.add_parameter("weight", Tensor::randn({vocab, d_model}, seeds.next(), dtype, 0.02));
+  seeds.count(1);
+  return w;
+}
+
+Tensor lm_logits(const Tensor& x, const Tensor& output_embedding) {
+  return ops::matmul(x, ops::transpose(output_embedding, 0, 1));
+}
+
+Tensor argmax_last(const Tensor& logits, const Shape& shape) {
+  const Tensor l = ops::contiguous_data(logits.detach());
+  const int64_t v = l.size(-1), rows = l.numel() / v;
+  STRAND_CHECK(numel_of(shape) == rows, ShapeError, "argmax: ", rows, " rows of ", describe(logits),
+               " do not fill shape ", shape_str(shape));
+  Tensor out = Tensor::empty(shape, DType::I32);
+  int32_t* o = out.data<int32_t>();
+  ops::dispatch_float("argmax", l.dtype(), [&]<class T>() {
+    const T* d = l.data<T>();
+    #pragma omp parallel for if (rows * v > (1 << 15))
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* row = d + r * v;
+      int64_t best = 0;
+      for (int64_t j = 1; j < v; ++j)
+        if (row[j] > row[best]) best = j;
+      o[r] = static_cast<int32_t>(best);
+    }
+  });
+  return out;
+}
+
+int64_t count_scored(const Tensor& targets, int32_t ignore_index) {
+  const Tensor t = ops::contiguous_data(targets);
+  const int32_t* d = t.data<int32_t>();
+  int64_t n = 0;
+  for (int64_t i = 0; i < t.numel(); ++i) n += d[i] != ignore_index;
+  return n;
+}
+
+}  // namespace strand::models

@@ -1,0 +1,172 @@
+// Pieces the three model architectures share: seed derivation, a plain module container, the
+// norm choice, the pre-norm transformer block, a stack of blocks with its embeddings, the
+// attention pattern -> MaskSpec rule, GPT-2 initialisation, and loss-side helpers.
+#pragma once
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+
+#include "framework/nn/attention.h"
+#include "framework/nn/embedding.h"
+#include "framework/nn/layer_norm.h"
+#include "framework/nn/mlp.h"
+#include "framework/nn/module.h"
+#include "framework/train/config.h"
+#include "parallel/attention.h"
+
+namespace strand::models {
+
+// Independent seeds from run.seed: mixes the parts (splitmix64 finaliser) so that
+// (seed, salt, i, j) and (seed, salt, i', j') give unrelated streams.
+uint64_t derive_seed(uint64_t base, std::initializer_list<uint64_t> parts);
+
+// What each seed is for, mixed in as the first part.
+inline constexpr uint64_t kInitSalt = 0x696e6974ull;          // "init": the parameters' base key
+inline constexpr uint64_t kDropoutSalt = 0x64726f70ull;       // "drop": (step, layer, site)
+inline constexpr uint64_t kMaskedTokensSalt = 0x6d61736bull;  // "mask": encoder masked positions
+inline constexpr uint64_t kLayerSalt = 0x6c617972ull;         // "layr": per-layer draws (bigbird, performer)
+
+// Where a batch's tokens sit in their sequences. A sequence-parallel rank passes the global
+// positions of its shard; the default is the whole row, positions 0..T-1, attention local.
+struct SequenceShard {
+  Tensor positions;                    // int32 [T]; undefined = 0..T-1
+  parallel::SequenceContext context;   // the sp group attention runs over
+};
+
+// int32 [T]: shard.positions, or 0..T-1 when undefined (checked against T).
+Tensor shard_positions(const SequenceShard& shard, int64_t seq_len, const char* model);
+
+// A module that only holds named children and parameters (the "transformer", "h" and "lm_head"
+// levels of the parameter names).
+class Container : public nn::Module {
+ public:
+  template <class M>
+  std::shared_ptr<M> add(const std::string& name, std::shared_ptr<M> m) {
+    return register_module(name, std::move(m));
+  }
+  Tensor add_parameter(const std::string& name, Tensor t) { return register_parameter(name, std::move(t)); }
+};
+
+// LayerNorm (weight, bias) or RMSNorm (weight), chosen by model.norm.
+struct Norm {
+  std::shared_ptr<nn::LayerNorm> layer_norm;
+  std::shared_ptr<nn::RMSNorm> rms_norm;
+  static Norm make(train::NormKind kind, int64_t features, DType dtype);
+  std::shared_ptr<nn::Module> module() const;
+  Tensor forward(const Tensor& x) const;
+};
+
+// Dropout of one forward pass: p, and per-(layer, site) seeds from (run.seed, step), so a step's
+// masks are the same on every run and resume. Off (p = 0) in evaluation mode.
+struct DropoutPlan {
+  double p = 0.0;
+  uint64_t run_seed = 0;
+  int64_t step = 0;
+  Tensor apply(const Tensor& x, int64_t layer, int64_t site) const;
+};
+
+// GPT-2 initialisation, drawn once as the modules are built: parameter i of a model (in
+// named_parameters order) that is drawn at all draws from the Philox key
+// derive_seed(run.seed, {kInitSalt}) + i, so every tensor, every layer included, has its own
+// stream. Weights are normal(0, 0.02), residual projections (every c_proj) normal(0, 0.02 /
+// sqrt(2 n_layer)); biases are 0 and norm weights 1. Each module hands its children seed + j for
+// its parameter j (nn::AttentionOptions::seed, nn::MlpOptions::seed), and the builder counts.
+class ParameterSeeds {
+ public:
+  explicit ParameterSeeds(uint64_t run_seed) : base_(derive_seed(run_seed, {kInitSalt})) {}
+  // The seed of the next parameter to be registered.
+  uint64_t next() const { return base_ + index_; }
+  // Counts the parameters of a module just built (before the next one is built).
+  template <class M>
+  std::shared_ptr<M> counted(std::shared_ptr<M> m) {
+    index_ += m->named_parameters().size();
+    return m;
+  }
+  void count(uint64_t parameters) { index_ += parameters; }
+  static uint64_t base(uint64_t run_seed) { return derive_seed(run_seed, {kInitSalt}); }
+
+ private:
+  uint64_t base_;
+  uint64_t index_ = 0;
+};
+
+// How one stack of blocks is built.
+struct StackOptions {
+  int64_t d_model = 0, n_head = 0, n_kv_head = 0, d_ff = 0, n_layer = 0;
+  int64_t vocab_size = 0;       // rows of wte (only with token_embedding)
+  int64_t max_seq_len = 0;      // rows of wpe (only with learned positions)
+  bool token_embedding = true;  // holds wte (a decoder of encdec reads the encoder's)
+  train::PosEncoding pos = train::PosEncoding::Learned;
+  train::NormKind norm = train::NormKind::LayerNorm;
+  bool swiglu = false;
+  bool causal = false;          // decoder self-attention (Note [Causal patterns] in nn/attention.cpp)
+  bool cross_attention = false; // decoder of encdec
+  train::AttentionConfig attention;
+  uint64_t run_seed = 0;
+  int64_t layer_base = 0;       // index of this stack's first layer among all layers (seeds)
+  DType dtype = DType::F32;
+};
+
+// The pre-norm block: x += attn(ln_1(x)); [x += crossattention(ln_cross_attn(x), memory)];
+// x += mlp(ln_2(x)), with residual dropout after each branch. Children in Hugging Face GPT-2
+// order: ln_1, attn, ln_2, [crossattention, ln_cross_attn], mlp.
+class Block : public nn::Module {
+ public:
+  Block(const StackOptions& options, int64_t layer, ParameterSeeds& seeds);
+  Tensor forward(const Tensor& x, const Tensor& positions, const Tensor& memory, const DropoutPlan& dropout,
+                 const parallel::SequenceContext& ctx) const;
+  const nn::MultiHeadAttention& attn() const { return *attn_; }
+
+ private:
+  int64_t layer_;
+  Norm ln_1_, ln_2_, ln_cross_;
+  std::shared_ptr<nn::MultiHeadAttention> attn_;
+  std::shared_ptr<nn::CrossAttention> cross_;
+  std::shared_ptr<nn::Mlp> mlp_;
+};
+
+// Embeddings, blocks and the final norm: children wte [V, C] (optional), wpe [max_seq_len, C]
+// (learned positions), h.{i}, ln_f.
+class Stack : public nn::Module {
+ public:
+  Stack(const StackOptions& options, ParameterSeeds& seeds);
+  // ids int32 [B, T] -> wte(ids) (+ wpe(positions)), dropped out. `wte` is this stack's or a
+  // shared one.
+  Tensor embed(const Tensor& ids, const Tensor& positions, const nn::Embedding& wte, const DropoutPlan& dropout) const;
+  // x [B, T, C] through every block and ln_f. memory [B, Tk, C] for cross-attention.
+  Tensor run(Tensor x, const Tensor& positions, const Tensor& memory, const DropoutPlan& dropout,
+             const parallel::SequenceContext& ctx) const;
+
+  const nn::Embedding& wte() const { return *wte_; }
+  bool has_wte() const { return wte_ != nullptr; }
+  int64_t n_layer() const { return static_cast<int64_t>(blocks_.size()); }
+  const Block& block(int64_t i) const { return *blocks_[static_cast<size_t>(i)]; }
+  const StackOptions& options() const { return options_; }
+
+ private:
+  StackOptions options_;
+  std::shared_ptr<nn::Embedding> wte_, wpe_;
+  std::shared_ptr<Container> h_;
+  std::vector<std::shared_ptr<Block>> blocks_;
+  Norm ln_f_;
+};
+
+// The MaskSpec of model.attention for a stack: causal (decoder) or bidirectional (encoder) form.
+// The pattern `linear` has no mask (None). Sliding window w: keys q-w+1..q (decoder) or
+// q-w+1..q+w-1 (encoder); dilated: w keys each side, dilation apart; longformer / bigbird: the
+// sliding window plus global tokens 0..global_tokens-1; bigbird adds random_blocks random key
+// blocks of block_size per query block, seeded from (run.seed, layer).
+MaskSpec mask_for_pattern(const train::AttentionConfig& attention, bool causal, uint64_t run_seed, int64_t layer);
+
+// The output embedding of an untied model, lm_head.weight [V, C], drawn from seeds.next().
+Tensor untied_lm_head(Container& lm_head, int64_t vocab, int64_t d_model, ParameterSeeds& seeds, DType dtype);
+
+// logits [..., V] of x [..., C] against the output embedding W [V, C]: x @ W^T.
+Tensor lm_logits(const Tensor& x, const Tensor& output_embedding);
+// int32 argmax over the last axis of logits [N, V], shaped `shape` (no gradient).
+Tensor argmax_last(const Tensor& logits, const Shape& shape);
+// Targets not equal to ignore_index.
+int64_t count_scored(const Tensor& targets, int32_t ignore_index);
+
+}  // namespace strand::models

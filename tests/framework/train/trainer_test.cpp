@@ -1,0 +1,279 @@
+// The training loop in-process on a tiny GPT: exact resume (from a step file, and after SIGTERM),
+// metrics.jsonl fields, the global-token loss normalisation under gradient accumulation, and the
+// refusals (another model shape, a missing resume path, a rank count that does not match).
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+
+#include "framework/io/atomic_file.h"
+#include "framework/io/checkpoint_dir.h"
+#include "framework/train/signals.h"
+#include "framework/train/trainer.h"
+#include "launch/run_compare.h"
+#include "models/model.h"
+
+namespace strand::train {
+namespace {
+namespace fs = std::filesystem;
+using testing_support::expect_checkpoints_identical;
+using testing_support::losses_by_step;
+using testing_support::read_metrics;
+
+#define EXPECT_CONTAINS(text, part) EXPECT_NE(std::string(text).find(part), std::string::npos) << (text)
+
+class TrainerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    root_ = fs::temp_directory_path() / ("strand_trainer_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
+    fs::remove_all(root_);
+    fs::create_directories(root_);
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  // A 2-layer GPT on associative recall, with dropout (so the RNG state matters), warmup and
+  // cosine decay (so the step matters), gradient accumulation, and evaluation every 5 steps.
+  Config tiny(const std::string& run, const std::vector<std::string>& overrides = {}) const {
+    const std::string yaml =
+        "run: {name: " + run + ", dir: " + (root_ / run).string() + ", seed: 7}\n"
+        "model: {arch: gpt, vocab_size: 32, n_layer: 2, n_head: 2, d_model: 16, max_seq_len: 32, dropout: 0.1}\n"
+        "data: {format: synthetic, task: assoc_recall, seq_len: 32, batch_size: 2}\n"
+        "train: {steps: 20, lr: 0.003, warmup_steps: 3, grad_accum: 2, log_every: 1, eval_every: 5, eval_batches: 2}\n"
+        "checkpoint: {every: 10, keep: 0}\n";
+    return parse_config(yaml, run + ".yaml", overrides);
+  }
+
+  static TrainResult train(const Config& config, TrainerOptions options = quiet()) {
+    Trainer trainer(config, models::build_model(config), nullptr, std::move(options));
+    return trainer.run();
+  }
+  static TrainerOptions quiet() {
+    TrainerOptions o;
+    o.print = false;
+    return o;
+  }
+  std::string ckpt(const std::string& run, int64_t step) const {
+    return io::CheckpointDir((root_ / run / "checkpoints").string(), 0).path_for_step(step);
+  }
+  std::string metrics(const std::string& run) const { return (root_ / run / "metrics.jsonl").string(); }
+
+  fs::path root_;
+};
+
+TEST_F(TrainerTest, ResumeFromStepFileMatchesStraightRunBitForBit) {
+  const TrainResult straight = train(tiny("a"));
+  ASSERT_EQ(straight.steps.size(), 20u);
+  EXPECT_EQ(straight.checkpoint, ckpt("a", 20));
+  ASSERT_TRUE(fs::exists(ckpt("a", 10)));
+
+  const TrainResult resumed = train(tiny("b", {"checkpoint.resume=" + ckpt("a", 10)}));
+  EXPECT_EQ(resumed.resumed_from, ckpt("a", 10));
+  EXPECT_EQ(resumed.start_step, 10);
+  ASSERT_EQ(resumed.steps.size(), 10u);
+  for (size_t i = 0; i < 10; ++i) {
+    EXPECT_EQ(resumed.steps[i].step, straight.steps[10 + i].step);
+    EXPECT_EQ(resumed.steps[i].loss, straight.steps[10 + i].loss) << "step " << resumed.steps[i].step;
+    EXPECT_EQ(resumed.steps[i].grad_norm, straight.steps[10 + i].grad_norm) << "step " << resumed.steps[i].step;
+    EXPECT_EQ(resumed.steps[i].lr, straight.steps[10 + i].lr);
+  }
+  expect_checkpoints_identical(ckpt("a", 20), ckpt("b", 20));
+  ASSERT_TRUE(straight.eval && resumed.eval);
+  EXPECT_EQ(straight.eval->loss_sum, resumed.eval->loss_sum);
+}
+
+TEST_F(TrainerTest, SigtermSavesACheckpointAndTheResumedRunContinuesExactly) {
+  const TrainResult straight = train(tiny("a"));
+
+  TrainerOptions interrupt = quiet();
+  interrupt.on_step = [](const StepReport& r) {
+    if (r.step == 7) std::raise(SIGTERM);  // the trainer's handler only records it
+  };
+  const TrainResult stopped = train(tiny("c"), interrupt);
+  EXPECT_EQ(stopped.stop_signal, SIGTERM);
+  EXPECT_EQ(stopped.end_step, 7);
+  EXPECT_EQ(stopped.checkpoint, ckpt("c", 7));
+  EXPECT_EQ(io::CheckpointDir((root_ / "c" / "checkpoints").string(), 0).latest(), ckpt("c", 7));
+  EXPECT_EQ(stop_signal(), 0) << "run() clears the flag when it returns";
+
+  const TrainResult resumed = train(tiny("c"));  // checkpoint.resume: auto
+  EXPECT_EQ(resumed.resumed_from, ckpt("c", 7));
+  ASSERT_EQ(resumed.steps.size(), 13u);
+  for (size_t i = 0; i < 13; ++i) {
+    EXPECT_EQ(resumed.steps[i].loss, straight.steps[7 + i].loss) << "step " << resumed.steps[i].step;
+  }
+  expect_checkpoints_identical(ckpt("a", 20), ckpt("c", 20));
+
+  // metrics.jsonl of the interrupted + resumed run holds each step once, with the straight losses.
+  const auto straight_losses = losses_by_step(metrics("a"));
+  const auto resumed_losses = losses_by_step(metrics("c"));
+  EXPECT_EQ(read_metrics(metrics("c")).size(), 20u);
+  EXPECT_EQ(straight_losses, resumed_losses);
+}
+
+TEST_F(TrainerTest, ResumingAFinishedRunDoesNothing) {
+  train(tiny("a"));
+  const TrainResult again = train(tiny("a"));
+  EXPECT_EQ(again.start_step, 20);
+  EXPECT_EQ(again.end_step, 20);
+  EXPECT_TRUE(again.steps.empty());
+  EXPECT_TRUE(again.checkpoint.empty());
+  EXPECT_EQ(read_metrics(metrics("a")).size(), 20u);
+}
+
+TEST_F(TrainerTest, MetricsJsonlHasEveryFieldOnEveryLoggedStep) {
+  const Config config = tiny("m", {"train.log_every=4"});
+  train(config);
+  const auto rows = read_metrics(metrics("m"));
+  // Steps 4, 8, ..., 20 by log_every, plus the eval steps 5, 10, 15 (20 is both).
+  std::vector<int64_t> steps;
+  for (const auto& row : rows) steps.push_back(static_cast<int64_t>(*row.at("step")));
+  EXPECT_EQ(steps, (std::vector<int64_t>{4, 5, 8, 10, 12, 15, 16, 20}));
+  for (const auto& row : rows) {
+    for (const char* key : {"step", "loss", "lr", "grad_norm", "tokens_per_s", "mfu", "peak_mem_bytes", "loss_scale"}) {
+      EXPECT_TRUE(row.count(key)) << key;
+    }
+    EXPECT_TRUE(std::isfinite(*row.at("loss")));
+    EXPECT_GT(*row.at("tokens_per_s"), 0.0);
+    EXPECT_GT(*row.at("peak_mem_bytes"), 0.0);
+    EXPECT_EQ(*row.at("loss_scale"), 1.0);
+    EXPECT_FALSE(row.at("mfu").has_value()) << "no peak given: mfu is null";
+    const int64_t step = static_cast<int64_t>(*row.at("step"));
+    const bool evaluated = step % 5 == 0;
+    EXPECT_EQ(row.count("val_loss") == 1, evaluated) << "step " << step;
+    if (evaluated) {
+      EXPECT_TRUE(std::isfinite(*row.at("val_loss")));
+      const double acc = *row.at("val_accuracy");
+      EXPECT_GE(acc, 0.0);
+      EXPECT_LE(acc, 1.0);
+    }
+  }
+  // The lr column follows the schedule: warmup to 0.003 at step 3, then cosine to 0 at step 20.
+  EXPECT_DOUBLE_EQ(*rows.front().at("lr"), optim::LrSchedule::make(0.003, 0.0, 3, 20, "cosine").lr_at(3));
+}
+
+TEST_F(TrainerTest, MfuUsesThePeakAndTheFlopEstimate) {
+  TrainerOptions options = quiet();
+  options.peak_flops = 1e9;
+  const Config config = tiny("f", {"train.steps=2", "train.warmup_steps=0", "train.eval_every=0"});
+  train(config, options);
+  const auto rows = read_metrics(metrics("f"));
+  ASSERT_EQ(rows.size(), 2u);
+  const int64_t params = models::build_model(config)->parameter_count();
+  const double expected = flops_per_token(config, params) * *rows[1].at("tokens_per_s") / 1e9;
+  EXPECT_NEAR(*rows[1].at("mfu"), expected, expected * 1e-12);
+  EXPECT_EQ(flops_per_token(config, params), 6.0 * params + 12.0 * 2 * 16 * 32);
+}
+
+TEST_F(TrainerTest, LossIsNormalisedByTheTokensOfTheWholeStep) {
+  // batch 1 x 2 micro-steps reads the same rows as batch 2 x 1 (the row rule of data/loader.h),
+  // so the step's mean loss and gradient norm agree up to fp32 summation order.
+  const std::vector<std::string> common{"model.dropout=0", "train.steps=1", "train.warmup_steps=0",
+                                        "train.eval_every=0"};
+  auto with = [&](std::vector<std::string> extra) {
+    extra.insert(extra.end(), common.begin(), common.end());
+    return extra;
+  };
+  const TrainResult accum = train(tiny("acc", with({"data.batch_size=1", "train.grad_accum=2"})));
+  const TrainResult whole = train(tiny("whole", with({"data.batch_size=2", "train.grad_accum=1"})));
+  ASSERT_EQ(accum.steps.size(), 1u);
+  EXPECT_EQ(accum.steps[0].scored_tokens, whole.steps[0].scored_tokens);
+  EXPECT_EQ(accum.steps[0].scored_tokens, 2 * 32);
+  // fp32 sums over 2 x 32 tokens and 16-wide dot products: a few hundred ulps at most.
+  const double tol = 512 * std::numeric_limits<float>::epsilon();
+  EXPECT_NEAR(accum.steps[0].loss, whole.steps[0].loss, tol * whole.steps[0].loss);
+  EXPECT_NEAR(accum.steps[0].grad_norm, whole.steps[0].grad_norm, tol * whole.steps[0].grad_norm);
+  // Mean loss of an untrained model is near log(V): the count is the token count, not rows.
+  EXPECT_NEAR(whole.steps[0].loss, std::log(32.0), 0.5);
+}
+
+TEST_F(TrainerTest, RefusesACheckpointOfAnotherShapeNamingParameterAndShapes) {
+  train(tiny("a", {"train.steps=2", "train.warmup_steps=0", "train.eval_every=0"}));
+  try {
+    train(tiny("w", {"model.d_model=24", "checkpoint.resume=" + ckpt("a", 2)}));
+    FAIL() << "expected a CheckpointError";
+  } catch (const io::CheckpointError& e) {
+    EXPECT_CONTAINS(e.what(), ckpt("a", 2));
+    EXPECT_CONTAINS(e.what(), "transformer.");
+    EXPECT_CONTAINS(e.what(), "16]");
+    EXPECT_CONTAINS(e.what(), "24]");
+  }
+}
+
+TEST_F(TrainerTest, AMissingResumePathIsAnErrorNotAFreshStart) {
+  const std::string missing = (root_ / "nowhere" / "step_00000010.h5").string();
+  try {
+    train(tiny("a", {"checkpoint.resume=" + missing}));
+    FAIL() << "expected a CheckpointError";
+  } catch (const io::CheckpointError& e) {
+    EXPECT_CONTAINS(e.what(), missing);
+  }
+  EXPECT_FALSE(fs::exists(root_ / "a" / "metrics.jsonl"));
+}
+
+TEST_F(TrainerTest, RefusesARankCountOtherThanDpTimesSp) {
+  try {
+    train(tiny("a", {"parallel.dp=2"}));
+    FAIL() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_CONTAINS(e.what(), "parallel.dp");
+    EXPECT_CONTAINS(e.what(), "mpirun -np 2");
+  }
+}
+
+TEST_F(TrainerTest, EvaluationCountsAnswersOverEvalBatches) {
+  const Config config = tiny("e", {"train.eval_batches=3"});
+  Trainer trainer(config, models::build_model(config), nullptr, quiet());
+  const EvalResult r = trainer.evaluate_val();
+  EXPECT_EQ(r.batches, 3);
+  EXPECT_EQ(r.tokens, 3 * 2 * 32);  // every target of the LM objective is scored
+  ASSERT_TRUE(r.score.has_value());
+  EXPECT_EQ(r.score->tokens_total, 3 * 2);  // assoc_recall: one answer token per row
+  EXPECT_EQ(r.score->rows_total, 3 * 2);
+  EXPECT_TRUE(std::isfinite(r.loss()));
+  // Evaluation is a pure function of the weights: the same twice, and the mode is restored.
+  EXPECT_EQ(trainer.evaluate_val().loss_sum, r.loss_sum);
+  EXPECT_TRUE(trainer.model().is_training());
+}
+
+TEST(StopSignalTest, FirstSignalIsRecordedSecondEndsTheProcess) {
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    StopSignalGuard guard;
+    std::raise(SIGINT);
+    if (stop_signal() != SIGINT) _exit(3);  // recorded, and the process lives on
+    std::raise(SIGINT);                      // an impatient second Ctrl-C
+    _exit(4);                                // not reached
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "exit status " << WEXITSTATUS(status);
+  EXPECT_EQ(WTERMSIG(status), SIGINT);
+}
+
+TEST(StopSignalTest, TheGuardRestoresThePreviousHandler) {
+  static int previous_calls = 0;
+  auto* previous = +[](int) { ++previous_calls; };
+  std::signal(SIGTERM, previous);
+  {
+    StopSignalGuard guard;
+    std::raise(SIGTERM);
+    EXPECT_EQ(stop_signal(), SIGTERM);
+    EXPECT_EQ(previous_calls, 0);
+  }
+  clear_stop_signal();
+  std::raise(SIGTERM);
+  EXPECT_EQ(previous_calls, 1);
+  EXPECT_EQ(stop_signal(), 0);
+  std::signal(SIGTERM, SIG_DFL);
+}
+
+}  // namespace
+}  // namespace strand::train

@@ -1,0 +1,220 @@
+// The `strand train`, `strand eval` and `strand bench train` programs, run as subprocesses. Bad
+// input: each error is one line on stderr, "strand: error: ...", naming the file, key or dataset,
+// with a non-zero exit. SIGTERM to a running `strand train`: checkpoint, clean exit (status 0),
+// and a resumed run that picks up from there. eval and bench print one JSON line.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+#include <vector>
+
+#include "launch/run_compare.h"
+
+namespace strand {
+namespace {
+namespace fs = std::filesystem;
+using testing_support::CommandResult;
+using testing_support::read_metrics;
+using testing_support::run_command;
+using testing_support::strand_binary;
+
+#define EXPECT_CONTAINS(text, part) EXPECT_NE(std::string(text).find(part), std::string::npos) << (text)
+
+class TrainCliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = fs::temp_directory_path() / ("strand_cli_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    ASSERT_TRUE(fs::exists(strand_binary())) << "the strand program is built beside tests/: " << strand_binary();
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  std::string write(const std::string& name, const std::string& text) const {
+    std::ofstream(path(name)) << text;
+    return path(name);
+  }
+  // A tiny synthetic run in this test's directory; `extra` is appended YAML.
+  std::string tiny_config(const std::string& name, const std::string& extra = "") const {
+    return write(name, "run: {dir: " + path("run") + ", seed: 3}\n"
+                       "model: {vocab_size: 32, n_layer: 1, n_head: 2, d_model: 16, max_seq_len: 32}\n"
+                       "data: {format: synthetic, task: assoc_recall, seq_len: 32, batch_size: 2}\n"
+                       "train: {steps: 2, log_every: 1}\n" + extra);
+  }
+  CommandResult strand(const std::string& args) const {
+    return run_command("OMP_NUM_THREADS=1 " + strand_binary() + " " + args, dir_);
+  }
+  // The one error line: exactly one non-empty stderr line, starting "strand: error: ".
+  static std::string one_error_line(const CommandResult& r) {
+    EXPECT_NE(r.exit_code, 0);
+    const auto lines = r.error_lines();
+    EXPECT_EQ(lines.size(), 1u) << r.err;
+    if (lines.empty()) return "";
+    EXPECT_EQ(lines[0].rfind("strand: error: ", 0), 0u) << lines[0];
+    return lines[0];
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(TrainCliTest, UnknownKeyNamesFileLineAndKey) {
+  const std::string cfg = write("bad.yaml", "model:\n  n_heads: 4\n");
+  const std::string line = one_error_line(strand("train " + cfg));
+  EXPECT_CONTAINS(line, cfg + ":2");
+  EXPECT_CONTAINS(line, "model.n_heads");
+  EXPECT_CONTAINS(line, "model.n_head'");  // the suggestion
+}
+
+TEST_F(TrainCliTest, WrongTypeNamesTheKey) {
+  const std::string cfg = write("bad.yaml", "train: {lr: fast}\n");
+  const std::string line = one_error_line(strand("train " + cfg));
+  EXPECT_CONTAINS(line, cfg);
+  EXPECT_CONTAINS(line, "train.lr");
+  EXPECT_CONTAINS(line, "fast");
+}
+
+TEST_F(TrainCliTest, WrongTypeInASetOverrideNamesTheOverride) {
+  const std::string line = one_error_line(strand("train " + tiny_config("c.yaml") + " --set train.steps=two"));
+  EXPECT_CONTAINS(line, "--set train.steps=two");
+  EXPECT_CONTAINS(line, "train.steps");
+}
+
+TEST_F(TrainCliTest, MissingDataFileNamesIt) {
+  const std::string missing = path("no_such_train.bin");
+  const std::string cfg = write("c.yaml", "run: {dir: " + path("run") + "}\n"
+                                          "model: {vocab_size: 64, n_layer: 1, n_head: 2, d_model: 16, max_seq_len: 32}\n"
+                                          "data: {format: bin, train: " + missing + ", seq_len: 32, batch_size: 1}\n");
+  const std::string line = one_error_line(strand("train " + cfg));
+  EXPECT_CONTAINS(line, missing);
+}
+
+TEST_F(TrainCliTest, TruncatedBinShardNamesIt) {
+  // An llm.c header announcing 1000 tokens, followed by only 10 of them.
+  std::vector<int32_t> header(256, 0);
+  header[0] = 20240520;
+  header[1] = 1;
+  header[2] = 1000;
+  const std::string shard = path("short.bin");
+  {
+    std::ofstream out(shard, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(header.data()), header.size() * sizeof(int32_t));
+    const std::vector<uint16_t> tokens(10, 7);
+    out.write(reinterpret_cast<const char*>(tokens.data()), tokens.size() * sizeof(uint16_t));
+  }
+  const std::string cfg = write("c.yaml", "run: {dir: " + path("run") + "}\n"
+                                          "model: {vocab_size: 64, n_layer: 1, n_head: 2, d_model: 16, max_seq_len: 32}\n"
+                                          "data: {format: bin, train: " + shard + ", seq_len: 4, batch_size: 1}\n");
+  const std::string line = one_error_line(strand("train " + cfg));
+  EXPECT_CONTAINS(line, shard);
+}
+
+TEST_F(TrainCliTest, CheckpointOfAnotherShapeNamesParameterAndShapes) {
+  const std::string cfg = tiny_config("c.yaml");
+  const CommandResult ok = strand("train " + cfg);
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  const std::string ckpt = path("run/checkpoints/step_00000002.h5");
+  ASSERT_TRUE(fs::exists(ckpt));
+  const std::string line =
+      one_error_line(strand("train " + cfg + " --set model.d_model=24 --set checkpoint.resume=" + ckpt));
+  EXPECT_CONTAINS(line, ckpt);
+  EXPECT_CONTAINS(line, "transformer.");
+  EXPECT_CONTAINS(line, "16]");
+  EXPECT_CONTAINS(line, "24]");
+  // strand eval refuses it the same way.
+  const std::string eval_line = one_error_line(strand("eval " + cfg + " --set model.d_model=24 --checkpoint " + ckpt));
+  EXPECT_CONTAINS(eval_line, "24]");
+}
+
+TEST_F(TrainCliTest, CorruptHdf5CheckpointNamesTheFile) {
+  const std::string ckpt = write("corrupt.h5", std::string(4096, 'x'));
+  const std::string cfg = tiny_config("c.yaml");
+  const std::string line = one_error_line(strand("train " + cfg + " --set checkpoint.resume=" + ckpt));
+  EXPECT_CONTAINS(line, ckpt);
+  const std::string eval_line = one_error_line(strand("eval " + cfg + " --checkpoint " + ckpt));
+  EXPECT_CONTAINS(eval_line, ckpt);
+}
+
+TEST_F(TrainCliTest, ResumePathThatDoesNotExistIsAnError) {
+  const std::string missing = path("gone/step_00000005.h5");
+  const std::string line = one_error_line(strand("train " + tiny_config("c.yaml") + " --set checkpoint.resume=" + missing));
+  EXPECT_CONTAINS(line, missing);
+  EXPECT_FALSE(fs::exists(path("run/checkpoints"))) << "no fresh start in its place";
+}
+
+TEST_F(TrainCliTest, MissingConfigFileNamesIt) {
+  const std::string line = one_error_line(strand("train " + path("nope.yaml")));
+  EXPECT_CONTAINS(line, path("nope.yaml"));
+}
+
+TEST_F(TrainCliTest, EvalPrintsOneJsonLineWithLossAndAccuracy) {
+  const std::string cfg = tiny_config("c.yaml");
+  ASSERT_EQ(strand("train " + cfg).exit_code, 0);
+  const CommandResult r = strand("eval " + cfg + " --checkpoint " + path("run/checkpoints/step_00000002.h5"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  for (const char* key : {"\"loss\": ", "\"tokens\": ", "\"accuracy\": ", "\"step\": 2"}) EXPECT_CONTAINS(r.out, key);
+}
+
+TEST_F(TrainCliTest, BenchTrainPrintsOneJsonLineAndWritesNothing) {
+  const CommandResult r = strand("bench train " + tiny_config("c.yaml") + " --steps 2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  const auto row = testing_support::parse_metrics_line(r.out);
+  for (const char* key : {"tokens_per_s", "step_ms", "peak_mem_bytes", "params", "threads", "steps"}) {
+    ASSERT_TRUE(row.count(key)) << key << " in " << r.out;
+  }
+  EXPECT_GT(*row.at("tokens_per_s"), 0.0);
+  EXPECT_GT(*row.at("peak_mem_bytes"), 0.0);
+  EXPECT_EQ(*row.at("threads"), 1.0);  // OMP_NUM_THREADS=1
+  EXPECT_EQ(*row.at("steps"), 2.0);
+  EXPECT_FALSE(fs::exists(path("run"))) << "bench writes no metrics or checkpoints";
+}
+
+TEST_F(TrainCliTest, SigtermSavesACheckpointExitsZeroAndResumes) {
+  const std::string cfg = tiny_config("c.yaml");
+  const std::string metrics = path("run/metrics.jsonl");
+  const std::string out = path("train.out");
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::freopen(out.c_str(), "w", stdout);
+    ::setenv("OMP_NUM_THREADS", "1", 1);
+    const std::string bin = strand_binary();
+    execl(bin.c_str(), bin.c_str(), "train", cfg.c_str(), "--set", "train.steps=100000", "--set", "model.n_layer=2",
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  // Wait (without a time limit on the result) until a few steps are logged, then stop it.
+  for (int i = 0; i < 6000 && read_metrics(metrics).size() < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_GE(read_metrics(metrics).size(), 3u);
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "killed by signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  const auto rows = read_metrics(metrics);
+  const int64_t stopped_at = static_cast<int64_t>(*rows.back().at("step"));
+  EXPECT_CONTAINS(testing_support::read_text(out), "stopped by SIGTERM after step " + std::to_string(stopped_at));
+  char name[32];
+  std::snprintf(name, sizeof name, "step_%08lld.h5", static_cast<long long>(stopped_at));
+  ASSERT_TRUE(fs::exists(path("run/checkpoints/") + name));
+
+  // The same command resumes from there (here with a nearer end).
+  const CommandResult resumed =
+      strand("train " + cfg + " --set model.n_layer=2 --set train.steps=" + std::to_string(stopped_at + 2));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_CONTAINS(resumed.out, "resumed from " + path("run/checkpoints/") + name + " at step " + std::to_string(stopped_at));
+  EXPECT_EQ(read_metrics(metrics).size(), static_cast<size_t>(stopped_at + 2));
+}
+
+}  // namespace
+}  // namespace strand

@@ -1,0 +1,16 @@
+# Parity of the gpt model with an independent PyTorch GPT-2 (tests/parity/run_parity.py): runs
+# the built `strand` (data prepare, train, eval, resume, export, inspect) in a temporary
+# directory and compares with float64 PyTorch. Needs Debian's python3-torch, python3-h5py and
+# python3-numpy, which live in the system interpreter, hence /usr/bin/python3 over any venv.
+find_program(STRAND_SYSTEM_PYTHON3 python3 PATHS /usr/bin NO_DEFAULT_PATH)
+if(NOT STRAND_SYSTEM_PYTHON3)
+  find_program(STRAND_SYSTEM_PYTHON3 python3)
+endif()
+if(STRAND_SYSTEM_PYTHON3)
+  add_test(NAME parity.gpt_matches_pytorch
+           COMMAND ${STRAND_SYSTEM_PYTHON3} ${CMAKE_CURRENT_LIST_DIR}/run_parity.py $<TARGET_FILE:strand>)
+  set_tests_properties(parity.gpt_matches_pytorch PROPERTIES ENVIRONMENT "OMP_NUM_THREADS=2" TIMEOUT 300
+                       LABELS parity)
+else()
+  message(WARNING "strand: no python3 found; the parity test (tests/parity) is not registered")
+endif()
