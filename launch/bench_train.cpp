@@ -16,7 +16,6 @@
 #include "launch/commands.h"
 #include "models/model.h"
 #include "parallel/comm/group.h"
-#include "parallel/comm/launcher.h"
 
 namespace strand::launch {
 
@@ -84,11 +83,8 @@ void add_bench_train(CLI::App& bench) {
   cmd->add_option("--steps", args->steps, "Timed steps (the median is reported)")->capture_default_str();
   cmd->add_option("--warmup", args->warmup, "Untimed steps first")->capture_default_str();
   cmd->add_option("--set", args->overrides, "Override a config key (repeatable)")->allow_extra_args(false)->take_all();
-  cmd->callback([args]() {
-    parallel::Group& world = parallel::world();
-    const int rc = parallel::run_guarded(world, [&]() { run_bench_train(*args, world); });
-    if (rc != 0) throw CLI::RuntimeError(rc);
-  });
+  // Errors propagate to main, whose guarded runner prints the one line and ends every rank.
+  cmd->callback([args]() { run_bench_train(*args, parallel::world()); });
 }
 
 }  // namespace strand::launch

@@ -12,7 +12,6 @@
 #include "launch/commands.h"
 #include "models/model.h"
 #include "parallel/comm/group.h"
-#include "parallel/comm/launcher.h"
 
 namespace strand::launch {
 
@@ -60,11 +59,8 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--data", args->data, "Validation data (path or glob; format from data.format) instead of data.val");
   cmd->add_option("--batches", args->batches, "Batches per rank (default: train.eval_batches)");
   cmd->add_option("--set", args->overrides, "Override a config key (repeatable)")->allow_extra_args(false)->take_all();
-  cmd->callback([args]() {
-    parallel::Group& world = parallel::world();
-    const int rc = parallel::run_guarded(world, [&]() { run_eval(*args, world); });
-    if (rc != 0) throw CLI::RuntimeError(rc);
-  });
+  // Errors propagate to main, whose guarded runner prints the one line and ends every rank.
+  cmd->callback([args]() { run_eval(*args, parallel::world()); });
 }
 
 }  // namespace strand::launch

@@ -14,7 +14,6 @@
 #include "launch/commands.h"
 #include "models/model.h"
 #include "parallel/comm/group.h"
-#include "parallel/comm/launcher.h"
 
 namespace strand::launch {
 
@@ -72,11 +71,8 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--peak-tflops", args->peak_tflops,
                   "Peak TFLOP/s of one rank, for MFU (default: $STRAND_PEAK_FLOPS in FLOP/s, else no MFU)");
   cmd->add_flag("--quiet-config", args->quiet_config, "Do not print the resolved config at start");
-  cmd->callback([args]() {
-    parallel::Group& world = parallel::world();
-    const int rc = parallel::run_guarded(world, [&]() { run_train(*args, world); });
-    if (rc != 0) throw CLI::RuntimeError(rc);  // the error line is already printed
-  });
+  // Errors propagate to main, whose guarded runner prints the one line and ends every rank.
+  cmd->callback([args]() { run_train(*args, parallel::world()); });
 }
 
 }  // namespace strand::launch

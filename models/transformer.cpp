@@ -135,6 +135,24 @@ Tensor Block::forward(const Tensor& x, const Tensor& positions, const Tensor& me
   return ops::add(h, dropout.apply(mlp_->forward(ln_2_.forward(h)), layer_, kMlpSite));
 }
 
+StackOptions stack_options(const train::ModelConfig& c, uint64_t run_seed, DType dtype) {
+  StackOptions o;
+  o.d_model = c.d_model;
+  o.n_head = c.n_head;
+  o.n_kv_head = c.n_kv_head == 0 ? c.n_head : c.n_kv_head;
+  o.d_ff = c.d_ff == 0 ? 4 * c.d_model : c.d_ff;
+  o.n_layer = c.n_layer;
+  o.vocab_size = c.vocab_size;
+  o.max_seq_len = c.max_seq_len;
+  o.pos = c.pos;
+  o.norm = c.norm;
+  o.swiglu = c.activation == train::Activation::SwiGLU;
+  o.attention = c.attention;
+  o.run_seed = run_seed;
+  o.dtype = dtype;
+  return o;
+}
+
 Stack::Stack(const StackOptions& o, ParameterSeeds& seeds) : options_(o) {
   STRAND_CHECK(o.n_layer >= 1, ValueError, "stack: n_layer must be >= 1, got ", o.n_layer);
   if (o.token_embedding)

@@ -108,6 +108,10 @@ struct StackOptions {
   DType dtype = DType::F32;
 };
 
+// The options a config's model section gives a stack: bidirectional, with its own token
+// embedding; each architecture then sets what differs (causal, cross-attention, ...).
+StackOptions stack_options(const train::ModelConfig& c, uint64_t run_seed, DType dtype);
+
 // The pre-norm block: x += attn(ln_1(x)); [x += crossattention(ln_cross_attn(x), memory)];
 // x += mlp(ln_2(x)), with residual dropout after each branch. Children in Hugging Face GPT-2
 // order: ln_1, attn, ln_2, [crossattention, ln_cross_attn], mlp.

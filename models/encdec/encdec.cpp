@@ -10,24 +10,11 @@ namespace strand::models {
 namespace {
 
 StackOptions encdec_stack(const train::ModelConfig& c, uint64_t run_seed, DType dtype, bool decoder) {
-  StackOptions o;
-  o.d_model = c.d_model;
-  o.n_head = c.n_head;
-  o.n_kv_head = c.n_kv_head == 0 ? c.n_head : c.n_kv_head;
-  o.d_ff = c.d_ff == 0 ? 4 * c.d_model : c.d_ff;
-  o.n_layer = c.n_layer;
-  o.vocab_size = c.vocab_size;
-  o.max_seq_len = c.max_seq_len;
+  StackOptions o = stack_options(c, run_seed, dtype);
   o.token_embedding = !decoder;
-  o.pos = c.pos;
-  o.norm = c.norm;
-  o.swiglu = c.activation == train::Activation::SwiGLU;
   o.causal = decoder;
   o.cross_attention = decoder;
-  o.attention = c.attention;
-  o.run_seed = run_seed;
   o.layer_base = decoder ? c.n_layer : 0;
-  o.dtype = dtype;
   return o;
 }
 

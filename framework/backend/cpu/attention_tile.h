@@ -15,37 +15,14 @@
 #include <immintrin.h>
 #endif
 
+#include "framework/backend/cpu/vec_math.h"
 #include "framework/core/allocator.h"
 
 namespace strand::cpu::attention_tile {
 
-// a * b + c, fused where the target has FMA (a portable x86-64-v2 build has none, and std::fma
-// would then be a slow library call).
-inline float fmadd(float a, float b, float c) {
-#if defined(__FMA__)
-  return std::fma(a, b, c);
-#else
-  return a * b + c;
-#endif
-}
-
-// exp(x) for float with a branch-free body the compiler vectorises: 2^n * p(r), r in
-// [-ln2/2, ln2/2], degree-6 polynomial (relative error ~2e-7). exp(-inf) = 0, never NaN for x <= 88.
-inline float exp_approx(float x) {
-  const float xc = std::min(std::max(x, -87.0f), 88.0f);
-  const float n = std::nearbyint(xc * 1.44269504088896341f);
-  float r = fmadd(n, -0.693145751953125f, xc);  // Cody-Waite: ln2 split in two parts
-  r = fmadd(n, -1.428606765330187045e-06f, r);
-  float p = 1.3981999507e-3f;
-  p = fmadd(p, r, 8.3334519073e-3f);
-  p = fmadd(p, r, 4.1665795894e-2f);
-  p = fmadd(p, r, 1.6666665459e-1f);
-  p = fmadd(p, r, 5.0000001201e-1f);
-  p = fmadd(p, r * r, r + 1.0f);
-  const float scale = std::bit_cast<float>(static_cast<int32_t>(n + 127.0f) << 23);
-  return x < -87.0f ? 0.0f : p * scale;
-}
-inline double exp_approx(double x) { return std::exp(x); }
+// exp for the online softmax: the vectorisable float exp of vec_math.h (fmadd comes from there too).
+inline float exp_approx(float x) { return vexp(x); }
+inline double exp_approx(double x) { return vexp(x); }
 
 // C[m x n] (+)= A . B over kd, with A(r, p) = a[r * a_rs + p * a_cs] (so A may be read transposed),
 // B row-major with row stride ldb, C row-major with row stride ldc.
