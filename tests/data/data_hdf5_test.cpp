@@ -8,23 +8,14 @@
 
 #include "data/hdf5_tokens.h"
 #include "data/loader.h"
+#include "support/temp_dir.h"
 
 namespace strand::data {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path = fs::temp_directory_path() / ("strand_hdf5_" + std::to_string(::getpid()) + "_" + info->name());
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using testing::TempDir;
 
 template <class Fn>
 void expect_data_error(Fn&& fn, const std::vector<std::string>& parts) {

@@ -7,23 +7,14 @@
 
 #include "data/loader.h"
 #include "data/shards.h"
+#include "support/temp_dir.h"
 
 namespace strand::data {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path = fs::temp_directory_path() / ("strand_loader_" + std::to_string(::getpid()) + "_" + info->name());
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using testing::TempDir;
 
 std::vector<int32_t> stream_of(int64_t n) {
   std::vector<int32_t> v(static_cast<size_t>(n));

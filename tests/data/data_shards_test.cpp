@@ -8,25 +8,14 @@
 
 #include "data/shards.h"
 #include "data/token_source.h"
+#include "support/temp_dir.h"
 
 namespace strand::data {
 namespace {
 
 namespace fs = std::filesystem;
 
-// A fresh directory per test, removed afterwards.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path = fs::temp_directory_path() /
-           ("strand_shards_" + std::to_string(::getpid()) + "_" + info->name());
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using testing::TempDir;
 
 std::vector<int32_t> ramp(int64_t n, int32_t mul = 7919, int32_t mod = 65536) {
   std::vector<int32_t> v(static_cast<size_t>(n));
