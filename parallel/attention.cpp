@@ -1,16 +1,14 @@
-// parallel::attention: dispatch between local and (later) sequence-parallel attention.
+// parallel::attention: dispatch between local and sequence-parallel (ring) attention.
 #include "parallel/attention.h"
 
-#include "framework/core/error.h"
+#include "parallel/ring.h"
 
 namespace strand::parallel {
 
 ops::AttentionOutput attention(const Tensor& q, const Tensor& k, const Tensor& v, const MaskSpec& mask,
                                double scale, const SequenceContext& ctx) {
   if (ctx.local()) return ops::attention(q, k, v, mask, scale);
-  throw ValueError(detail::concat("parallel attention over ", ctx.sp->size(),
-                                  " ranks: ring/Ulysses attention is not built yet (q ", shape_str(q.shape()),
-                                  ")"));
+  return ring_attention(q, k, v, mask, scale, *ctx.sp);
 }
 
 }  // namespace strand::parallel

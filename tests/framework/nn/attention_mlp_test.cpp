@@ -320,7 +320,8 @@ TEST(Mlp, GeluAndSwigluMatchDirectComputationAndGradients) {
   EXPECT_THROW(nn::Mlp(4, 8).forward(Tensor::zeros({2, 5})), ShapeError);
 }
 
-// A group that only answers size(): enough to select the sequence-parallel path.
+// A group that only answers size(): a one-rank group selects the local path. (The path over
+// several ranks, ring attention, is tested under mpiexec in tests/parallel/ring_mpitest.cpp.)
 class SizedGroup final : public parallel::Group {
  public:
   explicit SizedGroup(int n) : n_(n) {}
@@ -345,22 +346,16 @@ class SizedGroup final : public parallel::Group {
   int n_;
 };
 
-TEST(ParallelAttention, LocalIsTheFusedKernelAndShardedIsNotBuiltYet) {
+TEST(ParallelAttention, LocalIsTheFusedKernel) {
   const Tensor q = Tensor::uniform({1, 2, 5, 4}, 9, -1, 1, DType::F64);
   const Tensor k = Tensor::uniform({1, 1, 5, 4}, 10, -1, 1, DType::F64);
   const Tensor v = Tensor::uniform({1, 1, 5, 4}, 11, -1, 1, DType::F64);
   const auto want = ops::attention(q, k, v, MaskSpec::causal());
-  SizedGroup one(1), two(2);
+  SizedGroup one(1);
   for (const parallel::SequenceContext& ctx : {parallel::SequenceContext{}, parallel::SequenceContext{&one}}) {
     const auto got = parallel::attention(q, k, v, MaskSpec::causal(), 0.0, ctx);
     EXPECT_EQ(got.o.to_vector(), want.o.to_vector());
     EXPECT_EQ(got.lse.to_vector(), want.lse.to_vector());
-  }
-  try {
-    parallel::attention(q, k, v, MaskSpec::causal(), 0.0, parallel::SequenceContext{&two});
-    FAIL() << "expected ValueError";
-  } catch (const ValueError& e) {
-    EXPECT_NE(std::string(e.what()).find("over 2 ranks"), std::string::npos) << e.what();
   }
 }
 
