@@ -14,6 +14,7 @@
 #include "framework/backend/cpu/loops.h"
 #include "framework/core/error.h"
 #include "framework/ops/dispatch.h"
+#include "framework/ops/attention_args.h"
 
 namespace strand::parallel {
 namespace {
@@ -50,12 +51,6 @@ bool block_empty(const cpu::MaskPlan& plan, int64_t batch, int q_rank, int k_ran
   return true;
 }
 
-void set_strides(const Tensor& t, int64_t& batch, int64_t& head, int64_t& row) {
-  batch = t.strides()[0];
-  head = t.strides()[1];
-  row = t.strides()[2];
-}
-
 // acc += x elementwise (same shape and dtype, contiguous); a fixed order, so deterministic.
 void accumulate(Tensor& acc, const Tensor& x) {
   dispatch_float("ring_attention backward", acc.dtype(), [&]<class T>() {
@@ -89,23 +84,9 @@ void wait_all(Requests& reqs) {
 }
 
 void check_inputs(const char* op, const Tensor& q, const Tensor& k, const Tensor& v) {
-  check_cpu(op, {&q, &k, &v});
-  STRAND_CHECK(q.dtype() == DType::F32 || q.dtype() == DType::F64 || q.dtype() == DType::BF16, DTypeError, op,
-               ": expects float32, float64 or bfloat16, got q ", describe(q));
-  check_same_dtype(op, q, k);
-  check_same_dtype(op, q, v);
-  STRAND_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, ShapeError, op,
-               ": q, k, v must be [B, H, n, D], got q ", shape_str(q.shape()), ", k ", shape_str(k.shape()), ", v ",
-               shape_str(v.shape()));
-  STRAND_CHECK(k.shape() == v.shape(), ShapeError, op, ": k ", shape_str(k.shape()), " and v ", shape_str(v.shape()),
-               " must have the same shape");
-  STRAND_CHECK(k.shape()[0] == q.shape()[0] && k.shape()[3] == q.shape()[3] && k.shape()[2] == q.shape()[2],
-               ShapeError, op, ": q ", shape_str(q.shape()), " and k ", shape_str(k.shape()),
-               " must agree in batch, rows per rank n and head dimension D (contiguous layout)");
-  STRAND_CHECK(q.shape()[3] > 0, ShapeError, op, ": head dimension is 0 (q ", shape_str(q.shape()), ")");
-  STRAND_CHECK(k.shape()[1] > 0 && q.shape()[1] % k.shape()[1] == 0, ShapeError, op, ": query heads Hq = ",
-               q.shape()[1], " must be a multiple of kv heads Hkv = ", k.shape()[1], " (q ", shape_str(q.shape()),
-               ", k ", shape_str(k.shape()), ")");
+  ops::check_attention_inputs(op, q, k, v);
+  STRAND_CHECK(k.shape()[2] == q.shape()[2], ShapeError, op, ": q ", shape_str(q.shape()), " and k ",
+               shape_str(k.shape()), " must hold the same rows per rank n (contiguous layout)");
 }
 
 // Backward: one ring pass. At step s this rank holds the K/V block of rank src = r - s and the
@@ -149,35 +130,9 @@ struct RingAttentionBackward final : autograd::Node {
       }
       if (!block_empty(plan, batch, r, src, n)) {
         const MaskSpec bm = block_mask(mask, r, src, n);
-        cpu::AttentionParams p;
-        p.q = q.raw_data();
-        p.k = cur_k.raw_data();
-        p.v = cur_v.raw_data();
-        set_strides(q, p.q_batch_stride, p.q_head_stride, p.q_row_stride);
-        set_strides(cur_k, p.k_batch_stride, p.k_head_stride, p.k_row_stride);
-        set_strides(cur_v, p.v_batch_stride, p.v_head_stride, p.v_row_stride);
-        p.o = o.raw_data();
-        set_strides(o, p.o_batch_stride, p.o_head_stride, p.o_row_stride);
-        p.lse = lse.raw_data();
-        p.lse_batch_stride = lse.strides()[0];
-        p.lse_head_stride = lse.strides()[1];
-        p.d_o = d_o.raw_data();
-        set_strides(d_o, p.do_batch_stride, p.do_head_stride, p.do_row_stride);
-        p.d_lse = d_lse.raw_data();
-        p.dq = dq_b.raw_data();
-        p.dk = dk_b.raw_data();
-        p.dv = dv_b.raw_data();
-        set_strides(dq_b, p.dq_batch_stride, p.dq_head_stride, p.dq_row_stride);
-        set_strides(dk_b, p.dk_batch_stride, p.dk_head_stride, p.dk_row_stride);
-        set_strides(dv_b, p.dv_batch_stride, p.dv_head_stride, p.dv_row_stride);
-        p.batch = batch;
-        p.q_heads = q.shape()[1];
-        p.q_len = n;
-        p.head_dim = q.shape()[3];
-        p.kv_heads = ks[1];
-        p.k_len = n;
-        p.scale = scale;
-        p.mask = &bm;
+        cpu::AttentionParams p = ops::make_attention_params(q, cur_k, cur_v, &bm, scale);
+        ops::set_attention_outputs(p, o, lse);
+        ops::set_attention_grads(p, d_o, d_lse, dq_b, dk_b, dv_b);
         dispatch_float("ring_attention backward", ct, [&]<class T>() { cpu::attention_backward<T>(p); });
         accumulate(dq, dq_b);
         accumulate(cur_dk, dk_b);

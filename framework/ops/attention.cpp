@@ -2,6 +2,7 @@
 // The kernels live in framework/backend/cpu/attention_*.cpp; this file checks inputs, lays out
 // AttentionParams, converts bfloat16 to float32 and back, and records the graph.
 #include "framework/ops/attention.h"
+#include "framework/ops/attention_args.h"
 
 #include <cmath>
 
@@ -12,22 +13,17 @@
 namespace strand::ops {
 namespace {
 
-using autograd::Node;
-
-// The tensor the kernel reads: float32 for bfloat16 inputs, and a copy when D is not unit-stride.
-Tensor kernel_input(const Tensor& t) {
-  if (t.dtype() == DType::BF16) return t.copy_as(DType::F32, t.device());
-  return t.strides()[3] == 1 || t.shape()[3] <= 1 ? t : t.copy_as(t.dtype(), t.device());
-}
-
 void set_strides(const Tensor& t, int64_t& batch, int64_t& head, int64_t& row) {
   batch = t.strides()[0];
   head = t.strides()[1];
   row = t.strides()[2];
 }
 
-cpu::AttentionParams make_params(const Tensor& q, const Tensor& k, const Tensor& v, const MaskSpec* mask,
-                                 double scale) {
+}  // namespace
+
+
+cpu::AttentionParams make_attention_params(const Tensor& q, const Tensor& k, const Tensor& v, const MaskSpec* mask,
+                                           double scale) {
   cpu::AttentionParams p;
   p.q = q.raw_data();
   p.k = k.raw_data();
@@ -46,7 +42,7 @@ cpu::AttentionParams make_params(const Tensor& q, const Tensor& k, const Tensor&
   return p;
 }
 
-void set_outputs(cpu::AttentionParams& p, const Tensor& o, const Tensor& lse) {
+void set_attention_outputs(cpu::AttentionParams& p, const Tensor& o, const Tensor& lse) {
   p.o = o.raw_data();
   set_strides(o, p.o_batch_stride, p.o_head_stride, p.o_row_stride);
   p.lse = lse.raw_data();
@@ -54,7 +50,7 @@ void set_outputs(cpu::AttentionParams& p, const Tensor& o, const Tensor& lse) {
   p.lse_head_stride = lse.strides()[1];
 }
 
-void check_inputs(const char* op, const Tensor& q, const Tensor& k, const Tensor& v) {
+void check_attention_inputs(const char* op, const Tensor& q, const Tensor& k, const Tensor& v) {
   check_cpu(op, {&q, &k, &v});
   STRAND_CHECK(q.dtype() == DType::F32 || q.dtype() == DType::F64 || q.dtype() == DType::BF16, DTypeError, op,
                ": expects float32, float64 or bfloat16, got q ", describe(q));
@@ -75,6 +71,30 @@ void check_inputs(const char* op, const Tensor& q, const Tensor& k, const Tensor
                ", k ", shape_str(k.shape()), ")");
 }
 
+void set_attention_grads(cpu::AttentionParams& p, const Tensor& d_o, const Tensor& d_lse, const Tensor& dq,
+                         const Tensor& dk, const Tensor& dv) {
+  p.d_o = d_o.raw_data();
+  set_strides(d_o, p.do_batch_stride, p.do_head_stride, p.do_row_stride);
+  p.d_lse = d_lse.raw_data();
+  p.dq = dq.raw_data();
+  p.dk = dk.raw_data();
+  p.dv = dv.raw_data();
+  set_strides(dq, p.dq_batch_stride, p.dq_head_stride, p.dq_row_stride);
+  set_strides(dk, p.dk_batch_stride, p.dk_head_stride, p.dk_row_stride);
+  set_strides(dv, p.dv_batch_stride, p.dv_head_stride, p.dv_row_stride);
+}
+
+namespace {
+
+
+using autograd::Node;
+
+// The tensor the kernel reads: float32 for bfloat16 inputs, and a copy when D is not unit-stride.
+Tensor kernel_input(const Tensor& t) {
+  if (t.dtype() == DType::BF16) return t.copy_as(DType::F32, t.device());
+  return t.strides()[3] == 1 || t.shape()[3] <= 1 ? t : t.copy_as(t.dtype(), t.device());
+}
+
 struct AttentionBackward final : Node {
   MaskSpec mask;
   double scale;
@@ -87,17 +107,9 @@ struct AttentionBackward final : Node {
     Tensor d_o = kernel_input(g[0]), d_lse = contiguous_data(g[1]);
     const DType ct = q.dtype();
     Tensor dq = Tensor::empty(q.shape(), ct), dk = Tensor::empty(k.shape(), ct), dv = Tensor::empty(v.shape(), ct);
-    cpu::AttentionParams p = make_params(q, k, v, &mask, scale);
-    set_outputs(p, o, lse);
-    p.d_o = d_o.raw_data();
-    set_strides(d_o, p.do_batch_stride, p.do_head_stride, p.do_row_stride);
-    p.d_lse = d_lse.raw_data();
-    p.dq = dq.raw_data();
-    p.dk = dk.raw_data();
-    p.dv = dv.raw_data();
-    set_strides(dq, p.dq_batch_stride, p.dq_head_stride, p.dq_row_stride);
-    set_strides(dk, p.dk_batch_stride, p.dk_head_stride, p.dk_row_stride);
-    set_strides(dv, p.dv_batch_stride, p.dv_head_stride, p.dv_row_stride);
+    cpu::AttentionParams p = make_attention_params(q, k, v, &mask, scale);
+    set_attention_outputs(p, o, lse);
+    set_attention_grads(p, d_o, d_lse, dq, dk, dv);
     dispatch_float("attention backward", ct, [&]<class T>() { cpu::attention_backward<T>(p); });
     if (dtype == ct) return {dq, dk, dv};
     return {dq.copy_as(dtype, dq.device()), dk.copy_as(dtype, dk.device()), dv.copy_as(dtype, dv.device())};
@@ -125,7 +137,7 @@ struct MergeBackward final : Node {
 
 AttentionOutput attention(const Tensor& q, const Tensor& k, const Tensor& v, const MaskSpec& mask, double scale) {
   const char* op = "attention";
-  check_inputs(op, q, k, v);
+  check_attention_inputs(op, q, k, v);
   const int64_t batch = q.shape()[0], q_len = q.shape()[2], k_len = k.shape()[2], d = q.shape()[3];
   const cpu::MaskPlan validated(mask, batch, q_len, k_len, op);  // throws on a bad spec before any kernel runs
   const double s = scale > 0.0 ? scale : 1.0 / std::sqrt(static_cast<double>(d));
@@ -134,8 +146,8 @@ AttentionOutput attention(const Tensor& q, const Tensor& k, const Tensor& v, con
   const DType ct = qk.dtype();
   Tensor o = Tensor::empty(q.shape(), ct);
   Tensor lse = Tensor::empty({batch, q.shape()[1], q_len}, ct);
-  cpu::AttentionParams p = make_params(qk, kk, vk, &mask, s);
-  set_outputs(p, o, lse);
+  cpu::AttentionParams p = make_attention_params(qk, kk, vk, &mask, s);
+  set_attention_outputs(p, o, lse);
   dispatch_float(op, ct, [&]<class T>() { cpu::attention_forward<T>(p); });
   // bfloat16: the float32 o is what the backward reads (Delta = rowsum(dO o O) from a rounded o
   // would cost the gradients 8 bits); the caller gets it rounded.
