@@ -2,6 +2,7 @@
 // names the file: HDF5's own error-stack printing is switched off and its innermost message
 // is folded into ours.
 #include "framework/io/checkpoint.h"
+#include "framework/io/hdf5_handle.h"
 
 #include <hdf5.h>
 
@@ -15,44 +16,8 @@ namespace {
 
 void quiet_hdf5() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
 
-// The most specific message HDF5 left on its error stack ("truncated file: eof = ..."), then
-// clears the stack.
-std::string hdf5_reason() {
-  std::string reason;
-  H5Ewalk2(
-      H5E_DEFAULT, H5E_WALK_UPWARD,
-      [](unsigned n, const H5E_error2_t* e, void* out) -> herr_t {
-        if (n == 0 && e->desc) *static_cast<std::string*>(out) = e->desc;
-        return 0;
-      },
-      &reason);
-  H5Eclear2(H5E_DEFAULT);
-  return reason;
-}
-
-// An HDF5 identifier closed when it goes out of scope.
-class Handle {
- public:
-  Handle(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
-  Handle(Handle&& other) noexcept : id_(other.id_), close_(other.close_) { other.id_ = -1; }
-  Handle(const Handle&) = delete;
-  Handle& operator=(const Handle&) = delete;
-  Handle& operator=(Handle&&) = delete;
-  ~Handle() { release(); }
-  hid_t get() const { return id_; }
-  bool valid() const { return id_ >= 0; }
-  // Closes now; a negative result means HDF5 could not finish (e.g. flushing the file).
-  herr_t release() {
-    herr_t rc = 0;
-    if (id_ >= 0) rc = close_(id_);
-    id_ = -1;
-    return rc;
-  }
-
- private:
-  hid_t id_;
-  herr_t (*close_)(hid_t);
-};
+std::string hdf5_reason() { return hdf5::error_reason(); }
+using hdf5::Handle;
 
 [[noreturn]] void fail(const std::string& file, const std::string& what) {
   const std::string reason = hdf5_reason();
