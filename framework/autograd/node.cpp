@@ -22,6 +22,14 @@ void Node::release() {
   released_ = true;
 }
 
+namespace {
+
+void run_hooks(TensorImpl& leaf) {
+  for (const auto& [id, hook] : leaf.autograd.post_accumulate_hooks) hook();
+}
+
+}  // namespace
+
 AccumulateGrad::AccumulateGrad(const std::shared_ptr<TensorImpl>& leaf)
     : Node("accumulate_grad"), leaf_(leaf) {}
 
@@ -32,6 +40,7 @@ std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>&& grads) {
   if (!leaf->autograd.grad) {
     // Keep a private contiguous copy: the incoming buffer may alias other tensors.
     leaf->autograd.grad = g.copy_as(leaf->dtype, g.device()).impl();
+    run_hooks(*leaf);
     return {};
   }
   Tensor acc(leaf->autograd.grad);
@@ -52,7 +61,22 @@ std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>&& grads) {
     throw DTypeError(detail::concat("accumulate_grad: ", dtype_name(acc.dtype()), " leaves do not accumulate"));
   }
   acc.bump_version();
+  run_hooks(*leaf);
   return {};
+}
+
+int add_post_accumulate_hook(const Tensor& leaf, std::function<void()> hook) {
+  STRAND_CHECK(leaf.defined() && leaf.requires_grad() && !leaf.impl()->autograd.grad_fn, AutogradError,
+               "add_post_accumulate_hook: the tensor is not a leaf that requires grad");
+  auto& hooks = leaf.impl()->autograd.post_accumulate_hooks;
+  const int id = hooks.empty() ? 0 : hooks.back().first + 1;
+  hooks.emplace_back(id, std::move(hook));
+  return id;
+}
+
+void remove_post_accumulate_hook(const Tensor& leaf, int id) {
+  auto& hooks = leaf.impl()->autograd.post_accumulate_hooks;
+  std::erase_if(hooks, [id](const auto& h) { return h.first == id; });
 }
 
 bool needs_grad(std::initializer_list<const Tensor*> inputs) {

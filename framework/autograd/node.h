@@ -67,6 +67,14 @@ class AccumulateGrad final : public Node {
   std::weak_ptr<TensorImpl> leaf_;
 };
 
+// Hooks on a leaf that requires grad, called (in the order added) each time a backward pass has
+// finished adding into its grad: the point where, within that pass, the gradient is final (the
+// engine runs a leaf's accumulator once per pass, after every path into it). Gradient
+// synchronisation uses it to start a bucket's all-reduce while the rest of the backward runs.
+// Returns an id for remove_post_accumulate_hook.
+int add_post_accumulate_hook(const Tensor& leaf, std::function<void()> hook);
+void remove_post_accumulate_hook(const Tensor& leaf, int id);
+
 // True when recording is on and some input requires grad.
 bool needs_grad(std::initializer_list<const Tensor*> inputs);
 

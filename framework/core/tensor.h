@@ -3,6 +3,7 @@
 // factories, raw views and the autograd accessors.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -22,6 +23,8 @@ struct AutogradMeta {
   uint32_t output_nr = 0;                           // which output of grad_fn this tensor is
   std::shared_ptr<TensorImpl> grad;                 // accumulated gradient of a leaf
   std::weak_ptr<autograd::Node> grad_accumulator;   // the leaf's AccumulateGrad node, while alive
+  // Called after each backward pass has added into this leaf's grad (autograd::add_post_accumulate_hook).
+  std::vector<std::pair<int, std::function<void()>>> post_accumulate_hooks;
 };
 
 struct TensorImpl {

@@ -48,6 +48,25 @@ TEST(Engine, GradientsAccumulateAcrossBackwardCalls) {
   EXPECT_FALSE(x.grad().defined());
 }
 
+TEST(Engine, PostAccumulateHookSeesTheFinalGradientOncePerPass) {
+  // x reaches the loss by three paths; the hook must run once, after all three have been added.
+  Tensor x = leaf({0.3, -0.8});
+  Tensor t = ops::tanh(x);
+  std::vector<std::vector<double>> seen;
+  const int id = autograd::add_post_accumulate_hook(x, [&] { seen.push_back(x.grad().to_vector()); });
+  ops::sum(ops::add(ops::mul(t, t), t)).backward();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0], x.grad().to_vector());
+  ops::sum(ops::mul_scalar(x, 2.0)).backward();  // a second pass accumulates, and runs the hook again
+  ASSERT_EQ(seen.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) EXPECT_NEAR(seen[1][i], seen[0][i] + 2.0, kTol);
+  autograd::remove_post_accumulate_hook(x, id);
+  ops::sum(x).backward();
+  EXPECT_EQ(seen.size(), 2u);
+  Tensor not_leaf = ops::tanh(x);
+  EXPECT_THROW(autograd::add_post_accumulate_hook(not_leaf, [] {}), AutogradError);
+}
+
 TEST(Engine, SharedSubgraphSumsBothPaths) {
   // z = t * t + t with t = tanh(x), t used three times: dz/dx = (2t + 1)(1 - t^2).
   Tensor x = leaf({0.3, -0.8, 1.5});
