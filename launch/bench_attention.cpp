@@ -1,15 +1,19 @@
 // `strand bench attention`: the tiled attention forward and backward timed at one shape and mask,
 // useful GFLOP/s over the unmasked pairs only, peak bytes; --check adds the largest absolute errors
 // of o, lse, dq, dk, dv against the materialised float64 reference; --tiles adds the rates of
-// one tile product by the kernels' micro-kernel and by cblas_sgemm. Prints one JSON line.
+// one tile product by the kernels' micro-kernel and by cblas_sgemm. With --sp P under
+// `mpirun -np P`, ring attention over the world (--layout contiguous|zigzag) against the same
+// blocks computed with no message (RingOptions::compute_only). Prints one JSON line.
 #include <cblas.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <memory>
 #include <sstream>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -22,6 +26,9 @@
 #include "framework/ops/attention.h"
 #include "framework/ops/attention_reference.h"
 #include "launch/commands.h"
+#include "parallel/comm/group.h"
+#include "parallel/layout.h"
+#include "parallel/ring.h"
 
 namespace strand::launch {
 namespace {
@@ -45,6 +52,8 @@ struct BenchAttentionOptions {
   int reps = 3;
   bool check = false;
   bool tiles = false;
+  int sp = 1;                       // sequence-parallel ranks: the world size under mpirun
+  std::string layout = "contiguous";  // sp > 1: contiguous or zigzag
 };
 
 using Clock = std::chrono::steady_clock;
@@ -148,6 +157,115 @@ std::string tile_rates(int64_t d) {
          ",\"pv_microkernel_gflops\":" + num(mk_o, 1) + ",\"pv_blas_gflops\":" + num(blas_o, 1) + "}";
 }
 
+double median(std::vector<double> xs) {
+  std::sort(xs.begin(), xs.end());
+  const size_t m = xs.size() / 2;
+  return xs.size() % 2 ? xs[m] : 0.5 * (xs[m - 1] + xs[m]);
+}
+
+// --sp P > 1: ring attention forward + backward over the world group, and the same blocks with
+// RingOptions::compute_only (own K/V for every block, no message), alternating, after one warm-up
+// of each. Reported: ring_ms and compute_only_ms, the median over repetitions of the slowest
+// rank's fwd + bwd (a ring step waits for the slowest rank, so that is the pace compute alone
+// would set), their ratio, and per rank the medians of its own times and their ratio, with the
+// largest of those (ratio_per_rank_max, which also picks up noise in one rank's compute-only run).
+void run_bench_ring(const BenchAttentionOptions& opt, const MaskSpec& mask, DType dt, int64_t hkv) {
+  parallel::Group& world = parallel::world();
+  STRAND_CHECK(opt.layout == "contiguous" || opt.layout == "zigzag", ValueError, "bench attention: --layout ",
+               opt.layout, " (expected contiguous or zigzag)");
+  STRAND_CHECK(!opt.check, ValueError, "bench attention: --check runs the materialised reference of the whole "
+               "sequence on one rank; use it with --sp 1");
+  const parallel::LayoutKind kind =
+      opt.layout == "zigzag" ? parallel::LayoutKind::Zigzag : parallel::LayoutKind::Contiguous;
+  const parallel::SequenceLayout layout = parallel::SequenceLayout::make(kind, opt.seq, opt.sp);
+  const int64_t b = opt.batch, d = opt.head_dim, rows = layout.local_len();
+  // Every rank draws the same global tensors and keeps its rows.
+  Tensor q = layout.shard(Tensor::randn({b, opt.heads, opt.seq, d}, 1), world.rank(), 2).copy_as(dt, Device::cpu());
+  Tensor k = layout.shard(Tensor::randn({b, hkv, opt.seq, d}, 2), world.rank(), 2).copy_as(dt, Device::cpu());
+  Tensor v = layout.shard(Tensor::randn({b, hkv, opt.seq, d}, 3), world.rank(), 2).copy_as(dt, Device::cpu());
+  const Tensor go = Tensor::ones({b, opt.heads, rows, d}, dt);
+  for (Tensor* t : {&q, &k, &v}) t->set_requires_grad(true);
+
+  int64_t peak = 0;
+  // One timed forward + backward; the barrier lines the ranks up so no rank's wait is counted.
+  auto run_once = [&](bool compute_only, double& f, double& g) {
+    for (Tensor* t : {&q, &k, &v}) t->zero_grad();
+    world.barrier();
+    memory::reset_peak(Device::cpu());
+    auto t0 = Clock::now();
+    const parallel::RingOptions options{.compute_only = compute_only};
+    ops::AttentionOutput out = parallel::ring_attention(q, k, v, mask, 0.0, world, layout, options);
+    f = seconds_since(t0);
+    t0 = Clock::now();
+    out.o.backward(go);
+    g = seconds_since(t0);
+    if (!compute_only) peak = std::max(peak, memory::stats(Device::cpu()).peak_bytes);
+  };
+  double f, g;
+  run_once(false, f, g);  // warm-up: the allocator cache and the first messages
+  run_once(true, f, g);
+  std::vector<double> ring_f, ring_g, only_f, only_g, ring_slowest, only_slowest;
+  auto slowest_of = [&](double t) {
+    world.all_reduce(std::span<double>(&t, 1), parallel::ReduceOp::Max);
+    return t;
+  };
+  for (int rep = 0; rep < opt.reps; ++rep) {
+    run_once(false, f, g);
+    ring_f.push_back(f);
+    ring_g.push_back(g);
+    ring_slowest.push_back(slowest_of(f + g));
+    run_once(true, f, g);
+    only_f.push_back(f);
+    only_g.push_back(g);
+    only_slowest.push_back(slowest_of(f + g));
+  }
+  // This rank's medians, then every rank's (for the per-rank ratios) and the slowest.
+  std::vector<double> mine = {median(ring_f), median(ring_g), median(only_f), median(only_g)};
+  // Per rank: ring ms, compute-only ms, their ratio.
+  const Tensor own = Tensor::from_vector({(mine[0] + mine[1]) * 1e3, (mine[2] + mine[3]) * 1e3,
+                                          (mine[0] + mine[1]) / (mine[2] + mine[3])},
+                                         {3}, DType::F64);
+  Tensor gathered = Tensor::empty({3 * world.size()}, DType::F64);
+  world.all_gather(own, gathered);
+  std::vector<double> slowest = mine;
+  world.all_reduce(std::span<double>(slowest), parallel::ReduceOp::Max);
+  std::vector<int64_t> peak_max = {peak};
+  world.all_reduce(std::span<int64_t>(peak_max), parallel::ReduceOp::Max);
+  if (world.rank() != 0) return;
+
+  const std::vector<double> per_rank = gathered.to_vector();
+  auto list = [&](int field, int digits) {
+    std::string out = "[";
+    for (int r = 0; r < world.size(); ++r)
+      out += (r ? "," : "") + num(per_rank[static_cast<size_t>(3 * r + field)], digits);
+    return out + "]";
+  };
+  double worst = 0;
+  for (int r = 0; r < world.size(); ++r) worst = std::max(worst, per_rank[static_cast<size_t>(3 * r + 2)]);
+  const int64_t pairs = ops::attended_pairs(mask, b, opt.seq, opt.seq);
+  const double useful = 4.0 * static_cast<double>(pairs) * static_cast<double>(opt.heads) * static_cast<double>(d);
+  const double ring_s = median(ring_slowest), only_s = median(only_slowest);
+  std::ostringstream os;
+  os << "{\"bench\":\"attention\",\"impl\":\"strand-cpu-ring\",\"sp\":" << opt.sp << ",\"layout\":\"" << opt.layout
+     << "\",\"seq\":" << opt.seq << ",\"rows_per_rank\":" << rows << ",\"heads\":" << opt.heads
+     << ",\"kv_heads\":" << hkv << ",\"head_dim\":" << d << ",\"batch\":" << b << ",\"pattern\":\""
+     << cpu::mask_kind_name(mask.kind) << "\"";
+  if (mask.kind != MaskKind::None && mask.kind != MaskKind::Causal)
+    os << ",\"window\":" << mask.window_left << ",\"window_right\":" << mask.window_right;
+  os << ",\"dtype\":\"" << opt.dtype << "\",\"threads\":" << omp_get_max_threads() << ",\"reps\":" << opt.reps
+     << ",\"ring_steps\":" << parallel::ring_steps(mask, layout, b)
+     << ",\"ring_fwd_ms\":" << num(slowest[0] * 1e3, 2) << ",\"ring_bwd_ms\":" << num(slowest[1] * 1e3, 2)
+     << ",\"ring_ms\":" << num(ring_s * 1e3, 2) << ",\"compute_only_fwd_ms\":" << num(slowest[2] * 1e3, 2)
+     << ",\"compute_only_bwd_ms\":" << num(slowest[3] * 1e3, 2) << ",\"compute_only_ms\":" << num(only_s * 1e3, 2)
+     << ",\"ring_ms_per_rank\":" << list(0, 2) << ",\"compute_only_ms_per_rank\":" << list(1, 2)
+     << ",\"ratio\":" << num(ring_s / only_s, 3) << ",\"ratio_per_rank\":" << list(2, 3)
+     << ",\"ratio_per_rank_max\":" << num(worst, 3)
+     << ",\"fwd_bwd_gflops_per_rank\":" << num(3.5 * useful / opt.sp / ring_s / 1e9, 2)
+     << ",\"peak_bytes\":" << peak_max[0] << "}";
+  std::printf("%s\n", os.str().c_str());
+  std::fflush(stdout);
+}
+
 void run_bench_attention(const BenchAttentionOptions& opt) {
   if (opt.threads > 0) omp_set_num_threads(opt.threads);
   const int64_t hkv = opt.kv_heads > 0 ? opt.kv_heads : opt.heads;
@@ -155,6 +273,10 @@ void run_bench_attention(const BenchAttentionOptions& opt) {
                " (expected f32 or bf16)");
   const DType dt = opt.dtype == "bf16" ? DType::BF16 : DType::F32;
   const MaskSpec mask = mask_of(opt);
+  const int ranks = parallel::world().size();
+  STRAND_CHECK(opt.sp == ranks, ValueError, "bench attention: --sp ", opt.sp, " must equal the number of ranks, ",
+               ranks, " (run `mpirun -np P strand bench attention --sp P ...`)");
+  if (opt.sp > 1) return run_bench_ring(opt, mask, dt, hkv);
   const int64_t b = opt.batch, n = opt.seq, d = opt.head_dim;
   Tensor q = Tensor::randn({b, opt.heads, n, d}, 1).copy_as(dt, Device::cpu());
   Tensor k = Tensor::randn({b, hkv, n, d}, 2).copy_as(dt, Device::cpu());
@@ -235,8 +357,11 @@ void add_bench_attention(CLI::App& bench) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--dtype", opt->dtype, "f32 or bf16 (bf16 inputs, float32 compute)");
   cmd->add_option("--threads", opt->threads, "OpenMP threads; 0 keeps OMP_NUM_THREADS")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--reps", opt->reps, "timed repetitions after a warm-up; the best is reported")
+  cmd->add_option("--reps", opt->reps, "timed repetitions after a warm-up; the best is reported (--sp > 1: the median)")
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--sp", opt->sp, "sequence-parallel ranks: ring attention over mpirun's ranks (must equal -np)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--layout", opt->layout, "with --sp > 1: contiguous or zigzag");
   cmd->add_flag("--check", opt->check, "also report the largest errors against the float64 reference");
   cmd->add_flag("--tiles", opt->tiles, "also report one tile product's rate: micro-kernel vs cblas_sgemm");
   cmd->callback([opt] { run_bench_attention(*opt); });

@@ -1,218 +1,561 @@
-// Ring attention over the contiguous layout: the forward (K/V blocks around the ring, partial
-// results merged by lse) and its backward node (K, V and their gradient accumulators travel together).
+// Ring attention over any sequence layout: the forward (K/V blocks around the ring, partial
+// results merged per query segment by lse), its backward node (K/V travel again, the dK/dV
+// accumulators follow one step behind), and the schedule both share.
+//
+// Note [Ring schedule]
+// Rank r holds the rows of layout.segments(r). At step s it holds the K/V rows of rank
+// src = (r - s) mod P and computes every (own query segment, src key segment) pair that the mask
+// does not leave wholly empty (MaskPlan::classify on global positions), each a kernel call on
+// row ranges of the local tensors. The schedule is computed on every rank from the global plan,
+// so every rank agrees on it without a message:
+// - Zigzag + causal needs no special case: at step 0 a rank computes its two chunks' diagonal
+//   pairs and (late chunk, early chunk); from a lower source both its chunks against the source's
+//   early chunk; from a higher source its late chunk against both of the source's chunks. Every
+//   rank computes the same number of attending pairs at a step, two chunks' squares' worth
+//   (ring_step_pairs() counts them; tests/parallel/ring_mpitest.cpp asserts it).
+// - Early stop: `steps` is one more than the last step at which any rank has a pair; K/V stop
+//   travelling after it (a causal window shorter than a rank's rows needs 2 steps of P).
+// - Backward (as ring-flash-attention): K/V travel as in the forward; the dK/dV accumulator of
+//   block src follows one step behind. At step s a rank computes src's share into private
+//   buffers while src's accumulator is in flight from the previous rank, then waits, adds and
+//   sends it on, so the transfer overlaps the compute. After the last step the accumulator sits
+//   steps-1 hops downstream of its owner and goes straight home.
 #include "parallel/ring.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <memory>
 #include <utility>
 #include <vector>
 
-#include "framework/autograd/grad_mode.h"
 #include "framework/autograd/node.h"
 #include "framework/backend/cpu/attention_mask.h"
 #include "framework/backend/cpu/loops.h"
 #include "framework/core/error.h"
-#include "framework/ops/dispatch.h"
 #include "framework/ops/attention_args.h"
+#include "framework/ops/dispatch.h"
 
 namespace strand::parallel {
 namespace {
 
-using ops::check_cpu;
-using ops::check_same_dtype;
 using ops::dispatch_float;
 
-// Tags of one call: forward step s sends K, V with kTagBase + 2s + {0, 1}; backward step s uses
-// kTagBase + 2P + 4s + {0..3}. Distinct per step so a fast rank's next block never matches a
-// slow rank's pending receive (MPI keeps order per tag, so repeated calls are safe too).
+// Tags of one call: forward step s sends K, V with kTagBase + 2s + {0, 1}; backward step s
+// sends K, V with kBwd + 4s + {0, 1} and the dK, dV accumulators with kBwd + 4s + {2, 3}, and
+// the accumulators go home with kBwd + 4P + {0, 1}, where kBwd = kTagBase + 2P. Distinct per
+// step, so a fast rank's next block never matches a slow rank's pending receive (MPI keeps order
+// per tag, so repeated calls are safe too).
 constexpr int kTagBase = 7100;
+
+// MPI moves a large message only while a rank is inside an MPI call (no progress thread), so the
+// kernels run on slices of at most this many rows of a pair, with a progress poll between them:
+// a transfer then proceeds during the compute instead of at the wait. 512 rows keep a slice's
+// compute far above the bookkeeping (a few row copies of D floats) it adds.
+constexpr int64_t kSliceRows = 512;
+
+DType compute_dtype(DType t) { return t == DType::BF16 ? DType::F32 : t; }
 
 // The tensor the kernels read and the ring sends: contiguous, in the compute dtype (float32 for bfloat16).
 Tensor kernel_tensor(const Tensor& t, DType compute) {
   return t.dtype() == compute && t.is_contiguous() ? t : t.copy_as(compute, t.device());
 }
 
-DType compute_dtype(DType t) { return t == DType::BF16 ? DType::F32 : t; }
+// One (query segment, key segment) pair: indices into this rank's and the source rank's segments.
+struct SegmentPair {
+  int q = 0;
+  int k = 0;
+};
 
-// The global mask with the block offsets of queries from rank q_rank and keys from rank k_rank.
-MaskSpec block_mask(const MaskSpec& global, int q_rank, int k_rank, int64_t n) {
-  MaskSpec m = global;
-  m.q_offset = q_rank * n;
-  m.k_offset = k_rank * n;
-  return m;
-}
+// Note [Ring schedule]: the pairs each rank computes at each step, the same on every rank.
+struct RingPlan {
+  int size = 1;   // P
+  int steps = 1;  // ring steps that run; K/V travel between them
+  std::vector<std::vector<std::vector<SegmentPair>>> pairs;  // [rank][step]
+  std::vector<std::vector<int64_t>> first_row;               // [rank][segment]: its first local row
+};
 
-// True when no query of rank q_rank's rows attends any key of rank k_rank's rows, in any batch row.
-bool block_empty(const cpu::MaskPlan& plan, int64_t batch, int q_rank, int k_rank, int64_t n) {
+bool pair_in_reach(const cpu::MaskPlan& plan, int64_t batch, const Segment& q, const Segment& k) {
   for (int64_t b = 0; b < batch; ++b)
-    if (plan.classify(b, q_rank * n, (q_rank + 1) * n, k_rank * n, (k_rank + 1) * n) != cpu::TileClass::Empty)
-      return false;
-  return true;
+    if (plan.classify(b, q.start, q.start + q.length, k.start, k.start + k.length) != cpu::TileClass::Empty)
+      return true;
+  return false;
 }
 
-// acc += x elementwise (same shape and dtype, contiguous); a fixed order, so deterministic.
-void accumulate(Tensor& acc, const Tensor& x) {
-  dispatch_float("ring_attention backward", acc.dtype(), [&]<class T>() {
-    T* a = acc.data<T>();
-    const T* b = x.data<T>();
-    const int64_t count = acc.numel();
-#pragma omp parallel for simd if (count > cpu::kParallelGrain)
-    for (int64_t i = 0; i < count; ++i) a[i] += b[i];
-  });
-  acc.bump_version();
+// The mask with positions over the whole sequence (offsets zero, seq_len set), checked against the layout.
+MaskSpec global_mask(const char* op, const MaskSpec& mask, const SequenceLayout& layout) {
+  MaskSpec global = mask;
+  global.q_offset = 0;
+  global.k_offset = 0;
+  if (global.seq_len == 0) global.seq_len = layout.seq_len();
+  STRAND_CHECK(global.seq_len == layout.seq_len(), ValueError, op, ": mask.seq_len ", global.seq_len,
+               " differs from the layout's ", layout.seq_len(), " positions (", layout.describe(), ")");
+  return global;
+}
+
+RingPlan plan_ring(const cpu::MaskPlan& plan, const SequenceLayout& layout, int64_t batch) {
+  RingPlan rp;
+  rp.size = layout.parts();
+  const int p_size = rp.size;
+  rp.pairs.assign(static_cast<size_t>(p_size), std::vector<std::vector<SegmentPair>>(static_cast<size_t>(p_size)));
+  rp.first_row.resize(static_cast<size_t>(p_size));
+  int last = 0;
+  for (int r = 0; r < p_size; ++r) {
+    const std::vector<Segment>& own = layout.segments(r);
+    int64_t row = 0;
+    for (const Segment& seg : own) {
+      rp.first_row[static_cast<size_t>(r)].push_back(row);
+      row += seg.length;
+    }
+    for (int s = 0; s < p_size; ++s) {
+      const std::vector<Segment>& src = layout.segments((r - s + p_size) % p_size);
+      auto& list = rp.pairs[static_cast<size_t>(r)][static_cast<size_t>(s)];
+      for (size_t i = 0; i < own.size(); ++i)
+        for (size_t j = 0; j < src.size(); ++j)
+          if (pair_in_reach(plan, batch, own[i], src[j])) list.push_back({static_cast<int>(i), static_cast<int>(j)});
+      if (!list.empty()) last = std::max(last, s);
+    }
+  }
+  rp.steps = last + 1;
+  return rp;
 }
 
 using Requests = std::vector<std::unique_ptr<Request>>;
-
-// One travelling block of a ring pass: this rank's own tensor at step 0, then two buffers taking
-// turns, so the block being sent is never the one being received into and the caller's (or the
-// graph's saved) tensor is never written.
-struct RingBlock {
-  Tensor local;
-  Tensor buffers[2];
-  explicit RingBlock(Tensor own) : local(std::move(own)) {
-    for (Tensor& b : buffers) b = Tensor::empty(local.shape(), local.dtype());
-  }
-  Tensor& current(int step) { return step == 0 ? local : buffers[(step - 1) % 2]; }
-  Tensor& incoming(int step) { return buffers[step % 2]; }
-};
 
 void wait_all(Requests& reqs) {
   for (auto& r : reqs) r->wait();
   reqs.clear();
 }
 
-void check_inputs(const char* op, const Tensor& q, const Tensor& k, const Tensor& v) {
-  ops::check_attention_inputs(op, q, k, v);
-  STRAND_CHECK(k.shape()[2] == q.shape()[2], ShapeError, op, ": q ", shape_str(q.shape()), " and k ",
-               shape_str(k.shape()), " must hold the same rows per rank n (contiguous layout)");
+// Lets the transport move pending messages between kernel calls (MPI progresses on calls).
+void progress(Requests& reqs) {
+  for (auto& r : reqs) r->test();
 }
 
-// Backward: one ring pass. At step s this rank holds the K/V block of rank src = r - s and the
-// running dK, dV of that block; the kernel, given the *global* o and lse of this rank's queries,
-// computes the block's exact probabilities, so its dq, dk, dv are the block's exact share.
-// The dK, dV accumulators take one hop more than K, V and end at their owner after P steps.
-struct RingAttentionBackward final : autograd::Node {
-  MaskSpec mask;  // global: offsets are set per block
-  double scale;
-  DType dtype;  // of q, k, v
-  Group* sp;
+// One travelling block of a ring pass: this rank's own tensor at step 0, then two buffers taking
+// turns, so the block being sent is never the one being received into and the caller's (or the
+// graph's saved) tensor is never written. Buffers are allocated when a step first needs them.
+struct RingBlock {
+  Tensor local;
+  Tensor buffers[2];
+  explicit RingBlock(Tensor own) : local(std::move(own)) {}
+  Tensor& current(int step) { return step == 0 ? local : buffers[(step - 1) % 2]; }
+  Tensor& incoming(int step) {
+    Tensor& b = buffers[step % 2];
+    if (!b.defined()) b = Tensor::empty(local.shape(), local.dtype());
+    return b;
+  }
+};
 
-  RingAttentionBackward(MaskSpec m, double s, DType dt, Group* group)
-      : Node("ring_attention"), mask(std::move(m)), scale(s), dtype(dt), sp(group) {}
+// What the forward and its backward share: the group, the layout, the global mask and the schedule.
+struct RingCall {
+  Group* ring = nullptr;
+  int rank = 0, size = 1, next = 0, prev = 0;
+  SequenceLayout layout;
+  MaskSpec mask;  // global positions; each pair sets q_offset and k_offset
+  double scale = 1.0;
+  bool compute_only = false;
+  std::shared_ptr<const RingPlan> plan;
+  std::shared_ptr<const cpu::MaskPlan> mask_plan;  // of `mask` over the whole sequence
+  int64_t batch = 1;
+
+  // Local rows [first, last) of query segment `qi` that attend some key of global positions
+  // [k0, k1) in any batch row (empty when first >= last).
+  void query_rows_reaching(int qi, int64_t k0, int64_t k1, int64_t& first, int64_t& last) const {
+    const Segment& seg = layout.segments(rank)[static_cast<size_t>(qi)];
+    first = seg.length;
+    last = 0;
+    for (int64_t b = 0; b < batch; ++b) {
+      int64_t lo, hi;
+      mask_plan->query_reach(b, k0, k1, lo, hi);
+      lo = std::max(lo, seg.start) - seg.start;
+      hi = std::min(hi, seg.start + seg.length) - seg.start;
+      if (lo < hi) {
+        first = std::min(first, lo);
+        last = std::max(last, hi);
+      }
+    }
+  }
+
+  const std::vector<SegmentPair>& pairs(int step) const {
+    return plan->pairs[static_cast<size_t>(rank)][static_cast<size_t>(step)];
+  }
+  int source(int step) const { return (rank - step + size) % size; }
+  int64_t row_of(int r, int segment) const {
+    return plan->first_row[static_cast<size_t>(r)][static_cast<size_t>(segment)];
+  }
+  // The global mask with the pair's segments as the kernel's query and key row 0.
+  MaskSpec pair_mask(int src, const SegmentPair& pr) const {
+    MaskSpec m = mask;
+    m.q_offset = layout.segments(rank)[static_cast<size_t>(pr.q)].start;
+    m.k_offset = layout.segments(src)[static_cast<size_t>(pr.k)].start;
+    return m;
+  }
+};
+
+// Narrows params laid out over whole tensors to query rows [q_row, q_row + q_len) and key rows
+// [k_row, k_row + k_len): the kernels then read (and write) those rows in place. Only the
+// pointers already set are moved; outputs set afterwards must be moved by the caller.
+template <class T>
+void select_rows(cpu::AttentionParams& p, int64_t q_row, int64_t q_len, int64_t k_row, int64_t k_len) {
+  p.q = static_cast<const T*>(p.q) + q_row * p.q_row_stride;
+  p.k = static_cast<const T*>(p.k) + k_row * p.k_row_stride;
+  p.v = static_cast<const T*>(p.v) + k_row * p.v_row_stride;
+  p.q_len = q_len;
+  p.k_len = k_len;
+}
+
+// The sizes of a contiguous [B, H, n, D] tensor (or [B, H, n]: d = 1), which fix its strides.
+struct Rows {
+  int64_t batch, heads, n, d;
+  explicit Rows(const Tensor& t)
+      : batch(t.shape()[0]), heads(t.shape()[1]), n(t.shape()[2]), d(t.dim() > 3 ? t.shape()[3] : 1) {}
+};
+
+// Rows [dst_row, dst_row + len) of dst += rows [src_row, src_row + len) of src; both contiguous
+// [B, H, rows, D] with the same B, H, D (a scratch holding only the len rows has src_row 0).
+template <class T>
+void add_rows(Tensor& dst, int64_t dst_row, const Tensor& src, int64_t src_row, int64_t len) {
+  const Rows g(dst), f(src);
+  const int64_t lines = g.batch * g.heads * len;
+  T* out = dst.data<T>();
+  const T* in = src.data<T>();
+  #pragma omp parallel for schedule(static) if (lines * g.d > cpu::kParallelGrain)
+  for (int64_t l = 0; l < lines; ++l) {
+    const int64_t bh = l / len, i = l % len;
+    T* y = out + (bh * g.n + dst_row + i) * g.d;
+    const T* x = in + (bh * f.n + src_row + i) * g.d;
+    #pragma omp simd
+    for (int64_t e = 0; e < g.d; ++e) y[e] += x[e];
+  }
+}
+
+// Sets rows [row, row + len) of a contiguous [B, H, n, D] (or [B, H, n]) tensor to value.
+template <class T>
+void fill_rows(Tensor& t, int64_t row, int64_t len, T value) {
+  const Rows g(t);
+  T* out = t.data<T>();
+  for (int64_t bh = 0; bh < g.batch * g.heads; ++bh) std::fill_n(out + (bh * g.n + row) * g.d, len * g.d, value);
+}
+
+// Merges a partial result (po [B, H, len, D], pl [B, H, len], contiguous) into rows
+// [row, row + len) of the running o [B, H, n, D] and lse [B, H, n]: the guarded exact merge of
+// ops::merge_attention, in place. A row with both lse -inf stays o = 0, lse = -inf.
+template <class T>
+void merge_rows(Tensor& o, Tensor& lse, int64_t row, const Tensor& po, const Tensor& pl) {
+  constexpr T kNegInf = -std::numeric_limits<T>::infinity();
+  const Rows g(o);
+  const int64_t len = po.shape()[2], lines = g.batch * g.heads * len;
+  T* out = o.data<T>();
+  T* out_lse = lse.data<T>();
+  const T* part = po.data<T>();
+  const T* part_lse = pl.data<T>();
+  #pragma omp parallel for schedule(static) if (lines * g.d > cpu::kParallelGrain)
+  for (int64_t l = 0; l < lines; ++l) {
+    const int64_t bh = l / len, i = l % len;
+    T& l1 = out_lse[bh * g.n + row + i];
+    const T l2 = part_lse[l];
+    const T mx = std::max(l1, l2);
+    T w1 = 0, w2 = 0;
+    if (mx != kNegInf) {
+      const T merged = mx + std::log(std::exp(l1 - mx) + std::exp(l2 - mx));
+      w1 = std::exp(l1 - merged);
+      w2 = std::exp(l2 - merged);
+      l1 = merged;
+    }
+    T* y = out + (bh * g.n + row + i) * g.d;
+    const T* x = part + l * g.d;
+    #pragma omp simd
+    for (int64_t e = 0; e < g.d; ++e) y[e] = w1 * y[e] + w2 * x[e];
+  }
+}
+
+// The forward of one call into o [B, Hq, n, D] and lse [B, Hq, n] (contiguous, compute dtype).
+template <class T>
+void ring_forward(const RingCall& c, const Tensor& q, const Tensor& k, const Tensor& v, Tensor& o, Tensor& lse) {
+  const std::vector<Segment>& own = c.layout.segments(c.rank);
+  std::vector<char> started(own.size(), 0);
+  RingBlock k_block(k), v_block(v);
+  const int64_t batch = q.shape()[0], heads = q.shape()[1], d = q.shape()[3];
+  for (int step = 0; step < c.plan->steps; ++step) {
+    const int src = c.source(step), tag = kTagBase + 2 * step;
+    const Tensor& cur_k = c.compute_only ? k : k_block.current(step);
+    const Tensor& cur_v = c.compute_only ? v : v_block.current(step);
+    Requests kv;
+    if (!c.compute_only && step + 1 < c.plan->steps) {  // the next block travels while this one is computed
+      kv.push_back(c.ring->irecv(k_block.incoming(step), c.prev, tag));
+      kv.push_back(c.ring->irecv(v_block.incoming(step), c.prev, tag + 1));
+      kv.push_back(c.ring->isend(cur_k, c.next, tag));
+      kv.push_back(c.ring->isend(cur_v, c.next, tag + 1));
+    }
+    for (const SegmentPair& pr : c.pairs(step)) {
+      const size_t qi = static_cast<size_t>(pr.q);
+      const int64_t q_row = c.row_of(c.rank, pr.q), q_len = own[qi].length;
+      const int64_t k_row = c.row_of(src, pr.k), k_len = c.layout.segments(src)[static_cast<size_t>(pr.k)].length;
+      for (int64_t i0 = 0; i0 < q_len; i0 += kSliceRows) {  // query rows are independent: slice them
+        const int64_t rows = std::min(kSliceRows, q_len - i0);
+        MaskSpec m = c.pair_mask(src, pr);
+        m.q_offset += i0;
+        cpu::AttentionParams p = ops::make_attention_params(q, cur_k, cur_v, &m, c.scale);
+        select_rows<T>(p, q_row + i0, rows, k_row, k_len);
+        if (!started[qi]) {  // the first pair of a segment writes o and lse in place
+          ops::set_attention_outputs(p, o, lse);
+          p.o = static_cast<T*>(p.o) + (q_row + i0) * p.o_row_stride;
+          p.lse = static_cast<T*>(p.lse) + q_row + i0;
+          cpu::attention_forward<T>(p);
+        } else {
+          const Tensor po = Tensor::empty({batch, heads, rows, d}, o.dtype());
+          const Tensor pl = Tensor::empty({batch, heads, rows}, o.dtype());
+          ops::set_attention_outputs(p, po, pl);
+          cpu::attention_forward<T>(p);
+          merge_rows<T>(o, lse, q_row + i0, po, pl);
+        }
+        progress(kv);
+      }
+      started[qi] = 1;
+    }
+    wait_all(kv);
+  }
+  for (size_t i = 0; i < own.size(); ++i)  // segments no key reaches: o = 0, lse = -inf
+    if (!started[i]) {
+      const int64_t row = c.row_of(c.rank, static_cast<int>(i));
+      fill_rows<T>(o, row, own[i].length, T(0));
+      fill_rows<T>(lse, row, own[i].length, -std::numeric_limits<T>::infinity());
+    }
+}
+
+// The backward of one call: dq [B, Hq, n, D] and dk, dv [B, Hkv, n, D] of this rank's rows.
+template <class T>
+void ring_backward(const RingCall& c, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
+                   const Tensor& lse, const Tensor& d_o, const Tensor& d_lse, Tensor& dq, Tensor& dk, Tensor& dv) {
+  const int steps = c.plan->steps, kbwd = kTagBase + 2 * c.size;
+  const Shape ks = k.shape();
+  const int64_t batch = q.shape()[0], heads = q.shape()[1], d = q.shape()[3], kv_heads = ks[1];
+  RingBlock k_block(k), v_block(v);
+  dq = Tensor::zeros(q.shape(), q.dtype());
+  // acc[slot]: the travelling dK, dV of the block computed at a step of that parity; part: this
+  // step's share while the accumulator is in flight.
+  Tensor acc_k[2], acc_v[2], part_k, part_v;
+  Requests sent[2], kv;
+  for (int step = 0; step < steps; ++step) {
+    const int src = c.source(step), slot = step % 2, tag = kbwd + 4 * step;
+    const std::vector<Segment>& src_segs = c.layout.segments(src);
+    const Tensor& cur_k = c.compute_only ? k : k_block.current(step);
+    const Tensor& cur_v = c.compute_only ? v : v_block.current(step);
+    if (!c.compute_only && step + 1 < steps) {
+      kv.push_back(c.ring->irecv(k_block.incoming(step), c.prev, tag));
+      kv.push_back(c.ring->irecv(v_block.incoming(step), c.prev, tag + 1));
+      kv.push_back(c.ring->isend(cur_k, c.next, tag));
+      kv.push_back(c.ring->isend(cur_v, c.next, tag + 1));
+    }
+    wait_all(sent[slot]);  // acc[slot] was sent on two steps ago
+    if (!acc_k[slot].defined()) {  // received into, or written at step 0; compute-only adds to it
+      acc_k[slot] = c.compute_only ? Tensor::zeros(ks, k.dtype()) : Tensor::empty(ks, k.dtype());
+      acc_v[slot] = c.compute_only ? Tensor::zeros(ks, k.dtype()) : Tensor::empty(ks, k.dtype());
+    }
+    Requests inbox;
+    if (step > 0) {
+      if (!c.compute_only) {  // src's accumulator, sent by the previous rank at the end of its step - 1
+        inbox.push_back(c.ring->irecv(acc_k[slot], c.prev, tag - 4 + 2));
+        inbox.push_back(c.ring->irecv(acc_v[slot], c.prev, tag - 4 + 3));
+      }
+      if (!part_k.defined()) {
+        part_k = Tensor::empty(ks, k.dtype());
+        part_v = Tensor::empty(ks, k.dtype());
+      }
+    }
+    Tensor& into_k = step == 0 ? acc_k[slot] : part_k;
+    Tensor& into_v = step == 0 ? acc_v[slot] : part_v;
+    std::vector<char> touched(src_segs.size(), 0);
+    for (const SegmentPair& pr : c.pairs(step)) {
+      const size_t kj = static_cast<size_t>(pr.k);
+      const int64_t q_row = c.row_of(c.rank, pr.q);
+      const int64_t k_row = c.row_of(src, pr.k), k_len = src_segs[kj].length;
+      // Sliced along keys (the backward kernel's own partition): each slice's dK, dV rows are its
+      // own, written in place by the first pair that reaches the key segment (the kernel
+      // overwrites its outputs) and added from scratch by later ones. A slice reads only the
+      // query rows that reach it, so that a window's slices do not each re-read the segment.
+      for (int64_t j0 = 0; j0 < k_len; j0 += kSliceRows) {
+        const int64_t rows = std::min(kSliceRows, k_len - j0), kg0 = src_segs[kj].start + j0;
+        int64_t i0, i1;
+        c.query_rows_reaching(pr.q, kg0, kg0 + rows, i0, i1);
+        if (i0 >= i1) {
+          if (!touched[kj]) {
+            fill_rows<T>(into_k, k_row + j0, rows, T(0));
+            fill_rows<T>(into_v, k_row + j0, rows, T(0));
+          }
+          continue;
+        }
+        MaskSpec m = c.pair_mask(src, pr);
+        m.q_offset += i0;
+        m.k_offset += j0;
+        cpu::AttentionParams p = ops::make_attention_params(q, cur_k, cur_v, &m, c.scale);
+        ops::set_attention_outputs(p, o, lse);
+        const Tensor dq_part = Tensor::empty({batch, heads, i1 - i0, d}, q.dtype());
+        const Tensor dk_part = touched[kj] ? Tensor::empty({batch, kv_heads, rows, d}, k.dtype()) : into_k;
+        const Tensor dv_part = touched[kj] ? Tensor::empty({batch, kv_heads, rows, d}, k.dtype()) : into_v;
+        ops::set_attention_grads(p, d_o, d_lse, dq_part, dk_part, dv_part);
+        select_rows<T>(p, q_row + i0, i1 - i0, k_row + j0, rows);
+        p.o = static_cast<T*>(p.o) + (q_row + i0) * p.o_row_stride;
+        p.lse = static_cast<T*>(p.lse) + q_row + i0;
+        p.d_o = static_cast<const T*>(p.d_o) + (q_row + i0) * p.do_row_stride;
+        p.d_lse = static_cast<const T*>(p.d_lse) + q_row + i0;
+        if (!touched[kj]) {
+          p.dk = static_cast<T*>(p.dk) + (k_row + j0) * p.dk_row_stride;
+          p.dv = static_cast<T*>(p.dv) + (k_row + j0) * p.dv_row_stride;
+        }
+        cpu::attention_backward<T>(p);
+        add_rows<T>(dq, q_row + i0, dq_part, 0, i1 - i0);
+        if (touched[kj]) {
+          add_rows<T>(into_k, k_row + j0, dk_part, 0, rows);
+          add_rows<T>(into_v, k_row + j0, dv_part, 0, rows);
+        }
+        for (Requests* pending : {&kv, &inbox, &sent[0], &sent[1]}) progress(*pending);
+      }
+      touched[kj] = 1;
+    }
+    if (step == 0) {  // rows no query reached carry zero into the accumulator
+      for (size_t j = 0; j < src_segs.size(); ++j)
+        if (!touched[j]) {
+          fill_rows<T>(acc_k[slot], c.row_of(src, static_cast<int>(j)), src_segs[j].length, T(0));
+          fill_rows<T>(acc_v[slot], c.row_of(src, static_cast<int>(j)), src_segs[j].length, T(0));
+        }
+    } else {
+      wait_all(inbox);
+      for (size_t j = 0; j < src_segs.size(); ++j)
+        if (touched[j]) {
+          const int64_t row = c.row_of(src, static_cast<int>(j)), len = src_segs[j].length;
+          add_rows<T>(acc_k[slot], row, part_k, row, len);
+          add_rows<T>(acc_v[slot], row, part_v, row, len);
+        }
+    }
+    if (!c.compute_only && step + 1 < steps) {
+      sent[slot].push_back(c.ring->isend(acc_k[slot], c.next, tag + 2));
+      sent[slot].push_back(c.ring->isend(acc_v[slot], c.next, tag + 3));
+    }
+    wait_all(kv);
+  }
+
+  const int last = steps - 1, slot = last % 2;
+  if (c.compute_only || last == 0) {
+    dk = acc_k[slot];
+    dv = acc_v[slot];
+  } else {  // the accumulator here belongs to rank - last; ours is at rank + last
+    const int owner = (c.rank - last + c.size) % c.size, holder = (c.rank + last) % c.size;
+    const int home = kbwd + 4 * c.size;
+    dk = Tensor::empty(ks, k.dtype());
+    dv = Tensor::empty(ks, k.dtype());
+    Requests reqs;
+    reqs.push_back(c.ring->irecv(dk, holder, home));
+    reqs.push_back(c.ring->irecv(dv, holder, home + 1));
+    reqs.push_back(c.ring->isend(acc_k[slot], owner, home));
+    reqs.push_back(c.ring->isend(acc_v[slot], owner, home + 1));
+    wait_all(reqs);
+  }
+  wait_all(sent[0]);
+  wait_all(sent[1]);
+}
+
+struct RingAttentionBackward final : autograd::Node {
+  RingCall call;
+  DType dtype;  // of q, k, v
+
+  RingAttentionBackward(RingCall c, DType dt) : Node("ring_attention"), call(std::move(c)), dtype(dt) {}
 
   std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
     const DType ct = compute_dtype(dtype);
-    const Tensor q = kernel_tensor(saved(0), ct), o = kernel_tensor(saved(3), ct), lse = kernel_tensor(saved(4), ct);
+    const Tensor q = kernel_tensor(saved(0), ct), k = kernel_tensor(saved(1), ct), v = kernel_tensor(saved(2), ct);
+    const Tensor o = kernel_tensor(saved(3), ct), lse = kernel_tensor(saved(4), ct);
     const Tensor d_o = kernel_tensor(g[0], ct), d_lse = kernel_tensor(g[1], ct);
-    RingBlock k_block(kernel_tensor(saved(1), ct)), v_block(kernel_tensor(saved(2), ct));
-    const int p_size = sp->size(), r = sp->rank(), next = (r + 1) % p_size, prev = (r + p_size - 1) % p_size;
-    const int64_t batch = q.shape()[0], n = q.shape()[2];
-    const cpu::MaskPlan plan(mask, batch, p_size * n, p_size * n, "ring_attention backward");
-
-    const Shape ks = k_block.local.shape();
-    Tensor dq = Tensor::zeros(q.shape(), ct), cur_dk = Tensor::zeros(ks, ct), cur_dv = Tensor::zeros(ks, ct);
-    Tensor next_dk = Tensor::empty(ks, ct), next_dv = Tensor::empty(ks, ct);
-    Tensor dq_b = Tensor::empty(q.shape(), ct), dk_b = Tensor::empty(ks, ct), dv_b = Tensor::empty(ks, ct);
-
-    for (int s = 0; s < p_size; ++s) {
-      const int src = (r - s + p_size) % p_size;
-      const int tag = kTagBase + 2 * p_size + 4 * s;
-      const Tensor& cur_k = k_block.current(s);
-      const Tensor& cur_v = v_block.current(s);
-      Requests kv;
-      if (s + 1 < p_size) {  // the next K/V block travels while this one is computed
-        kv.push_back(sp->irecv(k_block.incoming(s), prev, tag));
-        kv.push_back(sp->irecv(v_block.incoming(s), prev, tag + 1));
-        kv.push_back(sp->isend(cur_k, next, tag));
-        kv.push_back(sp->isend(cur_v, next, tag + 1));
-      }
-      if (!block_empty(plan, batch, r, src, n)) {
-        const MaskSpec bm = block_mask(mask, r, src, n);
-        cpu::AttentionParams p = ops::make_attention_params(q, cur_k, cur_v, &bm, scale);
-        ops::set_attention_outputs(p, o, lse);
-        ops::set_attention_grads(p, d_o, d_lse, dq_b, dk_b, dv_b);
-        dispatch_float("ring_attention backward", ct, [&]<class T>() { cpu::attention_backward<T>(p); });
-        accumulate(dq, dq_b);
-        accumulate(cur_dk, dk_b);
-        accumulate(cur_dv, dv_b);
-      }
-      if (p_size > 1) {  // the accumulators move on only once this step has added to them
-        Requests grads;
-        grads.push_back(sp->irecv(next_dk, prev, tag + 2));
-        grads.push_back(sp->irecv(next_dv, prev, tag + 3));
-        grads.push_back(sp->isend(cur_dk, next, tag + 2));
-        grads.push_back(sp->isend(cur_dv, next, tag + 3));
-        wait_all(grads);
-        std::swap(cur_dk, next_dk);
-        std::swap(cur_dv, next_dv);
-      }
-      wait_all(kv);
-    }
-    if (dtype == ct) return {dq, cur_dk, cur_dv};
-    return {dq.copy_as(dtype, dq.device()), cur_dk.copy_as(dtype, dq.device()), cur_dv.copy_as(dtype, dq.device())};
+    Tensor dq, dk, dv;
+    dispatch_float("ring_attention backward", ct,
+                   [&]<class T>() { ring_backward<T>(call, q, k, v, o, lse, d_o, d_lse, dq, dk, dv); });
+    if (dtype == ct) return {dq, dk, dv};
+    return {dq.copy_as(dtype, dq.device()), dk.copy_as(dtype, dq.device()), dv.copy_as(dtype, dq.device())};
   }
 };
+
+void check_inputs(const char* op, const Tensor& q, const Tensor& k, const Tensor& v, const Group& ring,
+                  const SequenceLayout& layout) {
+  ops::check_attention_inputs(op, q, k, v);
+  STRAND_CHECK(layout.parts() == ring.size(), ValueError, op, ": the layout (", layout.describe(), ") has ",
+               layout.parts(), " parts but the ring has ", ring.size(), " ranks");
+  const int64_t n = layout.local_len();
+  STRAND_CHECK(q.shape()[2] == n && k.shape()[2] == n, ShapeError, op, ": q ", shape_str(q.shape()), " and k ",
+               shape_str(k.shape()), " must hold the ", n, " rows per rank of the layout (", layout.describe(), ")");
+}
 
 }  // namespace
 
 ops::AttentionOutput ring_attention(const Tensor& q, const Tensor& k, const Tensor& v, const MaskSpec& mask,
-                                    double scale, Group& sp) {
+                                    double scale, Group& ring, const SequenceLayout& layout,
+                                    const RingOptions& options) {
   const char* op = "ring_attention";
-  check_inputs(op, q, k, v);
-  const int p_size = sp.size(), r = sp.rank(), next = (r + 1) % p_size, prev = (r + p_size - 1) % p_size;
+  check_inputs(op, q, k, v, ring, layout);
   const int64_t batch = q.shape()[0], n = q.shape()[2], d = q.shape()[3];
-  MaskSpec global = mask;
-  global.q_offset = 0;
-  global.k_offset = 0;
-  if (global.seq_len == 0) global.seq_len = p_size * n;
+  RingCall call;
+  call.ring = &ring;
+  call.rank = ring.rank();
+  call.size = ring.size();
+  call.next = (call.rank + 1) % call.size;
+  call.prev = (call.rank + call.size - 1) % call.size;
+  call.layout = layout;
+  call.mask = global_mask(op, mask, layout);
   // Validates the spec against the whole sequence on every rank alike, before any message is posted.
-  const cpu::MaskPlan plan(global, batch, p_size * n, p_size * n, op);
-  const double s = scale > 0.0 ? scale : 1.0 / std::sqrt(static_cast<double>(d));
+  call.mask_plan = std::make_shared<const cpu::MaskPlan>(call.mask, batch, layout.seq_len(), layout.seq_len(), op);
+  call.plan = std::make_shared<const RingPlan>(plan_ring(*call.mask_plan, layout, batch));
+  call.batch = batch;
+  call.scale = scale > 0.0 ? scale : 1.0 / std::sqrt(static_cast<double>(d));
+  call.compute_only = options.compute_only;
 
   const DType ct = compute_dtype(q.dtype());
-  const Tensor qc = kernel_tensor(q, ct);
-  RingBlock k_block(kernel_tensor(k, ct)), v_block(kernel_tensor(v, ct));
-  Tensor o, lse;  // the merge of the blocks computed so far; undefined until the first
-  {
-    autograd::NoGradGuard no_grad;  // the partials record nothing: the ring node differentiates the whole
-    for (int step = 0; step < p_size; ++step) {
-      const int src = (r - step + p_size) % p_size;
-      const int tag = kTagBase + 2 * step;
-      const Tensor& cur_k = k_block.current(step);
-      const Tensor& cur_v = v_block.current(step);
-      Requests kv;
-      if (step + 1 < p_size) {  // post the next block's transfer before computing on this one
-        kv.push_back(sp.irecv(k_block.incoming(step), prev, tag));
-        kv.push_back(sp.irecv(v_block.incoming(step), prev, tag + 1));
-        kv.push_back(sp.isend(cur_k, next, tag));
-        kv.push_back(sp.isend(cur_v, next, tag + 1));
-      }
-      if (!block_empty(plan, batch, r, src, n)) {
-        ops::AttentionOutput part = ops::attention(qc, cur_k, cur_v, block_mask(global, r, src, n), s);
-        if (!o.defined()) {
-          o = part.o;
-          lse = part.lse;
-        } else {
-          ops::AttentionOutput merged = ops::merge_attention(o, lse, part.o, part.lse);
-          o = merged.o;
-          lse = merged.lse;
-        }
-      }
-      wait_all(kv);
-    }
-  }
-  if (!o.defined()) {  // every key of the sequence masked for these queries
-    o = Tensor::zeros(q.shape(), ct);
-    lse = Tensor::full({batch, q.shape()[1], n}, -std::numeric_limits<double>::infinity(), ct);
-  }
+  const Tensor qc = kernel_tensor(q, ct), kc = kernel_tensor(k, ct), vc = kernel_tensor(v, ct);
+  Tensor o = Tensor::empty(q.shape(), ct), lse = Tensor::empty({batch, q.shape()[1], n}, ct);
+  dispatch_float(op, ct, [&]<class T>() { ring_forward<T>(call, qc, kc, vc, o, lse); });
   Tensor o_out = q.dtype() == ct ? o : o.copy_as(q.dtype(), o.device());
-  if (auto node = autograd::make_node<RingAttentionBackward>({&q, &k, &v}, global, s, q.dtype(), &sp)) {
+  if (auto node = autograd::make_node<RingAttentionBackward>({&q, &k, &v}, std::move(call), q.dtype())) {
     for (const Tensor& t : {q, k, v, o, lse}) node->save(t);
     autograd::set_history(node, {&o_out, &lse});
   }
   return {o_out, lse};
+}
+
+ops::AttentionOutput ring_attention(const Tensor& q, const Tensor& k, const Tensor& v, const MaskSpec& mask,
+                                    double scale, Group& ring) {
+  ops::check_attention_inputs("ring_attention", q, k, v);
+  const SequenceLayout layout = SequenceLayout::make(LayoutKind::Contiguous, ring.size() * q.shape()[2], ring.size());
+  return ring_attention(q, k, v, mask, scale, ring, layout);
+}
+
+int ring_steps(const MaskSpec& mask, const SequenceLayout& layout, int64_t batch) {
+  const MaskSpec global = global_mask("ring_steps", mask, layout);
+  const cpu::MaskPlan plan(global, batch, layout.seq_len(), layout.seq_len(), "ring_steps");
+  return plan_ring(plan, layout, batch).steps;
+}
+
+std::vector<std::vector<int64_t>> ring_step_pairs(const MaskSpec& mask, const SequenceLayout& layout,
+                                                  int64_t batch) {
+  const char* op = "ring_step_pairs";
+  const MaskSpec global = global_mask(op, mask, layout);
+  const cpu::MaskPlan plan(global, batch, layout.seq_len(), layout.seq_len(), op);
+  const RingPlan rp = plan_ring(plan, layout, batch);
+  std::vector<std::vector<int64_t>> counts(static_cast<size_t>(rp.size),
+                                           std::vector<int64_t>(static_cast<size_t>(rp.steps), 0));
+  for (int r = 0; r < rp.size; ++r)
+    for (int s = 0; s < rp.steps; ++s) {
+      const std::vector<Segment>& src = layout.segments((r - s + rp.size) % rp.size);
+      for (const SegmentPair& pr : rp.pairs[static_cast<size_t>(r)][static_cast<size_t>(s)]) {
+        const Segment& qs = layout.segments(r)[static_cast<size_t>(pr.q)];
+        const Segment& ks = src[static_cast<size_t>(pr.k)];
+        MaskSpec m = global;
+        m.q_offset = qs.start;
+        m.k_offset = ks.start;
+        const cpu::MaskPlan pair_plan(m, batch, qs.length, ks.length, op);
+        int64_t& count = counts[static_cast<size_t>(r)][static_cast<size_t>(s)];
+        for (int64_t b = 0; b < batch; ++b) count += pair_plan.count_pairs(b);
+      }
+    }
+  return counts;
 }
 
 }  // namespace strand::parallel

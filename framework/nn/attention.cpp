@@ -93,7 +93,7 @@ Tensor MultiHeadAttention::forward(const Tensor& x, const Tensor& positions, con
   }
   Tensor o;
   if (options_.linear) {
-    STRAND_CHECK(ctx.local(), ValueError, "multi_head_attention: linear attention over ", ctx.sp->size(),
+    STRAND_CHECK(ctx.local(), ValueError, "multi_head_attention: linear attention over ", ctx.size(),
                  " sequence ranks is not built yet");
     o = ops::linear_attention(q, k, v, projection_, options_.causal);
   } else {

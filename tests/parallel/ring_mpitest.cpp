@@ -1,22 +1,27 @@
 // parallel::ring_attention under mpiexec (1, 2 and 4 ranks): every rank builds the same global
 // q, k, v, runs one-rank ops::attention and its backward, and checks its own shard of o, lse, dq,
-// dk, dv from the ring against those rows.
+// dk, dv from the ring against those rows, for the contiguous, zigzag and hybrid-style layouts;
+// plus the ring's schedule (balanced zigzag steps, window early stop).
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "framework/autograd/engine.h"
 #include "framework/autograd/grad_mode.h"
 #include "framework/core/error.h"
+#include "framework/backend/cpu/attention_mask.h"
 #include "framework/ops/attention.h"
 #include "framework/ops/view.h"
 #include "parallel/attention.h"
+#include "parallel/comm/backends.h"
 #include "parallel/comm/group.h"
+#include "parallel/layout.h"
 #include "parallel/ring.h"
 
 namespace strand::parallel {
@@ -39,7 +44,9 @@ Tensor shard(const Tensor& t, int rank, int64_t n) {
 // `terms` products, rounded once per term and again by the ring's merges (one per rank), so the
 // error is bounded by a few eps per term of the magnitude involved (the value's own, or the
 // tensor's typical one where terms cancel).
-void expect_close(const Tensor& got, const Tensor& ref_shard, int64_t terms, const std::string& what) {
+// `merges`: the lse merges a row goes through (one per key block, at most P * segments).
+void expect_close(const Tensor& got, const Tensor& ref_shard, int64_t terms, const std::string& what,
+                  int64_t merges = world().size()) {
   const std::vector<double> g = got.to_vector(), r = ref_shard.to_vector();
   ASSERT_EQ(got.shape(), ref_shard.shape()) << what;
   const double eps = ref_shard.dtype() == DType::F64 ? std::numeric_limits<double>::epsilon()
@@ -51,7 +58,7 @@ void expect_close(const Tensor& got, const Tensor& ref_shard, int64_t terms, con
   for (double x : r)
     if (std::isfinite(x)) typical += std::abs(x), ++finite;
   typical = finite ? typical / static_cast<double>(finite) : 0.0;
-  const double rel = 8.0 * eps * static_cast<double>(terms + world().size());
+  const double rel = 8.0 * eps * static_cast<double>(terms + merges);
   for (size_t i = 0; i < g.size(); ++i) {
     ASSERT_FALSE(std::isnan(g[i])) << what << " element " << i;
     if (std::isinf(r[i])) {
@@ -63,11 +70,11 @@ void expect_close(const Tensor& got, const Tensor& ref_shard, int64_t terms, con
   }
 }
 
-void run_case(const RingCase& c) {
-  SCOPED_TRACE(c.name);
-  Group& sp = world();
-  const int p = sp.size(), r = sp.rank();
-  const int64_t total = p * c.n;
+// Checks this rank's rows of the ring (over `ring`, with `layout`; the contiguous overload when
+// `layout_overload` is false) against one-rank ops::attention on the gathered sequence.
+void check_ring(const RingCase& c, Group& ring, const SequenceLayout& layout, bool layout_overload) {
+  const int r = ring.rank();
+  const int64_t total = layout.seq_len();
   Tensor q = Tensor::randn({c.batch, c.q_heads, total, c.d}, c.seed, c.dtype);
   Tensor k = Tensor::randn({c.batch, c.kv_heads, total, c.d}, c.seed + 1, c.dtype);
   Tensor v = Tensor::randn({c.batch, c.kv_heads, total, c.d}, c.seed + 2, c.dtype);
@@ -78,23 +85,42 @@ void run_case(const RingCase& c) {
   const ops::AttentionOutput ref = ops::attention(q, k, v, c.mask);
   autograd::backward({ref.o, ref.lse}, {d_o, d_lse});
 
-  Tensor qs = shard(q, r, c.n), ks = shard(k, r, c.n), vs = shard(v, r, c.n);
+  auto mine = [&](const Tensor& t) { return layout.shard(t.detach(), r, 2); };
+  Tensor qs = mine(q), ks = mine(k), vs = mine(v);
   for (Tensor* t : {&qs, &ks, &vs}) t->set_requires_grad(true);
   const std::vector<double> k_before = ks.to_vector(), v_before = vs.to_vector();
-  const ops::AttentionOutput got = ring_attention(qs, ks, vs, c.mask, 0.0, sp);
-  autograd::backward({got.o, got.lse}, {shard(d_o, r, c.n), shard(d_lse, r, c.n)});
+  const ops::AttentionOutput got = layout_overload ? ring_attention(qs, ks, vs, c.mask, 0.0, ring, layout)
+                                                   : ring_attention(qs, ks, vs, c.mask, 0.0, ring);
+  autograd::backward({got.o, got.lse}, {mine(d_o), mine(d_lse)});
   // The ring receives into its own buffers, never into the caller's k and v.
   EXPECT_EQ(ks.to_vector(), k_before);
   EXPECT_EQ(vs.to_vector(), v_before);
 
   // o and dq sum over the keys, dk and dv over the queries of a kv-head group.
   const int64_t keys = total, queries = total * (c.q_heads / c.kv_heads);
-  expect_close(got.o, shard(ref.o, r, c.n), keys, "o");
-  expect_close(got.lse, ops::slice(ref.lse.detach(), 2, r * c.n, (r + 1) * c.n), keys, "lse");
+  const int64_t merges = static_cast<int64_t>(ring.size()) * static_cast<int64_t>(layout.segments(r).size());
+  expect_close(got.o, mine(ref.o), keys, "o", merges);
+  expect_close(got.lse, mine(ref.lse), keys, "lse", merges);
   // The gradients add a D-term product (dO . v) inside each summed term.
-  expect_close(qs.grad(), shard(q.grad(), r, c.n), keys + c.d, "dq");
-  expect_close(ks.grad(), shard(k.grad(), r, c.n), queries + c.d, "dk");
-  expect_close(vs.grad(), shard(v.grad(), r, c.n), queries, "dv");
+  expect_close(qs.grad(), mine(q.grad()), keys + c.d, "dq", merges);
+  expect_close(ks.grad(), mine(k.grad()), queries + c.d, "dk", merges);
+  expect_close(vs.grad(), mine(v.grad()), queries, "dv", merges);
+}
+
+// The contiguous overload over the world, n rows per rank.
+void run_case(const RingCase& c) {
+  SCOPED_TRACE(c.name);
+  Group& sp = world();
+  check_ring(c, sp, SequenceLayout::make(LayoutKind::Contiguous, sp.size() * c.n, sp.size()), false);
+}
+
+// The layout overload over the world: `kind` over P ranks, n rows per rank.
+void run_layout_case(const RingCase& c, LayoutKind kind) {
+  SCOPED_TRACE(c.name);
+  Group& sp = world();
+  const SequenceLayout layout = SequenceLayout::make(kind, sp.size() * c.n, sp.size());
+  SCOPED_TRACE(layout.describe());
+  check_ring(c, sp, layout, true);
 }
 
 TEST(RingAttention, CausalMha) {
@@ -150,7 +176,9 @@ TEST(RingAttention, ParallelAttentionDispatchesToTheRing) {
   const Tensor qs = shard(q, sp.rank(), n), ks = shard(k, sp.rank(), n), vs = shard(v, sp.rank(), n);
   const ops::AttentionOutput want = sp.size() > 1 ? ring_attention(qs, ks, vs, MaskSpec::causal(), 0.0, sp)
                                                   : ops::attention(qs, ks, vs, MaskSpec::causal());
-  const ops::AttentionOutput got = parallel::attention(qs, ks, vs, MaskSpec::causal(), 0.0, SequenceContext{&sp});
+  SequenceContext ctx;
+  ctx.ring = &sp;
+  const ops::AttentionOutput got = parallel::attention(qs, ks, vs, MaskSpec::causal(), 0.0, ctx);
   EXPECT_EQ(got.o.to_vector(), want.o.to_vector());
   EXPECT_EQ(got.lse.to_vector(), want.lse.to_vector());
   // Strided views (a sequence slice of the global tensor) are read as their values.
@@ -179,6 +207,192 @@ TEST(RingAttention, BadInputsNameTheOpAndShapes) {
   EXPECT_THROW(ring_attention(ints, ints, ints, MaskSpec{}, 0.0, sp), DTypeError);
   MaskSpec bad = MaskSpec::sliding(-1);
   EXPECT_THROW(ring_attention(q, q, q, bad, 0.0, sp), ValueError);
+}
+
+// Zigzag: n = 14 rows per rank are two chunks of 7 (odd: no tile multiple).
+
+TEST(RingAttentionZigzag, CausalMha) {
+  run_layout_case(RingCase{.name = "zigzag causal MHA D=16", .n = 14, .mask = MaskSpec::causal(), .seed = 111},
+                  LayoutKind::Zigzag);
+}
+
+TEST(RingAttentionZigzag, BidirectionalMha) {
+  run_layout_case(RingCase{.name = "zigzag non-causal MHA D=16", .n = 14, .mask = MaskSpec{}, .seed = 121},
+                  LayoutKind::Zigzag);
+}
+
+TEST(RingAttentionZigzag, CausalGqaD64) {
+  run_layout_case(RingCase{.name = "zigzag causal GQA 4/2 D=64", .q_heads = 4, .kv_heads = 2, .n = 14, .d = 64,
+                           .mask = MaskSpec::causal(), .seed = 131},
+                  LayoutKind::Zigzag);
+}
+
+TEST(RingAttentionZigzag, SlidingWindowGqa) {
+  // Left window 9 > a chunk of 7: queries reach into the chunk before their own's neighbour.
+  run_layout_case(RingCase{.name = "zigzag sliding (9, 2) GQA", .q_heads = 4, .kv_heads = 2, .n = 14,
+                           .mask = MaskSpec::sliding(9, 2), .seed = 141},
+                  LayoutKind::Zigzag);
+}
+
+TEST(RingAttentionZigzag, Float64CausalD64) {
+  run_layout_case(RingCase{.name = "zigzag causal float64 D=64", .n = 14, .d = 64, .mask = MaskSpec::causal(),
+                           .dtype = DType::F64, .seed = 151},
+                  LayoutKind::Zigzag);
+}
+
+TEST(RingAttentionZigzag, Bfloat16CausalGqa) {
+  run_layout_case(RingCase{.name = "zigzag causal GQA bfloat16", .q_heads = 4, .kv_heads = 2, .n = 14,
+                           .mask = MaskSpec::causal(), .dtype = DType::BF16, .seed = 161},
+                  LayoutKind::Zigzag);
+}
+
+TEST(RingAttentionZigzag, KeyPaddingAndPackedDocuments) {
+  // Packed rows (documents end inside chunks) and key padding: pairs are skipped per segment.
+  const int p = world().size();
+  const int64_t total = 14 * p;
+  RingCase c{.name = "zigzag causal, packed + padding", .n = 14, .mask = MaskSpec::causal(), .seed = 171};
+  c.mask.cu_seqlens = {{0, 5, total / 2 + 3, total}, {0, total}};
+  c.mask.key_lengths = {total, total - 9};
+  run_layout_case(c, LayoutKind::Zigzag);
+}
+
+TEST(RingAttentionZigzag, SegmentsLongerThanAKernelSlice) {
+  // Chunks of 600 rows: the ring runs each pair in slices of at most 512 rows (query rows in the
+  // forward, key rows in the backward) with progress polls between them.
+  run_layout_case(RingCase{.name = "zigzag causal GQA, 600-row chunks", .batch = 1, .q_heads = 2, .kv_heads = 1,
+                           .n = 1200, .mask = MaskSpec::causal(), .seed = 175},
+                  LayoutKind::Zigzag);
+}
+
+TEST(RingAttentionSchedule, WindowOverLongSegmentsSkipsUnreachedSlices) {
+  // Rows of 1100 per rank and a window of 5 (and one looking 3 ahead): the previous rank's
+  // first two 512-key slices reach no query of this rank, so their dK, dV rows are zero-filled
+  // rather than computed; every other slice reads only the few query rows that reach it.
+  run_layout_case(RingCase{.name = "sliding (5, 3), 1100 rows per rank", .batch = 1, .q_heads = 2, .kv_heads = 1,
+                           .n = 1100, .mask = MaskSpec::sliding(5, 3), .seed = 231},
+                  LayoutKind::Contiguous);
+}
+
+TEST(RingAttentionLayout, HybridGatheredLayoutOverTheWorldRing) {
+  // The layout hybrid attention hands the ring: 4 segments per rank, not in position order.
+  Group& sp = world();
+  const int64_t total = 28 * sp.size();  // 2P chunks of 14, each cut into 2 pieces of 7
+  const SequenceLayout layout = SequenceLayout::hybrid(LayoutKind::Zigzag, total, sp.size(), 2).gathered(2);
+  ASSERT_EQ(layout.segments(sp.rank()).size(), 4u);
+  for (const MaskSpec& mask : {MaskSpec::causal(), MaskSpec{}, MaskSpec::sliding(10, 3)}) {
+    RingCase c{.name = "hybrid-gathered zigzag", .q_heads = 4, .kv_heads = 2, .mask = mask, .seed = 181};
+    SCOPED_TRACE(cpu::mask_kind_name(mask.kind));
+    check_ring(c, sp, layout, true);
+  }
+}
+
+TEST(RingAttentionLayout, SingleRankRingOverManySegments) {
+  // A ring of one with the rows in a permuted order (how Ulysses and hybrid use the ring):
+  // plain local attention over the rows in segment order, no messages.
+  std::unique_ptr<Group> local = make_local_group();
+  const std::vector<SequenceLayout> layouts = {SequenceLayout::make(LayoutKind::Zigzag, 56, 4).gathered(4),
+                                               SequenceLayout::hybrid(LayoutKind::Zigzag, 56, 2, 2).gathered(4),
+                                               SequenceLayout::make(LayoutKind::Zigzag, 14, 1)};
+  for (const SequenceLayout& layout : layouts) {
+    SCOPED_TRACE(layout.describe());
+    ASSERT_EQ(layout.parts(), 1);
+    for (const MaskSpec& mask : {MaskSpec::causal(), MaskSpec{}, MaskSpec::sliding(5, 1)}) {
+      SCOPED_TRACE(cpu::mask_kind_name(mask.kind));
+      check_ring(RingCase{.name = "one-rank ring", .q_heads = 4, .kv_heads = 2, .mask = mask, .seed = 191}, *local,
+                 layout, true);
+      check_ring(RingCase{.name = "one-rank ring float64", .d = 64, .mask = mask, .dtype = DType::F64, .seed = 193},
+                 *local, layout, true);
+    }
+  }
+}
+
+TEST(RingAttentionSchedule, ZigzagCausalStepsAreBalanced) {
+  // Note [Ring schedule]: with zigzag and a causal mask every rank computes the same number of
+  // attending pairs at every step: 2c^2 + c at step 0 (two diagonal chunks and one full pair),
+  // 2c^2 after it (two full chunk pairs), per batch row, c = chunk length.
+  for (int p : {1, 2, 3, 4, 8}) {
+    const int64_t c = 7, batch = 2;
+    const SequenceLayout layout = SequenceLayout::make(LayoutKind::Zigzag, 2 * p * c, p);
+    EXPECT_EQ(ring_steps(MaskSpec::causal(), layout, batch), p);
+    const std::vector<std::vector<int64_t>> pairs = ring_step_pairs(MaskSpec::causal(), layout, batch);
+    ASSERT_EQ(static_cast<int>(pairs.size()), p);
+    int64_t sum = 0;
+    for (int r = 0; r < p; ++r) {
+      ASSERT_EQ(static_cast<int>(pairs[static_cast<size_t>(r)].size()), p);
+      for (int s = 0; s < p; ++s) {
+        const int64_t want = p == 1 ? batch * (2 * c) * (2 * c + 1) / 2  // one merged segment of 2c rows
+                                    : batch * (s == 0 ? 2 * c * c + c : 2 * c * c);
+        const int64_t got = pairs[static_cast<size_t>(r)][static_cast<size_t>(s)];
+        EXPECT_EQ(got, want) << "P " << p << " rank " << r << " step " << s;
+        sum += got;
+      }
+    }
+    EXPECT_EQ(sum, ops::attended_pairs(MaskSpec::causal(), batch, 2 * p * c, 2 * p * c)) << "P " << p;
+  }
+  // The contiguous layout is not balanced: rank 0 computes nothing after step 0.
+  const SequenceLayout contiguous = SequenceLayout::make(LayoutKind::Contiguous, 56, 4);
+  const auto pairs = ring_step_pairs(MaskSpec::causal(), contiguous, 1);
+  EXPECT_EQ(pairs[0][1], 0);
+  EXPECT_EQ(pairs[3][1], 14 * 14);
+}
+
+TEST(RingAttentionSchedule, WindowStopsTheRingEarly) {
+  const int p = world().size();
+  const int64_t n = 13;
+  const SequenceLayout layout = SequenceLayout::make(LayoutKind::Contiguous, p * n, p);
+  // A causal window of 5 < n reaches only the previous rank: 2 steps; 20 reaches two back: 3.
+  EXPECT_EQ(ring_steps(MaskSpec::sliding(5), layout, 2), std::min(p, 2));
+  EXPECT_EQ(ring_steps(MaskSpec::sliding(20), layout, 2), std::min(p, 3));
+  // A window that looks ahead needs the next rank's keys, which arrive at the last step.
+  EXPECT_EQ(ring_steps(MaskSpec::sliding(5, 3), layout, 2), p);
+  EXPECT_EQ(ring_steps(MaskSpec::causal(), layout, 2), p);
+  EXPECT_EQ(ring_steps(MaskSpec::sliding(5), SequenceLayout::make(LayoutKind::Contiguous, 4 * n, 4), 2), 2);
+  EXPECT_EQ(ring_steps(MaskSpec::sliding(20), SequenceLayout::make(LayoutKind::Contiguous, 8 * n, 8), 2), 3);
+  // The stopped ring is still exact (the accumulators then travel home steps-1 hops at once).
+  run_layout_case(RingCase{.name = "sliding (5, 0) GQA, early stop", .q_heads = 4, .kv_heads = 2, .n = n,
+                           .mask = MaskSpec::sliding(5), .seed = 201},
+                  LayoutKind::Contiguous);
+  run_layout_case(RingCase{.name = "sliding (20, 0), early stop", .n = n, .mask = MaskSpec::sliding(20),
+                           .dtype = DType::F64, .seed = 211},
+                  LayoutKind::Contiguous);
+}
+
+TEST(RingAttentionLayout, ComputeOnlyRunsTheSameBlocksWithoutMessages) {
+  // Benchmarks only: the result is not attention, but forward and backward run on every rank
+  // without a message, and with P = 1 (where every block is the rank's own) it is attention.
+  Group& sp = world();
+  const int64_t n = 14;
+  const SequenceLayout layout = SequenceLayout::make(LayoutKind::Zigzag, sp.size() * n, sp.size());
+  Tensor q = Tensor::randn({1, 2, n, 8}, 221), k = Tensor::randn({1, 2, n, 8}, 222);
+  Tensor v = Tensor::randn({1, 2, n, 8}, 223);
+  for (Tensor* t : {&q, &k, &v}) t->set_requires_grad(true);
+  const ops::AttentionOutput out =
+      ring_attention(q, k, v, MaskSpec::causal(), 0.0, sp, layout, RingOptions{.compute_only = true});
+  out.o.backward(Tensor::ones(out.o.shape()));
+  for (const Tensor& t : {out.o, out.lse, q.grad(), k.grad(), v.grad()})
+    for (double x : t.to_vector()) ASSERT_TRUE(std::isfinite(x));
+  if (sp.size() == 1) {
+    const ops::AttentionOutput want = ops::attention(q.detach(), k.detach(), v.detach(), MaskSpec::causal());
+    expect_close(out.o, want.o, n, "compute-only o at P = 1");
+  }
+}
+
+TEST(RingAttentionLayout, LayoutMustMatchTheRing) {
+  Group& sp = world();
+  const SequenceLayout wrong = SequenceLayout::make(LayoutKind::Zigzag, 16 * (sp.size() + 1), sp.size() + 1);
+  const Tensor q = Tensor::randn({1, 2, 16, 8}, 1);
+  try {
+    ring_attention(q, q, q, MaskSpec::causal(), 0.0, sp, wrong);
+    FAIL() << "expected ValueError";
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("ring_attention"), std::string::npos) << e.what();
+  }
+  const SequenceLayout layout = SequenceLayout::make(LayoutKind::Zigzag, 16 * sp.size(), sp.size());
+  const Tensor short_q = Tensor::randn({1, 2, 15, 8}, 2);
+  EXPECT_THROW(ring_attention(short_q, short_q, short_q, MaskSpec::causal(), 0.0, sp, layout), ShapeError);
+  MaskSpec other_len = MaskSpec::causal();
+  other_len.seq_len = 16 * sp.size() + 2;
+  EXPECT_THROW(ring_attention(q, q, q, other_len, 0.0, sp, layout), ValueError);
 }
 
 }  // namespace

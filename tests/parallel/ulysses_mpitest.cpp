@@ -1,0 +1,359 @@
+// Ulysses sequence parallelism under mpiexec (1, 2 and 4 ranks): the all-to-all exchanges
+// (values, round trip, adjoint), repeat_kv_heads, and ulysses_attention's o, lse, dq, dk, dv of
+// this rank's shard against one-rank ops::attention over the whole sequence.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "framework/autograd/engine.h"
+#include "framework/autograd/grad_mode.h"
+#include "framework/core/error.h"
+#include "framework/ops/attention.h"
+#include "framework/ops/view.h"
+#include "parallel/attention.h"
+#include "parallel/comm/group.h"
+#include "parallel/layout.h"
+#include "parallel/ring.h"
+#include "parallel/ulysses.h"
+#include "support/gradcheck.h"
+
+namespace strand::parallel {
+namespace {
+
+double dtype_eps(DType t) {
+  return t == DType::F64 ? std::numeric_limits<double>::epsilon() : std::numeric_limits<float>::epsilon();
+}
+
+// got against the reference rows of this rank. Tolerance from the dtype (as ring_mpitest.cpp):
+// each value sums at most `terms` products, each rounded, plus one lse merge per ring step;
+// bfloat16 results are float32 computations rounded once on each side (2^-8 relative each).
+void expect_close(const Tensor& got, const Tensor& ref_shard, int64_t terms, const std::string& what) {
+  ASSERT_EQ(got.shape(), ref_shard.shape()) << what;
+  ASSERT_EQ(got.dtype(), ref_shard.dtype()) << what;
+  const std::vector<double> g = got.to_vector(), r = ref_shard.to_vector();
+  const double rounding = ref_shard.dtype() == DType::BF16 ? std::ldexp(1.0, -7) : 0.0;
+  double typical = 0.0;
+  int64_t finite = 0;
+  for (double x : r)
+    if (std::isfinite(x)) typical += std::abs(x), ++finite;
+  typical = finite ? typical / static_cast<double>(finite) : 0.0;
+  const double rel = 8.0 * dtype_eps(ref_shard.dtype()) * static_cast<double>(terms + world().size());
+  for (size_t i = 0; i < g.size(); ++i) {
+    ASSERT_FALSE(std::isnan(g[i])) << what << " element " << i;
+    if (std::isinf(r[i])) {
+      EXPECT_EQ(g[i], r[i]) << what << " element " << i;
+      continue;
+    }
+    EXPECT_NEAR(g[i], r[i], rel * (std::abs(r[i]) + typical) + rounding * std::abs(r[i]))
+        << what << " element " << i;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The exchanges alone.
+
+// Rows [r*n, (r+1)*n) and heads [h0, h1) of a global [B, H, N(, D)] tensor, as a contiguous copy.
+Tensor block(const Tensor& t, int64_t h0, int64_t h1, int64_t r0, int64_t r1) {
+  return ops::slice(ops::slice(t.detach(), 1, h0, h1), 2, r0, r1).copy_as(t.dtype(), t.device());
+}
+
+void check_exchange_values(const Shape& global_shape, DType dtype, bool strided_input) {
+  SCOPED_TRACE(shape_str(global_shape) + " " + dtype_name(dtype) + (strided_input ? " strided" : ""));
+  Group& g = world();
+  const int64_t p = g.size(), r = g.rank();
+  const int64_t heads = global_shape[1], n = global_shape[2] / p, hl = heads / p;
+  const Tensor global = Tensor::randn(global_shape, 5, dtype);
+  Tensor x = block(global, 0, heads, r * n, (r + 1) * n);
+  if (strided_input && x.dim() == 4) {
+    // The same values held as [B, n, H, D] and viewed back: heads and rows not unit-stride-ordered.
+    const Tensor bnhd = ops::transpose(x, 1, 2).copy_as(dtype, x.device());
+    x = ops::transpose(bnhd, 1, 2);
+    ASSERT_FALSE(x.is_contiguous());
+  }
+  const Tensor y = seq_to_heads(x, g);
+  // This rank's heads of the whole sequence, exactly (the exchange only moves bytes).
+  EXPECT_EQ(y.to_vector(), block(global, r * hl, (r + 1) * hl, 0, p * n).to_vector());
+  Shape want = global_shape;
+  want[1] = hl;
+  EXPECT_EQ(y.shape(), want);
+  const Tensor back = heads_to_seq(y, g);
+  EXPECT_EQ(back.shape(), x.shape());
+  EXPECT_EQ(back.to_vector(), x.to_vector());
+}
+
+TEST(UlyssesExchange, SeqToHeadsGathersThisRanksHeadsAndRoundTrips) {
+  const int64_t p = world().size();
+  for (DType dt : {DType::F32, DType::F64, DType::BF16}) {
+    check_exchange_values({2, 2 * p, 3 * p, 5}, dt, false);
+    check_exchange_values({2, 2 * p, 3 * p, 5}, dt, true);
+    check_exchange_values({2, 2 * p, 3 * p}, dt, false);  // lse-shaped
+  }
+}
+
+// Sum over every rank of <a, b> on this rank's elements, in float64.
+double global_dot(const Tensor& a, const Tensor& b) {
+  const std::vector<double> x = a.to_vector(), y = b.to_vector();
+  double s = 0;
+  for (size_t i = 0; i < x.size(); ++i) s += x[i] * y[i];
+  world().all_reduce(std::span<double>(&s, 1));
+  return s;
+}
+
+// A linear map's backward must be its adjoint: <A x, y> == <x, A^T y> with A^T y computed by the
+// autograd backward. Both sides sum the same products, in other orders: a few eps per term.
+template <class Forward>
+void check_adjoint(const Shape& x_shape, const Shape& y_shape, Forward forward, const std::string& what) {
+  SCOPED_TRACE(what);
+  const int r = world().rank();
+  Tensor x = Tensor::randn(x_shape, 100 + r, DType::F64);
+  x.set_requires_grad(true);
+  const Tensor y = Tensor::randn(y_shape, 200 + r, DType::F64);
+  const Tensor ax = forward(x);
+  ASSERT_EQ(ax.shape(), y_shape);
+  autograd::backward({ax}, {y});
+  const double lhs = global_dot(ax, y), rhs = global_dot(x, x.grad());
+  const double terms = static_cast<double>(numel_of(x_shape) * world().size());
+  double magnitude = 0;  // sum of |products|, the scale the rounding works on
+  {
+    const std::vector<double> a = ax.to_vector(), b = y.to_vector();
+    for (size_t i = 0; i < a.size(); ++i) magnitude += std::abs(a[i] * b[i]);
+    world().all_reduce(std::span<double>(&magnitude, 1));
+  }
+  EXPECT_NEAR(lhs, rhs, 4.0 * terms * dtype_eps(DType::F64) * magnitude);
+  EXPECT_NE(lhs, 0.0);
+}
+
+TEST(UlyssesExchange, BackwardIsTheAdjoint) {
+  Group& g = world();
+  const int64_t p = g.size();
+  check_adjoint({2, 2 * p, 3, 4}, {2, 2, 3 * p, 4}, [&](const Tensor& x) { return seq_to_heads(x, g); },
+                "seq_to_heads");
+  check_adjoint({2, 2, 3 * p, 4}, {2, 2 * p, 3, 4}, [&](const Tensor& x) { return heads_to_seq(x, g); },
+                "heads_to_seq");
+  check_adjoint({1, 2 * p, 5}, {1, 2, 5 * p}, [&](const Tensor& x) { return seq_to_heads(x, g); },
+                "seq_to_heads lse-shaped");
+}
+
+TEST(UlyssesExchange, BadInputsNameTheOpAndShapes) {
+  Group& g = world();
+  const int64_t p = g.size();
+  if (p > 1) {
+    const Tensor x = Tensor::randn({1, p + 1, 3, 4}, 1);  // p + 1 heads: never a multiple of p > 1
+    try {
+      seq_to_heads(x, g);
+      FAIL() << "expected ShapeError";
+    } catch (const ShapeError& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("seq_to_heads"), std::string::npos) << msg;
+      EXPECT_NE(msg.find(shape_str(x.shape())), std::string::npos) << msg;
+    }
+    const Tensor rows = Tensor::randn({1, 2, p + 1, 4}, 2);
+    EXPECT_THROW(heads_to_seq(rows, g), ShapeError);
+  }
+  try {
+    seq_to_heads(Tensor::randn({2, 3}, 3), g);
+    FAIL() << "expected ShapeError";
+  } catch (const ShapeError& e) {
+    EXPECT_NE(std::string(e.what()).find("[2, 3]"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(seq_to_heads(Tensor::zeros({1, p, 2, 2}, DType::I32), g), DTypeError);
+}
+
+// ---------------------------------------------------------------------------------------------
+// repeat_kv_heads.
+
+TEST(RepeatKvHeads, CopiesEachHeadAndSumsTheGradients) {
+  for (DType dt : {DType::F32, DType::F64, DType::BF16}) {
+    SCOPED_TRACE(dtype_name(dt));
+    Tensor kv = Tensor::randn({2, 2, 3, 4}, 7, dt);
+    kv.set_requires_grad(true);
+    const Tensor y = repeat_kv_heads(kv, 3);
+    ASSERT_EQ(y.shape(), (Shape{2, 6, 3, 4}));
+    for (int64_t h = 0; h < 6; ++h)
+      EXPECT_EQ(block(y, h, h + 1, 0, 3).to_vector(), block(kv, h / 3, h / 3 + 1, 0, 3).to_vector()) << h;
+    const Tensor gy = Tensor::randn(y.shape(), 8, dt);
+    autograd::backward({y}, {gy});
+    ASSERT_EQ(kv.grad().dtype(), dt);
+    // Direct: gradient of head i = sum of the gradients of heads 3i, 3i+1, 3i+2 (in float, as
+    // the op sums bfloat16 in float32 and rounds once).
+    const std::vector<double> g = gy.to_vector(), got = kv.grad().to_vector();
+    const int64_t inner = 3 * 4;
+    for (int64_t b = 0; b < 2; ++b)
+      for (int64_t i = 0; i < 2; ++i)
+        for (int64_t e = 0; e < inner; ++e) {
+          double want = 0, magnitude = 0;
+          for (int64_t c = 0; c < 3; ++c) {
+            const double term = g[static_cast<size_t>(((b * 6) + i * 3 + c) * inner + e)];
+            want += term;
+            magnitude += std::abs(term);
+          }
+          // Two roundings of the sum in its compute dtype, and bfloat16's final rounding.
+          const double tol = 2 * dtype_eps(dt) * magnitude + (dt == DType::BF16 ? std::ldexp(std::abs(want), -8) : 0);
+          EXPECT_NEAR(got[static_cast<size_t>((b * 2 + i) * inner + e)], want, tol);
+        }
+  }
+}
+
+TEST(RepeatKvHeads, GradientCheck) {
+  testing::run_op_case(testing::OpCase{
+      .name = "repeat_kv_heads x2",
+      .shapes = {{1, 2, 3, 4}},
+      .fn = [](const std::vector<Tensor>& in) { return repeat_kv_heads(in[0], 2); }});
+  EXPECT_THROW(repeat_kv_heads(Tensor::randn({1, 2, 3}, 1), 2), ShapeError);
+  EXPECT_THROW(repeat_kv_heads(Tensor::randn({1, 2, 3, 4}, 1), 0), ValueError);
+}
+
+// ---------------------------------------------------------------------------------------------
+// ulysses_attention against one rank.
+
+struct UlyssesCase {
+  std::string name;
+  int64_t batch = 2, q_heads = 4, kv_heads = 4, n = 13, d = 16;  // n: rows per rank
+  MaskSpec mask;
+  DType dtype = DType::F32;
+  LayoutKind layout = LayoutKind::Contiguous;
+  uint64_t seed = 1;
+};
+
+void run_case(const UlyssesCase& c) {
+  SCOPED_TRACE(c.name);
+  Group& g = world();
+  const int p = g.size(), r = g.rank();
+  const int64_t total = p * c.n;
+  const SequenceLayout layout = SequenceLayout::make(c.layout, total, p);
+  Tensor q = Tensor::randn({c.batch, c.q_heads, total, c.d}, c.seed, c.dtype);
+  Tensor k = Tensor::randn({c.batch, c.kv_heads, total, c.d}, c.seed + 1, c.dtype);
+  Tensor v = Tensor::randn({c.batch, c.kv_heads, total, c.d}, c.seed + 2, c.dtype);
+  const Tensor d_o = Tensor::randn({c.batch, c.q_heads, total, c.d}, c.seed + 3, c.dtype);
+  const DType lse_dtype = c.dtype == DType::BF16 ? DType::F32 : c.dtype;
+  const Tensor d_lse = Tensor::randn({c.batch, c.q_heads, total}, c.seed + 4, lse_dtype);
+  for (Tensor* t : {&q, &k, &v}) t->set_requires_grad(true);
+  const ops::AttentionOutput ref = ops::attention(q, k, v, c.mask);
+  autograd::backward({ref.o, ref.lse}, {d_o, d_lse});
+
+  auto mine = [&](const Tensor& t) { return layout.shard(t.detach(), r, 2); };
+  Tensor qs = mine(q), ks = mine(k), vs = mine(v);
+  for (Tensor* t : {&qs, &ks, &vs}) t->set_requires_grad(true);
+  const ops::AttentionOutput got = ulysses_attention(qs, ks, vs, c.mask, 0.0, g, layout);
+  autograd::backward({got.o, got.lse}, {mine(d_o), mine(d_lse)});
+
+  // o and dq sum over the keys, dk and dv over the queries of a kv-head group.
+  const int64_t keys = total, queries = total * (c.q_heads / c.kv_heads);
+  expect_close(got.o, mine(ref.o), keys, "o");
+  expect_close(got.lse, mine(ref.lse), keys, "lse");
+  expect_close(qs.grad(), mine(q.grad()), keys + c.d, "dq");
+  expect_close(ks.grad(), mine(k.grad()), queries + c.d, "dk");
+  expect_close(vs.grad(), mine(v.grad()), queries, "dv");
+}
+
+TEST(UlyssesAttention, CausalMha) {
+  run_case({.name = "causal MHA D=16", .mask = MaskSpec::causal(), .seed = 11});
+}
+
+TEST(UlyssesAttention, BidirectionalMhaD64) {
+  run_case({.name = "non-causal MHA D=64", .d = 64, .mask = MaskSpec{}, .seed = 21});
+}
+
+TEST(UlyssesAttention, CausalGqaKvHeadsSplit) {
+  // Hkv = 4: a multiple of every P here, so the KV heads split as they are.
+  run_case({.name = "causal GQA 8/4", .q_heads = 8, .kv_heads = 4, .mask = MaskSpec::causal(), .seed = 31});
+}
+
+TEST(UlyssesAttention, GqaFewerKvHeadsThanRanks) {
+  // At P = 4 both repeat the KV heads (x2, x4); at P = 2 Hkv = 2 splits and Hkv = 1 repeats.
+  run_case({.name = "causal GQA 4/2", .q_heads = 4, .kv_heads = 2, .mask = MaskSpec::causal(), .seed = 41});
+  run_case({.name = "non-causal MQA 4/1 D=64", .q_heads = 4, .kv_heads = 1, .d = 64, .mask = MaskSpec{},
+            .seed = 42});
+}
+
+TEST(UlyssesAttention, SlidingWindow) {
+  run_case({.name = "sliding (16, 2) GQA 4/2", .q_heads = 4, .kv_heads = 2, .mask = MaskSpec::sliding(16, 2),
+            .seed = 51});
+}
+
+TEST(UlyssesAttention, Float64Causal) {
+  run_case({.name = "causal MHA float64", .mask = MaskSpec::causal(), .dtype = DType::F64, .seed = 61});
+}
+
+TEST(UlyssesAttention, Bfloat16CausalGqa) {
+  run_case({.name = "causal GQA 4/1 bfloat16", .q_heads = 4, .kv_heads = 1, .mask = MaskSpec::causal(),
+            .dtype = DType::BF16, .seed = 71});
+}
+
+TEST(UlyssesAttention, ZigzagLayout) {
+  // n = 14: two zigzag chunks of 7 rows per rank.
+  run_case({.name = "zigzag causal GQA 4/2", .q_heads = 4, .kv_heads = 2, .n = 14, .mask = MaskSpec::causal(),
+            .layout = LayoutKind::Zigzag, .seed = 81});
+  run_case({.name = "zigzag sliding (9, 0) MHA", .n = 14, .mask = MaskSpec::sliding(9), .layout = LayoutKind::Zigzag,
+            .seed = 82});
+}
+
+TEST(UlyssesAttention, ParallelAttentionDispatchesToUlysses) {
+  Group& g = world();
+  const int p = g.size(), r = g.rank();
+  const int64_t n = 6;
+  auto layout = std::make_shared<const SequenceLayout>(SequenceLayout::make(LayoutKind::Zigzag, p * n, p));
+  const Tensor q = layout->shard(Tensor::randn({1, 4, p * n, 8}, 91), r, 2);
+  const Tensor k = layout->shard(Tensor::randn({1, 2, p * n, 8}, 92), r, 2);
+  const Tensor v = layout->shard(Tensor::randn({1, 2, p * n, 8}, 93), r, 2);
+  const MaskSpec causal = MaskSpec::causal();
+  // Ulysses over the whole sp group (null ring = a ring of one).
+  const ops::AttentionOutput want = ulysses_attention(q, k, v, causal, 0.0, g, *layout);
+  const ops::AttentionOutput got = parallel::attention(q, k, v, causal, 0.0, SequenceContext{nullptr, &g, layout});
+  EXPECT_EQ(got.o.to_vector(), want.o.to_vector());
+  EXPECT_EQ(got.lse.to_vector(), want.lse.to_vector());
+  // A ring over the same group with the same layout (null Ulysses group), and the default
+  // contiguous layout when none is given.
+  const ops::AttentionOutput ring = parallel::attention(q, k, v, causal, 0.0, SequenceContext{&g, nullptr, layout});
+  const ops::AttentionOutput ring_want = p > 1 ? ring_attention(q, k, v, causal, 0.0, g, *layout)
+                                               : ops::attention(q, k, v, causal);
+  EXPECT_EQ(ring.o.to_vector(), ring_want.o.to_vector());
+  const ops::AttentionOutput contiguous =
+      parallel::attention(q, k, v, causal, 0.0, SequenceContext{nullptr, &g, nullptr});
+  const SequenceLayout plain = SequenceLayout::make(LayoutKind::Contiguous, p * n, p);
+  EXPECT_EQ(contiguous.o.to_vector(), ulysses_attention(q, k, v, causal, 0.0, g, plain).o.to_vector());
+}
+
+TEST(UlyssesAttention, BadInputsNameTheShapes) {
+  Group& g = world();
+  const int p = g.size();
+  const SequenceLayout layout = SequenceLayout::make(LayoutKind::Contiguous, 4 * p, p);
+  if (p > 1) {
+    const Tensor q = Tensor::randn({1, p + 1, 4, 8}, 1), kv = Tensor::randn({1, 1, 4, 8}, 2);
+    try {
+      ulysses_attention(q, kv, kv, MaskSpec{}, 0.0, g, layout);
+      FAIL() << "expected ShapeError";
+    } catch (const ShapeError& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("ulysses_attention"), std::string::npos) << msg;
+      EXPECT_NE(msg.find(shape_str(q.shape())), std::string::npos) << msg;
+    }
+  }
+  if (p == 4) {
+    // Hkv = 3 neither splits over 4 ranks nor divides 4: the message names Hq, Hkv and u.
+    const Tensor q = Tensor::randn({1, 12, 4, 8}, 3), kv = Tensor::randn({1, 3, 4, 8}, 4);
+    try {
+      ulysses_attention(q, kv, kv, MaskSpec{}, 0.0, g, layout);
+      FAIL() << "expected ShapeError";
+    } catch (const ShapeError& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("Hkv = 3"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("Hq = 12"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("u = 4"), std::string::npos) << msg;
+    }
+  }
+  // The layout must cover the group's ranks, and hold q's rows.
+  const Tensor q = Tensor::randn({1, 4, 5, 8}, 5);
+  EXPECT_THROW(ulysses_attention(q, q, q, MaskSpec{}, 0.0, g, layout), ShapeError);
+  const Tensor ints = Tensor::zeros({1, 4, 4, 8}, DType::I32);
+  EXPECT_THROW(ulysses_attention(ints, ints, ints, MaskSpec{}, 0.0, g, layout), DTypeError);
+}
+
+}  // namespace
+}  // namespace strand::parallel
