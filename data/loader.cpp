@@ -61,12 +61,16 @@ LoaderPosition Loader::position() const {
 
 void Loader::restore(const LoaderPosition& pos) {
   const LoaderPosition here = position();
-  STRAND_CHECK(pos.batch_size == here.batch_size && pos.seq_len == here.seq_len && pos.dp_size == here.dp_size &&
-                   pos.stream_tokens == here.stream_tokens,
-               DataError, describe(), ": the saved loader position (batch_size ", pos.batch_size, ", seq_len ",
-               pos.seq_len, ", dp ", pos.dp_size, ", ", pos.stream_tokens,
-               " tokens) does not match this run (batch_size ", here.batch_size, ", seq_len ", here.seq_len,
-               ", dp ", here.dp_size, ", ", here.stream_tokens, " tokens)");
+  // Step s reads global rows [s*K*B, (s+1)*K*B) whatever the split of K*B into replicas and
+  // rows (global_row), so a position saved under another (B, K) with the same K*B, T and
+  // stream stands for the same rows.
+  const int64_t saved_global = pos.batch_size * pos.dp_size, global = here.batch_size * here.dp_size;
+  STRAND_CHECK(saved_global == global && pos.seq_len == here.seq_len && pos.stream_tokens == here.stream_tokens,
+               DataError, describe(), ": the saved loader position (global batch ", saved_global, " = batch_size ",
+               pos.batch_size, " x dp ", pos.dp_size, ", seq_len ", pos.seq_len, ", ", pos.stream_tokens,
+               " tokens) does not match this run (global batch ", global, " = batch_size ", here.batch_size, " x dp ",
+               here.dp_size, ", seq_len ", here.seq_len, ", ", here.stream_tokens,
+               " tokens); a run resumes when data.batch_size x parallel.dp, data.seq_len and the data are the same");
   STRAND_CHECK(pos.step >= 0, DataError, describe(), ": the saved loader position has a negative step ", pos.step);
   step_ = pos.step;
 }

@@ -33,7 +33,7 @@ struct LoaderOptions {
 };
 
 // Where a loader stands: the next step, plus the geometry it was saved with, which restore()
-// checks (a row index means something else under another B, T, dp or stream).
+// checks (a step means other rows under another global batch B*dp, T or stream).
 struct LoaderPosition {
   int64_t step = 0;
   int64_t batch_size = 0;
@@ -62,7 +62,9 @@ class Loader {
 
   int64_t step() const { return step_; }
   LoaderPosition position() const;
-  // Jumps to pos.step in O(1); DataError when pos was saved under another geometry.
+  // Jumps to pos.step in O(1). pos may come from another split of the same global batch
+  // (batch_size x dp_size), which reads the same rows at every step; DataError when the global
+  // batch, seq_len or stream differ.
   void restore(const LoaderPosition& pos);
 
   const LoaderOptions& options() const { return options_; }

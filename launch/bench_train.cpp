@@ -1,11 +1,13 @@
 // `strand bench train CONFIG [--steps N] [--set ...]`: training throughput and memory of the
-// config's model, as one JSON line. No checkpoints, metrics or resume; the first steps warm up.
+// config's model, as one JSON line (under mpirun: dp x sp ranks, every rank's peak memory).
+// No checkpoints, metrics or resume; the first steps warm up.
 #include <omp.h>
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -59,17 +61,35 @@ void run_bench_train(const BenchTrainArgs& args, parallel::Group& world) {
   const int64_t tokens = train::tokens_per_step(config);
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
+  // Every rank's peaks (sequence parallelism divides activations, not the weights): slot r of
+  // each half is rank r's, summed into place.
+  const int ranks = world.size();
+  std::vector<int64_t> peaks(static_cast<size_t>(2 * ranks), 0);
+  peaks[static_cast<size_t>(world.rank())] = memory::stats(Device::cpu()).peak_bytes;
+  peaks[static_cast<size_t>(ranks + world.rank())] = static_cast<int64_t>(usage.ru_maxrss) * 1024;
+  world.all_reduce(std::span<int64_t>(peaks));
+  const auto json_list = [&](int half) {
+    std::string s = "[";
+    for (int r = 0; r < ranks; ++r) s += (r ? ", " : "") + std::to_string(peaks[static_cast<size_t>(half * ranks + r)]);
+    return s + "]";
+  };
+  const int64_t peak_max = *std::max_element(peaks.begin(), peaks.begin() + ranks);
+  const int64_t rss_max = *std::max_element(peaks.begin() + ranks, peaks.end());
   if (world.rank() == 0) {
     std::printf(
         "{\"impl\": \"strand\", \"config\": %s, \"params\": %lld, \"batch\": %lld, \"seq\": %lld, \"grad_accum\": %lld, "
-        "\"ranks\": %d, \"threads\": %d, \"steps\": %lld, \"step_ms\": %s, \"tokens_per_s\": %s, \"loss\": %s, "
-        "\"peak_mem_bytes\": %lld, \"max_rss_bytes\": %lld}\n",
+        "\"ranks\": %d, \"dp\": %lld, \"sp\": %lld, \"sp_mode\": \"%s\", \"layout\": \"%s\", \"threads\": %d, "
+        "\"steps\": %lld, \"step_ms\": %s, \"tokens_per_s\": %s, \"loss\": %s, "
+        "\"peak_mem_bytes\": %lld, \"max_rss_bytes\": %lld, \"peak_mem_bytes_per_rank\": %s, "
+        "\"max_rss_bytes_per_rank\": %s}\n",
         train::json_string(args.config).c_str(), static_cast<long long>(params),
         static_cast<long long>(config.data.batch_size), static_cast<long long>(config.data.seq_len),
-        static_cast<long long>(config.train.grad_accum), world.size(), omp_get_max_threads(),
-        static_cast<long long>(args.steps), train::json_number(step * 1e3).c_str(),
-        train::json_number(static_cast<double>(tokens) / step).c_str(), train::json_number(loss).c_str(),
-        static_cast<long long>(memory::stats(Device::cpu()).peak_bytes), static_cast<long long>(usage.ru_maxrss) * 1024);
+        static_cast<long long>(config.train.grad_accum), world.size(), static_cast<long long>(config.parallel.dp),
+        static_cast<long long>(config.parallel.sp), train::name_of(config.parallel.sp_mode),
+        train::name_of(train::resolved_layout(config)), omp_get_max_threads(), static_cast<long long>(args.steps),
+        train::json_number(step * 1e3).c_str(), train::json_number(static_cast<double>(tokens) / step).c_str(),
+        train::json_number(loss).c_str(), static_cast<long long>(peak_max), static_cast<long long>(rss_max),
+        json_list(0).c_str(), json_list(1).c_str());
     std::fflush(stdout);
   }
 }

@@ -1,7 +1,9 @@
 // `strand eval CONFIG --checkpoint CKPT [--data PATH]`: mean loss (and task accuracy) of a
-// checkpoint over train.eval_batches batches of the validation data, as one JSON line.
+// checkpoint over train.eval_batches batches of the validation data, as one JSON line; under
+// mpirun with parallel.sp > 1 each sequence is split over sp ranks as in training.
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,6 +14,7 @@
 #include "launch/commands.h"
 #include "models/model.h"
 #include "parallel/comm/group.h"
+#include "parallel/grid.h"
 
 namespace strand::launch {
 
@@ -35,10 +38,27 @@ void run_eval(const EvalArgs& args, parallel::Group& world) {
   std::shared_ptr<models::Model> model = models::build_model(config);
   io::load_into(model->named_parameters(), ckpt);
 
-  // Every rank evaluates its own rows (the data-parallel row rule); sums are all-reduced.
-  const data::DataSpec spec = train::data_spec_of(config, world.rank(), world.size(), args.data);
+  // The ranks form world / sp replicas of parallel.sp sequence ranks (parallel.dp is not
+  // needed: any number of replicas evaluates). Each replica reads its own rows (the
+  // data-parallel row rule), each sp rank its shard of them; sums are all-reduced.
+  const int64_t sp = config.parallel.sp;
+  STRAND_CHECK(world.size() % sp == 0, train::ConfigError, args.config, ": key 'parallel.sp': ", sp,
+               " sequence ranks do not divide the job's ", world.size(), " ranks");
+  const int64_t dp = world.size() / sp;
+  std::optional<parallel::SequenceLayout> layout;
+  if (sp > 1) {
+    try {
+      layout = train::sequence_layout_of(config);
+    } catch (const train::ConfigError& e) {
+      throw train::ConfigError(args.config + ": " + e.what());
+    }
+  }
+  const parallel::ProcessGrid grid(world, static_cast<int>(dp), static_cast<int>(sp), train::ulysses_degree_of(config));
+  const train::SequenceSharding sharding = layout ? train::SequenceSharding(grid, std::move(*layout))
+                                                  : train::SequenceSharding();
+  const data::DataSpec spec = train::data_spec_of(config, grid.dp_rank(), dp, args.data);
   const std::unique_ptr<data::Loader> loader = data::make_loader(spec, data::Split::val);
-  const train::EvalResult result = train::evaluate(*model, *loader, config.train.eval_batches, &world);
+  const train::EvalResult result = train::evaluate(*model, *loader, config.train.eval_batches, &world, sharding);
 
   if (world.rank() == 0) {
     const auto step = ckpt.trainer.int64s.find("step");

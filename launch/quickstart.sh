@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The first run of strand on a fresh machine: installs what is missing and builds (setup.sh),
 # then trains configs/quickstart.yaml, a small GPT on a long-range copy task with 2048-token
-# rows, on 2 data-parallel MPI ranks, and prints the task accuracy it reached.
+# rows, each row split over 2 sequence-parallel MPI ranks (ring attention), and prints the task
+# accuracy it reached.
 #
 #   launch/quickstart.sh                  # setup + build + train (a fresh run each time)
 #   launch/quickstart.sh --set train.steps=200   # extra arguments go to `strand train`

@@ -1,5 +1,6 @@
-// What the trainer sees of a model: a Module that turns a batch into a summed loss and counts,
-// so that losses normalise by the global token count whatever the data/sequence split.
+// What the trainer sees of a model: a Module that turns a batch (or one sequence-parallel rank's
+// shard of it) into a summed loss and counts, so that losses normalise by the global token count
+// whatever the data/sequence split.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -7,6 +8,7 @@
 #include "data/loader.h"
 #include "framework/nn/module.h"
 #include "framework/train/config.h"
+#include "parallel/attention.h"
 
 namespace strand::models {
 
@@ -16,10 +18,25 @@ struct LossOutput {
   Tensor predictions;         // [B, T] int32 argmax of the logits, for task accuracy (may be undefined)
 };
 
+// Where a batch's tokens sit in their sequences. A sequence-parallel rank passes the global
+// positions of its shard; the default is the whole row, positions 0..T-1, attention local.
+struct SequenceShard {
+  Tensor positions;                    // int32 [T]; undefined = 0..T-1
+  parallel::SequenceContext context;   // the sp group attention runs over
+  // Length N of the whole sequence (dropout counters are laid out over [B, N, C]); 0 = the
+  // layout's seq_len when context.layout is set, else T * context.size() (contiguous).
+  int64_t seq_len = 0;
+};
+
 class Model : public nn::Module {
  public:
-  // Forward pass over a batch; loss_sum / tokens is the mean loss.
-  virtual LossOutput forward(const data::Batch& batch) = 0;
+  // Forward pass over whole rows; loss_sum / tokens is the mean loss.
+  LossOutput forward(const data::Batch& batch) { return forward(batch, SequenceShard{}); }
+  // Forward pass over one rank's shard: batch.inputs / targets / answer_targets [B, T] hold the
+  // rows shard.positions of each sequence; attention runs over shard.context. Sums and counts
+  // are this rank's: the caller reduces them over the sp (and dp) ranks. Architectures that
+  // cannot run sharded throw ValueError naming model.arch for a non-local context.
+  virtual LossOutput forward(const data::Batch& batch, const SequenceShard& shard) = 0;
   // Parameters that get weight decay (matrices; not biases, norm weights).
   virtual bool decays(const std::string& parameter_name) const;
 };

@@ -53,11 +53,52 @@ std::shared_ptr<nn::Module> Norm::module() const {
 
 Tensor Norm::forward(const Tensor& x) const { return layer_norm ? layer_norm->forward(x) : rms_norm->forward(x); }
 
+int64_t global_seq_len(const SequenceShard& shard, int64_t local_len) {
+  if (shard.seq_len > 0) return shard.seq_len;
+  if (shard.context.layout) return shard.context.layout->seq_len();
+  return local_len * shard.context.size();
+}
+
+// Note [Sharded dropout]
+// Unsharded, element (b, t, c) of a contiguous [B, N, C] activation is element (b*N + t)*C + c
+// of the Philox dropout stream. A sequence shard holds rows at global positions pos[t], in
+// the layout's order (zigzag: two chunks far apart), so it gives ops::dropout one counter offset
+// per row, (b*N + pos[t])*C: every token draws the bits it draws unsharded, whatever the layout
+// and the number of ranks. The unsharded plan keeps the single-offset call (the same counters).
+DropoutPlan DropoutPlan::make(double p, uint64_t run_seed, int64_t step, const SequenceShard& shard,
+                              const Tensor& positions) {
+  DropoutPlan plan;
+  plan.p = p;
+  plan.run_seed = run_seed;
+  plan.step = step;
+  const bool sharded = shard.positions.defined() || !shard.context.local();
+  if (p > 0.0 && sharded) {
+    plan.positions = positions;
+    plan.seq_len = global_seq_len(shard, positions.size(0));
+  }
+  return plan;
+}
+
 Tensor DropoutPlan::apply(const Tensor& x, int64_t layer, int64_t site) const {
   if (p == 0.0) return x;
   const uint64_t seed = derive_seed(run_seed, {kDropoutSalt, static_cast<uint64_t>(step), static_cast<uint64_t>(layer),
                                                static_cast<uint64_t>(site)});
-  return ops::dropout(x, p, seed);
+  if (!positions.defined()) return ops::dropout(x, p, seed);
+  STRAND_CHECK(x.dim() == 3 && x.size(1) == positions.size(0), ShapeError, "dropout plan: activation ", describe(x),
+               " is not [B, T, C] with T = ", positions.size(0), " shard positions");
+  const int64_t batch = x.size(0), rows = x.size(1), channels = x.size(2);
+  const Tensor pos = ops::contiguous_data(positions);
+  const int32_t* at = pos.data<int32_t>();
+  std::vector<uint64_t> offsets(static_cast<size_t>(batch * rows));
+  for (int64_t t = 0; t < rows; ++t) {
+    // Outside [0, N) a token would draw another row's counters.
+    STRAND_CHECK(at[t] >= 0 && at[t] < seq_len, ValueError, "dropout plan: shard position ", at[t],
+                 " is outside the sequence of ", seq_len, " positions (set SequenceShard::seq_len)");
+  }
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t t = 0; t < rows; ++t)
+      offsets[static_cast<size_t>(b * rows + t)] = static_cast<uint64_t>((b * seq_len + at[t]) * channels);
+  return ops::dropout(x, p, seed, std::move(offsets));
 }
 
 MaskSpec mask_for_pattern(const train::AttentionConfig& a, bool causal, uint64_t run_seed, int64_t layer) {

@@ -13,6 +13,7 @@
 #include "framework/nn/mlp.h"
 #include "framework/nn/module.h"
 #include "framework/train/config.h"
+#include "models/model.h"
 #include "parallel/attention.h"
 
 namespace strand::models {
@@ -27,15 +28,11 @@ inline constexpr uint64_t kDropoutSalt = 0x64726f70ull;       // "drop": (step, 
 inline constexpr uint64_t kMaskedTokensSalt = 0x6d61736bull;  // "mask": encoder masked positions
 inline constexpr uint64_t kLayerSalt = 0x6c617972ull;         // "layr": per-layer draws (bigbird, performer)
 
-// Where a batch's tokens sit in their sequences. A sequence-parallel rank passes the global
-// positions of its shard; the default is the whole row, positions 0..T-1, attention local.
-struct SequenceShard {
-  Tensor positions;                    // int32 [T]; undefined = 0..T-1
-  parallel::SequenceContext context;   // the sp group attention runs over
-};
-
 // int32 [T]: shard.positions, or 0..T-1 when undefined (checked against T).
 Tensor shard_positions(const SequenceShard& shard, int64_t seq_len, const char* model);
+
+// N, the length of the whole sequence a shard of T rows belongs to (SequenceShard::seq_len).
+int64_t global_seq_len(const SequenceShard& shard, int64_t local_len);
 
 // A module that only holds named children and parameters (the "transformer", "h" and "lm_head"
 // levels of the parameter names).
@@ -58,11 +55,19 @@ struct Norm {
 };
 
 // Dropout of one forward pass: p, and per-(layer, site) seeds from (run.seed, step), so a step's
-// masks are the same on every run and resume. Off (p = 0) in evaluation mode.
+// masks are the same on every run and resume. Off (p = 0) in evaluation mode. A sequence shard
+// sets positions and seq_len: element (b, t, c) of a [B, T, C] activation then draws the
+// counter ((b * seq_len + positions[t]) * C + c), the one it draws unsharded (Note [Sharded
+// dropout] in transformer.cpp), so the masks do not depend on the layout.
 struct DropoutPlan {
   double p = 0.0;
   uint64_t run_seed = 0;
   int64_t step = 0;
+  Tensor positions;      // int32 [T]: global position of each local row; undefined = unsharded
+  int64_t seq_len = 0;   // N of the whole sequence (with positions)
+  // The plan of a forward pass over `shard` (positions: its rows' global positions, [T]).
+  static DropoutPlan make(double p, uint64_t run_seed, int64_t step, const SequenceShard& shard,
+                          const Tensor& positions);
   Tensor apply(const Tensor& x, int64_t layer, int64_t site) const;
 };
 

@@ -29,7 +29,7 @@ STRAND_CHOICES(AttentionPattern, "full", "causal", "sliding", "dilated", "longfo
 STRAND_CHOICES(DataFormat, "bin", "hdf5", "synthetic")
 STRAND_CHOICES(SyntheticTask, "passkey", "assoc_recall", "copy")
 STRAND_CHOICES(SpMode, "ring", "ulysses", "hybrid")
-STRAND_CHOICES(SeqLayout, "contiguous", "zigzag")
+STRAND_CHOICES(SeqLayout, "auto", "contiguous", "zigzag")
 STRAND_CHOICES(CommBackend, "mpi", "nccl")
 STRAND_CHOICES(LrScheduleKind, "cosine", "linear", "constant")
 STRAND_CHOICES(ComputePrecision, "fp32", "bf16", "fp16")
@@ -211,6 +211,7 @@ void visit_config(Config& c, KeyVisitor& v) {
   v.integer("ulysses_degree", c.parallel.ulysses_degree, at_least(1));
   choice(v, "layout", c.parallel.layout);
   choice(v, "backend", c.parallel.backend);
+  v.integer("bucket_mb", c.parallel.bucket_mb, at_least(1));
   v.end();
 
   v.begin("train");
@@ -587,10 +588,21 @@ void resolve_and_check(Config& c, const Parser& p) {
   if (c.data.format != DataFormat::Synthetic && c.data.train.empty())
     p.fail("data.train", std::string("required when data.format is ") + name_of(c.data.format));
 
-  const ParallelConfig& par = c.parallel;
-  if (par.sp_mode == SpMode::Ulysses && m.n_head % par.sp != 0)
-    p.fail("parallel.sp", "ulysses splits heads over sp ranks: n_head " + num(m.n_head) +
-                              " is not divisible by sp " + num(par.sp));
+  ParallelConfig& par = c.parallel;
+  par.layout = resolved_layout(c);
+  // KV heads over an all-to-all group of u ranks: split (Hkv a multiple of u) or replicated
+  // (Hkv dividing u) by parallel/ulysses.h; anything else cannot be laid out.
+  auto check_kv_heads = [&](int64_t u, const std::string& group) {
+    if (m.n_kv_head % u != 0 && u % m.n_kv_head != 0)
+      p.fail("model.n_kv_head", "n_kv_head " + num(m.n_kv_head) + " must divide " + group + " " + num(u) +
+                                    " or be a multiple of it (ulysses splits or replicates the KV heads)");
+  };
+  if (par.sp_mode == SpMode::Ulysses) {
+    if (m.n_head % par.sp != 0)
+      p.fail("parallel.sp", "ulysses splits heads over sp ranks: n_head " + num(m.n_head) +
+                                " is not divisible by sp " + num(par.sp));
+    check_kv_heads(par.sp, "sp");
+  }
   if (par.sp_mode == SpMode::Hybrid) {
     if (par.sp % par.ulysses_degree != 0)
       p.fail("parallel.ulysses_degree", "sp " + num(par.sp) + " is not divisible by ulysses_degree " +
@@ -598,8 +610,24 @@ void resolve_and_check(Config& c, const Parser& p) {
     if (m.n_head % par.ulysses_degree != 0)
       p.fail("parallel.ulysses_degree", "n_head " + num(m.n_head) + " is not divisible by ulysses_degree " +
                                             num(par.ulysses_degree));
+    check_kv_heads(par.ulysses_degree, "ulysses_degree");
   } else if (par.ulysses_degree != 1) {
     p.fail("parallel.ulysses_degree", std::string("applies only to sp_mode hybrid, sp_mode is ") + name_of(par.sp_mode));
+  }
+  if (par.sp > 1) {
+    // What cannot run on a sequence shard: the encoder picks each row's masked positions over
+    // the whole row, encdec splits whole rows in halves, and linear attention has no ring form.
+    if (m.arch != Arch::Gpt)
+      p.fail(p.given("model.arch") ? "model.arch" : "parallel.sp",
+             std::string("model.arch ") + name_of(m.arch) + " cannot run sequence-parallel (parallel.sp " +
+                 num(par.sp) + "): " +
+                 (m.arch == Arch::Encoder ? "it chooses each row's masked positions over the whole row"
+                                          : "it splits each whole row into source and target halves") +
+                 "; use arch gpt, or parallel.sp 1");
+    if (m.attention.pattern == AttentionPattern::Linear)
+      p.fail("model.attention.pattern", "linear attention cannot run sequence-parallel (parallel.sp " + num(par.sp) +
+                                            "): it has no ring or all-to-all form here; use a softmax pattern, "
+                                            "or parallel.sp 1");
   }
 
   const TrainConfig& t = c.train;
@@ -612,6 +640,14 @@ void resolve_and_check(Config& c, const Parser& p) {
 }
 
 }  // namespace
+
+SeqLayout resolved_layout(const Config& config) {
+  const ParallelConfig& par = config.parallel;
+  if (par.layout != SeqLayout::Auto) return par.layout;
+  const bool causal = config.model.arch != Arch::Encoder;
+  const bool ring = par.sp_mode == SpMode::Ring || par.sp_mode == SpMode::Hybrid;
+  return causal && ring ? SeqLayout::Zigzag : SeqLayout::Contiguous;
+}
 
 Config parse_config(const std::string& yaml_text, const std::string& source,
                     const std::vector<std::string>& overrides) {

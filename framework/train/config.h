@@ -25,7 +25,7 @@ enum class AttentionPattern { Full, Causal, Sliding, Dilated, Longformer, BigBir
 enum class DataFormat { Bin, Hdf5, Synthetic };
 enum class SyntheticTask { Passkey, AssocRecall, Copy };
 enum class SpMode { Ring, Ulysses, Hybrid };
-enum class SeqLayout { Contiguous, Zigzag };
+enum class SeqLayout { Auto, Contiguous, Zigzag };
 enum class CommBackend { Mpi, Nccl };
 enum class LrScheduleKind { Cosine, Linear, Constant };
 enum class ComputePrecision { Fp32, Bf16, Fp16 };
@@ -105,8 +105,9 @@ struct ParallelConfig {
   int64_t sp = 1;
   SpMode sp_mode = SpMode::Ring;
   int64_t ulysses_degree = 1;  // sp_mode hybrid: all-to-all group size inside the ring
-  SeqLayout layout = SeqLayout::Zigzag;
+  SeqLayout layout = SeqLayout::Auto;  // resolved when parsed (resolved_layout)
   CommBackend backend = CommBackend::Mpi;
+  int64_t bucket_mb = 25;      // gradient all-reduce bucket size (MiB), parallel/grad_sync.h
   bool operator==(const ParallelConfig&) const = default;
 };
 
@@ -185,6 +186,12 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
 // The same for YAML text; `source` names it in errors (e.g. the checkpoint it came from).
 Config parse_config(const std::string& yaml_text, const std::string& source = "<config>",
                     const std::vector<std::string>& overrides = {});
+
+// parallel.layout with `auto` resolved: zigzag for ring and hybrid attention in a causal model
+// (gpt, encdec: zigzag balances the causal work over the ring), contiguous otherwise (Ulysses
+// gathers whole sequences before attending, so zigzag buys it nothing; the encoder is
+// bidirectional). An explicit layout is returned as it is.
+SeqLayout resolved_layout(const Config& config);
 
 // The config as YAML text, every key written; parse_config(to_yaml(c)) == c for a parsed c.
 std::string to_yaml(const Config& config);

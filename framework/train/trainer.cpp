@@ -11,10 +11,12 @@
 //
 // Note [Loss normalisation]
 // The loss of a step is sum(token losses) / N with N the scored tokens of all micro-batches on
-// all data-parallel ranks, so the logged loss and the gradient are those of one process with
-// the whole batch. The masked objective of the encoder decides which tokens it scores inside
-// forward(), so N is known only after every micro-batch ran: each micro-batch back-propagates
-// its summed loss, the gradients are summed over ranks, and then scaled by 1/N once.
+// all ranks (dp x sp: each sp rank scores the tokens of its shard), so the logged loss and the
+// gradient are those of one process with the whole batch. The masked objective of the encoder
+// decides which tokens it scores inside forward(), so N is known only after every micro-batch
+// ran: each micro-batch back-propagates its summed loss, the gradients are summed over ranks
+// (in buckets that start during the last micro-batch's backward, parallel/grad_sync.h), and
+// then scaled by 1/N once.
 #include "framework/train/trainer.h"
 
 #include <algorithm>
@@ -28,7 +30,10 @@
 #include "framework/optim/clip.h"
 #include "framework/train/signals.h"
 #include "models/model.h"
+#include "parallel/comm/backends.h"
 #include "parallel/comm/group.h"
+#include "parallel/grad_sync.h"
+#include "parallel/grid.h"
 
 namespace strand::train {
 
@@ -54,11 +59,18 @@ Trainer::Trainer(Config config, std::shared_ptr<models::Model> model, parallel::
     world_ = group_->size();
   }
   const ParallelConfig& par = config_.parallel;
-  STRAND_CHECK(par.sp == 1, train::ConfigError, "key 'parallel.sp': sequence parallelism (sp = ", par.sp,
-               ") is not available in the trainer yet; use sp: 1");
-  STRAND_CHECK(par.dp * par.sp == world_, train::ConfigError, "key 'parallel.dp': dp x sp = ", par.dp * par.sp,
-               " ranks, but the job has ", world_, " (run with mpirun -np ", par.dp * par.sp,
-               ", or --set parallel.dp=", world_, ")");
+  STRAND_CHECK(par.dp * par.sp == world_, train::ConfigError, "key 'parallel.dp': dp x sp = ", par.dp, " x ", par.sp,
+               " = ", par.dp * par.sp, " ranks, but the job has ", world_, " (run with mpirun -np ", par.dp * par.sp,
+               world_ % par.sp == 0 ? detail::concat(", or --set parallel.dp=", world_ / par.sp) : std::string(), ")");
+  // The layout first: a seq_len that does not split is a config error, before any collective.
+  std::optional<parallel::SequenceLayout> layout;
+  if (par.sp > 1) layout = sequence_layout_of(config_);
+  if (group_ != nullptr) {
+    grid_ = std::make_unique<parallel::ProcessGrid>(*group_, static_cast<int>(par.dp), static_cast<int>(par.sp),
+                                                    ulysses_degree_of(config_));
+    dp_rank_ = grid_->dp_rank();
+    if (layout) sharding_ = SequenceSharding(*grid_, std::move(*layout));
+  }
   STRAND_CHECK(config_.precision.compute == ComputePrecision::Fp32, train::ConfigError,
                "key 'precision.compute': only fp32 training is available yet, got ",
                name_of(config_.precision.compute));
@@ -69,6 +81,12 @@ Trainer::Trainer(Config config, std::shared_ptr<models::Model> model, parallel::
     adam_params.push_back({name, param, model_->decays(name)});
     params_.push_back(param);
   }
+  // Gradients are summed over every rank (dp x sp: each holds the whole model). Collective.
+  if (group_ == nullptr) {
+    local_group_ = parallel::make_local_group();
+  }
+  grad_sync_ = std::make_unique<parallel::GradSync>(params_, group_ != nullptr ? *group_ : *local_group_,
+                                                    config_.parallel.bucket_mb << 20);
   optim::AdamWOptions adam;
   adam.lr = config_.train.lr;
   adam.beta1 = config_.train.betas[0];
@@ -78,7 +96,7 @@ Trainer::Trainer(Config config, std::shared_ptr<models::Model> model, parallel::
   schedule_ = optim::LrSchedule::make(config_.train.lr, config_.train.min_lr, config_.train.warmup_steps,
                                       config_.train.steps, name_of(config_.train.schedule));
 
-  train_loader_ = data::make_loader(data_spec_of(config_, rank_, world_), data::Split::train);
+  train_loader_ = data::make_loader(data_spec_of(config_, dp_rank_, par.dp), data::Split::train);
   state_.seed = static_cast<uint64_t>(config_.run.seed);
   state_.loader = train_loader_->position();
 
@@ -99,6 +117,7 @@ void Trainer::restore(const std::string& path) {
   const io::CheckpointData data = io::read_checkpoint(path);
   LoopState state = restore_checkpoint(data, *model_, *optimizer_);
   train_loader_->restore(state.loader);
+  state.loader = train_loader_->position();  // this run's geometry from here on
   if (state.seed != static_cast<uint64_t>(config_.run.seed)) {
     print_line(detail::concat("warning: ", path, " was trained with run.seed ", state.seed, ", this run has ",
                               config_.run.seed, "; random streams follow the new seed"));
@@ -106,51 +125,6 @@ void Trainer::restore(const std::string& path) {
   }
   state_ = state;
   resumed_from_ = path;
-}
-
-void Trainer::all_reduce_gradients(double scale) {
-  // One flat buffer: a single all-reduce instead of one per parameter. Parameters without a
-  // gradient (unused by this model's forward) have none on any rank and stay without.
-  int64_t total = 0;
-  std::vector<Tensor> grads;
-  for (const Tensor& p : params_) {
-    Tensor g = p.grad();
-    grads.push_back(g);
-    if (g.defined()) total += g.numel();
-  }
-  const bool reduce = group_ != nullptr && world_ > 1;
-  if (!reduce) {
-    // One process: only the 1/N scale.
-    for (Tensor& g : grads) {
-      if (!g.defined()) continue;
-      float* d = g.data<float>();
-      const float s = static_cast<float>(scale);
-      const int64_t n = g.numel();
-      #pragma omp parallel for simd if (n > (1 << 16))
-      for (int64_t i = 0; i < n; ++i) d[i] *= s;
-    }
-    return;
-  }
-  Tensor flat = Tensor::empty({total}, DType::F32);
-  float* buf = flat.data<float>();
-  int64_t at = 0;
-  for (const Tensor& g : grads) {
-    if (!g.defined()) continue;
-    std::memcpy(buf + at, g.data<float>(), static_cast<size_t>(g.numel()) * sizeof(float));
-    at += g.numel();
-  }
-  group_->all_reduce(flat, parallel::ReduceOp::Sum);
-  at = 0;
-  const float s = static_cast<float>(scale);
-  for (Tensor& g : grads) {
-    if (!g.defined()) continue;
-    float* d = g.data<float>();
-    const int64_t n = g.numel();
-    #pragma omp parallel for simd if (n > (1 << 16))
-    for (int64_t i = 0; i < n; ++i) d[i] = buf[at + i] * s;
-    at += n;
-    g.bump_version();
-  }
 }
 
 StepReport Trainer::train_step() {
@@ -166,12 +140,17 @@ StepReport Trainer::train_step() {
   double loss_sum = 0.0;
   int64_t scored = 0;
   for (int64_t micro = 0; micro < config_.train.grad_accum; ++micro) {
-    const data::Batch batch = train_loader_->next();
-    models::LossOutput out = model_->forward(batch);
+    // Each sp rank keeps its shard of the rows only (the whole rows are freed here).
+    const data::Batch batch = sharding_.shard(train_loader_->next());
+    models::LossOutput out = model_->forward(batch, sharding_.model_shard());
     loss_sum += out.loss_sum.item();
     scored += out.tokens;
+    // Note [Loss normalisation]: only the last micro-batch's backward starts the bucketed
+    // all-reduces (parallel/grad_sync.h); earlier ones accumulate locally.
+    if (micro + 1 == config_.train.grad_accum) grad_sync_->arm();
     out.loss_sum.backward();
   }
+  // Over every rank: dp replicas and the sp shards of each row.
   std::array<double, 1> sums{loss_sum};
   std::array<int64_t, 1> counts{scored};
   if (group_ != nullptr && world_ > 1) {
@@ -181,7 +160,7 @@ StepReport Trainer::train_step() {
   const int64_t global_scored = counts[0];
   STRAND_CHECK(global_scored > 0, ValueError, "trainer: step ", state_.step,
                " scored no tokens (every target is ignored); check data.* and the model objective");
-  all_reduce_gradients(1.0 / static_cast<double>(global_scored));
+  grad_sync_->finish(1.0 / static_cast<double>(global_scored));
 
   StepReport report;
   report.loss = sums[0] / static_cast<double>(global_scored);
@@ -212,10 +191,10 @@ StepReport Trainer::train_step() {
 
 EvalResult Trainer::evaluate_val() {
   if (!val_loader_) {
-    data::DataSpec spec = data_spec_of(config_, rank_, world_);
+    data::DataSpec spec = data_spec_of(config_, dp_rank_, config_.parallel.dp);
     val_loader_ = data::make_loader(spec, data::Split::val);
   }
-  return evaluate(*model_, *val_loader_, config_.train.eval_batches, group_);
+  return evaluate(*model_, *val_loader_, config_.train.eval_batches, group_, sharding_);
 }
 
 uint64_t Trainer::parameter_fingerprint() const {
@@ -232,13 +211,14 @@ uint64_t Trainer::parameter_fingerprint() const {
 std::string Trainer::save_checkpoint() {
   const io::CheckpointDir dir(config_.checkpoint.dir, config_.checkpoint.keep);
   if (group_ != nullptr && world_ > 1) {
-    // Rank 0 writes for everyone, which is right only while every replica holds the same bits
-    // (the summed gradients and a deterministic optimizer keep it so); check it, cheaply.
+    // Rank 0 writes for everyone, which is right only while every rank (each replica and each
+    // sp rank of it) holds the same bits (the gradients summed over all of them and a
+    // deterministic optimizer keep it so); check it, cheaply.
     const uint64_t mine = parameter_fingerprint();
     std::array<int64_t, 2> range{static_cast<int64_t>(mine), static_cast<int64_t>(mine)};
     group_->all_reduce(std::span<int64_t>(range.data(), 1), parallel::ReduceOp::Min);
     group_->all_reduce(std::span<int64_t>(range.data() + 1, 1), parallel::ReduceOp::Max);
-    STRAND_CHECK(range[0] == range[1], ValueError, "trainer: data-parallel replicas hold different weights at step ",
+    STRAND_CHECK(range[0] == range[1], ValueError, "trainer: the ranks hold different weights at step ",
                  state_.step, " (a non-deterministic reduction?); refusing to save a checkpoint of one of them");
   }
   if (rank_ != 0) return dir.path_for_step(state_.step);
@@ -270,7 +250,12 @@ TrainResult Trainer::run() {
   print_line(detail::concat("model: ", name_of(config_.model.arch), ", ", params, " parameters, ",
                             name_of(config_.model.attention.pattern), " attention; data: ",
                             train_loader_->describe(), "; ", tokens_per_step(config_), " tokens per step on ",
-                            world_, world_ == 1 ? " rank" : " ranks"));
+                            world_, world_ == 1 ? " rank" : " ranks",
+                            config_.parallel.sp > 1
+                                ? detail::concat(" (dp ", config_.parallel.dp, " x sp ", config_.parallel.sp, ", ",
+                                                 name_of(config_.parallel.sp_mode), " attention, ",
+                                                 name_of(resolved_layout(config_)), " layout)")
+                                : std::string()));
   if (!resumed_from_.empty()) {
     print_line(detail::concat("resumed from ", resumed_from_, " at step ", state_.step));
   }

@@ -1,6 +1,6 @@
-// The pretraining loop of `strand train`: gradient accumulation, data-parallel gradient sums,
-// clipping, warmup + decay, AdamW, periodic evaluation, metrics, checkpoints, exact resume,
-// and a clean stop on SIGINT / SIGTERM. Note [Exact resume] in trainer.cpp says what makes a
+// The pretraining loop of `strand train`: data- and sequence-parallel steps (architecture.md §2),
+// gradient accumulation, gradient sums over every rank, clipping, warmup + decay, AdamW,
+// periodic evaluation, metrics, checkpoints, exact resume, and a clean stop on SIGINT / SIGTERM. Note [Exact resume] in trainer.cpp says what makes a
 // resumed run bit-identical to an uninterrupted one.
 #pragma once
 #include <cstdint>
@@ -20,7 +20,7 @@
 #include "framework/train/train_state.h"
 
 namespace strand::models { class Model; }
-namespace strand::parallel { class Group; }
+namespace strand::parallel { class Group; class GradSync; class ProcessGrid; }
 
 namespace strand::train {
 
@@ -60,9 +60,11 @@ struct TrainResult {
 
 class Trainer {
  public:
-  // `group` spans the data-parallel replicas (nullptr: one process). The config's
-  // parallel.dp x parallel.sp must equal the group size; only sp = 1 is handled here.
-  // Builds the optimizer, schedule and loaders, and resumes per checkpoint.resume.
+  // `group` is every rank of the job (nullptr: one process); parallel.dp x parallel.sp must
+  // equal its size. It is arranged as a ProcessGrid (parallel/grid.h): replica d reads loader
+  // rows d of dp, and each of its sp ranks runs the rows of its layout (sequence_layout_of).
+  // Collective over the group. Builds the optimizer, schedule and loaders, and resumes per
+  // checkpoint.resume (a checkpoint of another (dp, sp) with the same global batch resumes).
   Trainer(Config config, std::shared_ptr<models::Model> model, parallel::Group* group = nullptr,
           TrainerOptions options = {});
   ~Trainer();
@@ -85,10 +87,11 @@ class Trainer {
   models::Model& model() { return *model_; }
   const optim::AdamW& optimizer() const { return *optimizer_; }
   bool is_root() const { return rank_ == 0; }
+  int dp_rank() const { return dp_rank_; }
+  const SequenceSharding& sharding() const { return sharding_; }
 
  private:
   void print_line(const std::string& line) const;
-  void all_reduce_gradients(double scale);
   bool stop_requested_anywhere() const;
   uint64_t parameter_fingerprint() const;
 
@@ -97,7 +100,12 @@ class Trainer {
   parallel::Group* group_ = nullptr;
   TrainerOptions options_;
   int rank_ = 0, world_ = 1;
+  std::unique_ptr<parallel::ProcessGrid> grid_;  // with a group only
+  int dp_rank_ = 0;
+  SequenceSharding sharding_;                    // inactive at sp = 1
   std::vector<Tensor> params_;
+  std::unique_ptr<parallel::Group> local_group_;  // without a group: the one-rank group GradSync runs over
+  std::unique_ptr<parallel::GradSync> grad_sync_;
   std::unique_ptr<optim::AdamW> optimizer_;
   optim::LrSchedule schedule_;
   std::unique_ptr<data::Loader> train_loader_;
@@ -107,7 +115,7 @@ class Trainer {
 };
 
 // The input tokens one optimizer step consumes over all ranks: batch_size * seq_len *
-// grad_accum * dp.
+// grad_accum * dp (the sp ranks of a replica share its rows).
 int64_t tokens_per_step(const Config& config);
 
 }  // namespace strand::train

@@ -42,7 +42,7 @@ Tensor EncDec::logits(const Tensor& source, const Tensor& decoder_inputs, int64_
                ShapeError, "encdec: source and decoder inputs must be int32 [B, S] and [B, Td], got ",
                source.defined() ? describe(source) : "undefined", " and ",
                decoder_inputs.defined() ? describe(decoder_inputs) : "undefined");
-  const DropoutPlan dropout{is_training() ? config_.dropout : 0.0, run_seed_, step};
+  const DropoutPlan dropout = DropoutPlan::make(is_training() ? config_.dropout : 0.0, run_seed_, step, {}, {});
   const Tensor src_pos = Tensor::arange(source.size(1), DType::I32);
   const Tensor dec_pos = Tensor::arange(decoder_inputs.size(1), DType::I32);
   const nn::Embedding& wte = encoder_->wte();
@@ -51,7 +51,10 @@ Tensor EncDec::logits(const Tensor& source, const Tensor& decoder_inputs, int64_
   return lm_logits(x, output_embedding());
 }
 
-LossOutput EncDec::forward(const data::Batch& batch) {
+LossOutput EncDec::forward(const data::Batch& batch, const SequenceShard& shard) {
+  STRAND_CHECK(shard.context.local() && !shard.positions.defined(), ValueError,
+               "encdec: model.arch encdec cannot run on a sequence shard (", shard.context.size(),
+               " sp ranks): it splits each whole row into source and target halves; use parallel.sp 1");
   STRAND_CHECK(batch.inputs.defined() && batch.inputs.dim() == 2 && batch.inputs.size(1) >= 2, ShapeError,
                "encdec: inputs must be int32 [B, T] with T >= 2 (source and target halves), got ",
                batch.inputs.defined() ? describe(batch.inputs) : "undefined");

@@ -66,15 +66,15 @@ Tensor Encoder::logits(const Tensor& inputs, const SequenceShard& shard, int64_t
   STRAND_CHECK(inputs.defined() && inputs.dim() == 2, ShapeError, "encoder: inputs must be int32 [B, T], got ",
                inputs.defined() ? describe(inputs) : "undefined");
   const Tensor positions = shard_positions(shard, inputs.size(1), "encoder");
-  const DropoutPlan dropout{is_training() ? config_.dropout : 0.0, run_seed_, step};
+  const DropoutPlan dropout = DropoutPlan::make(is_training() ? config_.dropout : 0.0, run_seed_, step, shard, positions);
   Tensor x = encoder_->embed(inputs, positions, encoder_->wte(), dropout);
   x = encoder_->run(x, positions, Tensor(), dropout, shard.context);
   return lm_logits(x, output_embedding());
 }
 
-LossOutput Encoder::forward(const data::Batch& batch) { return forward(batch, SequenceShard{}); }
-
 LossOutput Encoder::forward(const data::Batch& batch, const SequenceShard& shard) {
+  STRAND_CHECK(shard.context.local(), ValueError, "encoder: model.arch encoder cannot run sequence-parallel (",
+               shard.context.size(), " ranks): a row's masked positions are chosen over the whole row; use parallel.sp 1");
   STRAND_CHECK(batch.inputs.defined() && batch.inputs.dim() == 2, ShapeError,
                "encoder: inputs must be int32 [B, T], got ", batch.inputs.defined() ? describe(batch.inputs) : "undefined");
   const Tensor positions = shard_positions(shard, batch.inputs.size(1), "encoder");

@@ -34,8 +34,11 @@ class Encoder : public Model {
   // Masked-token cross-entropy summed over the masked positions; tokens = masked positions.
   // predictions are left undefined: the encoder predicts the token at a position, not the next
   // one, so next-token task accuracy does not apply.
-  LossOutput forward(const data::Batch& batch) override;
-  LossOutput forward(const data::Batch& batch, const SequenceShard& shard);
+  // shard: global positions of the rows (masking and positions follow them); attention must be
+  // local, since the at-least-one-masked-token rule of a row needs all of it (ValueError naming
+  // model.arch for a sequence-parallel context).
+  using Model::forward;
+  LossOutput forward(const data::Batch& batch, const SequenceShard& shard) override;
 
   // The masking of `inputs` [B, T] at `step` (positions: the tokens' global positions, int32 [T]).
   MaskedTokens mask_tokens(const Tensor& inputs, int64_t step, const Tensor& positions) const;

@@ -33,13 +33,11 @@ Tensor Gpt::logits(const Tensor& inputs, const SequenceShard& shard, int64_t ste
   STRAND_CHECK(inputs.defined() && inputs.dim() == 2, ShapeError, "gpt: inputs must be int32 [B, T], got ",
                inputs.defined() ? describe(inputs) : "undefined");
   const Tensor positions = shard_positions(shard, inputs.size(1), "gpt");
-  const DropoutPlan dropout{is_training() ? config_.dropout : 0.0, run_seed_, step};
+  const DropoutPlan dropout = DropoutPlan::make(is_training() ? config_.dropout : 0.0, run_seed_, step, shard, positions);
   Tensor x = transformer_->embed(inputs, positions, transformer_->wte(), dropout);
   x = transformer_->run(x, positions, Tensor(), dropout, shard.context);
   return lm_logits(x, output_embedding());
 }
-
-LossOutput Gpt::forward(const data::Batch& batch) { return forward(batch, SequenceShard{}); }
 
 LossOutput Gpt::forward(const data::Batch& batch, const SequenceShard& shard) {
   STRAND_CHECK(batch.targets.defined() && batch.targets.shape() == batch.inputs.shape(), ShapeError,

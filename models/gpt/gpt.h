@@ -33,8 +33,9 @@ class Gpt : public Model {
 
   // Next-token cross-entropy summed over batch.targets (ignore -100): loss_sum, the number of
   // scored targets, predictions = argmax [B, T] int32.
-  LossOutput forward(const data::Batch& batch) override;
-  LossOutput forward(const data::Batch& batch, const SequenceShard& shard);
+  // With a shard, batch holds this rank's rows and the sums and counts are this rank's.
+  using Model::forward;
+  LossOutput forward(const data::Batch& batch, const SequenceShard& shard) override;
   // Logits [B, T, V] of inputs [B, T] at `step` (the dropout draw).
   Tensor logits(const Tensor& inputs, const SequenceShard& shard = {}, int64_t step = 0);
 

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <memory>
 #include <set>
 
 #include "data/loader.h"
@@ -149,13 +150,50 @@ TEST(Loader, ResumeIsConstantTimeEvenFarAhead) {
   EXPECT_EQ(b.epoch, 1'000'000'007 / loader.steps_per_epoch());
 }
 
+TEST(Loader, RestoreAcrossSplitsOfTheSameGlobalBatch) {
+  // Saved by replica d of 2 with batch 1 at step 5; restored by one process with batch 2 and by
+  // 2 replicas with batch 1: from there on they read the same global rows at every step.
+  const auto src = std::make_shared<MemoryTokens>(stream_of(3000), "corpus.bin");
+  TokenLoader saver(src, {1, 8, 1, 2});
+  for (int k = 0; k < 5; ++k) saver.next();
+  const LoaderPosition saved = saver.position();
+  TokenLoader one(src, {2, 8});
+  one.restore(saved);
+  EXPECT_EQ(one.step(), 5);
+  EXPECT_EQ(one.position().batch_size, 2) << "the position reports this run's geometry";
+  std::vector<std::unique_ptr<TokenLoader>> replicas;
+  for (int64_t d = 0; d < 2; ++d) {
+    replicas.push_back(std::make_unique<TokenLoader>(src, LoaderOptions{1, 8, d, 2}));
+    replicas.back()->restore(saved);
+  }
+  for (int k = 0; k < 4; ++k) {
+    const Batch whole = one.next();
+    std::vector<int32_t> joined;
+    for (auto& r : replicas) {
+      const auto in = values(r->next().inputs);
+      joined.insert(joined.end(), in.begin(), in.end());
+    }
+    EXPECT_EQ(joined, values(whole.inputs)) << "step " << whole.step;
+  }
+}
+
 TEST(Loader, RestoreRejectsAnotherGeometry) {
   const auto src = std::make_shared<MemoryTokens>(stream_of(1000), "corpus.bin");
   TokenLoader a(src, {2, 8});
   TokenLoader other_batch(src, {4, 8});
   TokenLoader other_dp(src, {2, 8, 0, 2});
+  TokenLoader other_len(src, {2, 16});
   EXPECT_THROW(other_batch.restore(a.position()), DataError);
-  EXPECT_THROW(other_dp.restore(a.position()), DataError);
+  EXPECT_THROW(other_len.restore(a.position()), DataError);
+  try {
+    other_dp.restore(a.position());
+    ADD_FAILURE() << "expected DataError";
+  } catch (const DataError& e) {
+    // Global batch 2 x 2 = 4 against the saved 2 x 1 = 2, said in the terms of the config.
+    EXPECT_NE(std::string(e.what()).find("global batch 2 = batch_size 2 x dp 1"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("global batch 4 = batch_size 2 x dp 2"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("data.batch_size x parallel.dp"), std::string::npos) << e.what();
+  }
   TokenLoader shorter(std::make_shared<MemoryTokens>(stream_of(999), "corpus.bin"), {2, 8});
   try {
     shorter.restore(a.position());

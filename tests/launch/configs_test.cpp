@@ -58,7 +58,7 @@ TEST_P(ConfigRunTest, TrainsTwoStepsWithAFiniteLoss) {
   const fs::path run_dir = fs::temp_directory_path() / ("strand_configs_" + std::to_string(::getpid()));
   fs::remove_all(run_dir);
   std::vector<std::string> overrides{"run.dir=" + run_dir.string(), "checkpoint.dir=" + (run_dir / "ck").string(),
-                                     "checkpoint.resume=none", "checkpoint.every=0", "parallel.dp=1",
+                                     "checkpoint.resume=none", "checkpoint.every=0", "parallel.dp=1", "parallel.sp=1",
                                      "train.steps=2", "train.warmup_steps=0", "train.log_every=1",
                                      "train.eval_every=2", "train.eval_batches=1"};
   // GPT-2 small keeps its shape but takes one step on 64 tokens without writing 1.5 GB of

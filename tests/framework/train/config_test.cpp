@@ -60,7 +60,9 @@ TEST(Config, ValidFileParsesWithDefaults) {
   EXPECT_EQ(c.run.seed, d.run.seed);
   EXPECT_EQ(c.model.vocab_size, d.model.vocab_size);
   EXPECT_EQ(c.train.steps, d.train.steps);
-  EXPECT_EQ(c.parallel, d.parallel);
+  ParallelConfig resolved = d.parallel;
+  resolved.layout = SeqLayout::Zigzag;  // auto, for a causal gpt with ring attention
+  EXPECT_EQ(c.parallel, resolved);
   EXPECT_EQ(c.memory, d.memory);
   EXPECT_EQ(c.distill, d.distill);
   EXPECT_EQ(c.prune, d.prune);
@@ -161,9 +163,50 @@ TEST(Config, CrossKeyRulesNameTheKey) {
   EXPECT_CONTAINS(parse_error(kData + "parallel:\n  ulysses_degree: 2\n"), "key 'parallel.ulysses_degree': applies only to sp_mode hybrid");
   EXPECT_CONTAINS(parse_error("data:\n  format: hdf5\n"), "cfg.yaml: key 'data.train': required when data.format is hdf5");
   EXPECT_CONTAINS(parse_error(kData + "checkpoint:\n  resume: \"\"\n"), "key 'checkpoint.resume': expected auto, none or a checkpoint path");
-  const Config ok = parse_config(kData + "model:\n  n_head: 12\n  n_kv_head: 3\nparallel:\n  sp: 4\n  sp_mode: hybrid\n  ulysses_degree: 2\n");
-  EXPECT_EQ(ok.model.n_kv_head, 3);
+  const Config ok = parse_config(kData + "model:\n  n_head: 12\n  n_kv_head: 6\nparallel:\n  sp: 4\n  sp_mode: hybrid\n  ulysses_degree: 2\n");
+  EXPECT_EQ(ok.model.n_kv_head, 6);
   EXPECT_EQ(ok.parallel.sp_mode, SpMode::Hybrid);
+}
+
+TEST(Config, SequenceParallelRulesNameTheKey) {
+  // KV heads over an all-to-all group: split (a multiple) or replicated (a divisor), nothing else.
+  EXPECT_CONTAINS(parse_error(kData + "model:\n  n_head: 12\n  n_kv_head: 3\nparallel:\n  sp: 4\n  sp_mode: ulysses\n"),
+                  "cfg.yaml:5: key 'model.n_kv_head': n_kv_head 3 must divide sp 4 or be a multiple of it");
+  EXPECT_CONTAINS(parse_error(kData + "model:\n  n_head: 12\n  n_kv_head: 3\nparallel:\n  sp: 4\n  sp_mode: hybrid\n  ulysses_degree: 2\n"),
+                  "cfg.yaml:5: key 'model.n_kv_head': n_kv_head 3 must divide ulysses_degree 2 or be a multiple of it");
+  for (const char* kv : {"1", "2", "4", "8"}) {
+    EXPECT_NO_THROW(parse_config(kData + "model:\n  n_head: 8\n  n_kv_head: " + kv + "\nparallel:\n  sp: 4\n  sp_mode: ulysses\n"))
+        << "n_kv_head " << kv;
+  }
+  // Architectures and patterns that cannot run on a sequence shard.
+  EXPECT_CONTAINS(parse_error(kData + "model:\n  arch: encoder\n  attention: {pattern: full}\nparallel:\n  sp: 2\n"),
+                  "cfg.yaml:4: key 'model.arch': model.arch encoder cannot run sequence-parallel (parallel.sp 2)");
+  EXPECT_CONTAINS(parse_error(kData + "model:\n  arch: encdec\n", {"parallel.sp=2"}),
+                  "cfg.yaml:4: key 'model.arch': model.arch encdec cannot run sequence-parallel");
+  EXPECT_CONTAINS(parse_error(kData + "model:\n  attention: {pattern: linear}\nparallel:\n  sp: 2\n"),
+                  "key 'model.attention.pattern': linear attention cannot run sequence-parallel (parallel.sp 2)");
+  EXPECT_NO_THROW(parse_config(kData + "model:\n  arch: encoder\n  attention: {pattern: linear}\n"));
+}
+
+TEST(Config, AutoLayoutIsZigzagForCausalRingsOnly) {
+  const auto layout_of = [](const std::string& extra, const std::vector<std::string>& sets = {}) {
+    return parse_config(kData + extra, "cfg.yaml", sets).parallel.layout;
+  };
+  EXPECT_EQ(layout_of("parallel:\n  sp: 2\n"), SeqLayout::Zigzag);
+  EXPECT_EQ(layout_of("parallel:\n  sp: 4\n  sp_mode: hybrid\n  ulysses_degree: 2\n"), SeqLayout::Zigzag);
+  EXPECT_EQ(layout_of("parallel:\n  sp: 4\n  sp_mode: ulysses\n"), SeqLayout::Contiguous);
+  EXPECT_EQ(layout_of("model:\n  arch: encoder\n  attention: {pattern: full}\n"), SeqLayout::Contiguous);
+  EXPECT_EQ(layout_of("parallel:\n  sp: 4\n  sp_mode: ulysses\n  layout: zigzag\n"), SeqLayout::Zigzag)
+      << "an explicit layout is kept";
+  EXPECT_EQ(layout_of("parallel:\n  sp: 2\n", {"parallel.layout=contiguous"}), SeqLayout::Contiguous);
+  // resolved_layout on a config built in code, where the default is still auto.
+  Config c;
+  EXPECT_EQ(c.parallel.layout, SeqLayout::Auto);
+  EXPECT_EQ(resolved_layout(c), SeqLayout::Zigzag);
+  c.parallel.sp_mode = SpMode::Ulysses;
+  EXPECT_EQ(resolved_layout(c), SeqLayout::Contiguous);
+  // The emitted config holds the resolved value, so a checkpoint records what ran.
+  EXPECT_NE(to_yaml(parse_config(kData)).find("layout: zigzag"), std::string::npos);
 }
 
 TEST(Config, RepeatedKeysAndBadYamlNameTheLine) {
@@ -209,7 +252,7 @@ TEST(Config, EmittedYamlParsesBackToTheSameConfig) {
       "  activation: swiglu\n  tie_embeddings: false\n  dropout: 0.1\n"
       "  attention: {pattern: bigbird, block_size: 32, random_blocks: 3, global_tokens: 2}\n"
       "data:\n  format: hdf5\n  train: \"null\"\n  val: \"123\"\n  seq_len: 1000\n"
-      "parallel:\n  dp: 2\n  sp: 4\n  sp_mode: ulysses\n  layout: contiguous\n  backend: nccl\n"
+      "parallel:\n  dp: 2\n  sp: 1\n  sp_mode: ulysses\n  layout: contiguous\n  backend: nccl\n"
       "train:\n  lr: 0.1\n  min_lr: 1e-7\n  schedule: linear\n  betas: [0.9, 0.999]\n  grad_clip: 0\n"
       "precision:\n  compute: bf16\n  loss_scale: 65536\n"
       "memory:\n  checkpointing: selective\n  offload: disk\n"

@@ -1,6 +1,7 @@
 // The training loop in-process on a tiny GPT: exact resume (from a step file, and after SIGTERM),
-// metrics.jsonl fields, the global-token loss normalisation under gradient accumulation, and the
-// refusals (another model shape, a missing resume path, a rank count that does not match).
+// metrics.jsonl fields, the global-token loss normalisation under gradient accumulation, the
+// sequence layout a config gives, and the refusals (another model shape, a missing resume path,
+// a rank count that does not match).
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
@@ -224,6 +225,36 @@ TEST_F(TrainerTest, RefusesARankCountOtherThanDpTimesSp) {
   } catch (const ConfigError& e) {
     EXPECT_CONTAINS(e.what(), "parallel.dp");
     EXPECT_CONTAINS(e.what(), "mpirun -np 2");
+  }
+}
+
+TEST_F(TrainerTest, SequenceLayoutFollowsTheParallelSection) {
+  // ring: the auto layout of a causal gpt is zigzag, over all sp ranks.
+  const Config ring = tiny("l", {"parallel.sp=4"});
+  EXPECT_EQ(ulysses_degree_of(ring), 1);
+  const parallel::SequenceLayout r = sequence_layout_of(ring);
+  EXPECT_EQ(r.kind(), parallel::LayoutKind::Zigzag);
+  EXPECT_EQ(r.parts(), 4);
+  EXPECT_EQ(r.local_len(), 8);
+  EXPECT_EQ(r.segments(1), (std::vector<parallel::Segment>{{4, 4}, {24, 4}}));  // chunks 1 and 6 of 8
+  // ulysses: contiguous (auto), every rank one run of N / sp positions.
+  const Config ulysses = tiny("l", {"parallel.sp=2", "parallel.sp_mode=ulysses"});
+  EXPECT_EQ(ulysses_degree_of(ulysses), 2);
+  EXPECT_EQ(sequence_layout_of(ulysses).segments(1), (std::vector<parallel::Segment>{{16, 16}}));
+  // hybrid: the ring's zigzag over sp / u ring ranks, each segment cut over a Ulysses group.
+  const Config hybrid = tiny("l", {"parallel.sp=4", "parallel.sp_mode=hybrid", "parallel.ulysses_degree=2"});
+  EXPECT_EQ(ulysses_degree_of(hybrid), 2);
+  const parallel::SequenceLayout h = sequence_layout_of(hybrid);
+  const parallel::SequenceLayout want = parallel::SequenceLayout::hybrid(parallel::LayoutKind::Zigzag, 32, 2, 2);
+  ASSERT_EQ(h.parts(), 4);
+  for (int s = 0; s < 4; ++s) EXPECT_EQ(h.segments(s), want.segments(s)) << "sp rank " << s;
+  // A length that does not split names the key, the layout and a length that does.
+  try {
+    sequence_layout_of(tiny("l", {"parallel.sp=4", "data.seq_len=30"}));
+    FAIL() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_CONTAINS(e.what(), "key 'data.seq_len': 30 does not split under parallel.layout zigzag, sp_mode ring, sp 4");
+    EXPECT_CONTAINS(e.what(), "32");
   }
 }
 
