@@ -23,9 +23,12 @@
 #include "parallel/comm/group.h"
 #include "parallel/layout.h"
 #include "parallel/ring.h"
+#include "tests/parallel/attention_check.h"
 
 namespace strand::parallel {
 namespace {
+
+using testing::expect_close;
 
 struct RingCase {
   std::string name;
@@ -40,71 +43,23 @@ Tensor shard(const Tensor& t, int rank, int64_t n) {
   return ops::slice(t.detach(), 2, rank * n, (rank + 1) * n).copy_as(t.dtype(), t.device());
 }
 
-// got against ref's rows of this rank. Tolerance from the dtype: each value is a sum of at most
-// `terms` products, rounded once per term and again by the ring's merges (one per rank), so the
-// error is bounded by a few eps per term of the magnitude involved (the value's own, or the
-// tensor's typical one where terms cancel).
-// `merges`: the lse merges a row goes through (one per key block, at most P * segments).
-void expect_close(const Tensor& got, const Tensor& ref_shard, int64_t terms, const std::string& what,
-                  int64_t merges = world().size()) {
-  const std::vector<double> g = got.to_vector(), r = ref_shard.to_vector();
-  ASSERT_EQ(got.shape(), ref_shard.shape()) << what;
-  const double eps = ref_shard.dtype() == DType::F64 ? std::numeric_limits<double>::epsilon()
-                                                     : std::numeric_limits<float>::epsilon();
-  // bfloat16 results are float32 computations rounded once on each side: up to 2^-8 relative each.
-  const double rounding = ref_shard.dtype() == DType::BF16 ? std::ldexp(1.0, -7) : 0.0;
-  double typical = 0.0;
-  int64_t finite = 0;
-  for (double x : r)
-    if (std::isfinite(x)) typical += std::abs(x), ++finite;
-  typical = finite ? typical / static_cast<double>(finite) : 0.0;
-  const double rel = 8.0 * eps * static_cast<double>(terms + merges);
-  for (size_t i = 0; i < g.size(); ++i) {
-    ASSERT_FALSE(std::isnan(g[i])) << what << " element " << i;
-    if (std::isinf(r[i])) {
-      EXPECT_EQ(g[i], r[i]) << what << " element " << i;
-      continue;
-    }
-    EXPECT_NEAR(g[i], r[i], rel * (std::abs(r[i]) + typical) + rounding * std::abs(r[i]))
-        << what << " element " << i;
-  }
-}
-
 // Checks this rank's rows of the ring (over `ring`, with `layout`; the contiguous overload when
 // `layout_overload` is false) against one-rank ops::attention on the gathered sequence.
 void check_ring(const RingCase& c, Group& ring, const SequenceLayout& layout, bool layout_overload) {
   const int r = ring.rank();
-  const int64_t total = layout.seq_len();
-  Tensor q = Tensor::randn({c.batch, c.q_heads, total, c.d}, c.seed, c.dtype);
-  Tensor k = Tensor::randn({c.batch, c.kv_heads, total, c.d}, c.seed + 1, c.dtype);
-  Tensor v = Tensor::randn({c.batch, c.kv_heads, total, c.d}, c.seed + 2, c.dtype);
-  const Tensor d_o = Tensor::randn({c.batch, c.q_heads, total, c.d}, c.seed + 3, c.dtype);
-  const DType lse_dtype = c.dtype == DType::BF16 ? DType::F32 : c.dtype;  // lse of bfloat16 inputs is float32
-  const Tensor d_lse = Tensor::randn({c.batch, c.q_heads, total}, c.seed + 4, lse_dtype);
-  for (Tensor* t : {&q, &k, &v}) t->set_requires_grad(true);
-  const ops::AttentionOutput ref = ops::attention(q, k, v, c.mask);
-  autograd::backward({ref.o, ref.lse}, {d_o, d_lse});
-
-  auto mine = [&](const Tensor& t) { return layout.shard(t.detach(), r, 2); };
-  Tensor qs = mine(q), ks = mine(k), vs = mine(v);
-  for (Tensor* t : {&qs, &ks, &vs}) t->set_requires_grad(true);
-  const std::vector<double> k_before = ks.to_vector(), v_before = vs.to_vector();
-  const ops::AttentionOutput got = layout_overload ? ring_attention(qs, ks, vs, c.mask, 0.0, ring, layout)
-                                                   : ring_attention(qs, ks, vs, c.mask, 0.0, ring);
-  autograd::backward({got.o, got.lse}, {mine(d_o), mine(d_lse)});
-  // The ring receives into its own buffers, never into the caller's k and v.
-  EXPECT_EQ(ks.to_vector(), k_before);
-  EXPECT_EQ(vs.to_vector(), v_before);
-
-  // o and dq sum over the keys, dk and dv over the queries of a kv-head group.
-  const int64_t keys = total, queries = total * (c.q_heads / c.kv_heads);
+  const testing::AttentionProblem problem(
+      {.batch = c.batch, .q_heads = c.q_heads, .kv_heads = c.kv_heads, .seq = layout.seq_len(), .d = c.d,
+       .dtype = c.dtype, .seed = c.seed},
+      c.mask);
+  const testing::RankRows rows(problem, layout, r);
+  const std::vector<double> k_before = rows.k.to_vector(), v_before = rows.v.to_vector();
+  const ops::AttentionOutput got = layout_overload ? ring_attention(rows.q, rows.k, rows.v, c.mask, 0.0, ring, layout)
+                                                   : ring_attention(rows.q, rows.k, rows.v, c.mask, 0.0, ring);
   const int64_t merges = static_cast<int64_t>(ring.size()) * static_cast<int64_t>(layout.segments(r).size());
-  expect_close(got.o, mine(ref.o), keys, "o", merges);
-  expect_close(got.lse, mine(ref.lse), keys, "lse", merges);
-  // The gradients add a D-term product (dO . v) inside each summed term.
-  expect_close(qs.grad(), mine(q.grad()), keys + c.d, "dq", merges);
-  expect_close(ks.grad(), mine(k.grad()), queries + c.d, "dk", merges);
-  expect_close(vs.grad(), mine(v.grad()), queries, "dv", merges);
+  rows.backward_and_check(got, merges);
+  // The ring receives into its own buffers, never into the caller's k and v.
+  EXPECT_EQ(rows.k.to_vector(), k_before);
+  EXPECT_EQ(rows.v.to_vector(), v_before);
 }
 
 // The contiguous overload over the world, n rows per rank.

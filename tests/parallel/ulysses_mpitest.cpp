@@ -22,37 +22,13 @@
 #include "parallel/ring.h"
 #include "parallel/ulysses.h"
 #include "support/gradcheck.h"
+#include "tests/parallel/attention_check.h"
 
 namespace strand::parallel {
 namespace {
 
 double dtype_eps(DType t) {
   return t == DType::F64 ? std::numeric_limits<double>::epsilon() : std::numeric_limits<float>::epsilon();
-}
-
-// got against the reference rows of this rank. Tolerance from the dtype (as ring_mpitest.cpp):
-// each value sums at most `terms` products, each rounded, plus one lse merge per ring step;
-// bfloat16 results are float32 computations rounded once on each side (2^-8 relative each).
-void expect_close(const Tensor& got, const Tensor& ref_shard, int64_t terms, const std::string& what) {
-  ASSERT_EQ(got.shape(), ref_shard.shape()) << what;
-  ASSERT_EQ(got.dtype(), ref_shard.dtype()) << what;
-  const std::vector<double> g = got.to_vector(), r = ref_shard.to_vector();
-  const double rounding = ref_shard.dtype() == DType::BF16 ? std::ldexp(1.0, -7) : 0.0;
-  double typical = 0.0;
-  int64_t finite = 0;
-  for (double x : r)
-    if (std::isfinite(x)) typical += std::abs(x), ++finite;
-  typical = finite ? typical / static_cast<double>(finite) : 0.0;
-  const double rel = 8.0 * dtype_eps(ref_shard.dtype()) * static_cast<double>(terms + world().size());
-  for (size_t i = 0; i < g.size(); ++i) {
-    ASSERT_FALSE(std::isnan(g[i])) << what << " element " << i;
-    if (std::isinf(r[i])) {
-      EXPECT_EQ(g[i], r[i]) << what << " element " << i;
-      continue;
-    }
-    EXPECT_NEAR(g[i], r[i], rel * (std::abs(r[i]) + typical) + rounding * std::abs(r[i]))
-        << what << " element " << i;
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -225,31 +201,13 @@ void run_case(const UlyssesCase& c) {
   SCOPED_TRACE(c.name);
   Group& g = world();
   const int p = g.size(), r = g.rank();
-  const int64_t total = p * c.n;
-  const SequenceLayout layout = SequenceLayout::make(c.layout, total, p);
-  Tensor q = Tensor::randn({c.batch, c.q_heads, total, c.d}, c.seed, c.dtype);
-  Tensor k = Tensor::randn({c.batch, c.kv_heads, total, c.d}, c.seed + 1, c.dtype);
-  Tensor v = Tensor::randn({c.batch, c.kv_heads, total, c.d}, c.seed + 2, c.dtype);
-  const Tensor d_o = Tensor::randn({c.batch, c.q_heads, total, c.d}, c.seed + 3, c.dtype);
-  const DType lse_dtype = c.dtype == DType::BF16 ? DType::F32 : c.dtype;
-  const Tensor d_lse = Tensor::randn({c.batch, c.q_heads, total}, c.seed + 4, lse_dtype);
-  for (Tensor* t : {&q, &k, &v}) t->set_requires_grad(true);
-  const ops::AttentionOutput ref = ops::attention(q, k, v, c.mask);
-  autograd::backward({ref.o, ref.lse}, {d_o, d_lse});
-
-  auto mine = [&](const Tensor& t) { return layout.shard(t.detach(), r, 2); };
-  Tensor qs = mine(q), ks = mine(k), vs = mine(v);
-  for (Tensor* t : {&qs, &ks, &vs}) t->set_requires_grad(true);
-  const ops::AttentionOutput got = ulysses_attention(qs, ks, vs, c.mask, 0.0, g, layout);
-  autograd::backward({got.o, got.lse}, {mine(d_o), mine(d_lse)});
-
-  // o and dq sum over the keys, dk and dv over the queries of a kv-head group.
-  const int64_t keys = total, queries = total * (c.q_heads / c.kv_heads);
-  expect_close(got.o, mine(ref.o), keys, "o");
-  expect_close(got.lse, mine(ref.lse), keys, "lse");
-  expect_close(qs.grad(), mine(q.grad()), keys + c.d, "dq");
-  expect_close(ks.grad(), mine(k.grad()), queries + c.d, "dk");
-  expect_close(vs.grad(), mine(v.grad()), queries, "dv");
+  const SequenceLayout layout = SequenceLayout::make(c.layout, p * c.n, p);
+  const testing::AttentionProblem problem(
+      {.batch = c.batch, .q_heads = c.q_heads, .kv_heads = c.kv_heads, .seq = p * c.n, .d = c.d, .dtype = c.dtype,
+       .seed = c.seed},
+      c.mask);
+  const testing::RankRows rows(problem, layout, r);
+  rows.backward_and_check(ulysses_attention(rows.q, rows.k, rows.v, c.mask, 0.0, g, layout));
 }
 
 TEST(UlyssesAttention, CausalMha) {
