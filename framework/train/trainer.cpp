@@ -62,6 +62,11 @@ Trainer::Trainer(Config config, std::shared_ptr<models::Model> model, parallel::
   STRAND_CHECK(par.dp * par.sp == world_, train::ConfigError, "key 'parallel.dp': dp x sp = ", par.dp, " x ", par.sp,
                " = ", par.dp * par.sp, " ranks, but the job has ", world_, " (run with mpirun -np ", par.dp * par.sp,
                world_ % par.sp == 0 ? detail::concat(", or --set parallel.dp=", world_ / par.sp) : std::string(), ")");
+  // NCCL moves device buffers; until the ops run on CUDA a model lives on the cpu, so the
+  // backend would only add two copies per message. Refused rather than silently ignored.
+  STRAND_CHECK(par.backend == CommBackend::Mpi, train::ConfigError,
+               "key 'parallel.backend': nccl needs GPU ranks, and models run on the cpu in this version",
+               parallel::built_with_nccl() ? "" : " (this build has no NCCL either)", "; use mpi");
   // The layout first: a seq_len that does not split is a config error, before any collective.
   std::optional<parallel::SequenceLayout> layout;
   if (par.sp > 1) layout = sequence_layout_of(config_);

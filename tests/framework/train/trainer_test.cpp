@@ -228,6 +228,17 @@ TEST_F(TrainerTest, RefusesARankCountOtherThanDpTimesSp) {
   }
 }
 
+TEST_F(TrainerTest, RefusesTheNcclBackendForCpuModels) {
+  try {
+    train(tiny("a", {"parallel.backend=nccl"}));
+    FAIL() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_CONTAINS(e.what(), "parallel.backend");
+    EXPECT_CONTAINS(e.what(), "use mpi");
+  }
+  EXPECT_FALSE(fs::exists(root_ / "a" / "metrics.jsonl"));
+}
+
 TEST_F(TrainerTest, SequenceLayoutFollowsTheParallelSection) {
   // ring: the auto layout of a causal gpt is zigzag, over all sp ranks.
   const Config ring = tiny("l", {"parallel.sp=4"});
