@@ -615,15 +615,13 @@ void resolve_and_check(Config& c, const Parser& p) {
     p.fail("parallel.ulysses_degree", std::string("applies only to sp_mode hybrid, sp_mode is ") + name_of(par.sp_mode));
   }
   if (par.sp > 1) {
-    // What cannot run on a sequence shard: the encoder picks each row's masked positions over
-    // the whole row, encdec splits whole rows in halves, and linear attention has no ring form.
-    if (m.arch != Arch::Gpt)
+    // What cannot run on a sequence shard: encdec splits whole rows in halves, and linear
+    // attention has no ring form.
+    if (m.arch == Arch::EncDec)
       p.fail(p.given("model.arch") ? "model.arch" : "parallel.sp",
-             std::string("model.arch ") + name_of(m.arch) + " cannot run sequence-parallel (parallel.sp " +
-                 num(par.sp) + "): " +
-                 (m.arch == Arch::Encoder ? "it chooses each row's masked positions over the whole row"
-                                          : "it splits each whole row into source and target halves") +
-                 "; use arch gpt, or parallel.sp 1");
+             std::string("model.arch encdec cannot run sequence-parallel (parallel.sp ") + num(par.sp) +
+                 "): it splits each whole row into source and target halves; use arch gpt or encoder, or "
+                 "parallel.sp 1");
     if (m.attention.pattern == AttentionPattern::Linear)
       p.fail("model.attention.pattern", "linear attention cannot run sequence-parallel (parallel.sp " + num(par.sp) +
                                             "): it has no ring or all-to-all form here; use a softmax pattern, "

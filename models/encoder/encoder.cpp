@@ -31,10 +31,16 @@ Encoder::Encoder(const train::ModelConfig& config, uint64_t run_seed, DType dtyp
 
 const Tensor& Encoder::output_embedding() const { return lm_head_.defined() ? lm_head_ : encoder_->wte().weight(); }
 
-MaskedTokens Encoder::mask_tokens(const Tensor& inputs, int64_t step, const Tensor& positions) const {
+// Note [Masking a shard]: a position is masked when its own draw u(seed, row, global position)
+// is below kMaskFraction; a row with no such position masks the one with the lowest draw. The
+// draws depend on the global position only, and the fallback is decided over every position of
+// the row (seq_len draws, cheap next to the model), so each sequence-parallel rank masks exactly
+// the positions one process masks in its rows, without exchanging a message.
+MaskedTokens Encoder::mask_tokens(const Tensor& inputs, int64_t step, const Tensor& positions, int64_t seq_len) const {
   STRAND_CHECK(inputs.defined() && inputs.dtype() == DType::I32 && inputs.dim() == 2, ShapeError,
                "encoder: inputs must be int32 [B, T], got ", inputs.defined() ? describe(inputs) : "undefined");
   const int64_t batch = inputs.size(0), seq = inputs.size(1);
+  if (seq_len <= 0) seq_len = seq;
   const Tensor in = inputs.copy_as(DType::I32, Device::cpu());
   const std::vector<double> pos = positions.to_vector();
   MaskedTokens m{in.copy_as(DType::I32, Device::cpu()), Tensor::full({batch, seq}, data::kIgnoreIndex, DType::I32)};
@@ -42,21 +48,25 @@ MaskedTokens Encoder::mask_tokens(const Tensor& inputs, int64_t step, const Tens
   int32_t* masked = m.inputs.data<int32_t>();
   int32_t* target = m.targets.data<int32_t>();
   const uint64_t seed = derive_seed(run_seed_, {kMaskedTokensSalt, static_cast<uint64_t>(step)});
+  auto draw = [&](int64_t b, int64_t position) {
+    return random::uniform01(seed, static_cast<uint64_t>(b), static_cast<uint64_t>(position));
+  };
   for (int64_t b = 0; b < batch; ++b) {
-    int64_t chosen = 0, lowest = -1;
+    // The whole row's fallback position (Note [Masking a shard]).
+    bool any_chosen = false;
+    int64_t lowest = -1;
     double lowest_u = std::numeric_limits<double>::infinity();
+    for (int64_t g = 0; g < seq_len && !any_chosen; ++g) {
+      const double u = draw(b, g);
+      if (u < lowest_u) lowest_u = u, lowest = g;
+      any_chosen = u < kMaskFraction;
+    }
     for (int64_t t = 0; t < seq; ++t) {
-      const double u = random::uniform01(seed, static_cast<uint64_t>(b), static_cast<uint64_t>(pos[static_cast<size_t>(t)]));
-      if (u < lowest_u) lowest_u = u, lowest = t;
-      if (u < kMaskFraction) {
+      const auto g = static_cast<int64_t>(pos[static_cast<size_t>(t)]);
+      if (draw(b, g) < kMaskFraction || (!any_chosen && g == lowest)) {
         masked[b * seq + t] = mask_token();
         target[b * seq + t] = src[b * seq + t];
-        ++chosen;
       }
-    }
-    if (chosen == 0 && lowest >= 0) {
-      masked[b * seq + lowest] = mask_token();
-      target[b * seq + lowest] = src[b * seq + lowest];
     }
   }
   return m;
@@ -73,12 +83,11 @@ Tensor Encoder::logits(const Tensor& inputs, const SequenceShard& shard, int64_t
 }
 
 LossOutput Encoder::forward(const data::Batch& batch, const SequenceShard& shard) {
-  STRAND_CHECK(shard.context.local(), ValueError, "encoder: model.arch encoder cannot run sequence-parallel (",
-               shard.context.size(), " ranks): a row's masked positions are chosen over the whole row; use parallel.sp 1");
   STRAND_CHECK(batch.inputs.defined() && batch.inputs.dim() == 2, ShapeError,
                "encoder: inputs must be int32 [B, T], got ", batch.inputs.defined() ? describe(batch.inputs) : "undefined");
   const Tensor positions = shard_positions(shard, batch.inputs.size(1), "encoder");
-  const MaskedTokens m = mask_tokens(batch.inputs, batch.step, positions);
+  const MaskedTokens m =
+      mask_tokens(batch.inputs, batch.step, positions, global_seq_len(shard, batch.inputs.size(1)));
   const Tensor logits3 = logits(m.inputs, shard, batch.step);
   const int64_t rows = m.inputs.numel();
   LossOutput out;

@@ -77,6 +77,18 @@ TEST(Encoder, MaskedTokenRule) {
     for (int64_t b = 0; b < 4; ++b)
       EXPECT_TRUE(t2[b * 2] != data::kIgnoreIndex || t2[b * 2 + 1] != data::kIgnoreIndex) << "step " << step;
   }
+  // ... and a row split over two ranks (one token each) masks what the whole row masks, the
+  // whole-row fallback included: the shards together score exactly the row's positions.
+  for (int64_t step = 0; step < 50; ++step) {
+    const Tensor rows = testing::random_batch(4, 2, V, 25).inputs;
+    const auto whole = small.mask_tokens(rows, step, Tensor::arange(2, DType::I32)).targets.to_vector();
+    for (int64_t half = 0; half < 2; ++half) {
+      const Tensor part = ops::contiguous(ops::slice(rows, 1, half, half + 1));
+      const auto got = small.mask_tokens(part, step, Tensor::from_vector({double(half)}, {1}, DType::I32), 2)
+                           .targets.to_vector();
+      for (int64_t b = 0; b < 4; ++b) ASSERT_EQ(got[b], whole[b * 2 + half]) << "step " << step << " row " << b;
+    }
+  }
 }
 
 TEST(Encoder, LossIsOverMaskedPositionsOnly) {
