@@ -19,23 +19,27 @@
 //     step of the ring then does the same work on every rank (docs/parallelism.md).
 //
 //   hybrid (USP), kind over R ring ranks x U Ulysses ranks, sp rank s = g*U + j: lay the
-//   sequence out over the R ring ranks by `kind`, cut every chunk of ring rank g into U equal
-//   pieces, and give sp rank g*U + j piece j of each chunk. Zigzag, R = 2, U = 2 (8 pieces):
-//                [ 0a| 0b| 1a| 1b| 2a| 2b| 3a| 3b]   piece of chunk 0..3 (chunk = N/4)
-//                [ s0| s1| s2| s3| s2| s3| s0| s1]   sp rank holding it
-//     sp rank 0 holds pieces 0a and 3a; ring rank 0 = sp ranks {0, 1}.
+//   sequence out over the R ring ranks by `kind`, and cut ring rank g's rows (its chunks in row
+//   order, N/R rows) into U equal runs of consecutive rows; sp rank g*U + j holds run j.
+//   Zigzag, R = 2, U = 2: 4 chunks of N/4; ring rank 0 holds chunks 0 and 3, ring rank 1
+//   chunks 1 and 2:
+//                [  0  |  1  |  2  |  3  ]   chunk
+//                [ s0  | s2  | s3  | s1  ]   sp rank holding it
+//     (with U = 4 each chunk would be cut in two, s0 and s1 sharing chunk 0.) Which rows of a
+//     Ulysses group a rank holds does not change its work: the group gathers them all before
+//     attention, and the token-local layers see N/sp rows on every rank.
 //
 //   gathered(U): what the ring sees after the Ulysses all-to-all, which concatenates the rows of
-//   U consecutive sp ranks in rank order. For the hybrid above, ring rank 0's rows are
-//   [0a 3a | 0b 3b] (sp rank 0's rows, then sp rank 1's): four segments, not merged because not
-//   adjacent. For a contiguous hybrid the U pieces of a chunk are adjacent and merge back into
-//   the chunk: gathered(U) of hybrid(contiguous, N, R, U) is make(contiguous, N, R).
-//
+//   U consecutive sp ranks in rank order. Since the runs were cut in row order, that is ring
+//   rank g's rows again, merged: gathered(U) of hybrid(kind, N, R, U) is make(kind, N, R), and
+//   the ring makes the calls of a plain ring of R ranks.
+
 // Segments adjacent in both row order and position are always merged (zigzag rank P-1 holds
 // chunks P-1 and P as one segment; zigzag over 1 rank is [0, N)), so a rank's list is as short
 // as its positions allow and the ring makes no more kernel calls than it must.
 #include "parallel/layout.h"
 
+#include <algorithm>
 #include <cstring>
 #include <sstream>
 
@@ -111,10 +115,14 @@ SequenceLayout SequenceLayout::hybrid(LayoutKind kind, int64_t seq_len, int ring
   const std::vector<std::vector<Segment>> chunks = chunks_of(kind, seq_len, ring_degree);
   for (int g = 0; g < ring_degree; ++g)
     for (int j = 0; j < ulysses_degree; ++j) {
+      // Rows [j*piece, (j+1)*piece) of ring rank g's rows (its chunks in row order).
       std::vector<Segment>& list = layout.segments_[static_cast<size_t>(g * ulysses_degree + j)];
+      const int64_t piece = seq_len / ring_degree / ulysses_degree;
+      int64_t row = 0;  // the first row of chunk c in ring rank g's rows
       for (const Segment& c : chunks[static_cast<size_t>(g)]) {
-        const int64_t piece = c.length / ulysses_degree;
-        append_segment(list, Segment{c.start + j * piece, piece});
+        const int64_t from = std::max(j * piece, row), to = std::min((j + 1) * piece, row + c.length);
+        if (from < to) append_segment(list, Segment{c.start + (from - row), to - from});
+        row += c.length;
       }
     }
   return layout;

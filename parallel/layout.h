@@ -29,10 +29,11 @@ class SequenceLayout {
   static SequenceLayout make(LayoutKind kind, int64_t seq_len, int parts);
 
   // The sp-level layout of hybrid attention over sp = ring_degree x ulysses_degree ranks: the
-  // sequence is laid out over ring_degree ring ranks by `kind`, and each segment of ring rank g
-  // is cut into ulysses_degree equal pieces; sp rank s = g * ulysses_degree + j holds piece j of
-  // each of g's segments. ulysses_degree 1 is make(kind, seq_len, ring_degree); ring_degree 1
-  // is pure Ulysses. ValueError when the pieces do not divide evenly.
+  // sequence is laid out over ring_degree ring ranks by `kind`, and ring rank g's rows (its
+  // chunks in row order) are cut into ulysses_degree equal runs of consecutive rows; sp rank
+  // s = g * ulysses_degree + j holds run j, so gathered(ulysses_degree) is make(kind, seq_len,
+  // ring_degree). ulysses_degree 1 is make(kind, seq_len, ring_degree); ring_degree 1 is pure
+  // Ulysses. ValueError when the runs do not divide evenly.
   static SequenceLayout hybrid(LayoutKind kind, int64_t seq_len, int ring_degree, int ulysses_degree);
 
   // The layout the ring sees after the Ulysses all-to-all (parallel/ulysses.h) has gathered

@@ -100,16 +100,25 @@ TEST(SequenceLayout, HybridWithOneUlyssesRankIsMake) {
     }
 }
 
-TEST(SequenceLayout, HybridCutsEachChunkIntoUlyssesPieces) {
-  // Note [Layouts]: zigzag, 2 ring ranks x 2 Ulysses ranks, chunks of 8 cut into pieces of 4.
+TEST(SequenceLayout, HybridCutsEachRingRanksRowsIntoUlyssesRuns) {
+  // Note [Layouts]: zigzag, 2 ring ranks x 2 Ulysses ranks, chunks of 8; ring rank 0 holds
+  // chunks 0 and 3, ring rank 1 chunks 1 and 2, each cut into two runs of 8 rows.
   const SequenceLayout h = SequenceLayout::hybrid(LayoutKind::Zigzag, 32, 2, 2);
-  EXPECT_EQ(h.segments(0), (std::vector<Segment>{{0, 4}, {24, 4}}));
-  EXPECT_EQ(h.segments(1), (std::vector<Segment>{{4, 4}, {28, 4}}));
-  EXPECT_EQ(h.segments(2), (std::vector<Segment>{{8, 4}, {16, 4}}));
-  EXPECT_EQ(h.segments(3), (std::vector<Segment>{{12, 4}, {20, 4}}));
+  EXPECT_EQ(h.segments(0), (std::vector<Segment>{{0, 8}}));
+  EXPECT_EQ(h.segments(1), (std::vector<Segment>{{24, 8}}));
+  EXPECT_EQ(h.segments(2), (std::vector<Segment>{{8, 8}}));
+  EXPECT_EQ(h.segments(3), (std::vector<Segment>{{16, 8}}));
+  // Four Ulysses ranks cut each chunk in two: a run never straddles here, but with three ranks
+  // the middle run holds the end of one chunk and the start of the other.
+  const SequenceLayout four = SequenceLayout::hybrid(LayoutKind::Zigzag, 32, 2, 4);
+  EXPECT_EQ(four.segments(0), (std::vector<Segment>{{0, 4}}));
+  EXPECT_EQ(four.segments(1), (std::vector<Segment>{{4, 4}}));
+  EXPECT_EQ(four.segments(2), (std::vector<Segment>{{24, 4}}));
+  const SequenceLayout three = SequenceLayout::hybrid(LayoutKind::Zigzag, 24, 2, 3);
+  EXPECT_EQ(three.segments(1), (std::vector<Segment>{{4, 2}, {18, 2}}));
   // The ring rank's rows after the all-to-all: sp rank 0's rows, then sp rank 1's.
   const SequenceLayout g = h.gathered(2);
-  EXPECT_EQ(g.segments(0), (std::vector<Segment>{{0, 4}, {24, 4}, {4, 4}, {28, 4}}));
+  EXPECT_EQ(g.segments(0), (std::vector<Segment>{{0, 8}, {24, 8}}));
   for (int ring = 0; ring < 2; ++ring) {
     std::vector<int32_t> want = positions_of(h, 2 * ring);
     const std::vector<int32_t> second = positions_of(h, 2 * ring + 1);
@@ -118,15 +127,16 @@ TEST(SequenceLayout, HybridCutsEachChunkIntoUlyssesPieces) {
   }
 }
 
-TEST(SequenceLayout, GatheredContiguousHybridIsContiguousOverRingRanks) {
-  for (int ring : {1, 2, 3})
-    for (int u : {1, 2, 4}) {
-      const int64_t n = 6 * ring * u;
-      const SequenceLayout g = SequenceLayout::hybrid(LayoutKind::Contiguous, n, ring, u).gathered(u);
-      const SequenceLayout made = SequenceLayout::make(LayoutKind::Contiguous, n, ring);
-      ASSERT_EQ(g.parts(), ring);
-      for (int r = 0; r < ring; ++r) EXPECT_EQ(g.segments(r), made.segments(r)) << ring << " x " << u;
-    }
+TEST(SequenceLayout, GatheredHybridIsThePlainLayoutOverRingRanks) {
+  for (LayoutKind kind : {LayoutKind::Contiguous, LayoutKind::Zigzag})
+    for (int ring : {1, 2, 3})
+      for (int u : {1, 2, 3, 4}) {
+        const int64_t n = 12 * ring * u;
+        const SequenceLayout g = SequenceLayout::hybrid(kind, n, ring, u).gathered(u);
+        const SequenceLayout made = SequenceLayout::make(kind, n, ring);
+        ASSERT_EQ(g.parts(), ring);
+        for (int r = 0; r < ring; ++r) EXPECT_EQ(g.segments(r), made.segments(r)) << ring << " x " << u;
+      }
 }
 
 TEST(SequenceLayout, ShardAndUnshardRoundTripFloatAndInt) {

@@ -228,14 +228,15 @@ TEST(RingAttentionSchedule, WindowOverLongSegmentsSkipsUnreachedSlices) {
                   LayoutKind::Contiguous);
 }
 
-TEST(RingAttentionLayout, HybridGatheredLayoutOverTheWorldRing) {
-  // The layout hybrid attention hands the ring: 4 segments per rank, not in position order.
+TEST(RingAttentionLayout, OutOfOrderSegmentsOverTheWorldRing) {
+  // Zigzag over 2P ranks gathered in pairs: 4 segments per rank (3 on the last, where two
+  // meet), not in position order.
   Group& sp = world();
-  const int64_t total = 28 * sp.size();  // 2P chunks of 14, each cut into 2 pieces of 7
-  const SequenceLayout layout = SequenceLayout::hybrid(LayoutKind::Zigzag, total, sp.size(), 2).gathered(2);
-  ASSERT_EQ(layout.segments(sp.rank()).size(), 4u);
+  const int64_t total = 28 * sp.size();  // 4P chunks of 7
+  const SequenceLayout layout = SequenceLayout::make(LayoutKind::Zigzag, total, 2 * sp.size()).gathered(2);
+  ASSERT_EQ(layout.segments(sp.rank()).size(), sp.rank() + 1 == sp.size() ? 3u : 4u);
   for (const MaskSpec& mask : {MaskSpec::causal(), MaskSpec{}, MaskSpec::sliding(10, 3)}) {
-    RingCase c{.name = "hybrid-gathered zigzag", .q_heads = 4, .kv_heads = 2, .mask = mask, .seed = 181};
+    RingCase c{.name = "out-of-order segments", .q_heads = 4, .kv_heads = 2, .mask = mask, .seed = 181};
     SCOPED_TRACE(cpu::mask_kind_name(mask.kind));
     check_ring(c, sp, layout, true);
   }
