@@ -183,7 +183,7 @@ AnswerScore& AnswerScore::operator+=(const AnswerScore& o) {
   return *this;
 }
 
-AnswerScore score_answers(const Tensor& predictions, const Tensor& answer_targets) {
+std::vector<int64_t> answer_counts(const Tensor& predictions, const Tensor& answer_targets) {
   STRAND_CHECK(predictions.defined() && answer_targets.defined(), ValueError,
                "score_answers: predictions and answer_targets must be defined (text batches carry no answers)");
   STRAND_CHECK(predictions.dtype() == DType::I32 && answer_targets.dtype() == DType::I32, DTypeError,
@@ -197,14 +197,22 @@ AnswerScore score_answers(const Tensor& predictions, const Tensor& answer_target
   const int32_t* p = pred.data<int32_t>();
   const int32_t* a = want.data<int32_t>();
   const int64_t B = predictions.size(0), T = predictions.size(1);
-  AnswerScore score;
+  std::vector<int64_t> counts(static_cast<size_t>(2 * B), 0);
   for (int64_t r = 0; r < B; ++r) {
-    int64_t answers = 0, correct = 0;
     for (int64_t t = 0; t < T; ++t) {
       if (a[r * T + t] == kIgnoreIndex) continue;
-      ++answers;
-      correct += p[r * T + t] == a[r * T + t];
+      ++counts[static_cast<size_t>(r)];
+      counts[static_cast<size_t>(B + r)] += p[r * T + t] == a[r * T + t];
     }
+  }
+  return counts;
+}
+
+AnswerScore score_answer_counts(std::span<const int64_t> counts) {
+  const size_t rows = counts.size() / 2;
+  AnswerScore score;
+  for (size_t r = 0; r < rows; ++r) {
+    const int64_t answers = counts[r], correct = counts[rows + r];
     score.tokens_total += answers;
     score.tokens_correct += correct;
     if (answers > 0) {
@@ -213,6 +221,10 @@ AnswerScore score_answers(const Tensor& predictions, const Tensor& answer_target
     }
   }
   return score;
+}
+
+AnswerScore score_answers(const Tensor& predictions, const Tensor& answer_targets) {
+  return score_answer_counts(answer_counts(predictions, answer_targets));
 }
 
 }  // namespace strand::data

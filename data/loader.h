@@ -149,4 +149,10 @@ struct AnswerScore {
 };
 AnswerScore score_answers(const Tensor& predictions, const Tensor& answer_targets);
 
+// The per-row counts behind score_answers, for rows split over several ranks (the counts of a
+// row's parts add up; its verdict needs them all): [answers of row 0..B-1, correct of row 0..B-1].
+std::vector<int64_t> answer_counts(const Tensor& predictions, const Tensor& answer_targets);
+// The score of such counts (2B values, as answer_counts returns them).
+AnswerScore score_answer_counts(std::span<const int64_t> counts);
+
 }  // namespace strand::data

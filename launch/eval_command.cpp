@@ -45,20 +45,16 @@ void run_eval(const EvalArgs& args, parallel::Group& world) {
   STRAND_CHECK(world.size() % sp == 0, train::ConfigError, args.config, ": key 'parallel.sp': ", sp,
                " sequence ranks do not divide the job's ", world.size(), " ranks");
   const int64_t dp = world.size() / sp;
-  std::optional<parallel::SequenceLayout> layout;
-  if (sp > 1) {
-    try {
-      layout = train::sequence_layout_of(config);
-    } catch (const train::ConfigError& e) {
-      throw train::ConfigError(args.config + ": " + e.what());
-    }
+  train::SequenceParallelSetup setup;
+  try {
+    setup = train::setup_sequence_parallel(config, world, dp);
+  } catch (const train::ConfigError& e) {
+    throw train::ConfigError(args.config + ": " + e.what());
   }
-  const parallel::ProcessGrid grid(world, static_cast<int>(dp), static_cast<int>(sp), train::ulysses_degree_of(config));
-  const train::SequenceSharding sharding = layout ? train::SequenceSharding(grid, std::move(*layout))
-                                                  : train::SequenceSharding();
+  const parallel::ProcessGrid& grid = *setup.grid;
   const data::DataSpec spec = train::data_spec_of(config, grid.dp_rank(), dp, args.data);
   const std::unique_ptr<data::Loader> loader = data::make_loader(spec, data::Split::val);
-  const train::EvalResult result = train::evaluate(*model, *loader, config.train.eval_batches, &world, sharding);
+  const train::EvalResult result = train::evaluate(*model, *loader, config.train.eval_batches, &world, setup.sharding);
 
   if (world.rank() == 0) {
     const auto step = ckpt.trainer.int64s.find("step");

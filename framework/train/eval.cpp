@@ -1,5 +1,4 @@
-// Validation loss and task accuracy over a fixed set of batches; the sequence-parallel cut of a
-// batch.
+// Validation loss and task accuracy over a fixed set of batches.
 #include "framework/train/eval.h"
 
 #include <algorithm>
@@ -13,97 +12,17 @@
 
 namespace strand::train {
 
-int ulysses_degree_of(const Config& config) {
-  const ParallelConfig& par = config.parallel;
-  switch (par.sp_mode) {
-    case SpMode::Ring: return 1;
-    case SpMode::Ulysses: return static_cast<int>(par.sp);
-    case SpMode::Hybrid: return static_cast<int>(par.ulysses_degree);
-  }
-  return 1;
-}
-
-parallel::SequenceLayout sequence_layout_of(const Config& config) {
-  const ParallelConfig& par = config.parallel;
-  const SeqLayout resolved = resolved_layout(config);
-  const parallel::LayoutKind kind =
-      resolved == SeqLayout::Zigzag ? parallel::LayoutKind::Zigzag : parallel::LayoutKind::Contiguous;
-  const int sp = static_cast<int>(par.sp), u = ulysses_degree_of(config);
-  try {
-    if (par.sp_mode == SpMode::Hybrid) return parallel::SequenceLayout::hybrid(kind, config.data.seq_len, sp / u, u);
-    return parallel::SequenceLayout::make(kind, config.data.seq_len, sp);
-  } catch (const ValueError& e) {
-    throw ConfigError(detail::concat("key 'data.seq_len': ", config.data.seq_len, " does not split under parallel.layout ",
-                                     name_of(resolved), ", sp_mode ", name_of(par.sp_mode), ", sp ", sp,
-                                     par.sp_mode == SpMode::Hybrid ? detail::concat(", ulysses_degree ", u) : "",
-                                     ": ", e.what()));
-  }
-}
-
-SequenceSharding::SequenceSharding(const parallel::ProcessGrid& grid, parallel::SequenceLayout layout)
-    : layout_(std::make_shared<const parallel::SequenceLayout>(std::move(layout))),
-      sp_rank_(grid.sp_rank()),
-      sp_group_(&grid.sp_group()) {
-  STRAND_CHECK(layout_->parts() == grid.sp(), ValueError, "sequence sharding: the layout (", layout_->describe(),
-               ") is not over the grid's ", grid.sp(), " sp ranks");
-  model_shard_.positions = layout_->positions(sp_rank_);
-  model_shard_.context = parallel::SequenceContext{&grid.ring_group(), &grid.ulysses_group(), layout_};
-  model_shard_.seq_len = layout_->seq_len();
-}
-
-data::Batch SequenceSharding::shard(const data::Batch& batch) const {
-  if (!active()) return batch;
-  data::Batch out;
-  out.inputs = layout_->shard(batch.inputs, sp_rank_, 1);
-  out.targets = layout_->shard(batch.targets, sp_rank_, 1);
-  if (batch.answer_targets.defined()) out.answer_targets = layout_->shard(batch.answer_targets, sp_rank_, 1);
-  out.step = batch.step;
-  out.epoch = batch.epoch;
-  return out;
-}
-
 namespace {
-
-// Per row of a shard: [answers of row 0.., then correct answers of row 0..] (int64, 2B values).
-std::vector<int64_t> answer_counts_per_row(const Tensor& predictions, const Tensor& answer_targets) {
-  const int64_t rows = answer_targets.size(0), cols = answer_targets.size(1);
-  const Tensor pred = predictions.copy_as(DType::I32, Device::cpu());
-  const Tensor want = answer_targets.copy_as(DType::I32, Device::cpu());
-  const int32_t* p = pred.data<int32_t>();
-  const int32_t* a = want.data<int32_t>();
-  std::vector<int64_t> counts(static_cast<size_t>(2 * rows), 0);
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t t = 0; t < cols; ++t) {
-      if (a[r * cols + t] == data::kIgnoreIndex) continue;
-      ++counts[static_cast<size_t>(r)];
-      counts[static_cast<size_t>(rows + r)] += p[r * cols + t] == a[r * cols + t];
-    }
-  }
-  return counts;
-}
 
 // The answer score of one batch of a sequence-parallel replica: every sp rank's counts of each
 // row are summed first, so a row is exact only when every part of it is; sp rank 0 alone
 // reports the result, so the later sum over all ranks counts each row once.
 data::AnswerScore sharded_answer_score(const Tensor& predictions, const Tensor& answer_targets,
                                        const SequenceSharding& sharding) {
-  STRAND_CHECK(predictions.shape() == answer_targets.shape() && answer_targets.dim() == 2, ShapeError,
-               "evaluate: predictions ", describe(predictions), " and answer_targets ", describe(answer_targets),
-               " must both be [B, T]");
-  std::vector<int64_t> counts = answer_counts_per_row(predictions, answer_targets);
+  std::vector<int64_t> counts = data::answer_counts(predictions, answer_targets);
   sharding.sp_group()->all_reduce(std::span<int64_t>(counts));
-  data::AnswerScore score;
-  if (sharding.sp_rank() != 0) return score;
-  const size_t rows = counts.size() / 2;
-  for (size_t r = 0; r < rows; ++r) {
-    score.tokens_total += counts[r];
-    score.tokens_correct += counts[rows + r];
-    if (counts[r] > 0) {
-      ++score.rows_total;
-      score.rows_correct += counts[rows + r] == counts[r];
-    }
-  }
-  return score;
+  if (sharding.sp_rank() != 0) return {};
+  return data::score_answer_counts(counts);
 }
 
 }  // namespace

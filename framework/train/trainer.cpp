@@ -67,14 +67,11 @@ Trainer::Trainer(Config config, std::shared_ptr<models::Model> model, parallel::
   STRAND_CHECK(par.backend == CommBackend::Mpi, train::ConfigError,
                "key 'parallel.backend': nccl needs GPU ranks, and models run on the cpu in this version",
                parallel::built_with_nccl() ? "" : " (this build has no NCCL either)", "; use mpi");
-  // The layout first: a seq_len that does not split is a config error, before any collective.
-  std::optional<parallel::SequenceLayout> layout;
-  if (par.sp > 1) layout = sequence_layout_of(config_);
   if (group_ != nullptr) {
-    grid_ = std::make_unique<parallel::ProcessGrid>(*group_, static_cast<int>(par.dp), static_cast<int>(par.sp),
-                                                    ulysses_degree_of(config_));
+    SequenceParallelSetup setup = setup_sequence_parallel(config_, *group_, par.dp);
+    grid_ = std::move(setup.grid);
+    sharding_ = std::move(setup.sharding);
     dp_rank_ = grid_->dp_rank();
-    if (layout) sharding_ = SequenceSharding(*grid_, std::move(*layout));
   }
   STRAND_CHECK(config_.precision.compute == ComputePrecision::Fp32, train::ConfigError,
                "key 'precision.compute': only fp32 training is available yet, got ",
