@@ -1,0 +1,14 @@
+// The one list of backends built into the program: each registers its kernels here, once.
+#include "framework/backend/registry.h"
+
+namespace strand::backend {
+
+void register_cpu_kernels();   // backend/cpu/register.cpp
+void register_cuda_kernels();  // backend/cuda/register.cpp, or the no_cuda stand-in (none)
+
+void ensure_backends_registered() {
+  static const bool registered = (register_cpu_kernels(), register_cuda_kernels(), true);
+  (void)registered;
+}
+
+}  // namespace strand::backend
