@@ -6,29 +6,29 @@
 #include <unordered_map>
 
 #include "framework/autograd/node.h"
+#include "framework/backend/elementwise.h"
 #include "framework/core/error.h"
 
 namespace strand::autograd {
 namespace {
 
-// a + b for two gradients of the same shape and dtype (a fresh buffer).
+// a + b for two gradients of the same shape, dtype and device (a fresh contiguous buffer),
+// through the elementwise kernel, which reads both through their strides.
 Tensor sum_gradients(const Tensor& a, const Tensor& b) {
-  Tensor out = a.copy_as(a.dtype(), a.device());
-  Tensor rhs = b.is_contiguous() ? b : b.copy_as(b.dtype(), b.device());
-  const int64_t n = out.numel();
-  if (out.dtype() == DType::F32) {
-    float* o = out.data<float>();
-    const float* r = rhs.data<float>();
-    #pragma omp parallel for simd if (n > (1 << 16))
-    for (int64_t i = 0; i < n; ++i) o[i] += r[i];
-  } else if (out.dtype() == DType::F64) {
-    double* o = out.data<double>();
-    const double* r = rhs.data<double>();
-    #pragma omp parallel for simd if (n > (1 << 16))
-    for (int64_t i = 0; i < n; ++i) o[i] += r[i];
-  } else {
-    throw DTypeError(detail::concat("backward: cannot sum ", dtype_name(out.dtype()), " gradients"));
-  }
+  STRAND_CHECK(a.dtype() == DType::F32 || a.dtype() == DType::F64, DTypeError, "backward: cannot sum ",
+               dtype_name(a.dtype()), " gradients");
+  Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());
+  backend::BinaryParams p;
+  p.device = a.device();
+  p.dtype = a.dtype();
+  p.op = backend::Binary::Add;
+  p.shape = a.shape();
+  p.out = out.raw_data();
+  p.a = a.raw_data();
+  p.a_strides = a.strides();
+  p.b = b.raw_data();
+  p.b_strides = b.strides();
+  backend::elementwise_binary(p);
   return out;
 }
 
@@ -157,3 +157,12 @@ std::vector<Tensor> grad(const std::vector<Tensor>& roots, const std::vector<Ten
 }
 
 }  // namespace strand::autograd
+
+namespace strand {
+
+// Declared in tensor.h, defined here so that the tensor core does not depend on autograd.
+void Tensor::backward(const Tensor& grad, bool retain_graph) const {
+  autograd::backward({*this}, {grad}, retain_graph);
+}
+
+}  // namespace strand

@@ -4,7 +4,6 @@
 #include <cmath>
 #include <numbers>
 
-#include "framework/autograd/engine.h"
 #include "framework/backend/cuda_runtime.h"
 #include "framework/core/error.h"
 #include "framework/core/random.h"
@@ -292,10 +291,6 @@ void Tensor::set_grad(const Tensor& g) {
 void Tensor::zero_grad() { impl_->autograd.grad.reset(); }
 
 Tensor Tensor::detach() const { return as_strided(shape(), strides(), offset()); }
-
-void Tensor::backward(const Tensor& grad, bool retain_graph) const {
-  autograd::backward({*this}, {grad}, retain_graph);
-}
 
 std::string describe(const Tensor& t) {
   if (!t.defined()) return "undefined";

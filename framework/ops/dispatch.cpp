@@ -3,17 +3,28 @@
 
 namespace strand::ops {
 
-void check_cpu(const char* op, std::initializer_list<const Tensor*> ts) {
+Device check_same_device(const char* op, std::initializer_list<const Tensor*> ts) {
   const Tensor* first = nullptr;
   for (const Tensor* t : ts) {
     if (!t->defined()) continue;
     if (first)
       STRAND_CHECK(t->device() == first->device(), DeviceError, op, ": device mix, ", describe(*first), " and ",
                    describe(*t));
-    first = t;
-    STRAND_CHECK(t->device().is_cpu(), DeviceError, op, ": no ", t->device().str(),
-                 " kernel for this op yet; move the tensor to cpu");
+    else
+      first = t;
   }
+  return first ? first->device() : Device::cpu();
+}
+
+void check_cpu(const char* op, std::initializer_list<const Tensor*> ts) {
+  const Device d = check_same_device(op, ts);
+  STRAND_CHECK(d.is_cpu(), DeviceError, op, ": no ", d.str(), " kernel for this op yet; move the tensor to cpu");
+}
+
+void check_float_dtype(const char* op, DType dt) {
+  if (dt != DType::F32 && dt != DType::F64)
+    throw DTypeError(detail::concat(op, ": expects float32 or float64, got ", dtype_name(dt),
+                                    " (convert with ops::to_dtype)"));
 }
 
 void check_same_dtype(const char* op, const Tensor& a, const Tensor& b) {

@@ -7,13 +7,20 @@
 
 namespace strand::ops {
 
-// Throws DeviceError unless every defined tensor is on the cpu (the only device with kernels
-// for this op so far), and DeviceError if they are on different devices.
+// Throws DeviceError if the defined tensors are on different devices; returns their device
+// (cpu when none is defined). Whether that device has the op's kernels is the seam's answer:
+// backend::launch throws a DeviceError naming the kernel and the device when it has none.
+Device check_same_device(const char* op, std::initializer_list<const Tensor*> ts);
+// check_same_device, and a DeviceError unless the device is the cpu: for ops that still call
+// CPU kernels directly.
 void check_cpu(const char* op, std::initializer_list<const Tensor*> ts);
 // Throws DTypeError unless a and b have the same dtype, naming op, dtypes and shapes.
 void check_same_dtype(const char* op, const Tensor& a, const Tensor& b);
 // Throws DTypeError unless t is float32 or float64.
 void check_float(const char* op, const Tensor& t);
+
+// Throws DTypeError unless dt is float32 or float64 (the message dispatch_float gives).
+void check_float_dtype(const char* op, DType dt);
 
 // Calls fn.template operator()<T>() with T = float or double per dtype.
 template <class Fn>

@@ -2,8 +2,7 @@
 #include "framework/ops/dropout.h"
 
 #include "framework/autograd/node.h"
-#include "framework/backend/cpu/dropout.h"
-#include "framework/backend/cpu/loops.h"
+#include "framework/backend/dropout.h"
 #include "framework/ops/dispatch.h"
 
 namespace strand::ops {
@@ -11,22 +10,26 @@ namespace {
 
 using autograd::Node;
 
-// Maps src to dst (both contiguous, n elements) through the mask of (seed, offset) or, with
-// row offsets, of (seed, row_offsets[r] + c) for rows of `row_len` elements.
-template <class T>
-void apply_mask(const T* src, T* dst, int64_t n, double p, uint64_t seed, uint64_t offset,
+// Maps src to dst (contiguous, same shape) through the mask of (seed, offset) or, with row
+// offsets, of (seed, row_offsets[r] + c) for rows of `row_len` elements.
+void apply_mask(const char* op, const Tensor& src, const Tensor& dst, double p, uint64_t seed, uint64_t offset,
                 const std::vector<uint64_t>& row_offsets, int64_t row_len) {
-  if (row_offsets.empty()) {
-    cpu::dropout_apply<T>(src, dst, n, p, seed, offset);
-    return;
+  check_float_dtype(op, src.dtype());
+  backend::DropoutParams k;
+  k.device = src.device();
+  k.dtype = src.dtype();
+  k.x = src.raw_data();
+  k.y = dst.raw_data();
+  k.n = src.numel();
+  k.p = p;
+  k.seed = seed;
+  k.offset = offset;
+  if (!row_offsets.empty()) {
+    k.row_offsets = row_offsets.data();
+    k.rows = static_cast<int64_t>(row_offsets.size());
+    k.row_len = row_len;
   }
-  const int64_t rows = static_cast<int64_t>(row_offsets.size());
-  // Each row is one kernel call on its own counters; rows are independent, so any split of them
-  // over threads gives the same bits.
-  #pragma omp parallel for if (n > cpu::kParallelGrain)
-  for (int64_t r = 0; r < rows; ++r) {
-    cpu::dropout_apply<T>(src + r * row_len, dst + r * row_len, row_len, p, seed, row_offsets[static_cast<size_t>(r)]);
-  }
+  backend::dropout(k);
 }
 
 struct DropoutBackward final : Node {
@@ -39,26 +42,21 @@ struct DropoutBackward final : Node {
   std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
     // dy/dx is the same mask and scale, so the kernel maps the gradient as it mapped x.
     Tensor gc = contiguous_data(g[0]);
-    Tensor dx = Tensor::empty(gc.shape(), gc.dtype());
-    dispatch_float("dropout backward", gc.dtype(), [&]<class T>() {
-      apply_mask<T>(gc.data<T>(), dx.data<T>(), gc.numel(), p, seed, offset, row_offsets, row_len);
-    });
+    Tensor dx = Tensor::empty(gc.shape(), gc.dtype(), gc.device());
+    apply_mask("dropout backward", gc, dx, p, seed, offset, row_offsets, row_len);
     return {dx};
   }
 };
 
 Tensor dropout_impl(const Tensor& x, double p, uint64_t seed, uint64_t offset, std::vector<uint64_t> row_offsets) {
-  check_cpu("dropout", {&x});
   check_float("dropout", x);
   STRAND_CHECK(p >= 0.0 && p < 1.0, ValueError, "dropout: p must be in [0, 1), got ", p, " (input ",
                shape_str(x.shape()), ")");
   const int64_t row_len = x.dim() == 0 ? 1 : x.size(-1);
   if (p == 0.0) return x;  // nothing dropped: no copy, no graph node
   Tensor xc = contiguous_data(x);
-  Tensor y = Tensor::empty(x.shape(), x.dtype());
-  dispatch_float("dropout", x.dtype(), [&]<class T>() {
-    apply_mask<T>(xc.data<T>(), y.data<T>(), xc.numel(), p, seed, offset, row_offsets, row_len);
-  });
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  apply_mask("dropout", xc, y, p, seed, offset, row_offsets, row_len);
   if (auto n = autograd::make_node<DropoutBackward>({&x}, p, seed, offset, std::move(row_offsets), row_len))
     autograd::set_history(n, {&y});
   return y;

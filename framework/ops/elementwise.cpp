@@ -3,7 +3,7 @@
 #include "framework/ops/elementwise.h"
 
 #include "framework/autograd/node.h"
-#include "framework/backend/cpu/elementwise.h"
+#include "framework/backend/elementwise.h"
 #include "framework/ops/dispatch.h"
 #include "framework/ops/reduce.h"
 #include "framework/ops/view.h"
@@ -22,23 +22,43 @@ Shape broadcast_strides(const Tensor& t, const Shape& shape) {
   return st;
 }
 
-Tensor binary_forward(cpu::Binary op, const char* name, const Tensor& a, const Tensor& b) {
-  check_cpu(name, {&a, &b});
+Tensor binary_forward(backend::Binary op, const char* name, const Tensor& a, const Tensor& b) {
+  backend::BinaryParams p;
+  p.device = check_same_device(name, {&a, &b});
   check_same_dtype(name, a, b);
-  Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
-  Tensor y = Tensor::empty(shape, a.dtype());
-  const Shape as = broadcast_strides(a, shape), bs = broadcast_strides(b, shape);
-  dispatch_float(name, a.dtype(), [&]<class T>() {
-    cpu::binary<T>(op, shape, y.data<T>(), a.data<T>(), as, b.data<T>(), bs);
-  });
+  check_float_dtype(name, a.dtype());
+  p.dtype = a.dtype();
+  p.op = op;
+  p.shape = broadcast_shapes(a.shape(), b.shape(), name);
+  Tensor y = Tensor::empty(p.shape, a.dtype(), p.device);
+  p.out = y.raw_data();
+  p.a = a.raw_data();
+  p.a_strides = broadcast_strides(a, p.shape);
+  p.b = b.raw_data();
+  p.b_strides = broadcast_strides(b, p.shape);
+  backend::elementwise_binary(p);
   return y;
 }
 
-Tensor unary_forward(cpu::Unary f, const char* name, const Tensor& x) {
-  check_cpu(name, {&x});
-  Tensor y = Tensor::empty(x.shape(), x.dtype());
-  dispatch_float(name, x.dtype(), [&]<class T>() { cpu::unary<T>(f, x.shape(), y.data<T>(), x.data<T>(), x.strides()); });
+// y = map(x) for a map of backend::MapParams (a unary function, scale and shift, or a power).
+Tensor map_forward(backend::MapParams& p, const char* name, const Tensor& x) {
+  p.device = x.device();
+  check_float_dtype(name, x.dtype());
+  p.dtype = x.dtype();
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  p.shape = x.shape();
+  p.out = y.raw_data();
+  p.x = x.raw_data();
+  p.x_strides = x.strides();
+  backend::elementwise_map(p);
   return y;
+}
+
+Tensor unary_forward(backend::Unary f, const char* name, const Tensor& x) {
+  backend::MapParams p;
+  p.kind = backend::MapKind::Unary;
+  p.unary = f;
+  return map_forward(p, name, x);
 }
 
 struct AddBackward final : Node {
@@ -109,19 +129,27 @@ struct UnaryBackward final : Node {
 };
 
 struct ActivationBackward final : Node {
-  cpu::UnaryGrad f;
-  ActivationBackward(const char* name, cpu::UnaryGrad ff) : Node(name), f(ff) {}
+  backend::UnaryGrad f;
+  ActivationBackward(const char* name, backend::UnaryGrad ff) : Node(name), f(ff) {}
   std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
     Tensor x = contiguous_data(saved(0)), gc = contiguous_data(g[0]);
-    Tensor dx = Tensor::empty(x.shape(), x.dtype());
-    dispatch_float(name().c_str(), x.dtype(), [&]<class T>() {
-      cpu::unary_grad<T>(f, x.numel(), dx.data<T>(), gc.data<T>(), x.data<T>());
-    });
+    Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
+    check_same_device(name().c_str(), {&x, &gc});
+    check_float_dtype(name().c_str(), x.dtype());
+    backend::ActivationGradParams p;
+    p.device = x.device();
+    p.dtype = x.dtype();
+    p.f = f;
+    p.n = x.numel();
+    p.out = dx.raw_data();
+    p.g = gc.raw_data();
+    p.x = x.raw_data();
+    backend::activation_grad(p);
     return {dx};
   }
 };
 
-Tensor unary_op(cpu::Unary f, const char* name, const Tensor& x, Deriv d, bool save_output) {
+Tensor unary_op(backend::Unary f, const char* name, const Tensor& x, Deriv d, bool save_output) {
   Tensor y = unary_forward(f, name, x);
   if (auto n = autograd::make_node<UnaryBackward>({&x}, name, d)) {
     n->save(save_output ? y : x);
@@ -130,7 +158,7 @@ Tensor unary_op(cpu::Unary f, const char* name, const Tensor& x, Deriv d, bool s
   return y;
 }
 
-Tensor activation(cpu::Unary f, cpu::UnaryGrad df, const char* name, const Tensor& x) {
+Tensor activation(backend::Unary f, backend::UnaryGrad df, const char* name, const Tensor& x) {
   Tensor y = unary_forward(f, name, x);
   if (auto n = autograd::make_node<ActivationBackward>({&x}, name, df)) {
     n->save(x);
@@ -142,21 +170,21 @@ Tensor activation(cpu::Unary f, cpu::UnaryGrad df, const char* name, const Tenso
 }  // namespace
 
 Tensor add(const Tensor& a, const Tensor& b) {
-  Tensor y = binary_forward(cpu::Binary::Add, "add", a, b);
+  Tensor y = binary_forward(backend::Binary::Add, "add", a, b);
   if (auto n = autograd::make_node<AddBackward>({&a, &b}, "add", a.shape(), b.shape(), 1.0))
     autograd::set_history(n, {&y});
   return y;
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
-  Tensor y = binary_forward(cpu::Binary::Sub, "sub", a, b);
+  Tensor y = binary_forward(backend::Binary::Sub, "sub", a, b);
   if (auto n = autograd::make_node<AddBackward>({&a, &b}, "sub", a.shape(), b.shape(), -1.0))
     autograd::set_history(n, {&y});
   return y;
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
-  Tensor y = binary_forward(cpu::Binary::Mul, "mul", a, b);
+  Tensor y = binary_forward(backend::Binary::Mul, "mul", a, b);
   if (auto n = autograd::make_node<MulBackward>({&a, &b}, a.shape(), b.shape())) {
     n->save(a);
     n->save(b);
@@ -166,7 +194,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
-  Tensor y = binary_forward(cpu::Binary::Div, "div", a, b);
+  Tensor y = binary_forward(backend::Binary::Div, "div", a, b);
   if (auto n = autograd::make_node<DivBackward>({&a, &b}, a.shape(), b.shape())) {
     n->save(a);
     n->save(b);
@@ -176,31 +204,30 @@ Tensor div(const Tensor& a, const Tensor& b) {
 }
 
 Tensor add_scalar(const Tensor& x, double s) {
-  check_cpu("add_scalar", {&x});
-  Tensor y = Tensor::empty(x.shape(), x.dtype());
-  dispatch_float("add_scalar", x.dtype(), [&]<class T>() {
-    cpu::affine<T>(x.shape(), y.data<T>(), x.data<T>(), x.strides(), 1.0, s);
-  });
+  backend::MapParams p;
+  p.kind = backend::MapKind::Affine;
+  p.alpha = 1.0;
+  p.beta = s;
+  Tensor y = map_forward(p, "add_scalar", x);
   if (auto n = autograd::make_node<ScaleBackward>({&x}, "add_scalar", 1.0)) autograd::set_history(n, {&y});
   return y;
 }
 
 Tensor mul_scalar(const Tensor& x, double s) {
-  check_cpu("mul_scalar", {&x});
-  Tensor y = Tensor::empty(x.shape(), x.dtype());
-  dispatch_float("mul_scalar", x.dtype(), [&]<class T>() {
-    cpu::affine<T>(x.shape(), y.data<T>(), x.data<T>(), x.strides(), s, 0.0);
-  });
+  backend::MapParams p;
+  p.kind = backend::MapKind::Affine;
+  p.alpha = s;
+  p.beta = 0.0;
+  Tensor y = map_forward(p, "mul_scalar", x);
   if (auto n = autograd::make_node<ScaleBackward>({&x}, "mul_scalar", s)) autograd::set_history(n, {&y});
   return y;
 }
 
 Tensor pow_scalar(const Tensor& x, double p) {
-  check_cpu("pow_scalar", {&x});
-  Tensor y = Tensor::empty(x.shape(), x.dtype());
-  dispatch_float("pow_scalar", x.dtype(), [&]<class T>() {
-    cpu::power<T>(x.shape(), y.data<T>(), x.data<T>(), x.strides(), p);
-  });
+  backend::MapParams mp;
+  mp.kind = backend::MapKind::Power;
+  mp.alpha = p;
+  Tensor y = map_forward(mp, "pow_scalar", x);
   if (auto n = autograd::make_node<PowBackward>({&x}, p)) {
     n->save(x);
     autograd::set_history(n, {&y});
@@ -209,33 +236,33 @@ Tensor pow_scalar(const Tensor& x, double p) {
 }
 
 Tensor neg(const Tensor& x) {
-  Tensor y = unary_forward(cpu::Unary::Neg, "neg", x);
+  Tensor y = unary_forward(backend::Unary::Neg, "neg", x);
   if (auto n = autograd::make_node<ScaleBackward>({&x}, "neg", -1.0)) autograd::set_history(n, {&y});
   return y;
 }
 
-Tensor exp(const Tensor& x) { return unary_op(cpu::Unary::Exp, "exp", x, Deriv::Exp, true); }
-Tensor log(const Tensor& x) { return unary_op(cpu::Unary::Log, "log", x, Deriv::Log, false); }
-Tensor sqrt(const Tensor& x) { return unary_op(cpu::Unary::Sqrt, "sqrt", x, Deriv::Sqrt, true); }
-Tensor tanh(const Tensor& x) { return unary_op(cpu::Unary::Tanh, "tanh", x, Deriv::Tanh, true); }
-Tensor square(const Tensor& x) { return unary_op(cpu::Unary::Square, "square", x, Deriv::Square, false); }
-Tensor gelu(const Tensor& x) { return activation(cpu::Unary::Gelu, cpu::UnaryGrad::Gelu, "gelu", x); }
-Tensor silu(const Tensor& x) { return activation(cpu::Unary::Silu, cpu::UnaryGrad::Silu, "silu", x); }
+Tensor exp(const Tensor& x) { return unary_op(backend::Unary::Exp, "exp", x, Deriv::Exp, true); }
+Tensor log(const Tensor& x) { return unary_op(backend::Unary::Log, "log", x, Deriv::Log, false); }
+Tensor sqrt(const Tensor& x) { return unary_op(backend::Unary::Sqrt, "sqrt", x, Deriv::Sqrt, true); }
+Tensor tanh(const Tensor& x) { return unary_op(backend::Unary::Tanh, "tanh", x, Deriv::Tanh, true); }
+Tensor square(const Tensor& x) { return unary_op(backend::Unary::Square, "square", x, Deriv::Square, false); }
+Tensor gelu(const Tensor& x) { return activation(backend::Unary::Gelu, backend::UnaryGrad::Gelu, "gelu", x); }
+Tensor silu(const Tensor& x) { return activation(backend::Unary::Silu, backend::UnaryGrad::Silu, "silu", x); }
 
 void axpy_(Tensor& dst, const Tensor& src, double alpha) {
-  check_cpu("axpy_", {&dst, &src});
+  backend::AxpyParams p;
+  p.device = check_same_device("axpy_", {&dst, &src});
   check_same_dtype("axpy_", dst, src);
   STRAND_CHECK(dst.shape() == src.shape() && dst.is_contiguous(), ShapeError, "axpy_: destination ", describe(dst),
                " and source ", describe(src), " must match, destination contiguous");
+  check_float_dtype("axpy_", dst.dtype());
   Tensor s = contiguous_data(src);
-  const int64_t n = dst.numel();
-  dispatch_float("axpy_", dst.dtype(), [&]<class T>() {
-    T* d = dst.data<T>();
-    const T* x = s.data<T>();
-    const T a = static_cast<T>(alpha);
-    #pragma omp parallel for simd if (n > (1 << 15))
-    for (int64_t i = 0; i < n; ++i) d[i] += a * x[i];
-  });
+  p.dtype = dst.dtype();
+  p.n = dst.numel();
+  p.alpha = alpha;
+  p.dst = dst.raw_data();
+  p.src = s.raw_data();
+  backend::axpy(p);
   dst.bump_version();
 }
 

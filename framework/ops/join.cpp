@@ -3,7 +3,7 @@
 #include "framework/ops/join.h"
 
 #include "framework/autograd/node.h"
-#include "framework/backend/cpu/join.h"
+#include "framework/backend/join.h"
 #include "framework/ops/dispatch.h"
 #include "framework/ops/view.h"
 
@@ -49,7 +49,7 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
   out_shape[axis] = 0;
   for (size_t i = 0; i < xs.size(); ++i) {
     const Tensor& x = xs[i];
-    check_cpu("concat", {&first, &x});
+    check_same_device("concat", {&first, &x});
     STRAND_CHECK(x.dtype() == first.dtype(), DTypeError, "concat: input ", i, " is ", describe(x), ", input 0 is ",
                  describe(first));
     bool fits = x.dim() == nd;
@@ -61,17 +61,25 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
     out_shape[axis] += x.shape()[axis];
   }
 
-  Tensor y = Tensor::empty(out_shape, first.dtype());
+  Tensor y = Tensor::empty(out_shape, first.dtype(), first.device());
   int64_t outer = 1, inner = 1;
   for (int64_t d = 0; d < axis; ++d) outer *= out_shape[d];
   for (int64_t d = axis + 1; d < nd; ++d) inner *= out_shape[d];
   const int64_t es = static_cast<int64_t>(dtype_size(first.dtype()));
   const int64_t out_row = out_shape[axis] * inner * es;
   int64_t at = 0;  // bytes into an output row where the current input's slab starts
+  backend::CopyBlocksParams p;
+  p.device = first.device();
+  p.dst_stride = out_row;
+  p.rows = outer;
   for (size_t i = 0; i < xs.size(); ++i) {
     Tensor xc = contiguous_data(xs[i]);
     const int64_t slab = sizes[i] * inner * es;
-    cpu::copy_blocks(static_cast<char*>(y.raw_data()) + at, out_row, xc.raw_data(), slab, outer, slab);
+    p.dst = static_cast<char*>(y.raw_data()) + at;
+    p.src = xc.raw_data();
+    p.src_stride = slab;
+    p.row_bytes = slab;
+    backend::copy_blocks(p);
     at += slab;
   }
   if (auto n = autograd::make_node_n<ConcatBackward>(inputs, axis, sizes)) autograd::set_history(n, {&y});

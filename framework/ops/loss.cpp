@@ -3,7 +3,7 @@
 #include "framework/ops/loss.h"
 
 #include "framework/autograd/node.h"
-#include "framework/backend/cpu/cross_entropy.h"
+#include "framework/backend/cross_entropy.h"
 #include "framework/ops/dispatch.h"
 
 namespace strand::ops {
@@ -26,16 +26,27 @@ struct CrossEntropyBackward final : Node {
   std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
     Tensor logits = saved(0), targets = saved(1), lse = saved(2);
     const int64_t N = logits.shape()[0], V = logits.shape()[1];
-    Tensor dlogits = Tensor::empty(logits.shape(), logits.dtype());
+    Tensor dlogits = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
     if (count == 0) {  // every target ignored: the loss is the constant 0
       dlogits.fill_(0.0);
       return {dlogits, Tensor()};
     }
     const double scale = g[0].item() / static_cast<double>(count);
-    dispatch_float("cross_entropy backward", logits.dtype(), [&]<class T>() {
-      cpu::cross_entropy_backward<T>(logits.data<T>(), row_stride(logits), N, V, targets.data<int32_t>(),
-                                     ignore_index, lse.data<T>(), scale, dlogits.data<T>());
-    });
+    check_float_dtype("cross_entropy backward", logits.dtype());
+    backend::CrossEntropyParams p;
+    p.device = logits.device();
+    p.dtype = logits.dtype();
+    p.op = backend::CrossEntropyOp::Backward;
+    p.logits = logits.raw_data();
+    p.ld = row_stride(logits);
+    p.N = N;
+    p.V = V;
+    p.targets = targets.data<int32_t>();
+    p.ignore_index = ignore_index;
+    p.lse = lse.raw_data();
+    p.scale = scale;
+    p.dlogits = dlogits.raw_data();
+    backend::cross_entropy(p);
     return {dlogits, Tensor()};
   }
 };
@@ -43,7 +54,7 @@ struct CrossEntropyBackward final : Node {
 }  // namespace
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int32_t ignore_index, Reduction reduction) {
-  check_cpu("cross_entropy", {&logits, &targets});
+  const Device device = check_same_device("cross_entropy", {&logits, &targets});
   check_float("cross_entropy", logits);
   STRAND_CHECK(targets.dtype() == DType::I32, DTypeError, "cross_entropy: targets must be int32, got ",
                describe(targets));
@@ -54,28 +65,40 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int32_t ignore
                shape_str(logits.shape()));
   const int64_t N = logits.shape()[0], V = logits.shape()[1];
   Tensor tc = contiguous_data(targets);
-  const int32_t* tgt = tc.data<int32_t>();
-  const int64_t bad = cpu::first_target_out_of_range(tgt, N, V, ignore_index);
-  STRAND_CHECK(bad < 0, ValueError, "cross_entropy: target ", (bad < 0 ? 0 : tgt[bad]), " at row ", bad,
+  backend::CrossEntropyParams p;
+  p.device = device;
+  p.dtype = logits.dtype();
+  p.N = N;
+  p.V = V;
+  p.targets = tc.data<int32_t>();
+  p.ignore_index = ignore_index;
+  int64_t bad = -1, count = 0;
+  int32_t bad_target = 0;
+  p.op = backend::CrossEntropyOp::CheckTargets;
+  p.first_bad = &bad;
+  p.bad_target = &bad_target;
+  p.count = &count;
+  backend::cross_entropy(p);
+  STRAND_CHECK(bad < 0, ValueError, "cross_entropy: target ", bad_target, " at row ", bad,
                " is outside [0, V) for V = ", V, " (logits ", shape_str(logits.shape()),
                ") and is not ignore_index ", ignore_index);
 
   // The kernels read rows in place when they are unit-stride; other layouts are copied once.
   Tensor xc = row_stride(logits) > 0 ? logits : contiguous_data(logits);
-  int64_t count = 0;
-  for (int64_t i = 0; i < N; ++i) count += tgt[i] != ignore_index;
   const int64_t divisor = reduction == Reduction::Mean ? count : 1;
 
-  Tensor lse = Tensor::empty({N}, logits.dtype());
-  std::vector<double> row_loss(static_cast<size_t>(N));
-  dispatch_float("cross_entropy", logits.dtype(), [&]<class T>() {
-    cpu::cross_entropy_forward<T>(xc.data<T>(), row_stride(xc), N, V, tgt, ignore_index, lse.data<T>(),
-                                  row_loss.data());
-  });
+  Tensor lse = Tensor::empty({N}, logits.dtype(), device);
+  std::vector<double> row_loss(static_cast<size_t>(N));  // host memory
+  p.op = backend::CrossEntropyOp::Forward;
+  p.logits = xc.raw_data();
+  p.ld = row_stride(xc);
+  p.lse = lse.raw_data();
+  p.row_loss = row_loss.data();
+  backend::cross_entropy(p);
   double total = 0.0;  // summed in row order: the same bits for any thread count
   for (double l : row_loss) total += l;
   const double loss = divisor > 0 ? total / static_cast<double>(divisor) : 0.0;
-  Tensor y = Tensor::full({}, loss, logits.dtype());
+  Tensor y = Tensor::full({}, loss, logits.dtype(), device);
 
   if (auto n = autograd::make_node<CrossEntropyBackward>({&logits, &targets}, ignore_index, divisor)) {
     n->save(xc);

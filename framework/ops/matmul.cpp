@@ -1,4 +1,4 @@
-// Matrix products through cpu::gemm, with views passed to BLAS as transposes, and the
+// Matrix products through backend::gemm, with views passed to BLAS as transposes, and the
 // hand-written backward: dA = dC @ B^T, dB = A^T @ dC (summed over the batch for a shared B).
 #include "framework/ops/matmul.h"
 
@@ -6,7 +6,7 @@
 #include <optional>
 
 #include "framework/autograd/node.h"
-#include "framework/backend/cpu/gemm.h"
+#include "framework/backend/gemm.h"
 #include "framework/ops/dispatch.h"
 
 namespace strand::ops {
@@ -83,10 +83,7 @@ std::optional<Tensor> flatten_rows(const Tensor& t) {
   return t.as_strided({rows, t.shape()[nd - 1]}, {row_stride, t.strides()[nd - 1]}, t.offset());
 }
 
-template <class T>
-cpu::GemmOperand<T> gemm_operand(const MatrixArg& m) {
-  return {m.data.template data<T>(), m.layout.ld, m.layout.trans};
-}
+backend::GemmOperand gemm_operand(const MatrixArg& m) { return {m.data.raw_data(), m.layout.ld, m.layout.trans}; }
 
 // a [..., M, K] @ b [K, N] (shared) or b [..., K, N] (a's batch axes) into a fresh contiguous
 // [..., M, N], written once by BLAS. Records no gradient; forward and backward both use it.
@@ -95,28 +92,28 @@ Tensor matmul_values(const Tensor& a, const Tensor& b) {
   Shape out_shape = batch_shape(a);
   out_shape.push_back(a.size(-2));
   out_shape.push_back(b.size(-1));
-  Tensor out = Tensor::empty(out_shape, a.dtype());
+  Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
 
   Tensor lhs = a;
   if (shared_b && a.dim() > 2)
     if (auto flat = flatten_rows(a)) lhs = *flat;  // out is contiguous, so it flattens the same way
   const MatrixArg A = matrix_arg(lhs), B = matrix_arg(b);
-  const Shape batch = batch_shape(lhs);
-  dispatch_float("matmul", a.dtype(), [&]<class T>() {
-    cpu::GemmParams<T> p;
-    p.m = lhs.size(-2);
-    p.n = b.size(-1);
-    p.k = a.size(-1);
-    p.a = gemm_operand<T>(A);
-    p.b = gemm_operand<T>(B);
-    p.c = out.data<T>();
-    p.ldc = std::max<int64_t>(p.n, 1);
-    p.batch = batch;
-    p.a_batch_strides = batch_strides(A.data);
-    p.b_batch_strides = shared_b ? Shape(batch.size(), 0) : batch_strides(B.data);
-    p.c_batch_strides = Shape(out.strides().begin(), out.strides().begin() + static_cast<int64_t>(batch.size()));
-    cpu::gemm(p);
-  });
+  Shape batch = batch_shape(lhs);
+  backend::GemmParams p;
+  p.device = a.device();
+  p.dtype = a.dtype();
+  p.m = lhs.size(-2);
+  p.n = b.size(-1);
+  p.k = a.size(-1);
+  p.a = gemm_operand(A);
+  p.b = gemm_operand(B);
+  p.c = out.raw_data();
+  p.ldc = std::max<int64_t>(p.n, 1);
+  p.a_batch_strides = batch_strides(A.data);
+  p.b_batch_strides = shared_b ? Shape(batch.size(), 0) : batch_strides(B.data);
+  p.c_batch_strides = Shape(out.strides().begin(), out.strides().begin() + static_cast<int64_t>(batch.size()));
+  p.batch = std::move(batch);
+  backend::gemm(p);
   return out;
 }
 
@@ -125,23 +122,23 @@ Tensor matmul_values(const Tensor& a, const Tensor& b) {
 Tensor matmul_tn_summed(const Tensor& a, const Tensor& g) {
   auto flat_a = flatten_rows(a), flat_g = flatten_rows(g);
   if (flat_a && flat_g) return matmul_values(matrix_transpose(*flat_a), *flat_g);
-  Tensor out = Tensor::empty({a.size(-1), g.size(-1)}, a.dtype());
+  Tensor out = Tensor::empty({a.size(-1), g.size(-1)}, a.dtype(), a.device());
   const MatrixArg A = matrix_arg(matrix_transpose(a)), G = matrix_arg(g);
-  dispatch_float("matmul", a.dtype(), [&]<class T>() {
-    cpu::GemmParams<T> p;
-    p.m = a.size(-1);
-    p.n = g.size(-1);
-    p.k = a.size(-2);
-    p.a = gemm_operand<T>(A);
-    p.b = gemm_operand<T>(G);
-    p.c = out.data<T>();
-    p.ldc = std::max<int64_t>(p.n, 1);
-    p.batch = batch_shape(a);
-    p.a_batch_strides = batch_strides(A.data);
-    p.b_batch_strides = batch_strides(G.data);
-    p.sum_over_batch = true;
-    cpu::gemm(p);
-  });
+  backend::GemmParams p;
+  p.device = a.device();
+  p.dtype = a.dtype();
+  p.m = a.size(-1);
+  p.n = g.size(-1);
+  p.k = a.size(-2);
+  p.a = gemm_operand(A);
+  p.b = gemm_operand(G);
+  p.c = out.raw_data();
+  p.ldc = std::max<int64_t>(p.n, 1);
+  p.batch = batch_shape(a);
+  p.a_batch_strides = batch_strides(A.data);
+  p.b_batch_strides = batch_strides(G.data);
+  p.sum_over_batch = true;
+  backend::gemm(p);
   return out;
 }
 
@@ -162,7 +159,7 @@ struct MatmulBackward final : Node {
 
 void check_matmul_inputs(const Tensor& a, const Tensor& b) {
   STRAND_CHECK(a.defined() && b.defined(), ValueError, "matmul: an input is undefined");
-  check_cpu("matmul", {&a, &b});
+  check_same_device("matmul", {&a, &b});
   check_same_dtype("matmul", a, b);
   check_float("matmul", a);
   STRAND_CHECK(a.dim() >= 2 && b.dim() >= 2, ShapeError,

@@ -4,7 +4,7 @@
 #include "framework/ops/norm.h"
 
 #include "framework/autograd/node.h"
-#include "framework/backend/cpu/norm.h"
+#include "framework/backend/norm.h"
 #include "framework/ops/dispatch.h"
 
 namespace strand::ops {
@@ -15,7 +15,7 @@ using autograd::Node;
 // Checks shared by both norms. weight and bias may be undefined (no scale / no shift).
 void check_norm_args(const char* op, const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
   STRAND_CHECK(x.defined(), ValueError, op, ": input is undefined");
-  check_cpu(op, {&x, &weight, &bias});
+  check_same_device(op, {&x, &weight, &bias});
   check_float(op, x);
   STRAND_CHECK(x.dim() >= 1, ShapeError, op, ": input ", describe(x), " needs at least one axis to normalise");
   const int64_t c = x.shape().back();
@@ -28,10 +28,7 @@ void check_norm_args(const char* op, const Tensor& x, const Tensor& weight, cons
   STRAND_CHECK(eps >= 0, ValueError, op, ": eps must be non-negative, got ", eps);
 }
 
-template <class T>
-const T* data_or_null(const Tensor& t) {
-  return t.defined() ? t.data<T>() : nullptr;
-}
+void* data_or_null(const Tensor& t) { return t.defined() ? t.raw_data() : nullptr; }
 
 // Backward of both norms; inputs are (x, weight, bias) for LayerNorm and (x, weight) for RMSNorm.
 struct NormBackward final : Node {
@@ -50,23 +47,27 @@ struct NormBackward final : Node {
     Tensor mean = centred ? saved(mean_slot) : Tensor();
     Tensor rstd = saved(rstd_slot);
     const int64_t c = x.shape().back();
-    Tensor dx = need_x ? Tensor::empty(x.shape(), x.dtype()) : Tensor();
-    Tensor dw = need_w ? Tensor::empty({c}, x.dtype()) : Tensor();
-    Tensor db = need_b ? Tensor::empty({c}, x.dtype()) : Tensor();
-    dispatch_float(name().c_str(), x.dtype(), [&]<class T>() {
-      cpu::NormBackwardParams<T> p;
-      p.rows = c == 0 ? 0 : x.numel() / c;
-      p.n = c;
-      p.x = x.data<T>();
-      p.g = gc.data<T>();
-      p.weight = data_or_null<T>(weight);
-      p.mean = data_or_null<T>(mean);
-      p.rstd = rstd.data<T>();
-      p.dx = need_x ? dx.data<T>() : nullptr;
-      p.dweight = need_w ? dw.data<T>() : nullptr;
-      p.dbias = need_b ? db.data<T>() : nullptr;
-      cpu::norm_backward<T>(p);
-    });
+    const Device d = check_same_device(name().c_str(), {&x, &gc});
+    Tensor dx = need_x ? Tensor::empty(x.shape(), x.dtype(), d) : Tensor();
+    Tensor dw = need_w ? Tensor::empty({c}, x.dtype(), d) : Tensor();
+    Tensor db = need_b ? Tensor::empty({c}, x.dtype(), d) : Tensor();
+    check_float_dtype(name().c_str(), x.dtype());
+    check_same_dtype(name().c_str(), x, gc);
+    backend::NormParams p;
+    p.device = d;
+    p.dtype = x.dtype();
+    p.op = backend::NormOp::Backward;
+    p.rows = c == 0 ? 0 : x.numel() / c;
+    p.n = c;
+    p.x = x.raw_data();
+    p.g = gc.raw_data();
+    p.weight = data_or_null(weight);
+    p.mean = data_or_null(mean);
+    p.rstd = rstd.raw_data();
+    p.dx = data_or_null(dx);
+    p.dweight = data_or_null(dw);
+    p.dbias = data_or_null(db);
+    backend::norm_rows(p);
     if (centred) return {dx, dw, db};
     return {dx, dw};
   }
@@ -79,16 +80,23 @@ Tensor norm_op(const char* op, const Tensor& x, const Tensor& weight, const Tens
   Tensor xc = contiguous_data(x);
   Tensor wc = weight.defined() ? contiguous_data(weight) : Tensor();
   Tensor bc = bias.defined() ? contiguous_data(bias) : Tensor();
-  Tensor y = Tensor::empty(x.shape(), x.dtype());
-  Tensor mean = centred ? Tensor::empty({rows}, x.dtype()) : Tensor();
-  Tensor rstd = Tensor::empty({rows}, x.dtype());
-  dispatch_float(op, x.dtype(), [&]<class T>() {
-    if (centred)
-      cpu::layer_norm_forward<T>(rows, c, xc.data<T>(), data_or_null<T>(wc), data_or_null<T>(bc), eps, y.data<T>(),
-                                 mean.data<T>(), rstd.data<T>());
-    else
-      cpu::rms_norm_forward<T>(rows, c, xc.data<T>(), data_or_null<T>(wc), eps, y.data<T>(), rstd.data<T>());
-  });
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  Tensor mean = centred ? Tensor::empty({rows}, x.dtype(), x.device()) : Tensor();
+  Tensor rstd = Tensor::empty({rows}, x.dtype(), x.device());
+  backend::NormParams p;
+  p.device = x.device();
+  p.dtype = x.dtype();
+  p.op = centred ? backend::NormOp::LayerNorm : backend::NormOp::RmsNorm;
+  p.rows = rows;
+  p.n = c;
+  p.x = xc.raw_data();
+  p.weight = data_or_null(wc);
+  p.bias = data_or_null(bc);
+  p.eps = eps;
+  p.y = y.raw_data();
+  p.mean = data_or_null(mean);
+  p.rstd = rstd.raw_data();
+  backend::norm_rows(p);
   std::shared_ptr<NormBackward> n =
       centred ? autograd::make_node<NormBackward>({&x, &weight, &bias}, op, centred, weight.defined())
               : autograd::make_node<NormBackward>({&x, &weight}, op, centred, weight.defined());

@@ -4,7 +4,7 @@
 #include <algorithm>
 
 #include "framework/autograd/node.h"
-#include "framework/backend/cpu/reduce.h"
+#include "framework/backend/reduce.h"
 #include "framework/ops/dispatch.h"
 #include "framework/ops/elementwise.h"
 #include "framework/ops/view.h"
@@ -71,16 +71,22 @@ struct MaxBackward final : Node {
   MaxBackward(Plan p, Shape in) : Node("max"), plan(std::move(p)), in_shape(std::move(in)) {}
   std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
     Tensor gc = contiguous_data(g[0]);
-    const int32_t* arg = saved(0).data<int32_t>();
+    int32_t* arg = saved(0).data<int32_t>();
     // Scatter into the permuted layout, then permute back.
     Shape perm_shape;
     for (int64_t a : plan.order) perm_shape.push_back(in_shape[a]);
-    Tensor dperm = Tensor::zeros(perm_shape, gc.dtype());
-    dispatch_float("max backward", gc.dtype(), [&]<class T>() {
-      const T* gs = gc.data<T>();
-      T* d = dperm.data<T>();
-      for (int64_t r = 0; r < plan.rows; ++r) d[r * plan.n + arg[r]] = gs[r];
-    });
+    Tensor dperm = Tensor::zeros(perm_shape, gc.dtype(), gc.device());
+    check_float_dtype("max backward", gc.dtype());
+    backend::ReduceRowsParams p;
+    p.device = gc.device();
+    p.dtype = gc.dtype();
+    p.op = backend::RowReduce::MaxBackward;
+    p.rows = plan.rows;
+    p.n = plan.n;
+    p.x = gc.raw_data();
+    p.out = dperm.raw_data();
+    p.arg = arg;
+    backend::reduce_rows(p);
     std::vector<int64_t> inverse(plan.order.size());
     for (size_t i = 0; i < plan.order.size(); ++i) inverse[plan.order[i]] = static_cast<int64_t>(i);
     return {contiguous(permute(dperm, inverse))};
@@ -88,18 +94,20 @@ struct MaxBackward final : Node {
 };
 
 Tensor reduce_sum(const Tensor& x, const std::vector<int64_t>& axes, bool keepdim, double scale, const char* op) {
-  check_cpu(op, {&x});
   check_float(op, x);
   Plan p = plan_reduction(x, axes, op);
   Tensor data = rows_view(x, p);
-  Tensor y = Tensor::empty(keepdim ? p.out_shape : p.out_shape_squeezed, x.dtype());
-  dispatch_float(op, x.dtype(), [&]<class T>() {
-    cpu::sum_rows<T>(p.rows, p.n, data.data<T>(), y.data<T>());
-    if (scale != 1.0) {
-      T* o = y.data<T>();
-      for (int64_t i = 0; i < p.rows; ++i) o[i] = static_cast<T>(o[i] * scale);
-    }
-  });
+  Tensor y = Tensor::empty(keepdim ? p.out_shape : p.out_shape_squeezed, x.dtype(), x.device());
+  backend::ReduceRowsParams k;
+  k.device = x.device();
+  k.dtype = x.dtype();
+  k.op = backend::RowReduce::Sum;
+  k.rows = p.rows;
+  k.n = p.n;
+  k.x = data.raw_data();
+  k.out = y.raw_data();
+  k.scale = scale;
+  backend::reduce_rows(k);
   if (auto n = autograd::make_node<SumBackward>({&x}, op, x.shape(), p.out_shape, scale))
     autograd::set_history(n, {&y});
   return y;
@@ -118,16 +126,22 @@ Tensor mean(const Tensor& x, const std::vector<int64_t>& axes, bool keepdim) {
 }
 
 Tensor max(const Tensor& x, const std::vector<int64_t>& axes, bool keepdim) {
-  check_cpu("max", {&x});
   check_float("max", x);
   Plan p = plan_reduction(x, axes, "max");
   STRAND_CHECK(p.n > 0, ShapeError, "max: reducing ", shape_str(x.shape()), " over an empty axis");
   Tensor data = rows_view(x, p);
-  Tensor y = Tensor::empty(keepdim ? p.out_shape : p.out_shape_squeezed, x.dtype());
-  Tensor arg = Tensor::empty({p.rows}, DType::I32);
-  dispatch_float("max", x.dtype(), [&]<class T>() {
-    cpu::max_rows<T>(p.rows, p.n, data.data<T>(), y.data<T>(), arg.data<int32_t>());
-  });
+  Tensor y = Tensor::empty(keepdim ? p.out_shape : p.out_shape_squeezed, x.dtype(), x.device());
+  Tensor arg = Tensor::empty({p.rows}, DType::I32, x.device());
+  backend::ReduceRowsParams k;
+  k.device = x.device();
+  k.dtype = x.dtype();
+  k.op = backend::RowReduce::Max;
+  k.rows = p.rows;
+  k.n = p.n;
+  k.x = data.raw_data();
+  k.out = y.raw_data();
+  k.arg = arg.data<int32_t>();
+  backend::reduce_rows(k);
   if (auto n = autograd::make_node<MaxBackward>({&x}, p, x.shape())) {
     n->save(arg);
     autograd::set_history(n, {&y});

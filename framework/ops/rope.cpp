@@ -3,7 +3,7 @@
 #include "framework/ops/rope.h"
 
 #include "framework/autograd/node.h"
-#include "framework/backend/cpu/rope.h"
+#include "framework/backend/rope.h"
 #include "framework/ops/dispatch.h"
 
 namespace strand::ops {
@@ -15,8 +15,13 @@ constexpr const char* kOp = "rope";
 
 // Rotates x (or un-rotates it when inverse) into a new contiguous tensor.
 Tensor rope_kernel(const Tensor& x, const Tensor& positions, double base, bool inverse) {
-  Tensor y = Tensor::empty(x.shape(), x.dtype());
-  cpu::RopeParams p;
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  const char* op = inverse ? "rope backward" : kOp;
+  check_same_device(op, {&x, &positions});
+  check_float_dtype(op, x.dtype());
+  backend::RopeParams p;
+  p.device = x.device();
+  p.dtype = x.dtype();
   p.x = x.raw_data();
   p.y = y.raw_data();
   p.batch = x.shape()[0];
@@ -32,7 +37,7 @@ Tensor rope_kernel(const Tensor& x, const Tensor& positions, double base, bool i
   p.pos_row_stride = positions.strides().back();
   p.base = base;
   p.inverse = inverse;
-  dispatch_float(inverse ? "rope backward" : kOp, x.dtype(), [&]<class T>() { cpu::rope_apply<T>(p); });
+  backend::rope(p);
   return y;
 }
 
@@ -48,7 +53,7 @@ struct RopeBackward final : Node {
 
 Tensor rope(const Tensor& x, const Tensor& positions, double base) {
   STRAND_CHECK(x.defined() && positions.defined(), ValueError, kOp, ": x and positions must be defined");
-  check_cpu(kOp, {&x, &positions});
+  check_same_device(kOp, {&x, &positions});
   check_float(kOp, x);
   STRAND_CHECK(x.dim() == 4, ShapeError, kOp, ": x must be [B, H, N, D], got ", describe(x));
   STRAND_CHECK(x.shape()[3] % 2 == 0, ShapeError, kOp, ": head dimension D must be even, got x ", describe(x));

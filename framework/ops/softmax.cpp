@@ -5,7 +5,7 @@
 #include <algorithm>
 
 #include "framework/autograd/node.h"
-#include "framework/backend/cpu/softmax.h"
+#include "framework/backend/softmax.h"
 #include "framework/ops/dispatch.h"
 
 namespace strand::ops {
@@ -72,24 +72,39 @@ struct SoftmaxBackward final : Node {
   std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
     Tensor y = to_rows(saved(0), layout);
     Tensor gr = to_rows(g[0], layout);
-    Tensor dx = Tensor::empty(y.shape(), y.dtype());
-    dispatch_float(name().c_str(), y.dtype(), [&]<class T>() {
-      cpu::softmax_backward_rows<T>(layout.rows, layout.n, y.data<T>(), gr.data<T>(), dx.data<T>(), log);
-    });
+    Tensor dx = Tensor::empty(y.shape(), y.dtype(), y.device());
+    check_same_device(name().c_str(), {&y, &gr});
+    check_float_dtype(name().c_str(), y.dtype());
+    backend::SoftmaxParams p;
+    p.device = y.device();
+    p.dtype = y.dtype();
+    p.backward = true;
+    p.log = log;
+    p.rows = layout.rows;
+    p.n = layout.n;
+    p.x = y.raw_data();
+    p.g = gr.raw_data();
+    p.out = dx.raw_data();
+    backend::softmax_rows(p);
     return {from_rows(dx, layout)};
   }
 };
 
 Tensor softmax_op(const Tensor& x, int64_t axis, bool log, const char* op) {
   STRAND_CHECK(x.defined(), ValueError, op, ": input is undefined");
-  check_cpu(op, {&x});
   check_float(op, x);
   RowLayout p = plan_rows(x, axis, op);
   Tensor xr = to_rows(x, p);
-  Tensor yr = Tensor::empty(xr.shape(), x.dtype());
-  dispatch_float(op, x.dtype(), [&]<class T>() {
-    cpu::softmax_rows<T>(p.rows, p.n, xr.data<T>(), yr.data<T>(), log);
-  });
+  Tensor yr = Tensor::empty(xr.shape(), x.dtype(), x.device());
+  backend::SoftmaxParams k;
+  k.device = x.device();
+  k.dtype = x.dtype();
+  k.log = log;
+  k.rows = p.rows;
+  k.n = p.n;
+  k.x = xr.raw_data();
+  k.out = yr.raw_data();
+  backend::softmax_rows(k);
   Tensor y = from_rows(yr, p);
   if (auto n = autograd::make_node<SoftmaxBackward>({&x}, op, p, log)) {
     n->save(y);

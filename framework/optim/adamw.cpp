@@ -4,7 +4,7 @@
 #include <cmath>
 #include <unordered_map>
 
-#include "framework/backend/cpu/adamw.h"
+#include "framework/backend/adamw.h"
 #include "framework/core/error.h"
 #include "framework/ops/dispatch.h"
 
@@ -45,10 +45,10 @@ AdamW::AdamW(std::vector<AdamWParam> params, AdamWOptions options)
                  "' has a grad_fn; optimise leaf tensors only");
     STRAND_CHECK(p.param.is_contiguous(), ValueError, "adamw: parameter '", p.name, "' ", describe(p.param),
                  " is not contiguous; it is updated in place");
-    STRAND_CHECK(p.param.device().is_cpu(), DeviceError, "adamw: parameter '", p.name, "' is on ",
-                 p.param.device().str(), "; there is no device kernel for adamw yet");
-    m_.push_back(Tensor::zeros(p.param.shape(), moment_dtype(p.param.dtype())));
-    v_.push_back(Tensor::zeros(p.param.shape(), moment_dtype(p.param.dtype())));
+    // Moments live with the parameter; a device without the adamw_update kernel is reported by
+    // the first step.
+    m_.push_back(Tensor::zeros(p.param.shape(), moment_dtype(p.param.dtype()), p.param.device()));
+    v_.push_back(Tensor::zeros(p.param.shape(), moment_dtype(p.param.dtype()), p.param.device()));
   }
 }
 
@@ -59,7 +59,7 @@ void AdamW::set_lr(double lr) {
 
 void AdamW::step() {
   ++step_;
-  cpu::AdamWParams kp;
+  backend::AdamWParams kp;
   kp.lr = options_.lr;
   kp.beta1 = options_.beta1;
   kp.beta2 = options_.beta2;
@@ -75,11 +75,16 @@ void AdamW::step() {
     const bool native = p.dtype() == DType::F32 || p.dtype() == DType::F64;
     // bfloat16/float16 parameters are updated through a float32 copy and rounded back
     // (mixed-precision training keeps float32 master weights, so this path is the exception).
-    Tensor work = native ? p : p.copy_as(DType::F32, Device::cpu());
-    Tensor grad = g.dtype() == work.dtype() ? ops::contiguous_data(g) : g.copy_as(work.dtype(), Device::cpu());
-    ops::dispatch_float("adamw", work.dtype(), [&]<class T>() {
-      cpu::adamw_update<T>(kp, work.data<T>(), grad.data<T>(), m_[i].data<T>(), v_[i].data<T>());
-    });
+    Tensor work = native ? p : p.copy_as(DType::F32, p.device());
+    Tensor grad = g.dtype() == work.dtype() ? ops::contiguous_data(g) : g.copy_as(work.dtype(), p.device());
+    ops::check_float_dtype("adamw", work.dtype());
+    kp.device = p.device();
+    kp.dtype = work.dtype();
+    kp.param = work.raw_data();
+    kp.grad = grad.raw_data();
+    kp.m = m_[i].raw_data();
+    kp.v = v_[i].raw_data();
+    backend::adamw_update(kp);
     if (native) p.bump_version();
     else p.copy_from(work);  // bumps the version
     m_[i].bump_version();

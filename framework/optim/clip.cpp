@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "framework/backend/cpu/adamw.h"
+#include "framework/backend/clip.h"
 #include "framework/core/error.h"
 #include "framework/ops/dispatch.h"
 
@@ -12,11 +12,21 @@ namespace {
 
 // The gradient as float32/float64 contiguous data (bfloat16/float16 gradients are widened).
 Tensor readable_grad(const Tensor& g) {
-  STRAND_CHECK(g.device().is_cpu(), DeviceError, "grad_norm: gradient ", describe(g),
-               " is not on the cpu; there is no device kernel yet");
   if (g.dtype() == DType::F32 || g.dtype() == DType::F64) return ops::contiguous_data(g);
   STRAND_CHECK(is_floating(g.dtype()), DTypeError, "grad_norm: gradient ", describe(g), " is not a float tensor");
-  return g.copy_as(DType::F32, Device::cpu());
+  return g.copy_as(DType::F32, g.device());
+}
+
+// x[i] *= scale over a contiguous float32/float64 tensor, in place.
+void scale_inplace(const Tensor& x, double scale) {
+  backend::ClipParams p;
+  p.device = x.device();
+  p.dtype = x.dtype();
+  p.op = backend::ClipOp::Scale;
+  p.n = x.numel();
+  p.x = x.raw_data();
+  p.scale = scale;
+  backend::clip_grad(p);
 }
 
 }  // namespace
@@ -27,8 +37,16 @@ double grad_norm(const std::vector<Tensor>& params) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
     Tensor d = readable_grad(g);
-    total += ops::dispatch_float("grad_norm", d.dtype(),
-                                 [&]<class T>() { return cpu::sum_squares<T>(d.numel(), d.data<T>()); });
+    double sum = 0;
+    backend::ClipParams k;
+    k.device = d.device();
+    k.dtype = d.dtype();
+    k.op = backend::ClipOp::SumSquares;
+    k.n = d.numel();
+    k.x = d.raw_data();
+    k.sum = &sum;
+    backend::clip_grad(k);
+    total += sum;
   }
   return std::sqrt(total);
 }
@@ -43,14 +61,12 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
     Tensor g = p.grad();
     if (!g.defined()) continue;
     if ((g.dtype() == DType::F32 || g.dtype() == DType::F64) && g.is_contiguous()) {
-      ops::dispatch_float("clip_grad_norm", g.dtype(),
-                          [&]<class T>() { cpu::scale_inplace<T>(g.numel(), g.data<T>(), scale); });
+      scale_inplace(g, scale);
       g.bump_version();
     } else {
       // Strided or half-precision gradients: scale a float copy and write it back.
       Tensor d = readable_grad(g);
-      ops::dispatch_float("clip_grad_norm", d.dtype(),
-                          [&]<class T>() { cpu::scale_inplace<T>(d.numel(), d.data<T>(), scale); });
+      scale_inplace(d, scale);
       g.copy_from(d);
     }
   }

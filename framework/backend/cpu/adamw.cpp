@@ -1,16 +1,15 @@
-// CPU optimizer kernels: unit-stride loops, vectorised, OpenMP-parallel above kParallelGrain.
+// CPU AdamW update: one unit-stride loop, vectorised, OpenMP-parallel above kParallelGrain.
 #include "framework/backend/cpu/adamw.h"
 
-#include <algorithm>
 #include <cmath>
-#include <vector>
 
+#include "framework/backend/cpu/dispatch.h"
 #include "framework/backend/cpu/loops.h"
 
 namespace strand::cpu {
 
 template <class T>
-void adamw_update(const AdamWParams& p, T* param, const T* grad, T* m, T* v) {
+void adamw_update(const backend::AdamWParams& p, T* param, const T* grad, T* m, T* v) {
   // Scalars folded once; the loop body is the PyTorch formula with the divisions hoisted.
   const T decay = static_cast<T>(1.0 - p.lr * p.weight_decay);
   const T b1 = static_cast<T>(p.beta1), one_minus_b1 = static_cast<T>(1.0 - p.beta1);
@@ -30,39 +29,14 @@ void adamw_update(const AdamWParams& p, T* param, const T* grad, T* m, T* v) {
   }
 }
 
-template <class T>
-double sum_squares(int64_t n, const T* x) {
-  constexpr int64_t kBlock = 1 << 14;
-  const int64_t blocks = (n + kBlock - 1) / kBlock;
-  std::vector<double> partial(static_cast<size_t>(blocks), 0.0);
-  #pragma omp parallel for if (n > kParallelGrain)
-  for (int64_t b = 0; b < blocks; ++b) {
-    const int64_t lo = b * kBlock, hi = std::min(n, lo + kBlock);
-    double acc = 0;
-    #pragma omp simd reduction(+ : acc)
-    for (int64_t i = lo; i < hi; ++i) {
-      const double xi = static_cast<double>(x[i]);
-      acc += xi * xi;
-    }
-    partial[static_cast<size_t>(b)] = acc;
-  }
-  double total = 0;
-  for (double s : partial) total += s;
-  return total;
-}
+template void adamw_update<float>(const backend::AdamWParams&, float*, const float*, float*, float*);
+template void adamw_update<double>(const backend::AdamWParams&, double*, const double*, double*, double*);
 
-template <class T>
-void scale_inplace(int64_t n, T* x, double scale) {
-  const T s = static_cast<T>(scale);
-  #pragma omp parallel for simd if (n > kParallelGrain)
-  for (int64_t i = 0; i < n; ++i) x[i] *= s;
+void adamw_update(const backend::AdamWParams& p) {
+  by_float("adamw_update", p.dtype, [&]<class T>() {
+    adamw_update<T>(p, static_cast<T*>(p.param), static_cast<const T*>(p.grad), static_cast<T*>(p.m),
+                    static_cast<T*>(p.v));
+  });
 }
-
-template void adamw_update<float>(const AdamWParams&, float*, const float*, float*, float*);
-template void adamw_update<double>(const AdamWParams&, double*, const double*, double*, double*);
-template double sum_squares<float>(int64_t, const float*);
-template double sum_squares<double>(int64_t, const double*);
-template void scale_inplace<float>(int64_t, float*, double);
-template void scale_inplace<double>(int64_t, double*, double);
 
 }  // namespace strand::cpu

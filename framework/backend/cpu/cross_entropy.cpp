@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "framework/backend/cpu/dispatch.h"
 #include "framework/backend/cpu/loops.h"
 #include "framework/backend/cpu/vec_math.h"
 
@@ -89,5 +90,24 @@ template void cross_entropy_backward<float>(const float*, int64_t, int64_t, int6
                                             const float*, double, float*);
 template void cross_entropy_backward<double>(const double*, int64_t, int64_t, int64_t, const int32_t*, int32_t,
                                              const double*, double, double*);
+
+void cross_entropy(const backend::CrossEntropyParams& p) {
+  if (p.op == backend::CrossEntropyOp::CheckTargets) {
+    *p.first_bad = first_target_out_of_range(p.targets, p.N, p.V, p.ignore_index);
+    *p.bad_target = *p.first_bad < 0 ? 0 : p.targets[*p.first_bad];
+    int64_t count = 0;
+    for (int64_t i = 0; i < p.N; ++i) count += p.targets[i] != p.ignore_index;
+    *p.count = count;
+    return;
+  }
+  by_float("cross_entropy", p.dtype, [&]<class T>() {
+    const T* logits = static_cast<const T*>(p.logits);
+    if (p.op == backend::CrossEntropyOp::Forward)
+      cross_entropy_forward<T>(logits, p.ld, p.N, p.V, p.targets, p.ignore_index, static_cast<T*>(p.lse), p.row_loss);
+    else
+      cross_entropy_backward<T>(logits, p.ld, p.N, p.V, p.targets, p.ignore_index, static_cast<const T*>(p.lse),
+                                p.scale, static_cast<T*>(p.dlogits));
+  });
+}
 
 }  // namespace strand::cpu

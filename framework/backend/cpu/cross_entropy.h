@@ -4,6 +4,8 @@
 #pragma once
 #include <cstdint>
 
+#include "framework/backend/cross_entropy.h"
+
 namespace strand::cpu {
 
 // Position of the first target that is neither ignore_index nor in [0, V), or -1.
@@ -21,5 +23,8 @@ void cross_entropy_forward(const T* logits, int64_t ld, int64_t N, int64_t V, co
 template <class T>
 void cross_entropy_backward(const T* logits, int64_t ld, int64_t N, int64_t V, const int32_t* targets,
                             int32_t ignore_index, const T* lse, double scale, T* dlogits);
+
+// The family entry registered with the device seam (backend/cross_entropy.h).
+void cross_entropy(const backend::CrossEntropyParams& p);
 
 }  // namespace strand::cpu

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "framework/backend/cpu/dispatch.h"
 #include "framework/backend/cpu/loops.h"
 #include "framework/core/random.h"
 
@@ -31,5 +32,22 @@ void dropout_apply(const T* x, T* y, int64_t n, double p, uint64_t seed, uint64_
 
 template void dropout_apply<float>(const float*, float*, int64_t, double, uint64_t, uint64_t);
 template void dropout_apply<double>(const double*, double*, int64_t, double, uint64_t, uint64_t);
+
+void dropout(const backend::DropoutParams& p) {
+  by_float("dropout", p.dtype, [&]<class T>() {
+    const T* src = static_cast<const T*>(p.x);
+    T* dst = static_cast<T*>(p.y);
+    if (!p.row_offsets) {
+      dropout_apply<T>(src, dst, p.n, p.p, p.seed, p.offset);
+      return;
+    }
+    // Each row is one kernel call on its own counters; rows are independent, so any split of
+    // them over threads gives the same bits.
+    const int64_t rows = p.rows, row_len = p.row_len;
+    #pragma omp parallel for if (p.n > kParallelGrain)
+    for (int64_t r = 0; r < rows; ++r)
+      dropout_apply<T>(src + r * row_len, dst + r * row_len, row_len, p.p, p.seed, p.row_offsets[r]);
+  });
+}
 
 }  // namespace strand::cpu

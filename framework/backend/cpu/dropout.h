@@ -3,6 +3,8 @@
 #pragma once
 #include <cstdint>
 
+#include "framework/backend/dropout.h"
+
 namespace strand::cpu {
 
 // Philox stream that dropout draws from, apart from the stream the initialisers use (0), so a
@@ -15,5 +17,8 @@ constexpr uint64_t kDropoutStream = 0x64726f70ull;  // "drop"
 // the same map applied to the gradient.
 template <class T>
 void dropout_apply(const T* x, T* y, int64_t n, double p, uint64_t seed, uint64_t offset);
+
+// The family entry registered with the device seam (backend/dropout.h).
+void dropout(const backend::DropoutParams& p);
 
 }  // namespace strand::cpu

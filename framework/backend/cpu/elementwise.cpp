@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "framework/backend/cpu/dispatch.h"
 #include "framework/backend/cpu/loops.h"
 #include "framework/backend/cpu/vec_math.h"
 
@@ -130,5 +131,41 @@ void unary_grad(UnaryGrad f, int64_t n, T* out, const T* g, const T* x) {
 STRAND_INSTANTIATE(float)
 STRAND_INSTANTIATE(double)
 #undef STRAND_INSTANTIATE
+
+void elementwise_map(const backend::MapParams& p) {
+  by_float("elementwise_map", p.dtype, [&]<class T>() {
+    T* out = static_cast<T*>(p.out);
+    const T* x = static_cast<const T*>(p.x);
+    switch (p.kind) {
+      case backend::MapKind::Unary: unary<T>(p.unary, p.shape, out, x, p.x_strides); return;
+      case backend::MapKind::Affine: affine<T>(p.shape, out, x, p.x_strides, p.alpha, p.beta); return;
+      case backend::MapKind::Power: power<T>(p.shape, out, x, p.x_strides, p.alpha); return;
+    }
+  });
+}
+
+void elementwise_binary(const backend::BinaryParams& p) {
+  by_float("elementwise_binary", p.dtype, [&]<class T>() {
+    binary<T>(p.op, p.shape, static_cast<T*>(p.out), static_cast<const T*>(p.a), p.a_strides,
+              static_cast<const T*>(p.b), p.b_strides);
+  });
+}
+
+void activation_grad(const backend::ActivationGradParams& p) {
+  by_float("activation_grad", p.dtype, [&]<class T>() {
+    unary_grad<T>(p.f, p.n, static_cast<T*>(p.out), static_cast<const T*>(p.g), static_cast<const T*>(p.x));
+  });
+}
+
+void axpy(const backend::AxpyParams& p) {
+  by_float("axpy", p.dtype, [&]<class T>() {
+    T* d = static_cast<T*>(p.dst);
+    const T* x = static_cast<const T*>(p.src);
+    const T a = static_cast<T>(p.alpha);
+    const int64_t n = p.n;
+    #pragma omp parallel for simd if (n > (1 << 15))
+    for (int64_t i = 0; i < n; ++i) d[i] += a * x[i];
+  });
+}
 
 }  // namespace strand::cpu

@@ -3,14 +3,20 @@
 #pragma once
 #include <cstdint>
 
+#include "framework/backend/elementwise.h"
 #include "framework/core/shape.h"
 
 namespace strand::cpu {
 
-enum class Unary { Neg, Exp, Log, Sqrt, Tanh, Gelu, Silu, Square, Reciprocal, Abs };
-enum class Binary { Add, Sub, Mul, Div, Max, Min };
-// Derivatives applied to an incoming gradient: out = g * f'(x).
-enum class UnaryGrad { Gelu, Silu };
+using backend::Binary;
+using backend::Unary;
+using backend::UnaryGrad;
+
+// The family entries registered with the device seam (backend/elementwise.h).
+void elementwise_map(const backend::MapParams& p);
+void elementwise_binary(const backend::BinaryParams& p);
+void activation_grad(const backend::ActivationGradParams& p);
+void axpy(const backend::AxpyParams& p);
 
 // out[i] = f(x[i]) over shape; out contiguous, x read through x_strides.
 template <class T>

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "framework/backend/cpu/dispatch.h"
 #include "framework/backend/cpu/loops.h"
 
 namespace strand::cpu {
@@ -53,5 +54,19 @@ template void embedding_gather<float>(const float*, int64_t, const int32_t*, int
 template void embedding_gather<double>(const double*, int64_t, const int32_t*, int64_t, double*);
 template void embedding_scatter_add<float>(const float*, const int32_t*, int64_t, int64_t, int64_t, float*);
 template void embedding_scatter_add<double>(const double*, const int32_t*, int64_t, int64_t, int64_t, double*);
+
+void embedding(const backend::EmbeddingParams& p) {
+  if (p.op == backend::EmbeddingOp::CheckIds) {
+    *p.first_bad = first_id_out_of_range(p.ids, p.n, p.V);
+    *p.bad_id = *p.first_bad < 0 ? 0 : p.ids[*p.first_bad];
+    return;
+  }
+  by_float("embedding", p.dtype, [&]<class T>() {
+    if (p.op == backend::EmbeddingOp::Gather)
+      embedding_gather<T>(static_cast<const T*>(p.src), p.C, p.ids, p.n, static_cast<T*>(p.dst));
+    else
+      embedding_scatter_add<T>(static_cast<const T*>(p.src), p.ids, p.n, p.V, p.C, static_cast<T*>(p.dst));
+  });
+}
 
 }  // namespace strand::cpu

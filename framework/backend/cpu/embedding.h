@@ -3,6 +3,8 @@
 #pragma once
 #include <cstdint>
 
+#include "framework/backend/embedding.h"
+
 namespace strand::cpu {
 
 // Position of the first id outside [0, V), or -1 when all are in range.
@@ -16,5 +18,8 @@ void embedding_gather(const T* table, int64_t C, const int32_t* ids, int64_t n, 
 // is overwritten (rows no id names become zero). g [n, C] contiguous; ids in range.
 template <class T>
 void embedding_scatter_add(const T* g, const int32_t* ids, int64_t n, int64_t V, int64_t C, T* dtable);
+
+// The family entry registered with the device seam (backend/embedding.h).
+void embedding(const backend::EmbeddingParams& p);
 
 }  // namespace strand::cpu

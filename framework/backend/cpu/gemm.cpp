@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <climits>
 
+#include "framework/backend/cpu/dispatch.h"
 #include "framework/core/error.h"
 
 namespace strand::cpu {
@@ -42,10 +43,8 @@ int64_t batch_offset(int64_t index, const Shape& shape, const Shape& strides) {
   return off;
 }
 
-}  // namespace
-
 template <class T>
-void gemm(const GemmParams<T>& p) {
+void gemm_typed(const backend::GemmParams& p) {
   const int64_t count = numel_of(p.batch);
   STRAND_CHECK(p.a_batch_strides.size() == p.batch.size() && p.b_batch_strides.size() == p.batch.size() &&
                    (p.sum_over_batch || p.c_batch_strides.size() == p.batch.size()),
@@ -55,7 +54,7 @@ void gemm(const GemmParams<T>& p) {
     // An empty sum: C is zero (the only case where C is filled rather than written by BLAS).
     const int64_t entries = p.sum_over_batch || count == 0 ? 1 : count;
     for (int64_t e = 0; e < entries; ++e) {
-      T* c = p.c + (p.sum_over_batch ? 0 : batch_offset(e, p.batch, p.c_batch_strides));
+      T* c = static_cast<T*>(p.c) + (p.sum_over_batch ? 0 : batch_offset(e, p.batch, p.c_batch_strides));
       for (int64_t i = 0; i < p.m; ++i) std::fill(c + i * p.ldc, c + i * p.ldc + p.n, T(0));
     }
     return;
@@ -63,21 +62,24 @@ void gemm(const GemmParams<T>& p) {
   const blasint m = to_blas(p.m, "m"), n = to_blas(p.n, "n"), k = to_blas(p.k, "k");
   const blasint lda = to_blas(p.a.ld, "lda"), ldb = to_blas(p.b.ld, "ldb"), ldc = to_blas(p.ldc, "ldc");
   auto product = [&](int64_t e, T beta, T* c) {
-    const T* a = p.a.data + batch_offset(e, p.batch, p.a_batch_strides);
-    const T* b = p.b.data + batch_offset(e, p.batch, p.b_batch_strides);
+    const T* a = static_cast<const T*>(p.a.data) + batch_offset(e, p.batch, p.a_batch_strides);
+    const T* b = static_cast<const T*>(p.b.data) + batch_offset(e, p.batch, p.b_batch_strides);
     blas_gemm(p.a.trans, p.b.trans, m, n, k, a, lda, b, ldb, beta, c, ldc);
   };
   if (p.sum_over_batch) {
     // In batch order, so the sum is the same for every thread count.
-    for (int64_t e = 0; e < count; ++e) product(e, e == 0 ? T(0) : T(1), p.c);
+    for (int64_t e = 0; e < count; ++e) product(e, e == 0 ? T(0) : T(1), static_cast<T*>(p.c));
     return;
   }
   const bool per_thread = count > 1 && p.m * p.n * p.k <= kSmallProduct && omp_get_max_threads() > 1;
   #pragma omp parallel for schedule(static) if (per_thread)
-  for (int64_t e = 0; e < count; ++e) product(e, T(0), p.c + batch_offset(e, p.batch, p.c_batch_strides));
+  for (int64_t e = 0; e < count; ++e) product(e, T(0), static_cast<T*>(p.c) + batch_offset(e, p.batch, p.c_batch_strides));
 }
 
-template void gemm<float>(const GemmParams<float>&);
-template void gemm<double>(const GemmParams<double>&);
+}  // namespace
+
+void gemm(const backend::GemmParams& p) {
+  by_float("gemm", p.dtype, [&]<class T>() { gemm_typed<T>(p); });
+}
 
 }  // namespace strand::cpu

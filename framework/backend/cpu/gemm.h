@@ -1,38 +1,14 @@
-// Row-major GEMM through OpenBLAS (cblas_sgemm/cblas_dgemm): one product, or a batch of them.
+// Row-major GEMM through OpenBLAS (cblas_sgemm/cblas_dgemm) on the parameters of backend/gemm.h:
+// one product, or a batch of them.
 #pragma once
-#include <cstdint>
-
-#include "framework/core/shape.h"
+#include "framework/backend/gemm.h"
 
 namespace strand::cpu {
 
-// One matrix operand as BLAS reads it: element (i, j) of op(X) sits at data[i*ld + j] when
-// trans is false, and at data[j*ld + i] when trans is true (a transposed view costs no copy).
-template <class T>
-struct GemmOperand {
-  const T* data = nullptr;
-  int64_t ld = 1;  // leading dimension of the stored matrix, >= max(1, its column count)
-  bool trans = false;
-};
-
-// C[m, n] = op(A)[m, k] @ op(B)[k, n], for every entry of an optional batch.
-template <class T>
-struct GemmParams {
-  int64_t m = 0, n = 0, k = 0;
-  GemmOperand<T> a, b;
-  T* c = nullptr;   // row-major, written with beta = 0 (never read, so it needs no fill)
-  int64_t ldc = 1;  // >= max(1, n)
-  Shape batch;                     // batch axes; empty: a single product
-  Shape a_batch_strides;           // per batch axis, in elements; 0 where the operand is shared
-  Shape b_batch_strides;
-  Shape c_batch_strides;           // ignored when sum_over_batch
-  bool sum_over_batch = false;     // C = sum over the batch of A_i @ B_i (one C, summed in order)
-};
-
-// Runs the product(s). Small batched products run one per OpenMP thread (OpenBLAS then stays
-// single-threaded inside the region); large ones run in order, each on all of OpenBLAS's threads.
-// Each C entry is written by exactly one call, so results are deterministic for a thread count.
-template <class T>
-void gemm(const GemmParams<T>& p);
+// Runs the product(s) for p.dtype (float32 or float64). Small batched products run one per
+// OpenMP thread (OpenBLAS then stays single-threaded inside the region); large ones run in
+// order, each on all of OpenBLAS's threads. Each C entry is written by exactly one call, so
+// results are deterministic for a thread count. The family entry registered with the seam.
+void gemm(const backend::GemmParams& p);
 
 }  // namespace strand::cpu

@@ -18,4 +18,8 @@ void copy_blocks(void* dst, int64_t dst_stride, const void* src, int64_t src_str
     std::memcpy(d + r * dst_stride, s + r * src_stride, static_cast<size_t>(row_bytes));
 }
 
+void copy_blocks(const backend::CopyBlocksParams& p) {
+  copy_blocks(p.dst, p.dst_stride, p.src, p.src_stride, p.rows, p.row_bytes);
+}
+
 }  // namespace strand::cpu

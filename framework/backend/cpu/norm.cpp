@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "framework/backend/cpu/dispatch.h"
 #include "framework/backend/cpu/loops.h"
 
 namespace strand::cpu {
@@ -159,5 +160,36 @@ template void rms_norm_forward<float>(int64_t, int64_t, const float*, const floa
 template void rms_norm_forward<double>(int64_t, int64_t, const double*, const double*, double, double*, double*);
 template void norm_backward<float>(const NormBackwardParams<float>&);
 template void norm_backward<double>(const NormBackwardParams<double>&);
+
+void norm_rows(const backend::NormParams& p) {
+  by_float("norm_rows", p.dtype, [&]<class T>() {
+    switch (p.op) {
+      case backend::NormOp::LayerNorm:
+        layer_norm_forward<T>(p.rows, p.n, static_cast<const T*>(p.x), static_cast<const T*>(p.weight),
+                              static_cast<const T*>(p.bias), p.eps, static_cast<T*>(p.y), static_cast<T*>(p.mean),
+                              static_cast<T*>(p.rstd));
+        return;
+      case backend::NormOp::RmsNorm:
+        rms_norm_forward<T>(p.rows, p.n, static_cast<const T*>(p.x), static_cast<const T*>(p.weight), p.eps,
+                            static_cast<T*>(p.y), static_cast<T*>(p.rstd));
+        return;
+      case backend::NormOp::Backward: {
+        NormBackwardParams<T> b;
+        b.rows = p.rows;
+        b.n = p.n;
+        b.x = static_cast<const T*>(p.x);
+        b.g = static_cast<const T*>(p.g);
+        b.weight = static_cast<const T*>(p.weight);
+        b.mean = static_cast<const T*>(p.mean);
+        b.rstd = static_cast<const T*>(p.rstd);
+        b.dx = static_cast<T*>(p.dx);
+        b.dweight = static_cast<T*>(p.dweight);
+        b.dbias = static_cast<T*>(p.dbias);
+        norm_backward<T>(b);
+        return;
+      }
+    }
+  });
+}
 
 }  // namespace strand::cpu

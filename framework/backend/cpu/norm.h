@@ -2,6 +2,8 @@
 #pragma once
 #include <cstdint>
 
+#include "framework/backend/norm.h"
+
 namespace strand::cpu {
 
 // One row at a time: mean and rstd = 1/sqrt(var + eps), then y = (x - mean) * rstd * w + b.
@@ -37,5 +39,8 @@ struct NormBackwardParams {
 // thread count (and no thread adds into another's memory).
 template <class T>
 void norm_backward(const NormBackwardParams<T>& p);
+
+// The family entry registered with the device seam (backend/norm.h).
+void norm_rows(const backend::NormParams& p);
 
 }  // namespace strand::cpu

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "framework/backend/cpu/dispatch.h"
 #include "framework/backend/cpu/loops.h"
 
 namespace strand::cpu {
@@ -61,5 +62,23 @@ template void sum_rows<float>(int64_t, int64_t, const float*, float*);
 template void sum_rows<double>(int64_t, int64_t, const double*, double*);
 template void max_rows<float>(int64_t, int64_t, const float*, float*, int32_t*);
 template void max_rows<double>(int64_t, int64_t, const double*, double*, int32_t*);
+
+void reduce_rows(const backend::ReduceRowsParams& p) {
+  by_float("reduce_rows", p.dtype, [&]<class T>() {
+    const T* x = static_cast<const T*>(p.x);
+    T* o = static_cast<T*>(p.out);
+    switch (p.op) {
+      case backend::RowReduce::Sum:
+        sum_rows<T>(p.rows, p.n, x, o);
+        if (p.scale != 1.0)
+          for (int64_t i = 0; i < p.rows; ++i) o[i] = static_cast<T>(o[i] * p.scale);
+        return;
+      case backend::RowReduce::Max: max_rows<T>(p.rows, p.n, x, o, p.arg); return;
+      case backend::RowReduce::MaxBackward:
+        for (int64_t r = 0; r < p.rows; ++r) o[r * p.n + p.arg[r]] = x[r];
+        return;
+    }
+  });
+}
 
 }  // namespace strand::cpu

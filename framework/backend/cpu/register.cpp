@@ -1,10 +1,37 @@
 // Registers the CPU implementation of every kernel family with the device seam (registry.h).
+#include "framework/backend/cpu/adamw.h"
+#include "framework/backend/cpu/clip.h"
+#include "framework/backend/cpu/cross_entropy.h"
+#include "framework/backend/cpu/dropout.h"
+#include "framework/backend/cpu/elementwise.h"
+#include "framework/backend/cpu/embedding.h"
+#include "framework/backend/cpu/gemm.h"
+#include "framework/backend/cpu/join.h"
+#include "framework/backend/cpu/norm.h"
+#include "framework/backend/cpu/reduce.h"
+#include "framework/backend/cpu/rope.h"
+#include "framework/backend/cpu/softmax.h"
 #include "framework/backend/registry.h"
 
 namespace strand::backend {
 
 void register_cpu_kernels() {
-  // One register_kernel<FamilyParams>(DeviceType::CPU, &cpu::family) line per kernel family.
+  constexpr DeviceType kCpu = DeviceType::CPU;
+  register_kernel<MapParams>(kCpu, &cpu::elementwise_map);
+  register_kernel<BinaryParams>(kCpu, &cpu::elementwise_binary);
+  register_kernel<ActivationGradParams>(kCpu, &cpu::activation_grad);
+  register_kernel<AxpyParams>(kCpu, &cpu::axpy);
+  register_kernel<ReduceRowsParams>(kCpu, &cpu::reduce_rows);
+  register_kernel<GemmParams>(kCpu, &cpu::gemm);
+  register_kernel<SoftmaxParams>(kCpu, &cpu::softmax_rows);
+  register_kernel<NormParams>(kCpu, &cpu::norm_rows);
+  register_kernel<EmbeddingParams>(kCpu, &cpu::embedding);
+  register_kernel<CrossEntropyParams>(kCpu, &cpu::cross_entropy);
+  register_kernel<DropoutParams>(kCpu, &cpu::dropout);
+  register_kernel<CopyBlocksParams>(kCpu, &cpu::copy_blocks);
+  register_kernel<RopeParams>(kCpu, &cpu::rope);
+  register_kernel<AdamWParams>(kCpu, &cpu::adamw_update);
+  register_kernel<ClipParams>(kCpu, &cpu::clip_grad);
 }
 
 }  // namespace strand::backend

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "framework/backend/cpu/dispatch.h"
 #include "framework/backend/cpu/loops.h"
 
 namespace strand::cpu {
@@ -54,5 +55,9 @@ void rope_apply(const RopeParams& p) {
 
 template void rope_apply<float>(const RopeParams&);
 template void rope_apply<double>(const RopeParams&);
+
+void rope(const RopeParams& p) {
+  by_float("rope", p.dtype, [&]<class T>() { rope_apply<T>(p); });
+}
 
 }  // namespace strand::cpu

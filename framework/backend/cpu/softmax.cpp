@@ -8,6 +8,7 @@
 #include <cmath>
 #include <limits>
 
+#include "framework/backend/cpu/dispatch.h"
 #include "framework/backend/cpu/loops.h"
 
 namespace strand::cpu {
@@ -72,5 +73,15 @@ template void softmax_rows<float>(int64_t, int64_t, const float*, float*, bool);
 template void softmax_rows<double>(int64_t, int64_t, const double*, double*, bool);
 template void softmax_backward_rows<float>(int64_t, int64_t, const float*, const float*, float*, bool);
 template void softmax_backward_rows<double>(int64_t, int64_t, const double*, const double*, double*, bool);
+
+void softmax_rows(const backend::SoftmaxParams& p) {
+  by_float("softmax_rows", p.dtype, [&]<class T>() {
+    if (p.backward)
+      softmax_backward_rows<T>(p.rows, p.n, static_cast<const T*>(p.x), static_cast<const T*>(p.g),
+                               static_cast<T*>(p.out), p.log);
+    else
+      softmax_rows<T>(p.rows, p.n, static_cast<const T*>(p.x), static_cast<T*>(p.out), p.log);
+  });
+}
 
 }  // namespace strand::cpu

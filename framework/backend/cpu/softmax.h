@@ -2,6 +2,8 @@
 #pragma once
 #include <cstdint>
 
+#include "framework/backend/softmax.h"
+
 namespace strand::cpu {
 
 // y[r, :] = softmax(x[r, :]) (or log_softmax when log is set), stable: the row max is
@@ -15,5 +17,8 @@ void softmax_rows(int64_t rows, int64_t n, const T* x, T* y, bool log);
 // dx may alias g.
 template <class T>
 void softmax_backward_rows(int64_t rows, int64_t n, const T* y, const T* g, T* dx, bool log);
+
+// The family entry registered with the device seam (backend/softmax.h).
+void softmax_rows(const backend::SoftmaxParams& p);
 
 }  // namespace strand::cpu
