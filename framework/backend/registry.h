@@ -1,17 +1,16 @@
 // The device seam for kernels: each kernel family has one plain parameter struct (first field
 // `Device device`) and one device-neutral entry point that calls `launch`; each backend
-// registers its implementation of that struct once (backend/<device>/register.cpp). Adding a
-// device is new files under framework/backend/<device> and one line in backends.cpp.
+// registers its implementation of that struct once (backend/<device>/register.cpp). What a
+// new device touches is listed in docs/architecture.md ("Adding an op touches four places").
 #pragma once
 #include <array>
 #include <cstddef>
 
 #include "framework/core/device.h"
+#include "framework/core/device_runtime.h"
 #include "framework/core/error.h"
 
 namespace strand::backend {
-
-inline constexpr size_t kDeviceTypes = 2;  // DeviceType::CPU, DeviceType::CUDA
 
 // The implementation of the kernel taking `Params`, per device type (null: none registered).
 template <class Params>

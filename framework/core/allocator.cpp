@@ -1,20 +1,18 @@
 // Caching allocator: one mutex-guarded pool per device, blocks grouped by rounded size.
 #include "framework/core/allocator.h"
 
-#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <new>
 #include <vector>
 
-#include "framework/backend/cuda_runtime.h"
+#include "framework/core/device_runtime.h"
 #include "framework/core/error.h"
 
 namespace strand::memory {
 namespace {
 
-constexpr size_t kAlign = 64;
-constexpr int kMaxCudaDevices = 16;
+constexpr int kMaxDevices = 16;  // per device type
 
 // Small blocks round to 512 bytes, large ones to 1 MiB, so that a repeated training step
 // finds the same size classes again without wasting much.
@@ -30,18 +28,8 @@ struct Pool {
   std::map<size_t, std::vector<void*>> free_blocks;
   Stats st;
 
-  void* raw_alloc(size_t n) {
-    if (device.is_cpu()) {
-      void* p = std::aligned_alloc(kAlign, n);
-      if (!p) throw std::bad_alloc();
-      return p;
-    }
-    return cuda::device_malloc(n, device.index);
-  }
-  void raw_free(void* p) {
-    if (device.is_cpu()) std::free(p);
-    else cuda::device_free(p, device.index);
-  }
+  void* raw_alloc(size_t n) { return device_runtime(device.type).allocate(n, device.index); }
+  void raw_free(void* p) { device_runtime(device.type).deallocate(p, device.index); }
   void release_cache() {
     for (auto& [sz, blocks] : free_blocks)
       for (void* p : blocks) {
@@ -56,10 +44,10 @@ struct Pool {
 // and cached blocks stay reachable (leak checkers do not report them).
 Pool& pool(Device d) {
   static Pool* cpu = new Pool{Device::cpu(), {}, {}, {}};
-  static Pool* cuda_pools = new Pool[kMaxCudaDevices];
+  static Pool* device_pools = new Pool[kDeviceTypes * kMaxDevices];  // per type, per index
   if (d.is_cpu()) return *cpu;
-  STRAND_CHECK(d.index >= 0 && d.index < kMaxCudaDevices, DeviceError, "no device ", d.str());
-  Pool& p = cuda_pools[d.index];
+  STRAND_CHECK(d.index >= 0 && d.index < kMaxDevices, DeviceError, "no device ", d.str());
+  Pool& p = device_pools[static_cast<size_t>(d.type) * kMaxDevices + static_cast<size_t>(d.index)];
   p.device = d;
   return p;
 }

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <numbers>
 
-#include "framework/backend/cuda_runtime.h"
+#include "framework/core/device_runtime.h"
 #include "framework/core/error.h"
 #include "framework/core/random.h"
 
@@ -231,18 +231,22 @@ void Tensor::copy_from(const Tensor& src) {
     return;
   }
   // A device is involved: stage through a contiguous host copy in the destination dtype.
-  STRAND_CHECK(is_contiguous(), DeviceError, "copy: a cuda destination must be contiguous");
-  if (src.device().is_cuda()) {
+  STRAND_CHECK(is_contiguous(), DeviceError, "copy: a device destination must be contiguous, got ", describe(*this));
+  if (!src.device().is_cpu()) {
     STRAND_CHECK(src.is_contiguous() && src.dtype() == dtype(), DeviceError,
-                 "copy: a cuda source must be contiguous and of the destination dtype");
-    if (device().is_cuda())
-      cuda::copy_device_to_device(raw_data(), src.raw_data(), nbytes(), device().index);
-    else
-      cuda::copy_device_to_host(raw_data(), src.raw_data(), nbytes(), src.device().index);
+                 "copy: a device source must be contiguous and of the destination dtype, got ", describe(src),
+                 " into ", describe(*this));
+    if (device().is_cpu()) {
+      device_runtime(src.device().type).copy_to_host(raw_data(), src.raw_data(), nbytes(), src.device().index);
+      return;
+    }
+    STRAND_CHECK(device().type == src.device().type, DeviceError, "copy: from ", src.device().str(), " to ",
+                 device().str(), " is not supported; copy through the cpu");
+    device_runtime(device().type).copy_within(raw_data(), src.raw_data(), nbytes(), device().index);
     return;
   }
   Tensor host = (src.is_contiguous() && src.dtype() == dtype()) ? src : src.copy_as(dtype(), Device::cpu());
-  cuda::copy_host_to_device(raw_data(), host.raw_data(), nbytes(), device().index);
+  device_runtime(device().type).copy_from_host(raw_data(), host.raw_data(), nbytes(), device().index);
 }
 
 void Tensor::fill_(double value) {

@@ -7,7 +7,7 @@
 #include <limits>
 #include <vector>
 
-#include "framework/backend/cuda_runtime.h"
+#include "framework/core/device_runtime.h"
 #include "framework/core/error.h"
 #include "parallel/comm/group.h"
 
@@ -279,7 +279,7 @@ TEST(Comm, SplitByColorOrdersByKey) {
 
 TEST(Comm, DeviceTensorsAreStagedThroughHost) {
   // Skips uniformly: every rank of a test job sees the same machine.
-  if (cuda::device_count() == 0) GTEST_SKIP() << "no GPU";
+  if (device_count(DeviceType::CUDA) == 0) GTEST_SKIP() << "no GPU";
   const Device gpu = Device::cuda(0);
   Tensor x = rank_tensor(W().rank(), {4, 3}, DType::F32).copy_as(DType::F32, gpu);
   W().all_reduce(x);

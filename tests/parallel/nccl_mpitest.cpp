@@ -7,7 +7,7 @@
 #include <memory>
 #include <vector>
 
-#include "framework/backend/cuda_runtime.h"
+#include "framework/core/device_runtime.h"
 #include "framework/core/error.h"
 #include "parallel/comm/backends.h"
 #include "parallel/comm/group.h"
@@ -31,7 +31,7 @@ class Nccl : public testing::Test {
  protected:
   static void SetUpTestSuite() {
     // Every rank takes the same decision, or the group's construction would hang.
-    int64_t usable = built_with_nccl() && detect_launch().local_rank < cuda::device_count() ? 1 : 0;
+    int64_t usable = built_with_nccl() && detect_launch().local_rank < device_count(DeviceType::CUDA) ? 1 : 0;
     world().all_reduce(std::span<int64_t>(&usable, 1), ReduceOp::Min);
     if (usable) group_ = make_nccl_group(world()).release();
   }

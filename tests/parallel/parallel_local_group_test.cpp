@@ -4,7 +4,7 @@
 
 #include <vector>
 
-#include "framework/backend/cuda_runtime.h"
+#include "framework/core/device_runtime.h"
 #include "framework/core/error.h"
 #include "parallel/comm/backends.h"
 #include "parallel/comm/group.h"
@@ -147,7 +147,7 @@ TEST(LocalGroupDeathTest, AbortExitsWithTheMessageAndCode) {
 
 TEST(LocalGroup, NcclGroupNeedsNcclAndAGpu) {
   auto bootstrap = make_local_group();
-  if (built_with_nccl() && cuda::device_count() > 0) GTEST_SKIP() << "a GPU is here: nccl_mpitest covers it";
+  if (built_with_nccl() && device_count(DeviceType::CUDA) > 0) GTEST_SKIP() << "a GPU is here: nccl_mpitest covers it";
   const std::string want = built_with_nccl() ? "this machine shows 0" : "strand was built without NCCL";
   try {
     make_nccl_group(*bootstrap);

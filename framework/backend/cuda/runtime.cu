@@ -1,7 +1,7 @@
-// CUDA runtime calls for the allocator and device copies; every call's error is checked at once.
+// CUDA runtime calls for the cuda DeviceRuntime (runtime_api.h); every call's error is checked at once.
 #include <cuda_runtime.h>
 
-#include "framework/backend/cuda_runtime.h"
+#include "framework/backend/cuda/runtime_api.h"
 #include "framework/core/error.h"
 
 namespace strand::cuda {
@@ -11,8 +11,6 @@ void check(cudaError_t e, const char* what) {
 }
 void use(int device) { check(cudaSetDevice(device), "cudaSetDevice"); }
 }  // namespace
-
-bool built_with_cuda() { return true; }
 
 int device_count() {
   int n = 0;

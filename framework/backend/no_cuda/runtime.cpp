@@ -1,21 +1,31 @@
-// Stand-in for the CUDA runtime in builds without CUDA: every device call is a clear error.
-#include "framework/backend/cuda_runtime.h"
+// Stand-in for the cuda DeviceRuntime in builds without CUDA: no devices, and every memory or
+// copy call is a clear error.
+#include "framework/core/device_runtime.h"
 #include "framework/core/error.h"
 
-namespace strand::cuda {
+namespace strand::backend {
 namespace {
+
 [[noreturn]] void absent(const char* what) {
   throw DeviceError(detail::concat(what, ": strand was built without CUDA (configure with STRAND_CUDA=ON "
                                          "on a machine with the CUDA toolkit)"));
 }
+
+class NoCudaRuntime final : public DeviceRuntime {
+ public:
+  int device_count() const override { return 0; }
+  void* allocate(size_t, int) override { absent("cuda allocation"); }
+  void deallocate(void*, int) override { absent("cuda free"); }
+  void copy_from_host(void*, const void*, size_t, int) override { absent("copy to cuda"); }
+  void copy_to_host(void*, const void*, size_t, int) override { absent("copy from cuda"); }
+  void copy_within(void*, const void*, size_t, int) override { absent("cuda copy"); }
+};
+
 }  // namespace
 
-bool built_with_cuda() { return false; }
-int device_count() { return 0; }
-void* device_malloc(size_t, int) { absent("cuda allocation"); }
-void device_free(void*, int) { absent("cuda free"); }
-void copy_host_to_device(void*, const void*, size_t, int) { absent("copy to cuda"); }
-void copy_device_to_host(void*, const void*, size_t, int) { absent("copy from cuda"); }
-void copy_device_to_device(void*, const void*, size_t, int) { absent("cuda copy"); }
+void register_cuda_runtime() {
+  static NoCudaRuntime* runtime = new NoCudaRuntime;
+  register_device_runtime(DeviceType::CUDA, *runtime);
+}
 
-}  // namespace strand::cuda
+}  // namespace strand::backend

@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "framework/backend/cuda_runtime.h"
+#include "framework/core/device_runtime.h"
 #include "framework/core/error.h"
 #include "parallel/comm/backends.h"
 #include "parallel/comm/checks.h"
@@ -166,7 +166,7 @@ struct DeviceBlock {
 }  // namespace
 
 NcclGroup::NcclGroup(std::unique_ptr<Group> bootstrap, int device) : bootstrap_(std::move(bootstrap)), device_(device) {
-  const int gpus = cuda::device_count();
+  const int gpus = device_count(DeviceType::CUDA);
   STRAND_CHECK(device_ >= 0 && device_ < gpus, DeviceError, "nccl: rank ", bootstrap_->rank(), " needs GPU ",
                device_, " (one GPU per rank on each machine) but this machine shows ", gpus,
                "; start at most that many ranks per machine");
