@@ -1,6 +1,7 @@
 // Node bookkeeping: saved tensors, wiring inputs and outputs, leaf accumulation.
 #include "framework/autograd/node.h"
 
+#include "framework/backend/elementwise.h"
 #include "framework/core/error.h"
 
 namespace strand::autograd {
@@ -44,22 +45,18 @@ std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>&& grads) {
     return {};
   }
   Tensor acc(leaf->autograd.grad);
-  STRAND_CHECK(acc.device().is_cpu(), DeviceError, "accumulate_grad: only cpu gradients accumulate here");
-  Tensor add = g.is_contiguous() && g.dtype() == acc.dtype() ? g : g.copy_as(acc.dtype(), Device::cpu());
-  const int64_t n = acc.numel();
-  if (acc.dtype() == DType::F32) {
-    float* a = acc.data<float>();
-    const float* b = add.data<float>();
-    #pragma omp parallel for simd if (n > (1 << 16))
-    for (int64_t i = 0; i < n; ++i) a[i] += b[i];
-  } else if (acc.dtype() == DType::F64) {
-    double* a = acc.data<double>();
-    const double* b = add.data<double>();
-    #pragma omp parallel for simd if (n > (1 << 16))
-    for (int64_t i = 0; i < n; ++i) a[i] += b[i];
-  } else {
-    throw DTypeError(detail::concat("accumulate_grad: ", dtype_name(acc.dtype()), " leaves do not accumulate"));
-  }
+  STRAND_CHECK(acc.dtype() == DType::F32 || acc.dtype() == DType::F64, DTypeError, "accumulate_grad: ",
+               dtype_name(acc.dtype()), " leaves do not accumulate");
+  Tensor add = g.is_contiguous() && g.dtype() == acc.dtype() ? g : g.copy_as(acc.dtype(), acc.device());
+  // acc += add through the axpy kernel with alpha = 1 (1 * b is exact, so the sum is a + b).
+  backend::AxpyParams p;
+  p.device = acc.device();
+  p.dtype = acc.dtype();
+  p.n = acc.numel();
+  p.alpha = 1.0;
+  p.dst = acc.raw_data();
+  p.src = add.raw_data();
+  backend::axpy(p);
   acc.bump_version();
   run_hooks(*leaf);
   return {};

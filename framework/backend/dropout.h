@@ -8,10 +8,14 @@
 
 namespace strand::backend {
 
+// Philox stream that dropout draws from, apart from the stream the initialisers use (0), so a
+// seed shared with initialisation never gives correlated numbers. Every device draws the same.
+inline constexpr uint64_t kDropoutStream = 0x64726f70ull;  // "drop"
+
 // y[i] = x[i] / (1 - p) where the uniform u of counter c(i) satisfies u >= p, else 0; x and y
 // contiguous with n elements (y may equal x), 0 < p < 1. c(i) = offset + i, or, with row
 // offsets, row_offsets[r] + j for element j of row r (rows of row_len elements). u is one
-// 32-bit word of philox4x32(seed, cpu::kDropoutStream, c / 4), lane c % 4, divided by 2^32.
+// 32-bit word of philox4x32(seed, kDropoutStream, c / 4), lane c % 4, divided by 2^32.
 // The backward is the same map applied to the gradient.
 struct DropoutParams {
   Device device;

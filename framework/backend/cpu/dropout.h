@@ -7,9 +7,7 @@
 
 namespace strand::cpu {
 
-// Philox stream that dropout draws from, apart from the stream the initialisers use (0), so a
-// seed shared with initialisation never gives correlated numbers.
-constexpr uint64_t kDropoutStream = 0x64726f70ull;  // "drop"
+using backend::kDropoutStream;
 
 // y[i] = x[i] / (1 - p) where the uniform u of global index offset + i satisfies u >= p, else 0.
 // u is one 32-bit word of philox4x32(seed, kDropoutStream, (offset + i) / 4), lane (offset + i) % 4,
