@@ -27,7 +27,7 @@ struct CrossEntropyParams {
   const int32_t* targets = nullptr;
   int32_t ignore_index = -100;
   void* lse = nullptr;            // [N]: Forward writes, Backward reads
-  double* row_loss = nullptr;     // [N], Forward
+  double* row_loss = nullptr;     // [N] host memory, Forward
   double scale = 1;               // Backward: incoming gradient over the count of targets
   void* dlogits = nullptr;        // [N, V] contiguous, Backward
   int64_t* first_bad = nullptr;   // CheckTargets results, host memory
