@@ -1,10 +1,19 @@
 // Registers the CPU implementation of every kernel family with the device seam (registry.h).
 #include "framework/backend/registry.h"
 
+#include "framework/backend/cpu/attention_kernels.h"
+
 namespace strand::backend {
 
 void register_cpu_kernels() {
   // One register_kernel<FamilyParams>(DeviceType::CPU, &cpu::family) line per kernel family.
+
+  // Attention (framework/backend/attention.h).
+  register_kernel<AttentionForwardParams>(DeviceType::CPU, &cpu::attention_forward_kernel);
+  register_kernel<AttentionBackwardParams>(DeviceType::CPU, &cpu::attention_backward_kernel);
+  register_kernel<AttentionMergeParams>(DeviceType::CPU, &cpu::attention_merge_forward_kernel);
+  register_kernel<AttentionMergeBackwardParams>(DeviceType::CPU, &cpu::attention_merge_backward_kernel);
+  register_kernel<AttentionAddRowsParams>(DeviceType::CPU, &cpu::attention_add_rows_kernel);
 }
 
 }  // namespace strand::backend
