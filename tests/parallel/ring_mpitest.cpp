@@ -1,4 +1,4 @@
-// parallel::ring_attention under mpiexec (1, 2 and 4 ranks): every rank builds the same global
+// parallel::ring_attention under mpiexec (1, 2, 3 and 4 ranks): every rank builds the same global
 // q, k, v, runs one-rank ops::attention and its backward, and checks its own shard of o, lse, dq,
 // dk, dv from the ring against those rows, for the contiguous, zigzag and hybrid-style layouts;
 // plus the ring's schedule (balanced zigzag steps, window early stop).
