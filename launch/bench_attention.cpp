@@ -19,7 +19,7 @@
 
 #include "framework/autograd/engine.h"
 #include "framework/autograd/grad_mode.h"
-#include "framework/backend/cpu/attention_mask.h"
+#include "framework/ops/attention_contract.h"
 #include "framework/backend/cpu/attention_tile.h"
 #include "framework/core/allocator.h"
 #include "framework/core/error.h"
@@ -75,7 +75,7 @@ std::string sci(double v) {
 MaskSpec mask_of(const BenchAttentionOptions& opt) {
   MaskSpec m;
   if (!opt.pattern.empty()) {
-    m.kind = cpu::mask_kind_from_name(opt.pattern);
+    m.kind = mask_kind_from_name(opt.pattern);
     m.mask_future = opt.causal;  // --causal with a pattern: its causal form (no key after the query)
   } else if (opt.causal) {
     m.kind = MaskKind::Causal;
@@ -85,7 +85,7 @@ MaskSpec mask_of(const BenchAttentionOptions& opt) {
   const bool windowed = m.kind == MaskKind::Sliding || m.kind == MaskKind::Dilated ||
                         m.kind == MaskKind::Longformer || m.kind == MaskKind::BigBird;
   STRAND_CHECK(windowed || opt.window < 0, ValueError, "bench attention: --window ", opt.window,
-               " does not apply to pattern ", cpu::mask_kind_name(m.kind));
+               " does not apply to pattern ", mask_kind_name(m.kind));
   if (windowed) {
     m.window_left = opt.window >= 0 ? opt.window : 256;
     m.window_right = opt.window_right;
@@ -249,7 +249,7 @@ void run_bench_ring(const BenchAttentionOptions& opt, const MaskSpec& mask, DTyp
   os << "{\"bench\":\"attention\",\"impl\":\"strand-cpu-ring\",\"sp\":" << opt.sp << ",\"layout\":\"" << opt.layout
      << "\",\"seq\":" << opt.seq << ",\"rows_per_rank\":" << rows << ",\"heads\":" << opt.heads
      << ",\"kv_heads\":" << hkv << ",\"head_dim\":" << d << ",\"batch\":" << b << ",\"pattern\":\""
-     << cpu::mask_kind_name(mask.kind) << "\"";
+     << mask_kind_name(mask.kind) << "\"";
   if (mask.kind != MaskKind::None && mask.kind != MaskKind::Causal)
     os << ",\"window\":" << mask.window_left << ",\"window_right\":" << mask.window_right;
   os << ",\"dtype\":\"" << opt.dtype << "\",\"threads\":" << omp_get_max_threads() << ",\"reps\":" << opt.reps
@@ -310,7 +310,7 @@ void run_bench_attention(const BenchAttentionOptions& opt) {
   std::ostringstream os;
   os << "{\"bench\":\"attention\",\"impl\":\"strand-cpu-tiled\",\"seq\":" << n << ",\"heads\":" << opt.heads
      << ",\"kv_heads\":" << hkv << ",\"head_dim\":" << d << ",\"batch\":" << b << ",\"pattern\":\""
-     << cpu::mask_kind_name(mask.kind) << "\"";
+     << mask_kind_name(mask.kind) << "\"";
   if (mask.kind != MaskKind::None && mask.kind != MaskKind::Causal)
     os << ",\"window\":" << mask.window_left << ",\"window_right\":" << mask.window_right
        << ",\"causal\":" << (mask.mask_future ? "true" : "false");

@@ -2,10 +2,11 @@
 // ring attention across the groups, and the inverse all-to-all of o and lse.
 #include "parallel/hybrid.h"
 
-#include <utility>
+#include <algorithm>
+#include <vector>
 
 #include "framework/core/error.h"
-#include "framework/ops/attention_args.h"
+#include "framework/ops/join.h"
 #include "framework/ops/view.h"
 #include "parallel/ring.h"
 #include "parallel/ulysses.h"
@@ -38,13 +39,46 @@ Tensor kv_for_exchange(const Tensor& kv, int64_t u, bool widen) {
   return repeat_kv_heads(widen ? ops::to_dtype(kv, DType::F32) : kv, u / kv_heads);
 }
 
-ops::AttentionOutput hybrid_attention_impl(const Tensor& q, const Tensor& k, const Tensor& v, const MaskSpec& mask,
-                                           double scale, Group& ulysses, Group& ring, const SequenceLayout& layout,
-                                           std::shared_ptr<Group> ring_owner) {
-  // ulysses_attention is the caller that hands over its ring of one.
-  const char* op = ring_owner != nullptr ? "ulysses_attention" : "hybrid_attention";
+// Attention of the rows of one rank that holds the whole sequence in `segments` (row order, not
+// necessarily position order: zigzag): the rows are put in position order, attended locally with
+// ops::attention, and o and lse put back in row order. Differentiable (slices and concats).
+ops::AttentionOutput attention_of_segments(const Tensor& q, const Tensor& k, const Tensor& v, const MaskSpec& mask,
+                                           double scale, const std::vector<Segment>& segments) {
+  MaskSpec local = mask;
+  local.q_offset = 0;
+  local.k_offset = 0;
+  if (segments.size() == 1) return ops::attention(q, k, v, local, scale);  // already in position order
+  std::vector<size_t> by_position(segments.size());
+  std::vector<int64_t> first_row(segments.size());
+  int64_t row = 0;
+  for (size_t i = 0; i < segments.size(); ++i) {
+    by_position[i] = i;
+    first_row[i] = row;
+    row += segments[i].length;
+  }
+  std::sort(by_position.begin(), by_position.end(),
+            [&](size_t a, size_t b) { return segments[a].start < segments[b].start; });
+  auto to_positions = [&](const Tensor& x) {
+    std::vector<Tensor> parts;
+    for (size_t i : by_position) parts.push_back(ops::slice(x, 2, first_row[i], first_row[i] + segments[i].length));
+    return ops::concat(parts, 2);
+  };
+  auto to_rows = [&](const Tensor& x) {  // position p sits at row p of x
+    std::vector<Tensor> parts;
+    for (const Segment& seg : segments) parts.push_back(ops::slice(x, 2, seg.start, seg.start + seg.length));
+    return ops::concat(parts, 2);
+  };
+  const ops::AttentionOutput sorted = ops::attention(to_positions(q), to_positions(k), to_positions(v), local, scale);
+  return {to_rows(sorted.o), to_rows(sorted.lse)};
+}
+
+}  // namespace
+
+ops::AttentionOutput ulysses_exchange_attention(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
+                                                const MaskSpec& mask, double scale, Group& ulysses, Group* ring,
+                                                const SequenceLayout& layout) {
   ops::check_attention_inputs(op, q, k, v);
-  const int64_t u = ulysses.size(), ring_size = ring.size();
+  const int64_t u = ulysses.size(), ring_size = ring == nullptr ? 1 : ring->size();
   const int64_t q_heads = q.shape()[1], kv_heads = k.shape()[1], n = q.shape()[2];
   STRAND_CHECK(k.shape()[2] == n, ShapeError, op, ": q ", shape_str(q.shape()), " and k ", shape_str(k.shape()),
                " must hold the same rows of the sequence");
@@ -58,42 +92,24 @@ ops::AttentionOutput hybrid_attention_impl(const Tensor& q, const Tensor& k, con
                shape_str(k.shape()), ", Hq = ", q_heads, ") over u = ", u,
                " Ulysses ranks: u must divide Hkv or Hkv divide u");
 
-  if (u == 1 && ring_size == 1) {
-    // One rank holds the whole sequence; every layout over one part is in position order.
-    MaskSpec local = mask;
-    local.q_offset = 0;
-    local.k_offset = 0;
-    return ops::attention(q, k, v, local, scale);
-  }
-  if (u == 1) return ring_attention(q, k, v, mask, scale, ring, layout);
+  const SequenceLayout gathered = layout.gathered(static_cast<int>(u));
+  if (u == 1 && ring_size > 1) return ring_attention(q, k, v, mask, scale, *ring, gathered);
+  if (u == 1) return attention_of_segments(q, k, v, mask, scale, gathered.segments(0));
 
-  // Every seq_to_heads node co-owns the ring of one (when there is one): the ring node below
-  // holds them, so the ring lives as long as the graph that reads it.
   const bool widen = q.dtype() == DType::BF16 && kv_heads % u != 0;  // Note [bfloat16 with repeated KV heads]
-  Tensor qh = internal::seq_to_heads(q, ulysses, ring_owner);
+  Tensor qh = seq_to_heads(q, ulysses);
   if (widen) qh = ops::to_dtype(qh, DType::F32);
-  const Tensor kh = internal::seq_to_heads(kv_for_exchange(k, u, widen), ulysses, ring_owner);
-  const Tensor vh = internal::seq_to_heads(kv_for_exchange(v, u, widen), ulysses, ring_owner);
-  const ops::AttentionOutput part = ring_attention(qh, kh, vh, mask, scale, ring, layout.gathered(static_cast<int>(u)));
+  const Tensor kh = seq_to_heads(kv_for_exchange(k, u, widen), ulysses);
+  const Tensor vh = seq_to_heads(kv_for_exchange(v, u, widen), ulysses);
+  const ops::AttentionOutput part = ring_size > 1 ? ring_attention(qh, kh, vh, mask, scale, *ring, gathered)
+                                                  : attention_of_segments(qh, kh, vh, mask, scale, gathered.segments(0));
   const Tensor o = widen ? ops::to_dtype(part.o, q.dtype()) : part.o;
   return {heads_to_seq(o, ulysses), heads_to_seq(part.lse, ulysses)};
 }
 
-}  // namespace
-
 ops::AttentionOutput hybrid_attention(const Tensor& q, const Tensor& k, const Tensor& v, const MaskSpec& mask,
                                       double scale, Group& ulysses, Group& ring, const SequenceLayout& layout) {
-  return hybrid_attention_impl(q, k, v, mask, scale, ulysses, ring, layout, nullptr);
+  return ulysses_exchange_attention("hybrid_attention", q, k, v, mask, scale, ulysses, &ring, layout);
 }
-
-namespace internal {
-
-ops::AttentionOutput hybrid_attention(const Tensor& q, const Tensor& k, const Tensor& v, const MaskSpec& mask,
-                                      double scale, Group& ulysses, Group& ring, const SequenceLayout& layout,
-                                      std::shared_ptr<Group> ring_owner) {
-  return hybrid_attention_impl(q, k, v, mask, scale, ulysses, ring, layout, std::move(ring_owner));
-}
-
-}  // namespace internal
 
 }  // namespace strand::parallel

@@ -1,8 +1,6 @@
 // Hybrid sequence parallelism (as in USP): Ulysses all-to-all inside groups of consecutive sp
 // ranks, ring attention across those groups, and the inverse all-to-all.
 #pragma once
-#include <memory>
-
 #include "framework/ops/attention.h"
 #include "parallel/comm/group.h"
 #include "parallel/layout.h"
@@ -18,12 +16,12 @@ namespace strand::parallel {
 ops::AttentionOutput hybrid_attention(const Tensor& q, const Tensor& k, const Tensor& v, const MaskSpec& mask,
                                       double scale, Group& ulysses, Group& ring, const SequenceLayout& layout);
 
-namespace internal {
-// hybrid_attention whose graph owns `ring_owner` (the ring of one ulysses_attention makes),
-// so that the ring outlives the backward that reads it.
-ops::AttentionOutput hybrid_attention(const Tensor& q, const Tensor& k, const Tensor& v, const MaskSpec& mask,
-                                      double scale, Group& ulysses, Group& ring, const SequenceLayout& layout,
-                                      std::shared_ptr<Group> ring_owner);
-}  // namespace internal
+// The steps both share: seq_to_heads over `ulysses` (with the KV-head rule above), attention of
+// the gathered rows (layout.gathered(u)) for this rank's heads, heads_to_seq of o and lse. The
+// middle step is ring attention over `ring`, or, with ring null (pure Ulysses), local attention:
+// ops::attention on the rows put in position order. `op` names the caller in errors.
+ops::AttentionOutput ulysses_exchange_attention(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
+                                                const MaskSpec& mask, double scale, Group& ulysses, Group* ring,
+                                                const SequenceLayout& layout);
 
 }  // namespace strand::parallel

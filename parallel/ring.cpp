@@ -1,6 +1,7 @@
-// Ring attention over any sequence layout: the forward (K/V blocks around the ring, partial
-// results merged per query segment by lse), its backward node (K/V travel again, the dK/dV
-// accumulators follow one step behind), and the schedule both share.
+// Ring attention over any sequence layout: the schedule and the messages. The forward sends K/V
+// blocks around the ring and merges partial results per query segment by lse; its backward node
+// sends K/V again with the dK/dV accumulators one step behind. Every block computed is the
+// segment step of framework/ops/attention_contract.h, and every merge is its one merge.
 //
 // Note [Ring schedule]
 // Rank r holds the rows of layout.segments(r). At step s it holds the K/V rows of rank
@@ -30,16 +31,13 @@
 #include <vector>
 
 #include "framework/autograd/node.h"
-#include "framework/backend/cpu/attention_mask.h"
-#include "framework/backend/cpu/loops.h"
 #include "framework/core/error.h"
-#include "framework/ops/attention_args.h"
-#include "framework/ops/dispatch.h"
+#include "framework/ops/attention_contract.h"
 
 namespace strand::parallel {
 namespace {
 
-using ops::dispatch_float;
+using ops::attention_rows;
 
 // Tags of one call: forward step s sends K, V with kTagBase + 2s + {0, 1}; backward step s
 // sends K, V with kBwd + 4s + {0, 1} and the dK, dV accumulators with kBwd + 4s + {2, 3}, and
@@ -54,10 +52,10 @@ constexpr int kTagBase = 7100;
 // compute far above the bookkeeping (a few row copies of D floats) it adds.
 constexpr int64_t kSliceRows = 512;
 
-DType compute_dtype(DType t) { return t == DType::BF16 ? DType::F32 : t; }
-
-// The tensor the kernels read and the ring sends: contiguous, in the compute dtype (float32 for bfloat16).
-Tensor kernel_tensor(const Tensor& t, DType compute) {
+// The tensor the kernels read and the ring sends: contiguous, in the compute dtype
+// (ops::attention_compute_dtype).
+Tensor kernel_tensor(const Tensor& t) {
+  const DType compute = ops::attention_compute_dtype(t.dtype());
   return t.dtype() == compute && t.is_contiguous() ? t : t.copy_as(compute, t.device());
 }
 
@@ -75,9 +73,9 @@ struct RingPlan {
   std::vector<std::vector<int64_t>> first_row;               // [rank][segment]: its first local row
 };
 
-bool pair_in_reach(const cpu::MaskPlan& plan, int64_t batch, const Segment& q, const Segment& k) {
+bool pair_in_reach(const MaskPlan& plan, int64_t batch, const Segment& q, const Segment& k) {
   for (int64_t b = 0; b < batch; ++b)
-    if (plan.classify(b, q.start, q.start + q.length, k.start, k.start + k.length) != cpu::TileClass::Empty)
+    if (plan.classify(b, q.start, q.start + q.length, k.start, k.start + k.length) != TileClass::Empty)
       return true;
   return false;
 }
@@ -93,7 +91,7 @@ MaskSpec global_mask(const char* op, const MaskSpec& mask, const SequenceLayout&
   return global;
 }
 
-RingPlan plan_ring(const cpu::MaskPlan& plan, const SequenceLayout& layout, int64_t batch) {
+RingPlan plan_ring(const MaskPlan& plan, const SequenceLayout& layout, int64_t batch) {
   RingPlan rp;
   rp.size = layout.parts();
   const int p_size = rp.size;
@@ -156,7 +154,7 @@ struct RingCall {
   double scale = 1.0;
   bool compute_only = false;
   std::shared_ptr<const RingPlan> plan;
-  std::shared_ptr<const cpu::MaskPlan> mask_plan;  // of `mask` over the whole sequence
+  std::shared_ptr<const MaskPlan> mask_plan;  // of `mask` over the whole sequence
   int64_t batch = 1;
 
   // Local rows [first, last) of query segment `qi` that attend some key of global positions
@@ -193,85 +191,10 @@ struct RingCall {
   }
 };
 
-// Narrows params laid out over whole tensors to query rows [q_row, q_row + q_len) and key rows
-// [k_row, k_row + k_len): the kernels then read (and write) those rows in place. Only the
-// pointers already set are moved; outputs set afterwards must be moved by the caller.
-template <class T>
-void select_rows(cpu::AttentionParams& p, int64_t q_row, int64_t q_len, int64_t k_row, int64_t k_len) {
-  p.q = static_cast<const T*>(p.q) + q_row * p.q_row_stride;
-  p.k = static_cast<const T*>(p.k) + k_row * p.k_row_stride;
-  p.v = static_cast<const T*>(p.v) + k_row * p.v_row_stride;
-  p.q_len = q_len;
-  p.k_len = k_len;
-}
-
-// The sizes of a contiguous [B, H, n, D] tensor (or [B, H, n]: d = 1), which fix its strides.
-struct Rows {
-  int64_t batch, heads, n, d;
-  explicit Rows(const Tensor& t)
-      : batch(t.shape()[0]), heads(t.shape()[1]), n(t.shape()[2]), d(t.dim() > 3 ? t.shape()[3] : 1) {}
-};
-
-// Rows [dst_row, dst_row + len) of dst += rows [src_row, src_row + len) of src; both contiguous
-// [B, H, rows, D] with the same B, H, D (a scratch holding only the len rows has src_row 0).
-template <class T>
-void add_rows(Tensor& dst, int64_t dst_row, const Tensor& src, int64_t src_row, int64_t len) {
-  const Rows g(dst), f(src);
-  const int64_t lines = g.batch * g.heads * len;
-  T* out = dst.data<T>();
-  const T* in = src.data<T>();
-  #pragma omp parallel for schedule(static) if (lines * g.d > cpu::kParallelGrain)
-  for (int64_t l = 0; l < lines; ++l) {
-    const int64_t bh = l / len, i = l % len;
-    T* y = out + (bh * g.n + dst_row + i) * g.d;
-    const T* x = in + (bh * f.n + src_row + i) * g.d;
-    #pragma omp simd
-    for (int64_t e = 0; e < g.d; ++e) y[e] += x[e];
-  }
-}
-
 // Sets rows [row, row + len) of a contiguous [B, H, n, D] (or [B, H, n]) tensor to value.
-template <class T>
-void fill_rows(Tensor& t, int64_t row, int64_t len, T value) {
-  const Rows g(t);
-  T* out = t.data<T>();
-  for (int64_t bh = 0; bh < g.batch * g.heads; ++bh) std::fill_n(out + (bh * g.n + row) * g.d, len * g.d, value);
-}
-
-// Merges a partial result (po [B, H, len, D], pl [B, H, len], contiguous) into rows
-// [row, row + len) of the running o [B, H, n, D] and lse [B, H, n]: the guarded exact merge of
-// ops::merge_attention, in place. A row with both lse -inf stays o = 0, lse = -inf.
-template <class T>
-void merge_rows(Tensor& o, Tensor& lse, int64_t row, const Tensor& po, const Tensor& pl) {
-  constexpr T kNegInf = -std::numeric_limits<T>::infinity();
-  const Rows g(o);
-  const int64_t len = po.shape()[2], lines = g.batch * g.heads * len;
-  T* out = o.data<T>();
-  T* out_lse = lse.data<T>();
-  const T* part = po.data<T>();
-  const T* part_lse = pl.data<T>();
-  #pragma omp parallel for schedule(static) if (lines * g.d > cpu::kParallelGrain)
-  for (int64_t l = 0; l < lines; ++l) {
-    const int64_t bh = l / len, i = l % len;
-    T& l1 = out_lse[bh * g.n + row + i];
-    const T l2 = part_lse[l];
-    const T mx = std::max(l1, l2);
-    T w1 = 0, w2 = 0;
-    if (mx != kNegInf) {
-      const T merged = mx + std::log(std::exp(l1 - mx) + std::exp(l2 - mx));
-      w1 = std::exp(l1 - merged);
-      w2 = std::exp(l2 - merged);
-      l1 = merged;
-    }
-    T* y = out + (bh * g.n + row + i) * g.d;
-    const T* x = part + l * g.d;
-    #pragma omp simd
-    for (int64_t e = 0; e < g.d; ++e) y[e] = w1 * y[e] + w2 * x[e];
-  }
-}
+void fill_rows(const Tensor& t, int64_t row, int64_t len, double value) { attention_rows(t, row, len).fill_(value); }
 
 // The forward of one call into o [B, Hq, n, D] and lse [B, Hq, n] (contiguous, compute dtype).
-template <class T>
 void ring_forward(const RingCall& c, const Tensor& q, const Tensor& k, const Tensor& v, Tensor& o, Tensor& lse) {
   const std::vector<Segment>& own = c.layout.segments(c.rank);
   std::vector<char> started(own.size(), 0);
@@ -296,19 +219,16 @@ void ring_forward(const RingCall& c, const Tensor& q, const Tensor& k, const Ten
         const int64_t rows = std::min(kSliceRows, q_len - i0);
         MaskSpec m = c.pair_mask(src, pr);
         m.q_offset += i0;
-        cpu::AttentionParams p = ops::make_attention_params(q, cur_k, cur_v, &m, c.scale);
-        select_rows<T>(p, q_row + i0, rows, k_row, k_len);
+        const Tensor qs = attention_rows(q, q_row + i0, rows);
+        const Tensor ks = attention_rows(cur_k, k_row, k_len), vs = attention_rows(cur_v, k_row, k_len);
+        const Tensor os = attention_rows(o, q_row + i0, rows), ls = attention_rows(lse, q_row + i0, rows);
         if (!started[qi]) {  // the first pair of a segment writes o and lse in place
-          ops::set_attention_outputs(p, o, lse);
-          p.o = static_cast<T*>(p.o) + (q_row + i0) * p.o_row_stride;
-          p.lse = static_cast<T*>(p.lse) + q_row + i0;
-          cpu::attention_forward<T>(p);
+          ops::attention_segment_forward(qs, ks, vs, m, c.scale, os, ls);
         } else {
           const Tensor po = Tensor::empty({batch, heads, rows, d}, o.dtype());
           const Tensor pl = Tensor::empty({batch, heads, rows}, o.dtype());
-          ops::set_attention_outputs(p, po, pl);
-          cpu::attention_forward<T>(p);
-          merge_rows<T>(o, lse, q_row + i0, po, pl);
+          ops::attention_segment_forward(qs, ks, vs, m, c.scale, po, pl);
+          ops::attention_merge(os, ls, po, pl, os, ls);
         }
         progress(kv);
       }
@@ -319,18 +239,16 @@ void ring_forward(const RingCall& c, const Tensor& q, const Tensor& k, const Ten
   for (size_t i = 0; i < own.size(); ++i)  // segments no key reaches: o = 0, lse = -inf
     if (!started[i]) {
       const int64_t row = c.row_of(c.rank, static_cast<int>(i));
-      fill_rows<T>(o, row, own[i].length, T(0));
-      fill_rows<T>(lse, row, own[i].length, -std::numeric_limits<T>::infinity());
+      fill_rows(o, row, own[i].length, 0.0);
+      fill_rows(lse, row, own[i].length, -std::numeric_limits<double>::infinity());
     }
 }
 
 // The backward of one call: dq [B, Hq, n, D] and dk, dv [B, Hkv, n, D] of this rank's rows.
-template <class T>
 void ring_backward(const RingCall& c, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
                    const Tensor& lse, const Tensor& d_o, const Tensor& d_lse, Tensor& dq, Tensor& dk, Tensor& dv) {
   const int steps = c.plan->steps, kbwd = kTagBase + 2 * c.size;
   const Shape ks = k.shape();
-  const int64_t batch = q.shape()[0], heads = q.shape()[1], d = q.shape()[3], kv_heads = ks[1];
   RingBlock k_block(k), v_block(v);
   dq = Tensor::zeros(q.shape(), q.dtype());
   // acc[slot]: the travelling dK, dV of the block computed at a step of that parity; part: this
@@ -381,35 +299,21 @@ void ring_backward(const RingCall& c, const Tensor& q, const Tensor& k, const Te
         c.query_rows_reaching(pr.q, kg0, kg0 + rows, i0, i1);
         if (i0 >= i1) {
           if (!touched[kj]) {
-            fill_rows<T>(into_k, k_row + j0, rows, T(0));
-            fill_rows<T>(into_v, k_row + j0, rows, T(0));
+            fill_rows(into_k, k_row + j0, rows, 0.0);
+            fill_rows(into_v, k_row + j0, rows, 0.0);
           }
           continue;
         }
         MaskSpec m = c.pair_mask(src, pr);
         m.q_offset += i0;
         m.k_offset += j0;
-        cpu::AttentionParams p = ops::make_attention_params(q, cur_k, cur_v, &m, c.scale);
-        ops::set_attention_outputs(p, o, lse);
-        const Tensor dq_part = Tensor::empty({batch, heads, i1 - i0, d}, q.dtype());
-        const Tensor dk_part = touched[kj] ? Tensor::empty({batch, kv_heads, rows, d}, k.dtype()) : into_k;
-        const Tensor dv_part = touched[kj] ? Tensor::empty({batch, kv_heads, rows, d}, k.dtype()) : into_v;
-        ops::set_attention_grads(p, d_o, d_lse, dq_part, dk_part, dv_part);
-        select_rows<T>(p, q_row + i0, i1 - i0, k_row + j0, rows);
-        p.o = static_cast<T*>(p.o) + (q_row + i0) * p.o_row_stride;
-        p.lse = static_cast<T*>(p.lse) + q_row + i0;
-        p.d_o = static_cast<const T*>(p.d_o) + (q_row + i0) * p.do_row_stride;
-        p.d_lse = static_cast<const T*>(p.d_lse) + q_row + i0;
-        if (!touched[kj]) {
-          p.dk = static_cast<T*>(p.dk) + (k_row + j0) * p.dk_row_stride;
-          p.dv = static_cast<T*>(p.dv) + (k_row + j0) * p.dv_row_stride;
-        }
-        cpu::attention_backward<T>(p);
-        add_rows<T>(dq, q_row + i0, dq_part, 0, i1 - i0);
-        if (touched[kj]) {
-          add_rows<T>(into_k, k_row + j0, dk_part, 0, rows);
-          add_rows<T>(into_v, k_row + j0, dv_part, 0, rows);
-        }
+        const int64_t qr = q_row + i0, nq = i1 - i0, kr = k_row + j0;
+        ops::SegmentGrads grads{attention_rows(dq, qr, nq), attention_rows(into_k, kr, rows),
+                                attention_rows(into_v, kr, rows), true, touched[kj] != 0};
+        ops::attention_segment_backward(attention_rows(q, qr, nq), attention_rows(cur_k, kr, rows),
+                                        attention_rows(cur_v, kr, rows), attention_rows(o, qr, nq),
+                                        attention_rows(lse, qr, nq), attention_rows(d_o, qr, nq),
+                                        attention_rows(d_lse, qr, nq), m, c.scale, grads);
         for (Requests* pending : {&kv, &inbox, &sent[0], &sent[1]}) progress(*pending);
       }
       touched[kj] = 1;
@@ -417,16 +321,16 @@ void ring_backward(const RingCall& c, const Tensor& q, const Tensor& k, const Te
     if (step == 0) {  // rows no query reached carry zero into the accumulator
       for (size_t j = 0; j < src_segs.size(); ++j)
         if (!touched[j]) {
-          fill_rows<T>(acc_k[slot], c.row_of(src, static_cast<int>(j)), src_segs[j].length, T(0));
-          fill_rows<T>(acc_v[slot], c.row_of(src, static_cast<int>(j)), src_segs[j].length, T(0));
+          fill_rows(acc_k[slot], c.row_of(src, static_cast<int>(j)), src_segs[j].length, 0.0);
+          fill_rows(acc_v[slot], c.row_of(src, static_cast<int>(j)), src_segs[j].length, 0.0);
         }
     } else {
       wait_all(inbox);
       for (size_t j = 0; j < src_segs.size(); ++j)
         if (touched[j]) {
           const int64_t row = c.row_of(src, static_cast<int>(j)), len = src_segs[j].length;
-          add_rows<T>(acc_k[slot], row, part_k, row, len);
-          add_rows<T>(acc_v[slot], row, part_v, row, len);
+          ops::attention_add_rows(attention_rows(acc_k[slot], row, len), attention_rows(part_k, row, len));
+          ops::attention_add_rows(attention_rows(acc_v[slot], row, len), attention_rows(part_v, row, len));
         }
     }
     if (!c.compute_only && step + 1 < steps) {
@@ -463,13 +367,12 @@ struct RingAttentionBackward final : autograd::Node {
   RingAttentionBackward(RingCall c, DType dt) : Node("ring_attention"), call(std::move(c)), dtype(dt) {}
 
   std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
-    const DType ct = compute_dtype(dtype);
-    const Tensor q = kernel_tensor(saved(0), ct), k = kernel_tensor(saved(1), ct), v = kernel_tensor(saved(2), ct);
-    const Tensor o = kernel_tensor(saved(3), ct), lse = kernel_tensor(saved(4), ct);
-    const Tensor d_o = kernel_tensor(g[0], ct), d_lse = kernel_tensor(g[1], ct);
+    const DType ct = ops::attention_compute_dtype(dtype);
+    const Tensor q = kernel_tensor(saved(0)), k = kernel_tensor(saved(1)), v = kernel_tensor(saved(2));
+    const Tensor o = kernel_tensor(saved(3)), lse = kernel_tensor(saved(4));
+    const Tensor d_o = kernel_tensor(g[0]), d_lse = kernel_tensor(g[1]);
     Tensor dq, dk, dv;
-    dispatch_float("ring_attention backward", ct,
-                   [&]<class T>() { ring_backward<T>(call, q, k, v, o, lse, d_o, d_lse, dq, dk, dv); });
+    ring_backward(call, q, k, v, o, lse, d_o, d_lse, dq, dk, dv);
     if (dtype == ct) return {dq, dk, dv};
     return {dq.copy_as(dtype, dq.device()), dk.copy_as(dtype, dq.device()), dv.copy_as(dtype, dq.device())};
   }
@@ -502,16 +405,16 @@ ops::AttentionOutput ring_attention(const Tensor& q, const Tensor& k, const Tens
   call.layout = layout;
   call.mask = global_mask(op, mask, layout);
   // Validates the spec against the whole sequence on every rank alike, before any message is posted.
-  call.mask_plan = std::make_shared<const cpu::MaskPlan>(call.mask, batch, layout.seq_len(), layout.seq_len(), op);
+  call.mask_plan = std::make_shared<const MaskPlan>(call.mask, batch, layout.seq_len(), layout.seq_len(), op);
   call.plan = std::make_shared<const RingPlan>(plan_ring(*call.mask_plan, layout, batch));
   call.batch = batch;
-  call.scale = scale > 0.0 ? scale : 1.0 / std::sqrt(static_cast<double>(d));
+  call.scale = ops::attention_scale(scale, d);
   call.compute_only = options.compute_only;
 
-  const DType ct = compute_dtype(q.dtype());
-  const Tensor qc = kernel_tensor(q, ct), kc = kernel_tensor(k, ct), vc = kernel_tensor(v, ct);
+  const DType ct = ops::attention_compute_dtype(q.dtype());
+  const Tensor qc = kernel_tensor(q), kc = kernel_tensor(k), vc = kernel_tensor(v);
   Tensor o = Tensor::empty(q.shape(), ct), lse = Tensor::empty({batch, q.shape()[1], n}, ct);
-  dispatch_float(op, ct, [&]<class T>() { ring_forward<T>(call, qc, kc, vc, o, lse); });
+  ring_forward(call, qc, kc, vc, o, lse);
   Tensor o_out = q.dtype() == ct ? o : o.copy_as(q.dtype(), o.device());
   if (auto node = autograd::make_node<RingAttentionBackward>({&q, &k, &v}, std::move(call), q.dtype())) {
     for (const Tensor& t : {q, k, v, o, lse}) node->save(t);
@@ -529,7 +432,7 @@ ops::AttentionOutput ring_attention(const Tensor& q, const Tensor& k, const Tens
 
 int ring_steps(const MaskSpec& mask, const SequenceLayout& layout, int64_t batch) {
   const MaskSpec global = global_mask("ring_steps", mask, layout);
-  const cpu::MaskPlan plan(global, batch, layout.seq_len(), layout.seq_len(), "ring_steps");
+  const MaskPlan plan(global, batch, layout.seq_len(), layout.seq_len(), "ring_steps");
   return plan_ring(plan, layout, batch).steps;
 }
 
@@ -537,7 +440,7 @@ std::vector<std::vector<int64_t>> ring_step_pairs(const MaskSpec& mask, const Se
                                                   int64_t batch) {
   const char* op = "ring_step_pairs";
   const MaskSpec global = global_mask(op, mask, layout);
-  const cpu::MaskPlan plan(global, batch, layout.seq_len(), layout.seq_len(), op);
+  const MaskPlan plan(global, batch, layout.seq_len(), layout.seq_len(), op);
   const RingPlan rp = plan_ring(plan, layout, batch);
   std::vector<std::vector<int64_t>> counts(static_cast<size_t>(rp.size),
                                            std::vector<int64_t>(static_cast<size_t>(rp.steps), 0));
@@ -550,7 +453,7 @@ std::vector<std::vector<int64_t>> ring_step_pairs(const MaskSpec& mask, const Se
         MaskSpec m = global;
         m.q_offset = qs.start;
         m.k_offset = ks.start;
-        const cpu::MaskPlan pair_plan(m, batch, qs.length, ks.length, op);
+        const MaskPlan pair_plan(m, batch, qs.length, ks.length, op);
         int64_t& count = counts[static_cast<size_t>(r)][static_cast<size_t>(s)];
         for (int64_t b = 0; b < batch; ++b) count += pair_plan.count_pairs(b);
       }

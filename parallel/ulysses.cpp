@@ -2,7 +2,6 @@
 // backward), repeat_kv_heads (GQA on more ranks than KV heads), and Ulysses attention.
 #include "parallel/ulysses.h"
 
-#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -10,7 +9,6 @@
 #include "framework/autograd/node.h"
 #include "framework/core/error.h"
 #include "framework/ops/reduce.h"
-#include "parallel/comm/backends.h"
 #include "parallel/hybrid.h"
 
 namespace strand::parallel {
@@ -99,14 +97,10 @@ Tensor heads_to_seq_data(const Tensor& x, Group& group) {
                         out.offset());
 }
 
-// Each exchange's backward is the other one. `keep_alive` is owned by the node for what the
-// node above it (ring attention) reads during the backward: the ring of one that
-// ulysses_attention makes. That node holds this one through its edges, so it lives as long.
+// Each exchange's backward is the other one.
 struct SeqToHeadsBackward final : autograd::Node {
   Group* group;
-  std::shared_ptr<void> keep_alive;
-  SeqToHeadsBackward(Group* g, std::shared_ptr<void> keep)
-      : Node("seq_to_heads"), group(g), keep_alive(std::move(keep)) {}
+  explicit SeqToHeadsBackward(Group* g) : Node("seq_to_heads"), group(g) {}
   std::vector<Tensor> apply(std::vector<Tensor>&& g) override { return {heads_to_seq_data(g[0], *group)}; }
 };
 
@@ -133,23 +127,16 @@ struct RepeatKvHeadsBackward final : autograd::Node {
 
 }  // namespace
 
-namespace internal {
-
-Tensor seq_to_heads(const Tensor& x, Group& group, std::shared_ptr<void> keep_alive) {
+Tensor seq_to_heads(const Tensor& x, Group& group) {
   const char* op = "seq_to_heads";
   check_exchange_input(op, x, group);
   const int64_t u = group.size();
   STRAND_CHECK(x.shape()[1] % u == 0, ShapeError, op, ": the ", x.shape()[1], " heads of ", shape_str(x.shape()),
                " do not split over the ", u, " ranks of the group");
   Tensor y = seq_to_heads_data(x, group);
-  if (auto node = autograd::make_node<SeqToHeadsBackward>({&x}, &group, std::move(keep_alive)))
-    autograd::set_history(node, {&y});
+  if (auto node = autograd::make_node<SeqToHeadsBackward>({&x}, &group)) autograd::set_history(node, {&y});
   return y;
 }
-
-}  // namespace internal
-
-Tensor seq_to_heads(const Tensor& x, Group& group) { return internal::seq_to_heads(x, group, nullptr); }
 
 Tensor heads_to_seq(const Tensor& x, Group& group) {
   const char* op = "heads_to_seq";
@@ -183,11 +170,7 @@ Tensor repeat_kv_heads(const Tensor& kv, int64_t times) {
 
 ops::AttentionOutput ulysses_attention(const Tensor& q, const Tensor& k, const Tensor& v, const MaskSpec& mask,
                                        double scale, Group& group, const SequenceLayout& layout) {
-  // A ring of one: ring attention then runs the whole gathered layout locally (its segments
-  // need not be in position order, e.g. zigzag). The graph owns it, as its backward reads it.
-  std::shared_ptr<Group> ring = make_local_group();
-  Group& ring_ref = *ring;
-  return internal::hybrid_attention(q, k, v, mask, scale, group, ring_ref, layout, std::move(ring));
+  return ulysses_exchange_attention("ulysses_attention", q, k, v, mask, scale, group, nullptr, layout);
 }
 
 }  // namespace strand::parallel

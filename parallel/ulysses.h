@@ -3,7 +3,6 @@
 // lets GQA run on more ranks than it has KV heads.
 #pragma once
 #include <cstdint>
-#include <memory>
 
 #include "framework/ops/attention.h"
 #include "parallel/comm/group.h"
@@ -24,15 +23,10 @@ Tensor heads_to_seq(const Tensor& x, Group& group);
 Tensor repeat_kv_heads(const Tensor& kv, int64_t times);
 
 // Ulysses attention over `group` (pure Ulysses: every rank computes whole sequences for H/u
-// heads). `layout` is the sp-level layout over group.size() ranks. The hybrid (ring across
-// Ulysses groups) is parallel/hybrid.h; this is hybrid_attention with a ring of one.
+// heads, with ops::attention). `layout` is the sp-level layout over group.size() ranks. The
+// hybrid (ring across Ulysses groups) is parallel/hybrid.h; both are
+// ulysses_exchange_attention there.
 ops::AttentionOutput ulysses_attention(const Tensor& q, const Tensor& k, const Tensor& v, const MaskSpec& mask,
                                        double scale, Group& group, const SequenceLayout& layout);
-
-namespace internal {
-// seq_to_heads whose backward node also owns `keep_alive`: what a node recorded on its output
-// reads during the backward (ulysses_attention's ring of one), kept as long as that node.
-Tensor seq_to_heads(const Tensor& x, Group& group, std::shared_ptr<void> keep_alive);
-}  // namespace internal
 
 }  // namespace strand::parallel

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <memory>
 
-#include "framework/backend/cpu/attention_params.h"
+#include "framework/ops/attention_contract.h"
 #include "framework/nn/linear.h"
 #include "framework/nn/module.h"
 #include "parallel/attention.h"

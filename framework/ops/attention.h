@@ -4,9 +4,8 @@
 #pragma once
 #include <cstdint>
 
-#include "framework/backend/cpu/attention_params.h"
 #include "framework/core/tensor.h"
-#include "framework/ops/attention_reference.h"
+#include "framework/ops/attention_contract.h"
 
 namespace strand::ops {
 

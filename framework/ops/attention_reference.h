@@ -3,13 +3,9 @@
 // zero gradients.
 #pragma once
 #include "framework/core/tensor.h"
+#include "framework/ops/attention_contract.h"
 
 namespace strand::ops {
-
-struct AttentionOutput {
-  Tensor o;    // [B, Hq, Nq, D]
-  Tensor lse;  // [B, Hq, Nq], log-sum-exp of the scaled, masked scores of each row
-};
 
 // q [B, Hq, Nq, D], k and v [B, Hkv, Nk, D] with Hq a multiple of Hkv (query head h reads key
 // head h / (Hq / Hkv)). mask: int32 broadcastable to [B, Hq, Nq, Nk], nonzero = attend;

@@ -1,4 +1,4 @@
-// parallel::ring_attention under mpiexec (1, 2 and 4 ranks): every rank builds the same global
+// parallel::ring_attention under mpiexec (1, 2, 3 and 4 ranks): every rank builds the same global
 // q, k, v, runs one-rank ops::attention and its backward, and checks its own shard of o, lse, dq,
 // dk, dv from the ring against those rows, for the contiguous, zigzag and hybrid-style layouts;
 // plus the ring's schedule (balanced zigzag steps, window early stop).
@@ -15,7 +15,7 @@
 #include "framework/autograd/engine.h"
 #include "framework/autograd/grad_mode.h"
 #include "framework/core/error.h"
-#include "framework/backend/cpu/attention_mask.h"
+#include "framework/ops/attention_contract.h"
 #include "framework/ops/attention.h"
 #include "framework/ops/view.h"
 #include "parallel/attention.h"
@@ -237,7 +237,7 @@ TEST(RingAttentionLayout, OutOfOrderSegmentsOverTheWorldRing) {
   ASSERT_EQ(layout.segments(sp.rank()).size(), sp.rank() + 1 == sp.size() ? 3u : 4u);
   for (const MaskSpec& mask : {MaskSpec::causal(), MaskSpec{}, MaskSpec::sliding(10, 3)}) {
     RingCase c{.name = "out-of-order segments", .q_heads = 4, .kv_heads = 2, .mask = mask, .seed = 181};
-    SCOPED_TRACE(cpu::mask_kind_name(mask.kind));
+    SCOPED_TRACE(mask_kind_name(mask.kind));
     check_ring(c, sp, layout, true);
   }
 }
@@ -253,7 +253,7 @@ TEST(RingAttentionLayout, SingleRankRingOverManySegments) {
     SCOPED_TRACE(layout.describe());
     ASSERT_EQ(layout.parts(), 1);
     for (const MaskSpec& mask : {MaskSpec::causal(), MaskSpec{}, MaskSpec::sliding(5, 1)}) {
-      SCOPED_TRACE(cpu::mask_kind_name(mask.kind));
+      SCOPED_TRACE(mask_kind_name(mask.kind));
       check_ring(RingCase{.name = "one-rank ring", .q_heads = 4, .kv_heads = 2, .mask = mask, .seed = 191}, *local,
                  layout, true);
       check_ring(RingCase{.name = "one-rank ring float64", .d = 64, .mask = mask, .dtype = DType::F64, .seed = 193},

@@ -1,4 +1,4 @@
-// Ulysses sequence parallelism under mpiexec (1, 2 and 4 ranks): the all-to-all exchanges
+// Ulysses sequence parallelism under mpiexec (1, 2, 3 and 4 ranks): the all-to-all exchanges
 // (values, round trip, adjoint), repeat_kv_heads, and ulysses_attention's o, lse, dq, dk, dv of
 // this rank's shard against one-rank ops::attention over the whole sequence.
 #include <gtest/gtest.h>
@@ -202,8 +202,12 @@ void run_case(const UlyssesCase& c) {
   Group& g = world();
   const int p = g.size(), r = g.rank();
   const SequenceLayout layout = SequenceLayout::make(c.layout, p * c.n, p);
+  // The table's head counts are chosen for P = 1, 2, 4; at P = 3 they are tripled so that they
+  // split over the ranks (an MQA case keeps its one KV head, which is then repeated x3).
+  const int64_t times = p % 3 == 0 ? 3 : 1;
+  const int64_t q_heads = c.q_heads * times, kv_heads = c.kv_heads == 1 ? 1 : c.kv_heads * times;
   const testing::AttentionProblem problem(
-      {.batch = c.batch, .q_heads = c.q_heads, .kv_heads = c.kv_heads, .seq = p * c.n, .d = c.d, .dtype = c.dtype,
+      {.batch = c.batch, .q_heads = q_heads, .kv_heads = kv_heads, .seq = p * c.n, .d = c.d, .dtype = c.dtype,
        .seed = c.seed},
       c.mask);
   const testing::RankRows rows(problem, layout, r);
@@ -224,7 +228,8 @@ TEST(UlyssesAttention, CausalGqaKvHeadsSplit) {
 }
 
 TEST(UlyssesAttention, GqaFewerKvHeadsThanRanks) {
-  // At P = 4 both repeat the KV heads (x2, x4); at P = 2 Hkv = 2 splits and Hkv = 1 repeats.
+  // At P = 4 both repeat the KV heads (x2, x4); at P = 2 Hkv = 2 splits and Hkv = 1 repeats; at
+  // P = 3 (heads tripled) 12/6 splits and 12/1 repeats x3.
   run_case({.name = "causal GQA 4/2", .q_heads = 4, .kv_heads = 2, .mask = MaskSpec::causal(), .seed = 41});
   run_case({.name = "non-causal MQA 4/1 D=64", .q_heads = 4, .kv_heads = 1, .d = 64, .mask = MaskSpec{},
             .seed = 42});
@@ -255,13 +260,13 @@ TEST(UlyssesAttention, ZigzagLayout) {
 TEST(UlyssesAttention, ParallelAttentionDispatchesToUlysses) {
   Group& g = world();
   const int p = g.size(), r = g.rank();
-  const int64_t n = 6;
+  const int64_t n = 6, times = p % 3 == 0 ? 3 : 1;  // heads that split over P = 1, 2, 3, 4
   auto layout = std::make_shared<const SequenceLayout>(SequenceLayout::make(LayoutKind::Zigzag, p * n, p));
-  const Tensor q = layout->shard(Tensor::randn({1, 4, p * n, 8}, 91), r, 2);
-  const Tensor k = layout->shard(Tensor::randn({1, 2, p * n, 8}, 92), r, 2);
-  const Tensor v = layout->shard(Tensor::randn({1, 2, p * n, 8}, 93), r, 2);
+  const Tensor q = layout->shard(Tensor::randn({1, 4 * times, p * n, 8}, 91), r, 2);
+  const Tensor k = layout->shard(Tensor::randn({1, 2 * times, p * n, 8}, 92), r, 2);
+  const Tensor v = layout->shard(Tensor::randn({1, 2 * times, p * n, 8}, 93), r, 2);
   const MaskSpec causal = MaskSpec::causal();
-  // Ulysses over the whole sp group (null ring = a ring of one).
+  // Ulysses over the whole sp group (null ring).
   const ops::AttentionOutput want = ulysses_attention(q, k, v, causal, 0.0, g, *layout);
   const ops::AttentionOutput got = parallel::attention(q, k, v, causal, 0.0, SequenceContext{nullptr, &g, layout});
   EXPECT_EQ(got.o.to_vector(), want.o.to_vector());

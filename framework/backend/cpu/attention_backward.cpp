@@ -20,8 +20,8 @@
 #include <limits>
 #include <vector>
 
-#include "framework/backend/cpu/attention_mask.h"
-#include "framework/backend/cpu/attention_params.h"
+#include "framework/backend/attention_mask.h"
+#include "framework/backend/cpu/attention_kernels.h"
 #include "framework/backend/cpu/attention_tile.h"
 #include "framework/backend/cpu/loops.h"
 
@@ -220,5 +220,10 @@ void attention_backward(const AttentionParams& p) {
 
 template void attention_backward<float>(const AttentionParams&);
 template void attention_backward<double>(const AttentionParams&);
+
+void attention_backward_kernel(const backend::AttentionBackwardParams& p) {
+  if (p.dtype == DType::F64) attention_backward<double>(p);
+  else attention_backward<float>(p);
+}
 
 }  // namespace strand::cpu

@@ -14,8 +14,8 @@
 #include <limits>
 #include <vector>
 
-#include "framework/backend/cpu/attention_mask.h"
-#include "framework/backend/cpu/attention_params.h"
+#include "framework/backend/attention_mask.h"
+#include "framework/backend/cpu/attention_kernels.h"
 #include "framework/backend/cpu/attention_tile.h"
 
 namespace strand::cpu {
@@ -156,5 +156,10 @@ void attention_forward(const AttentionParams& p) {
 
 template void attention_forward<float>(const AttentionParams&);
 template void attention_forward<double>(const AttentionParams&);
+
+void attention_forward_kernel(const backend::AttentionForwardParams& p) {
+  if (p.dtype == DType::F64) attention_forward<double>(p);
+  else attention_forward<float>(p);
+}
 
 }  // namespace strand::cpu

@@ -1,4 +1,5 @@
-// Exact merge of two partial attention results over disjoint key sets, and its backward.
+// Exact merge of two partial attention results over disjoint key sets, its backward, and the row
+// adds that gather a segment step's partial gradients: the one merge every attention path uses.
 //
 // lse = log(e^lse1 + e^lse2), w1 = e^(lse1 - lse), w2 = e^(lse2 - lse), o = w1 o1 + w2 o2.
 // Backward: d o1 = w1 go; d lse1 = w1 (glse + go . (o1 - o)) (and the same for part 2), since
@@ -8,11 +9,19 @@
 #include <cmath>
 #include <limits>
 
-#include "framework/backend/cpu/attention_params.h"
+#include "framework/backend/cpu/attention_kernels.h"
 #include "framework/backend/cpu/loops.h"
 
 namespace strand::cpu {
 namespace {
+
+using backend::AttentionRows;
+
+// Row i of block t of `r`, as T.
+template <class T>
+T* row_of(const AttentionRows& r, int64_t t, int64_t i) {
+  return static_cast<T*>(r.data) + t * r.outer_stride + i * r.row_stride;
+}
 
 // The merged lse and the two weights of one row.
 template <class T>
@@ -29,58 +38,81 @@ void merge_weights(T l1, T l2, T& lse, T& w1, T& w2) {
   w2 = std::exp(l2 - lse);
 }
 
-}  // namespace
-
+// o may alias o1 and lse may alias lse1: each row reads its inputs before it writes.
 template <class T>
-void attention_merge_forward(int64_t rows, int64_t d, const T* o1, const T* lse1, const T* o2, const T* lse2, T* o,
-                             T* lse) {
-  #pragma omp parallel for schedule(static) if (rows * d > kParallelGrain)
-  for (int64_t r = 0; r < rows; ++r) {
-    T w1, w2;
-    merge_weights(lse1[r], lse2[r], lse[r], w1, w2);
-    const T* a = o1 + r * d;
-    const T* b = o2 + r * d;
-    T* y = o + r * d;
+void merge_forward(const backend::AttentionMergeParams& p) {
+  const int64_t lines = p.outer * p.rows, d = p.d;
+  #pragma omp parallel for schedule(static) if (lines * d > kParallelGrain)
+  for (int64_t l = 0; l < lines; ++l) {
+    const int64_t t = l / p.rows, i = l % p.rows;
+    T w1, w2, merged;
+    merge_weights(*row_of<T>(p.lse1, t, i), *row_of<T>(p.lse2, t, i), merged, w1, w2);
+    *row_of<T>(p.lse, t, i) = merged;
+    const T* a = row_of<T>(p.o1, t, i);
+    const T* b = row_of<T>(p.o2, t, i);
+    T* y = row_of<T>(p.o, t, i);
     #pragma omp simd
     for (int64_t x = 0; x < d; ++x) y[x] = w1 * a[x] + w2 * b[x];
   }
 }
 
 template <class T>
-void attention_merge_backward(int64_t rows, int64_t d, const T* o1, const T* lse1, const T* o2, const T* lse2,
-                              const T* o, const T* lse, const T* go, const T* glse, T* go1, T* glse1, T* go2,
-                              T* glse2) {
-  (void)lse;  // the weights are recomputed from lse1 and lse2 exactly as the forward made them
-  #pragma omp parallel for schedule(static) if (rows * d > kParallelGrain)
-  for (int64_t r = 0; r < rows; ++r) {
+void merge_backward(const backend::AttentionMergeBackwardParams& p) {
+  const int64_t lines = p.outer * p.rows, d = p.d;
+  #pragma omp parallel for schedule(static) if (lines * d > kParallelGrain)
+  for (int64_t l = 0; l < lines; ++l) {
+    const int64_t t = l / p.rows, i = l % p.rows;
+    // The weights are recomputed from lse1 and lse2 exactly as the forward made them.
     T merged, w1, w2;
-    merge_weights(lse1[r], lse2[r], merged, w1, w2);
-    const T* a = o1 + r * d;
-    const T* b = o2 + r * d;
-    const T* y = o + r * d;
-    const T* g = go + r * d;
+    merge_weights(*row_of<T>(p.lse1, t, i), *row_of<T>(p.lse2, t, i), merged, w1, w2);
+    const T* a = row_of<T>(p.o1, t, i);
+    const T* b = row_of<T>(p.o2, t, i);
+    const T* y = row_of<T>(p.o, t, i);
+    const T* g = row_of<T>(p.go, t, i);
+    T* g1 = row_of<T>(p.go1, t, i);
+    T* g2 = row_of<T>(p.go2, t, i);
     T dot1 = 0, dot2 = 0;
     #pragma omp simd reduction(+ : dot1, dot2)
     for (int64_t x = 0; x < d; ++x) {
       dot1 += g[x] * (a[x] - y[x]);
       dot2 += g[x] * (b[x] - y[x]);
-      go1[r * d + x] = w1 * g[x];
-      go2[r * d + x] = w2 * g[x];
+      g1[x] = w1 * g[x];
+      g2[x] = w2 * g[x];
     }
-    glse1[r] = w1 * (glse[r] + dot1);
-    glse2[r] = w2 * (glse[r] + dot2);
+    const T glse = *row_of<T>(p.glse, t, i);
+    *row_of<T>(p.glse1, t, i) = w1 * (glse + dot1);
+    *row_of<T>(p.glse2, t, i) = w2 * (glse + dot2);
   }
 }
 
-template void attention_merge_forward<float>(int64_t, int64_t, const float*, const float*, const float*,
-                                             const float*, float*, float*);
-template void attention_merge_forward<double>(int64_t, int64_t, const double*, const double*, const double*,
-                                              const double*, double*, double*);
-template void attention_merge_backward<float>(int64_t, int64_t, const float*, const float*, const float*,
-                                              const float*, const float*, const float*, const float*, const float*,
-                                              float*, float*, float*, float*);
-template void attention_merge_backward<double>(int64_t, int64_t, const double*, const double*, const double*,
-                                               const double*, const double*, const double*, const double*,
-                                               const double*, double*, double*, double*, double*);
+template <class T>
+void add_rows(const backend::AttentionAddRowsParams& p) {
+  const int64_t lines = p.outer * p.rows, d = p.d;
+  #pragma omp parallel for schedule(static) if (lines * d > kParallelGrain)
+  for (int64_t l = 0; l < lines; ++l) {
+    const int64_t t = l / p.rows, i = l % p.rows;
+    T* y = row_of<T>(p.dst, t, i);
+    const T* x = row_of<T>(p.src, t, i);
+    #pragma omp simd
+    for (int64_t e = 0; e < d; ++e) y[e] += x[e];
+  }
+}
+
+}  // namespace
+
+void attention_merge_forward_kernel(const backend::AttentionMergeParams& p) {
+  if (p.dtype == DType::F64) merge_forward<double>(p);
+  else merge_forward<float>(p);
+}
+
+void attention_merge_backward_kernel(const backend::AttentionMergeBackwardParams& p) {
+  if (p.dtype == DType::F64) merge_backward<double>(p);
+  else merge_backward<float>(p);
+}
+
+void attention_add_rows_kernel(const backend::AttentionAddRowsParams& p) {
+  if (p.dtype == DType::F64) add_rows<double>(p);
+  else add_rows<float>(p);
+}
 
 }  // namespace strand::cpu

@@ -1,5 +1,6 @@
 // Registers the CPU implementation of every kernel family with the device seam (registry.h).
 #include "framework/backend/cpu/adamw.h"
+#include "framework/backend/cpu/attention_kernels.h"
 #include "framework/backend/cpu/clip.h"
 #include "framework/backend/cpu/cross_entropy.h"
 #include "framework/backend/cpu/dropout.h"
@@ -32,6 +33,13 @@ void register_cpu_kernels() {
   register_kernel<RopeParams>(kCpu, &cpu::rope);
   register_kernel<AdamWParams>(kCpu, &cpu::adamw_update);
   register_kernel<ClipParams>(kCpu, &cpu::clip_grad);
+
+  // Attention (framework/backend/attention.h).
+  register_kernel<AttentionForwardParams>(kCpu, &cpu::attention_forward_kernel);
+  register_kernel<AttentionBackwardParams>(kCpu, &cpu::attention_backward_kernel);
+  register_kernel<AttentionMergeParams>(kCpu, &cpu::attention_merge_forward_kernel);
+  register_kernel<AttentionMergeBackwardParams>(kCpu, &cpu::attention_merge_backward_kernel);
+  register_kernel<AttentionAddRowsParams>(kCpu, &cpu::attention_add_rows_kernel);
 }
 
 }  // namespace strand::backend

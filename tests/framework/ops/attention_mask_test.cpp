@@ -9,7 +9,8 @@
 #include <string>
 
 #include "framework/autograd/engine.h"
-#include "framework/backend/cpu/attention_mask.h"
+#include "framework/backend/attention_mask.h"
+#include "framework/backend/cpu/attention_kernels.h"
 #include "framework/core/error.h"
 #include "framework/ops/attention.h"
 #include "framework/ops/view.h"
@@ -17,8 +18,8 @@
 namespace strand {
 namespace {
 
-using cpu::MaskPlan;
-using cpu::TileClass;
+using strand::MaskPlan;
+using strand::TileClass;
 
 MaskSpec windowed(MaskKind kind, int64_t left, int64_t right) {
   MaskSpec m;
@@ -193,8 +194,8 @@ TEST(AttentionMask, BigBirdRandomBlocksAgreeAcrossBlocksOfTheSequence) {
 TEST(AttentionMask, PatternNamesRoundTrip) {
   for (MaskKind k : {MaskKind::None, MaskKind::Causal, MaskKind::Sliding, MaskKind::Dilated, MaskKind::Longformer,
                      MaskKind::BigBird})
-    EXPECT_EQ(cpu::mask_kind_from_name(cpu::mask_kind_name(k)), k);
-  EXPECT_THROW(cpu::mask_kind_from_name("diagonal"), ValueError);
+    EXPECT_EQ(mask_kind_from_name(mask_kind_name(k)), k);
+  EXPECT_THROW(mask_kind_from_name("diagonal"), ValueError);
 }
 
 // The kernels with 16 x 8 and 24 x 40 tiles (every tile class, many skipped tiles) against the

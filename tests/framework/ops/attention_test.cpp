@@ -225,6 +225,24 @@ TEST(Attention, GradientsMatchFiniteDifferencesForEveryPattern) {
   }
 }
 
+// The layout models use: q, k, v come from a [B, N, H, D] projection viewed as [B, H, N, D], and
+// the output goes back to [B, N, H, D], so dO arrives as a head-transposed view too (row stride
+// H * D, head stride D). Each kernel stride path, forward and backward, against finite differences.
+TEST(Attention, HeadTransposedGradientsMatchFiniteDifferencesForEveryPattern) {
+  for (const Pattern& pt : small_patterns()) {
+    testing::OpCase c{"attention head-transposed " + pt.name,
+                      {{2, pt.nq, 2, 3}, {2, pt.nk, 1, 3}, {2, pt.nk, 1, 3}},
+                      [mask = pt.mask](const V& x) {
+                        const Tensor q = ops::transpose(x[0], 1, 2), k = ops::transpose(x[1], 1, 2);
+                        const Tensor v = ops::transpose(x[2], 1, 2);
+                        ops::AttentionOutput out = ops::attention(q, k, v, mask);
+                        return ops::transpose(ops::add(out.o, ops::unsqueeze(out.lse, -1)), 1, 2);
+                      }};
+    testing::run_op_case(c);
+    if (HasFatalFailure()) return;
+  }
+}
+
 TEST(Attention, MergeGradientsMatchFiniteDifferences) {
   testing::OpCase c{"merge_attention",
                     {{2, 3, 4}, {2, 3}, {2, 3, 4}, {2, 3}},
@@ -343,6 +361,28 @@ TEST(Attention, ReadsHeadTransposedViewsInPlace) {
   ops::AttentionOutput b = ops::attention(copy, copy, copy, MaskSpec::causal());
   EXPECT_EQ(a.o.to_vector(), b.o.to_vector());
   EXPECT_EQ(a.lse.to_vector(), b.lse.to_vector());
+}
+
+TEST(Attention, HeadTransposedGradientsEqualThoseOfContiguousCopies) {
+  // q, k, v and dO all [B, N, H, D] viewed as [B, H, N, D] (GQA, sizes crossing tile borders):
+  // the kernels read them through their strides, so every output and gradient equals, bit for
+  // bit, the result of contiguous copies.
+  auto heads_view = [](const Shape& s, uint64_t seed) {
+    return ops::transpose(Tensor::uniform(s, seed, -1, 1), 1, 2);
+  };
+  const Tensor q = heads_view({2, 97, 4, 16}, 1), k = heads_view({2, 97, 2, 16}, 2), v = heads_view({2, 97, 2, 16}, 3);
+  const Tensor go = heads_view({2, 97, 4, 16}, 4), glse = Tensor::uniform({2, 4, 97}, 5, -1, 1);
+  ASSERT_FALSE(go.is_contiguous());
+  for (const MaskSpec& mask : {MaskSpec::causal(), MaskSpec::sliding(20, 5), MaskSpec{}}) {
+    auto call = [&](const Tensor& a, const Tensor& b, const Tensor& c) { return ops::attention(a, b, c, mask); };
+    const Result strided = run(call, q, k, v, go, glse);
+    const Result copied = run(call, ops::contiguous(q), ops::contiguous(k), ops::contiguous(v), ops::contiguous(go), glse);
+    EXPECT_EQ(strided.o.to_vector(), copied.o.to_vector());
+    EXPECT_EQ(strided.lse.to_vector(), copied.lse.to_vector());
+    EXPECT_EQ(strided.dq.to_vector(), copied.dq.to_vector());
+    EXPECT_EQ(strided.dk.to_vector(), copied.dk.to_vector());
+    EXPECT_EQ(strided.dv.to_vector(), copied.dv.to_vector());
+  }
 }
 
 template <class E>

@@ -1,12 +1,12 @@
 // MaskPlan: validation of a MaskSpec, the per-pair rule, tile classification and partial-tile fill.
-#include "framework/backend/cpu/attention_mask.h"
+#include "framework/backend/attention_mask.h"
 
 #include <algorithm>
 
 #include "framework/core/error.h"
 #include "framework/core/random.h"
 
-namespace strand::cpu {
+namespace strand {
 namespace {
 
 std::string list_str(const std::vector<int64_t>& v) {
@@ -353,4 +353,4 @@ int64_t MaskPlan::count_pairs(int64_t b) const {
   return pairs;
 }
 
-}  // namespace strand::cpu
+}  // namespace strand

@@ -1,8 +1,12 @@
-// The attention mask spec (device-free) and the plain parameter struct the CPU attention kernels
-// take: pointers, strides in elements, sizes, scale and mask. No Tensor, no autograd.
+// The device-neutral attention kernel contract: the mask spec, and the plain parameter structs
+// every backend's attention kernels take (pointers, strides in elements, sizes, scale, mask),
+// launched through the registry (registry.h). No Tensor, no autograd.
 #pragma once
 #include <cstdint>
 #include <vector>
+
+#include "framework/core/device.h"
+#include "framework/core/dtype.h"
 
 namespace strand {
 
@@ -53,12 +57,14 @@ struct MaskSpec {
   }
 };
 
-namespace cpu {
+namespace backend {
 
-// Everything one attention kernel call reads and writes. Tensors are [B, H, N, D] (lse [B, Hq, Nq])
-// with unit stride along D (and along Nq for lse); the element type T (float or double) is fixed by
-// the kernel instantiation. Query head h reads key/value head h / (Hq / Hkv).
+// Everything one attention kernel call reads and writes, on p.device. Tensors are [B, H, N, D]
+// (lse [B, Hq, Nq]) with unit stride along D (and along Nq for lse), all of element type dtype
+// (float32 or float64). Query head h reads key/value head h / (Hq / Hkv).
 struct AttentionParams {
+  Device device;                // where every pointer below lives
+  DType dtype = DType::F32;     // of every tensor below: F32 or F64
   const void* q = nullptr;      // [B, Hq, Nq, D]
   const void* k = nullptr;      // [B, Hkv, Nk, D]
   const void* v = nullptr;      // [B, Hkv, Nk, D]
@@ -96,22 +102,47 @@ struct AttentionParams {
   int64_t block_k = 0;
 };
 
-// Forward: o and lse from q, k, v. T = float or double.
-template <class T> void attention_forward(const AttentionParams& p);
-// Backward: dq, dk, dv from q, k, v, o, lse, d_o (and d_lse). Deterministic for a fixed thread count.
-template <class T> void attention_backward(const AttentionParams& p);
+// The registry keys kernels by their parameter type, so each kernel of the family has its own.
+// launch("attention_forward", ...): o and lse from q, k, v.
+struct AttentionForwardParams : AttentionParams {};
+// launch("attention_backward", ...): dq, dk, dv from q, k, v, o, lse, d_o (and d_lse).
+// Deterministic for a fixed thread count.
+struct AttentionBackwardParams : AttentionParams {};
 
-// Exact merge of two partial results over disjoint key sets, per row r of `rows` rows of width d:
-// lse = log(e^lse1 + e^lse2), o = e^(lse1-lse) o1 + e^(lse2-lse) o2. Rows with both lse = -inf
-// give o = 0, lse = -inf. All arrays contiguous.
-template <class T>
-void attention_merge_forward(int64_t rows, int64_t d, const T* o1, const T* lse1, const T* o2, const T* lse2, T* o,
-                             T* lse);
-// Its backward: given go, glse (and the inputs and outputs), the gradients of o1, lse1, o2, lse2.
-template <class T>
-void attention_merge_backward(int64_t rows, int64_t d, const T* o1, const T* lse1, const T* o2, const T* lse2,
-                              const T* o, const T* lse, const T* go, const T* glse, T* go1, T* glse1, T* go2,
-                              T* glse2);
+// `outer` blocks of `rows` rows of width `d` (a [B, H, N, D] tensor's rows [r0, r0 + rows) has
+// outer = B * H; an lse [B, H, N] has d = 1): element (t, i, x) sits at
+// data + t * outer_stride + i * row_stride + x.
+struct AttentionRows {
+  void* data = nullptr;
+  int64_t outer_stride = 0;
+  int64_t row_stride = 0;
+};
 
-}  // namespace cpu
+// launch("attention_merge_forward", ...): the exact merge of two partial results over disjoint
+// key sets, per row: lse = log(e^lse1 + e^lse2), o = e^(lse1-lse) o1 + e^(lse2-lse) o2. Rows with
+// both lse = -inf give o = 0, lse = -inf. o may be o1 and lse may be lse1 (a merge in place).
+struct AttentionMergeParams {
+  Device device;
+  DType dtype = DType::F32;  // F32 or F64
+  int64_t outer = 0, rows = 0, d = 0;
+  AttentionRows o1, lse1, o2, lse2, o, lse;
+};
+// launch("attention_merge_backward", ...): given go, glse (and the inputs and outputs of the
+// forward), the gradients go1, glse1, go2, glse2 (overwritten).
+struct AttentionMergeBackwardParams {
+  Device device;
+  DType dtype = DType::F32;
+  int64_t outer = 0, rows = 0, d = 0;
+  AttentionRows o1, lse1, o2, lse2, o, lse, go, glse, go1, glse1, go2, glse2;
+};
+// launch("attention_add_rows", ...): dst += src, row by row (the partial dQ, dK, dV of a
+// segment step added into the rows they belong to).
+struct AttentionAddRowsParams {
+  Device device;
+  DType dtype = DType::F32;
+  int64_t outer = 0, rows = 0, d = 0;
+  AttentionRows dst, src;
+};
+
+}  // namespace backend
 }  // namespace strand

@@ -1,15 +1,16 @@
-// Mask decisions for the tiled attention kernels: a MaskSpec checked and prepared for one call
-// (MaskPlan), the per-pair rule, the per-tile classification that lets kernels skip wholly masked
-// tiles and drop per-element work on wholly unmasked ones, and the -inf fill of partial tiles.
+// Mask decisions, device-free (kernels of every device and the ring's schedule read them): a
+// MaskSpec checked and prepared for one call (MaskPlan), the per-pair rule, the per-tile
+// classification that lets kernels skip wholly masked tiles and drop per-element work on wholly
+// unmasked ones, and the -inf fill of partial tiles.
 #pragma once
 #include <cstdint>
 #include <limits>
 #include <string>
 #include <vector>
 
-#include "framework/backend/cpu/attention_params.h"
+#include "framework/backend/attention.h"
 
-namespace strand::cpu {
+namespace strand {
 
 enum class TileClass : uint8_t { Empty, Partial, Full };
 
@@ -83,4 +84,4 @@ class MaskPlan {
   std::vector<int64_t> random_key_blocks_;  // [query block - first][random_per_block_], sorted
 };
 
-}  // namespace strand::cpu
+}  // namespace strand
