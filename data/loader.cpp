@@ -28,6 +28,16 @@ void split_row(const int32_t* window, int64_t T, int64_t r, int32_t* inputs, int
   }
 }
 
+// The config's task as the generator's enum (the generator knows no config).
+SyntheticTask synthetic_task_of(config::SyntheticTask task) {
+  switch (task) {
+    case config::SyntheticTask::Passkey: return SyntheticTask::passkey;
+    case config::SyntheticTask::AssocRecall: return SyntheticTask::assoc_recall;
+    case config::SyntheticTask::Copy: return SyntheticTask::copy;
+  }
+  throw ValueError("data.task: unknown synthetic task");
+}
+
 }  // namespace
 
 std::vector<int64_t> LoaderPosition::to_ints() const {
@@ -157,22 +167,21 @@ std::unique_ptr<Loader> make_loader(const DataSpec& spec, Split split) {
   STRAND_CHECK(spec.seq_len >= 1, ValueError, "data.seq_len: ", spec.seq_len, " must be positive");
   STRAND_CHECK(spec.batch_size >= 1, ValueError, "data.batch_size: ", spec.batch_size, " must be positive");
   const LoaderOptions options{spec.batch_size, spec.seq_len, spec.dp_rank, spec.dp_size, spec.vocab_size};
-  if (spec.format == "synthetic") {
+  if (spec.format == config::DataFormat::Synthetic) {
     STRAND_CHECK(spec.vocab_size >= 1, ValueError, "data.task: synthetic tasks need model.vocab_size, got ",
                  spec.vocab_size);
     SyntheticSpec task;
-    task.task = parse_synthetic_task(spec.task);
+    task.task = synthetic_task_of(spec.task);
     task.vocab_size = spec.vocab_size;
     task.seq_len = spec.seq_len;
     task.seed = split == Split::train ? spec.seed : spec.seed ^ kSyntheticValSeedSalt;
     return std::make_unique<SyntheticLoader>(task, options);
   }
-  STRAND_CHECK(spec.format == "bin" || spec.format == "hdf5", ValueError, "data.format: '", spec.format,
-               "' is not bin, hdf5 or synthetic");
   const auto& files = split == Split::train ? spec.train : spec.val;
   STRAND_CHECK(!files.empty(), ValueError, split == Split::train ? "data.train" : "data.val",
                ": no data files given");
-  return std::make_unique<TokenLoader>(open_token_files(files, spec.format), options);
+  const TokenFiles as = spec.format == config::DataFormat::Hdf5 ? TokenFiles::Hdf5 : TokenFiles::Bin;
+  return std::make_unique<TokenLoader>(open_token_files(files, as), options);
 }
 
 AnswerScore& AnswerScore::operator+=(const AnswerScore& o) {

@@ -6,23 +6,13 @@
 #include <string>
 #include <vector>
 
+#include "data/batch.h"
 #include "data/synthetic.h"
 #include "data/token_source.h"
+#include "framework/config/config.h"
 #include "framework/core/tensor.h"
 
 namespace strand::data {
-
-// Targets equal to this are not scored (PyTorch's cross_entropy default).
-inline constexpr int32_t kIgnoreIndex = -100;
-
-struct Batch {
-  Tensor inputs;          // [B, T] int32: tokens [g*T, g*T + T) of row g
-  Tensor targets;         // [B, T] int32: tokens [g*T + 1, g*T + T + 1), the LM targets at every position
-  Tensor answer_targets;  // [B, T] int32, synthetic tasks only: the target where it is an answer token,
-                          // kIgnoreIndex elsewhere (undefined for text data)
-  int64_t step = 0;       // the loader step that produced the batch
-  int64_t epoch = 0;      // passes over the token stream completed before this step (0 for synthetic)
-};
 
 struct LoaderOptions {
   int64_t batch_size = 1;  // B: rows per replica per step
@@ -112,12 +102,13 @@ class SyntheticLoader final : public Loader {
   SyntheticSpec spec_;
 };
 
-// The `data:` section of a config, resolved (architecture.md §5).
+// The `data:` section of a config, resolved (architecture.md §5); format and task keep the
+// config's types.
 struct DataSpec {
-  std::string format = "bin";     // bin | hdf5 | synthetic
+  config::DataFormat format = config::DataFormat::Bin;
   std::vector<std::string> train;  // paths or glob patterns (bin, hdf5)
   std::vector<std::string> val;
-  std::string task;                // synthetic: passkey | assoc_recall | copy
+  config::SyntheticTask task = config::SyntheticTask::Passkey;  // format synthetic only
   int64_t seq_len = 0;
   int64_t batch_size = 0;
   int64_t vocab_size = 0;          // the model's; checked against every token read
@@ -131,8 +122,8 @@ enum class Split { train, val };
 // The synthetic val split uses the seed XOR this, so its rows differ from the training rows.
 inline constexpr uint64_t kSyntheticValSeedSalt = 0x76616c5f73706c74ull;  // "val_splt"
 
-// Builds the loader of one split. Throws ValueError naming the data.* key for a bad format,
-// task or size, or an empty file list; DataError naming the file for bad files.
+// Builds the loader of one split. Throws ValueError naming the data.* key for a bad size or an
+// empty file list; DataError naming the file for bad files.
 std::unique_ptr<Loader> make_loader(const DataSpec& spec, Split split);
 
 // Accuracy on answer tokens: predictions [B, T] int32 (argmax of the logits) against a batch's

@@ -104,24 +104,22 @@ std::vector<std::string> expand_data_paths(const std::vector<std::string>& patte
 }
 
 std::shared_ptr<const TokenSource> open_token_files(const std::vector<std::string>& patterns,
-                                                    const std::string& format) {
-  STRAND_CHECK(format == "auto" || format == "bin" || format == "hdf5", ValueError,
-               "open_token_files: format '", format, "' is not auto, bin or hdf5");
+                                                    TokenFiles format) {
   std::vector<std::shared_ptr<const TokenSource>> parts;
   for (const auto& path : expand_data_paths(patterns)) {
-    std::string as = format;
-    if (as == "auto") {
+    TokenFiles as = format;
+    if (as == TokenFiles::ByExtension) {
       const std::string ext = lower_extension(path);
       if (ext == ".h5" || ext == ".hdf5") {
-        as = "hdf5";
+        as = TokenFiles::Hdf5;
       } else if (ext == ".bin") {
-        as = "bin";
+        as = TokenFiles::Bin;
       } else {
         throw DataError(detail::concat(path, ": unknown token file type '", ext,
                                        "' (expected .bin shards or .h5/.hdf5 datasets)"));
       }
     }
-    parts.push_back(as == "hdf5" ? open_hdf5_tokens(path) : open_token_shard(path));
+    parts.push_back(as == TokenFiles::Hdf5 ? open_hdf5_tokens(path) : open_token_shard(path));
   }
   if (parts.size() == 1) return parts.front();
   return std::make_shared<ConcatTokens>(std::move(parts));

@@ -65,10 +65,13 @@ class ConcatTokens final : public TokenSource {
 // Throws DataError naming the entry when a path is missing or a pattern matches nothing.
 std::vector<std::string> expand_data_paths(const std::vector<std::string>& patterns);
 
-// Opens token files as `format`: "bin" (llm.c shards), "hdf5" (`tokens` datasets), or "auto"
-// (by extension: .bin, .h5/.hdf5). Several files become one ConcatTokens stream in the order
-// of expand_data_paths. DataError names the file that fails; ValueError a bad format.
+// How open_token_files reads a file: llm.c .bin shards, HDF5 `tokens` datasets, or by the
+// file's extension (.bin, .h5/.hdf5).
+enum class TokenFiles { ByExtension, Bin, Hdf5 };
+
+// Opens token files as `format`. Several files become one ConcatTokens stream in the order of
+// expand_data_paths. DataError names the file that fails (or has an unknown extension).
 std::shared_ptr<const TokenSource> open_token_files(const std::vector<std::string>& patterns,
-                                                    const std::string& format = "auto");
+                                                    TokenFiles format = TokenFiles::ByExtension);
 
 }  // namespace strand::data

@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "framework/config/config.h"
 #include "framework/core/allocator.h"
-#include "framework/train/config.h"
 #include "framework/train/metrics.h"
 #include "framework/train/trainer.h"
 #include "launch/commands.h"

@@ -18,6 +18,9 @@ void add_inspect_command(CLI::App& app);
 // `strand export CKPT --format safetensors --out DIR`: Hugging Face GPT-2 layout (export_command.cpp).
 void add_export_command(CLI::App& app);
 
+// `strand config get KEY CONFIG [--set k=v ...]`: one resolved value, for scripts (config_command.cpp).
+void add_config_command(CLI::App& app);
+
 // `strand train CONFIG [--set k=v ...]`: pretraining (train_command.cpp).
 void add_train_command(CLI::App& app);
 // `strand eval CONFIG --checkpoint CKPT [--data PATH]`: loss and accuracy, one JSON line (eval_command.cpp).

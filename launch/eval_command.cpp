@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "framework/config/config.h"
 #include "framework/io/checkpoint.h"
-#include "framework/train/config.h"
 #include "framework/train/eval.h"
 #include "framework/train/metrics.h"
 #include "launch/commands.h"

@@ -10,16 +10,16 @@
 #include <utility>
 #include <vector>
 
+#include "framework/config/config.h"
 #include "framework/io/checkpoint.h"
 #include "framework/io/safetensors.h"
-#include "framework/train/config.h"
 #include "launch/commands.h"
 
 namespace strand::launch {
 
 namespace {
 
-using train::Config;
+using config::Config;
 
 // Refuses, naming the config key, every option that GPT-2 has no counterpart for: the export
 // would load in transformers but compute something else.
@@ -29,18 +29,18 @@ void check_exportable(const Config& c, const std::string& ckpt) {
     throw ValueError("export: " + ckpt + ": " + key + " is " + value +
                      "; the Hugging Face GPT-2 layout needs " + key + ": " + needed);
   };
-  if (m.arch != train::Arch::Gpt) refuse("model.arch", name_of(m.arch), "gpt");
-  if (m.pos != train::PosEncoding::Learned) refuse("model.pos", name_of(m.pos), "learned");
-  if (m.norm != train::NormKind::LayerNorm) refuse("model.norm", name_of(m.norm), "layernorm");
-  if (m.activation != train::Activation::Gelu) refuse("model.activation", name_of(m.activation), "gelu");
+  if (m.arch != config::Arch::Gpt) refuse("model.arch", name_of(m.arch), "gpt");
+  if (m.pos != config::PosEncoding::Learned) refuse("model.pos", name_of(m.pos), "learned");
+  if (m.norm != config::NormKind::LayerNorm) refuse("model.norm", name_of(m.norm), "layernorm");
+  if (m.activation != config::Activation::Gelu) refuse("model.activation", name_of(m.activation), "gelu");
   if (m.n_kv_head != m.n_head)
     refuse("model.n_kv_head", std::to_string(m.n_kv_head), std::to_string(m.n_head) + " (= model.n_head)");
-  if (m.attention.pattern != train::AttentionPattern::Causal)
+  if (m.attention.pattern != config::AttentionPattern::Causal)
     refuse("model.attention.pattern", name_of(m.attention.pattern), "causal");
 }
 
 // The parameters of a plain GPT-2 of this config, in state-dict order, with their shapes.
-std::vector<std::pair<std::string, Shape>> gpt2_parameters(const train::ModelConfig& m) {
+std::vector<std::pair<std::string, Shape>> gpt2_parameters(const config::ModelConfig& m) {
   const int64_t C = m.d_model, F = m.d_ff, V = m.vocab_size, T = m.max_seq_len;
   std::vector<std::pair<std::string, Shape>> p = {{"transformer.wte.weight", {V, C}},
                                                   {"transformer.wpe.weight", {T, C}}};
@@ -89,7 +89,7 @@ std::vector<std::pair<std::string, Tensor>> gpt2_tensors(const io::CheckpointDat
 
 // GPT2Config as transformers writes it. n_inner null means 4 * n_embd; gelu_new is GELU with
 // the tanh approximation, strand's `gelu`.
-std::string gpt2_config_json(const train::ModelConfig& m) {
+std::string gpt2_config_json(const config::ModelConfig& m) {
   std::ostringstream dropout;
   dropout.precision(17);
   dropout << m.dropout;
@@ -132,7 +132,7 @@ struct ExportOptions {
 
 void export_checkpoint(const ExportOptions& o) {
   const io::CheckpointData ck = io::read_checkpoint(o.checkpoint);
-  const Config config = train::parse_config(ck.config_yaml, o.checkpoint + " (config attribute)");
+  const Config config = config::parse_config(ck.config_yaml, o.checkpoint + " (config attribute)");
   check_exportable(config, o.checkpoint);
   if (ck.extra.count("pruning"))
     throw ValueError("export: " + o.checkpoint +

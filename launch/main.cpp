@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   strand::launch::add_data_command(app);
   strand::launch::add_inspect_command(app);
   strand::launch::add_export_command(app);
+  strand::launch::add_config_command(app);
   strand::launch::add_bench_command(app);
 
   int parse_status = 0;

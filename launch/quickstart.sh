@@ -13,19 +13,30 @@ cd "$(dirname "$0")/.."
 launch/setup.sh
 
 build_dir="${STRAND_BUILD_DIR:-build}"
-ranks=2
+config=configs/quickstart.yaml
+# The rank count and the run folder as strand resolves them (the file and any --set given here).
+sets=()
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+  case "${args[i]}" in
+    --set) ((i + 1 < ${#args[@]})) && sets+=(--set "${args[i + 1]}"); i=$((i + 1)) ;;
+    --set=*) sets+=(--set "${args[i]#--set=}") ;;
+  esac
+done
+get() { OMP_NUM_THREADS=1 "$build_dir/strand" config get "$1" "$config" "${sets[@]}"; }
+ranks=$(( $(get parallel.dp) * $(get parallel.sp) ))
+run_dir=$(get run.dir)
 # Open MPI refuses to run as root without these (containers); harmless otherwise.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # One rank per core: OpenMP threads of 2 ranks must not fight over the same cores.
 cores=$(nproc)
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(( cores / ranks > 0 ? cores / ranks : 1 ))}"
 
-run_dir=runs/quickstart
 mkdir -p "$run_dir"
-echo "quickstart: mpirun -np $ranks $build_dir/strand train configs/quickstart.yaml ($OMP_NUM_THREADS thread(s) per rank)"
+echo "quickstart: mpirun -np $ranks $build_dir/strand train $config ($OMP_NUM_THREADS thread(s) per rank)"
 start=$(date +%s)
 # checkpoint.resume=none: every quickstart is a fresh run (resume one with `strand train` itself).
-mpirun -np "$ranks" --oversubscribe "$build_dir/strand" train configs/quickstart.yaml \
+mpirun -np "$ranks" --oversubscribe "$build_dir/strand" train "$config" \
   --set checkpoint.resume=none "$@" | tee "$run_dir/train.log"
 seconds=$(( $(date +%s) - start ))
 

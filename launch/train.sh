@@ -12,7 +12,7 @@ unchanged (--set key=value, --peak-tflops, --quiet-config).
 
 Options (before CONFIG.yaml):
   -n, --ranks N        MPI ranks (default: parallel.dp x parallel.sp of the config and its
-                       --set overrides)
+                       --set overrides, read by `strand config get`)
   --hosts LIST         hosts and slots, h1:4,h2:4 (default: this machine only)
   --hostfile FILE      an mpirun hostfile instead of --hosts
   -t, --threads N      OpenMP/OpenBLAS threads per rank (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS;
@@ -80,41 +80,33 @@ case "$bind" in "" | core | socket | none) ;; *) die "--bind wants core, socket 
 [[ -z "$hostfile" || -f "$hostfile" ]] || die "hostfile '$hostfile' not found"
 [[ -f "$config" ]] || die "config '$config' not found"
 
-# parallel.<key> of the config: the last --set override, else the YAML (block `parallel:` with
-# indented `key: N` lines, or flow `parallel: {key: N, ...}`), else 1. Only a default for -n: the
-# trainer itself checks dp x sp against the job size and says what to change.
-parallel_key() {
-  local key="$1" value="" i arg
-  for ((i = 0; i < ${#strand_args[@]}; i++)); do
-    arg="${strand_args[i]}"
-    arg="${arg#--set=}"
-    if [[ "$arg" == "parallel.$key="* ]]; then value="${arg#*=}"; fi
-  done
-  if [[ -z "$value" ]]; then
-    value="$(awk -v key="$key" '
-      { sub(/[ \t]*#.*/, "") }
-      /^parallel:[ \t]*\{/ {
-        line = $0; sub(/^[^{]*\{/, "", line); sub(/\}.*/, "", line)
-        n = split(line, items, ",")
-        for (i = 1; i <= n; i++) {
-          split(items[i], kv, ":"); gsub(/[ \t]/, "", kv[1]); gsub(/[ \t]/, "", kv[2])
-          if (kv[1] == key) print kv[2]
-        }
-        next
-      }
-      /^parallel:[ \t]*$/ { inside = 1; next }
-      /^[^ \t]/ { inside = 0 }
-      inside && $1 == key ":" { print $2 }
-    ' "$config" | tail -n 1)"
-  fi
-  echo "${value:-1}"
-}
+strand="${STRAND_BIN:-}"
+if [[ -z "$strand" ]]; then
+  build_dir="${STRAND_BUILD_DIR:-build}"
+  [[ "$build_dir" == /* ]] || build_dir="$repo/$build_dir"
+  strand="$build_dir/strand"
+fi
+[[ -x "$strand" ]] || die "strand program '$strand' not found (build it: launch/setup.sh, or set STRAND_BUILD_DIR)"
 
+# The rank count defaults to parallel.dp x parallel.sp as strand itself resolves them (the
+# file and the --set overrides among the strand arguments): `strand config get` reads the
+# config, so this script never parses YAML. The trainer checks dp x sp against the job size.
 if [[ -z "$ranks" ]]; then
-  dp="$(parallel_key dp)" sp="$(parallel_key sp)"
-  if ! is_count "$dp" || ! is_count "$sp"; then
-    die "cannot read parallel.dp/sp from '$config' (dp '$dp', sp '$sp'); pass -n"
-  fi
+  sets=()
+  for ((i = 0; i < ${#strand_args[@]}; i++)); do
+    case "${strand_args[i]}" in
+      --set) ((i + 1 < ${#strand_args[@]})) && sets+=(--set "${strand_args[i + 1]}"); i=$((i + 1)) ;;
+      --set=*) sets+=(--set "${strand_args[i]#--set=}") ;;
+    esac
+  done
+  # One process outside any launcher: without the launchers' variables (a Slurm batch script
+  # has SLURM_NTASKS), strand does not start MPI.
+  config_get() {
+    env -u OMPI_COMM_WORLD_SIZE -u PMI_SIZE -u PMIX_RANK -u SLURM_NTASKS OMP_NUM_THREADS=1 \
+      "$strand" config get "$1" "$config" "${sets[@]}"
+  }
+  dp="$(config_get parallel.dp)" || die "cannot read parallel.dp from '$config' (the line above says why); pass -n"
+  sp="$(config_get parallel.sp)" || die "cannot read parallel.sp from '$config'; pass -n"
   ranks=$((dp * sp))
   echo "train.sh: $ranks rank(s) = parallel.dp $dp x parallel.sp $sp" >&2
 fi
@@ -141,13 +133,6 @@ export OMP_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads"
 
 mpirun="${MPIRUN:-mpirun}"
 command -v "$mpirun" >/dev/null 2>&1 || die "'$mpirun' not found (install openmpi-bin, or set MPIRUN)"
-strand="${STRAND_BIN:-}"
-if [[ -z "$strand" ]]; then
-  build_dir="${STRAND_BUILD_DIR:-build}"
-  [[ "$build_dir" == /* ]] || build_dir="$repo/$build_dir"
-  strand="$build_dir/strand"
-fi
-[[ -x "$strand" ]] || die "strand program '$strand' not found (build it: launch/setup.sh, or set STRAND_BUILD_DIR)"
 
 # Open MPI and MPICH/Intel MPI (Hydra) spell the same requests differently.
 if "$mpirun" --version 2>&1 | grep -qE 'Open MPI|OpenRTE'; then flavour=openmpi; else flavour=hydra; fi

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "framework/train/config.h"
+#include "framework/config/config.h"
 #include "framework/train/metrics.h"
 #include "framework/train/trainer.h"
 #include "launch/commands.h"

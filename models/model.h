@@ -5,9 +5,9 @@
 #include <cstdint>
 #include <memory>
 
-#include "data/loader.h"
+#include "data/batch.h"
+#include "framework/config/config.h"
 #include "framework/nn/module.h"
-#include "framework/train/config.h"
 #include "parallel/attention.h"
 
 namespace strand::models {
@@ -42,7 +42,9 @@ class Model : public nn::Module {
 };
 
 // Builds the model the config describes (model.arch: gpt | encoder | encdec), initialised from
-// run.seed. Throws train::ConfigError-style errors naming the key for unsupported combinations.
-std::shared_ptr<Model> build_model(const train::Config& config);
+// run.seed. The config is one parse_config has checked (framework/config/rules.cpp holds the
+// rules of what each architecture can honour); a config built in code that breaks them gets a
+// ValueError or a wrong-shape error from the layer that cannot run it.
+std::shared_ptr<Model> build_model(const config::Config& config);
 
 }  // namespace strand::models

@@ -39,9 +39,9 @@ Tensor shard_positions(const SequenceShard& shard, int64_t seq_len, const char* 
   return p;
 }
 
-Norm Norm::make(train::NormKind kind, int64_t features, DType dtype) {
+Norm Norm::make(config::NormKind kind, int64_t features, DType dtype) {
   Norm n;
-  if (kind == train::NormKind::RMSNorm) n.rms_norm = std::make_shared<nn::RMSNorm>(features, 1e-6, dtype);
+  if (kind == config::NormKind::RMSNorm) n.rms_norm = std::make_shared<nn::RMSNorm>(features, 1e-6, dtype);
   else n.layer_norm = std::make_shared<nn::LayerNorm>(features, 1e-5, true, dtype);
   return n;
 }
@@ -101,8 +101,8 @@ Tensor DropoutPlan::apply(const Tensor& x, int64_t layer, int64_t site) const {
   return ops::dropout(x, p, seed, std::move(offsets));
 }
 
-MaskSpec mask_for_pattern(const train::AttentionConfig& a, bool causal, uint64_t run_seed, int64_t layer) {
-  using train::AttentionPattern;
+MaskSpec mask_for_pattern(const config::AttentionConfig& a, bool causal, uint64_t run_seed, int64_t layer) {
+  using config::AttentionPattern;
   const int64_t w = a.window;
   MaskSpec m;
   switch (a.pattern) {
@@ -135,8 +135,8 @@ Block::Block(const StackOptions& o, int64_t layer, ParameterSeeds& seeds) : laye
   const double proj_std = 0.02 / std::sqrt(2.0 * static_cast<double>(o.n_layer));
   nn::AttentionOptions a;
   a.n_kv_head = o.n_kv_head;
-  a.rope = o.pos == train::PosEncoding::Rope;
-  a.linear = o.attention.pattern == train::AttentionPattern::Linear;
+  a.rope = o.pos == config::PosEncoding::Rope;
+  a.linear = o.attention.pattern == config::AttentionPattern::Linear;
   a.causal = o.causal;
   a.mask = mask_for_pattern(o.attention, o.causal, o.run_seed, layer_);
   a.projection_seed = derive_seed(o.run_seed, {kLayerSalt, static_cast<uint64_t>(layer_), 0});
@@ -176,7 +176,7 @@ Tensor Block::forward(const Tensor& x, const Tensor& positions, const Tensor& me
   return ops::add(h, dropout.apply(mlp_->forward(ln_2_.forward(h)), layer_, kMlpSite));
 }
 
-StackOptions stack_options(const train::ModelConfig& c, uint64_t run_seed, DType dtype) {
+StackOptions stack_options(const config::ModelConfig& c, uint64_t run_seed, DType dtype) {
   StackOptions o;
   o.d_model = c.d_model;
   o.n_head = c.n_head;
@@ -187,7 +187,7 @@ StackOptions stack_options(const train::ModelConfig& c, uint64_t run_seed, DType
   o.max_seq_len = c.max_seq_len;
   o.pos = c.pos;
   o.norm = c.norm;
-  o.swiglu = c.activation == train::Activation::SwiGLU;
+  o.swiglu = c.activation == config::Activation::SwiGLU;
   o.attention = c.attention;
   o.run_seed = run_seed;
   o.dtype = dtype;
@@ -199,7 +199,7 @@ Stack::Stack(const StackOptions& o, ParameterSeeds& seeds) : options_(o) {
   if (o.token_embedding)
     wte_ = register_module("wte", seeds.counted(std::make_shared<nn::Embedding>(o.vocab_size, o.d_model, seeds.next(),
                                                                                 o.dtype, 0.02)));
-  if (o.pos == train::PosEncoding::Learned)
+  if (o.pos == config::PosEncoding::Learned)
     wpe_ = register_module("wpe", seeds.counted(std::make_shared<nn::Embedding>(o.max_seq_len, o.d_model, seeds.next(),
                                                                                 o.dtype, 0.02)));
   h_ = register_module("h", std::make_shared<Container>());

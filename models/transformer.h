@@ -7,12 +7,12 @@
 #include <memory>
 #include <string>
 
+#include "framework/config/config.h"
 #include "framework/nn/attention.h"
 #include "framework/nn/embedding.h"
 #include "framework/nn/layer_norm.h"
 #include "framework/nn/mlp.h"
 #include "framework/nn/module.h"
-#include "framework/train/config.h"
 #include "models/model.h"
 #include "parallel/attention.h"
 
@@ -49,7 +49,7 @@ class Container : public nn::Module {
 struct Norm {
   std::shared_ptr<nn::LayerNorm> layer_norm;
   std::shared_ptr<nn::RMSNorm> rms_norm;
-  static Norm make(train::NormKind kind, int64_t features, DType dtype);
+  static Norm make(config::NormKind kind, int64_t features, DType dtype);
   std::shared_ptr<nn::Module> module() const;
   Tensor forward(const Tensor& x) const;
 };
@@ -102,12 +102,12 @@ struct StackOptions {
   int64_t vocab_size = 0;       // rows of wte (only with token_embedding)
   int64_t max_seq_len = 0;      // rows of wpe (only with learned positions)
   bool token_embedding = true;  // holds wte (a decoder of encdec reads the encoder's)
-  train::PosEncoding pos = train::PosEncoding::Learned;
-  train::NormKind norm = train::NormKind::LayerNorm;
+  config::PosEncoding pos = config::PosEncoding::Learned;
+  config::NormKind norm = config::NormKind::LayerNorm;
   bool swiglu = false;
   bool causal = false;          // decoder self-attention (Note [Causal patterns] in nn/attention.cpp)
   bool cross_attention = false; // decoder of encdec
-  train::AttentionConfig attention;
+  config::AttentionConfig attention;
   uint64_t run_seed = 0;
   int64_t layer_base = 0;       // index of this stack's first layer among all layers (seeds)
   DType dtype = DType::F32;
@@ -115,7 +115,7 @@ struct StackOptions {
 
 // The options a config's model section gives a stack: bidirectional, with its own token
 // embedding; each architecture then sets what differs (causal, cross-attention, ...).
-StackOptions stack_options(const train::ModelConfig& c, uint64_t run_seed, DType dtype);
+StackOptions stack_options(const config::ModelConfig& c, uint64_t run_seed, DType dtype);
 
 // The pre-norm block: x += attn(ln_1(x)); [x += crossattention(ln_cross_attn(x), memory)];
 // x += mlp(ln_2(x)), with residual dropout after each branch. Children in Hugging Face GPT-2
@@ -166,7 +166,7 @@ class Stack : public nn::Module {
 // q-w+1..q+w-1 (encoder); dilated: w keys each side, dilation apart; longformer / bigbird: the
 // sliding window plus global tokens 0..global_tokens-1; bigbird adds random_blocks random key
 // blocks of block_size per query block, seeded from (run.seed, layer).
-MaskSpec mask_for_pattern(const train::AttentionConfig& attention, bool causal, uint64_t run_seed, int64_t layer);
+MaskSpec mask_for_pattern(const config::AttentionConfig& attention, bool causal, uint64_t run_seed, int64_t layer);
 
 // The output embedding of an untied model, lm_head.weight [V, C], drawn from seeds.next().
 Tensor untied_lm_head(Container& lm_head, int64_t vocab, int64_t d_model, ParameterSeeds& seeds, DType dtype);

@@ -9,13 +9,6 @@
 
 namespace strand::optim {
 
-DecayKind parse_decay_kind(const std::string& name) {
-  if (name == "cosine") return DecayKind::Cosine;
-  if (name == "linear") return DecayKind::Linear;
-  if (name == "constant") return DecayKind::Constant;
-  throw ValueError(detail::concat("schedule: unknown kind '", name, "' (expected cosine, linear or constant)"));
-}
-
 const char* decay_kind_name(DecayKind kind) {
   switch (kind) {
     case DecayKind::Cosine: return "cosine";
@@ -26,8 +19,8 @@ const char* decay_kind_name(DecayKind kind) {
 }
 
 LrSchedule LrSchedule::make(double lr, double min_lr, int64_t warmup_steps, int64_t total_steps,
-                            const std::string& kind) {
-  LrSchedule s{lr, min_lr, warmup_steps, total_steps, parse_decay_kind(kind)};
+                            DecayKind kind) {
+  LrSchedule s{lr, min_lr, warmup_steps, total_steps, kind};
   s.validate();
   return s;
 }

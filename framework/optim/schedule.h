@@ -1,15 +1,14 @@
 // Learning-rate schedule: linear warmup from 0, then cosine, linear or constant decay to min_lr.
 #pragma once
 #include <cstdint>
-#include <string>
 
 namespace strand::optim {
 
+// The config's `train.schedule` is this type (framework/config), so the kind reaches the
+// schedule as it was parsed, never as text.
 enum class DecayKind { Cosine, Linear, Constant };
 
-// "cosine" | "linear" | "constant"; anything else is a ValueError naming the string.
-DecayKind parse_decay_kind(const std::string& name);
-const char* decay_kind_name(DecayKind kind);
+const char* decay_kind_name(DecayKind kind);  // "cosine" | "linear" | "constant"
 
 // Step s (0-based) gets:
 //   s < warmup_steps:        lr * (s + 1) / warmup_steps
@@ -27,7 +26,7 @@ struct LrSchedule {
 
   // Builds and validates a schedule from config values.
   static LrSchedule make(double lr, double min_lr, int64_t warmup_steps, int64_t total_steps,
-                         const std::string& kind);
+                         DecayKind kind);
   // ValueError naming the field and value: negative or non-finite lr / min_lr, min_lr > lr,
   // negative warmup_steps or total_steps.
   void validate() const;

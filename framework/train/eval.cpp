@@ -29,14 +29,14 @@ data::AnswerScore sharded_answer_score(const Tensor& predictions, const Tensor& 
 
 data::DataSpec data_spec_of(const Config& config, int64_t dp_rank, int64_t dp_size, const std::string& val_override) {
   data::DataSpec spec;
-  spec.format = name_of(config.data.format);
+  spec.format = config.data.format;
   if (!config.data.train.empty()) spec.train = {config.data.train};
   if (!val_override.empty()) {
     spec.val = {val_override};
   } else if (!config.data.val.empty()) {
     spec.val = {config.data.val};
   }
-  spec.task = name_of(config.data.task);
+  spec.task = config.data.task;
   spec.seq_len = config.data.seq_len;
   spec.batch_size = config.data.batch_size;
   spec.vocab_size = config.model.vocab_size;

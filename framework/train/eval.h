@@ -8,11 +8,14 @@
 #include <string>
 
 #include "data/loader.h"
-#include "framework/train/config.h"
+#include "framework/config/config.h"
 #include "framework/train/sharding.h"
 #include "models/model.h"
 
 namespace strand::train {
+
+// The run configuration's types (framework/config) read as train's own: train is the layer above.
+using namespace strand::config;
 
 // The loader spec of a config for one data-parallel replica (data.*, model.vocab_size,
 // run.seed). `val_override`, when set, replaces data.val (the --data of `strand eval`).

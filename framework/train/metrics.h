@@ -6,9 +6,12 @@
 #include <optional>
 #include <string>
 
-#include "framework/train/config.h"
+#include "framework/config/config.h"
 
 namespace strand::train {
+
+// The run configuration's types (framework/config) read as train's own: train is the layer above.
+using namespace strand::config;
 
 // One logged step. `step` counts completed optimizer steps (1 after the first step).
 struct StepMetrics {

@@ -6,12 +6,15 @@
 #include <memory>
 
 #include "data/loader.h"
-#include "framework/train/config.h"
+#include "framework/config/config.h"
 #include "models/model.h"
 #include "parallel/grid.h"
 #include "parallel/layout.h"
 
 namespace strand::train {
+
+// The run configuration's types (framework/config) read as train's own: train is the layer above.
+using namespace strand::config;
 
 // The sequence layout of a config (parallel.sp, sp_mode, ulysses_degree, resolved layout,
 // data.seq_len): make(kind, N, sp) for ring and Ulysses, hybrid(kind, N, sp / u, u) for hybrid.

@@ -6,13 +6,16 @@
 #include <string>
 
 #include "data/loader.h"
+#include "framework/config/config.h"
 #include "framework/io/checkpoint.h"
 #include "framework/nn/module.h"
 #include "framework/optim/adamw.h"
 #include "framework/optim/schedule.h"
-#include "framework/train/config.h"
 
 namespace strand::train {
+
+// The run configuration's types (framework/config) read as train's own: train is the layer above.
+using namespace strand::config;
 
 // Everything of the loop that is not a tensor. Random streams (initialisation, dropout,
 // synthetic rows) are Philox counters keyed by run.seed and indexed by the loader step, so

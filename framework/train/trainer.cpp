@@ -96,7 +96,7 @@ Trainer::Trainer(Config config, std::shared_ptr<models::Model> model, parallel::
   adam.weight_decay = config_.train.weight_decay;
   optimizer_ = std::make_unique<optim::AdamW>(std::move(adam_params), adam);
   schedule_ = optim::LrSchedule::make(config_.train.lr, config_.train.min_lr, config_.train.warmup_steps,
-                                      config_.train.steps, name_of(config_.train.schedule));
+                                      config_.train.steps, config_.train.schedule);
 
   train_loader_ = data::make_loader(data_spec_of(config_, dp_rank_, par.dp), data::Split::train);
   state_.seed = static_cast<uint64_t>(config_.run.seed);

@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "data/loader.h"
+#include "framework/config/config.h"
 #include "framework/optim/adamw.h"
 #include "framework/optim/schedule.h"
-#include "framework/train/config.h"
 #include "framework/train/eval.h"
 #include "framework/train/metrics.h"
 #include "framework/train/train_state.h"
@@ -23,6 +23,9 @@ namespace strand::models { class Model; }
 namespace strand::parallel { class Group; class GradSync; class ProcessGrid; }
 
 namespace strand::train {
+
+// The run configuration's types (framework/config) read as train's own: train is the layer above.
+using namespace strand::config;
 
 // One completed optimizer step, as every rank sees it.
 struct StepReport {

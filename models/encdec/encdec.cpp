@@ -9,7 +9,7 @@ namespace strand::models {
 
 namespace {
 
-StackOptions encdec_stack(const train::ModelConfig& c, uint64_t run_seed, DType dtype, bool decoder) {
+StackOptions encdec_stack(const config::ModelConfig& c, uint64_t run_seed, DType dtype, bool decoder) {
   StackOptions o = stack_options(c, run_seed, dtype);
   o.token_embedding = !decoder;
   o.causal = decoder;
@@ -25,7 +25,7 @@ Tensor columns(const Tensor& t, int64_t start, int64_t end) {
 
 }  // namespace
 
-EncDec::EncDec(const train::ModelConfig& config, uint64_t run_seed, DType dtype) : config_(config), run_seed_(run_seed) {
+EncDec::EncDec(const config::ModelConfig& config, uint64_t run_seed, DType dtype) : config_(config), run_seed_(run_seed) {
   ParameterSeeds seeds(run_seed);  // GPT-2 init, drawn as the modules are built
   encoder_ = register_module("encoder", std::make_shared<Stack>(encdec_stack(config, run_seed, dtype, false), seeds));
   decoder_ = register_module("decoder", std::make_shared<Stack>(encdec_stack(config, run_seed, dtype, true), seeds));

@@ -31,7 +31,7 @@ namespace strand::models {
 // uses its bidirectional form (causal -> full).
 class EncDec : public Model {
  public:
-  EncDec(const train::ModelConfig& config, uint64_t run_seed, DType dtype = DType::F32);
+  EncDec(const config::ModelConfig& config, uint64_t run_seed, DType dtype = DType::F32);
 
   // Whole rows only: the row is split in halves by local column, so a sequence shard (positions
   // or a sequence-parallel context) is refused with a ValueError naming model.arch.
@@ -46,7 +46,7 @@ class EncDec : public Model {
   const Tensor& output_embedding() const;
 
  private:
-  train::ModelConfig config_;
+  config::ModelConfig config_;
   uint64_t run_seed_;
   std::shared_ptr<Stack> encoder_, decoder_;
   Tensor lm_head_;

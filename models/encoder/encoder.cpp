@@ -12,13 +12,13 @@ namespace strand::models {
 
 namespace {
 
-StackOptions encoder_stack(const train::ModelConfig& c, uint64_t run_seed, DType dtype) {
+StackOptions encoder_stack(const config::ModelConfig& c, uint64_t run_seed, DType dtype) {
   return stack_options(c, run_seed, dtype);
 }
 
 }  // namespace
 
-Encoder::Encoder(const train::ModelConfig& config, uint64_t run_seed, DType dtype)
+Encoder::Encoder(const config::ModelConfig& config, uint64_t run_seed, DType dtype)
     : config_(config), run_seed_(run_seed) {
   STRAND_CHECK(config.vocab_size >= 2, ValueError, "encoder: vocab_size must be >= 2 (the last id is the mask token), got ",
                config.vocab_size);

@@ -29,7 +29,7 @@ struct MaskedTokens {
 // dilated, longformer, bigbird, non-causal linear); causal is refused by build_model.
 class Encoder : public Model {
  public:
-  Encoder(const train::ModelConfig& config, uint64_t run_seed, DType dtype = DType::F32);
+  Encoder(const config::ModelConfig& config, uint64_t run_seed, DType dtype = DType::F32);
 
   // Masked-token cross-entropy summed over the masked positions; tokens = masked positions.
   // predictions are left undefined: the encoder predicts the token at a position, not the next
@@ -50,7 +50,7 @@ class Encoder : public Model {
   const Tensor& output_embedding() const;
 
  private:
-  train::ModelConfig config_;
+  config::ModelConfig config_;
   uint64_t run_seed_;
   std::shared_ptr<Stack> encoder_;
   Tensor lm_head_;

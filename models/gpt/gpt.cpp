@@ -9,7 +9,7 @@ namespace strand::models {
 
 namespace {
 
-StackOptions gpt_stack(const train::ModelConfig& c, uint64_t run_seed, DType dtype) {
+StackOptions gpt_stack(const config::ModelConfig& c, uint64_t run_seed, DType dtype) {
   StackOptions o = stack_options(c, run_seed, dtype);
   o.causal = true;
   return o;
@@ -17,7 +17,7 @@ StackOptions gpt_stack(const train::ModelConfig& c, uint64_t run_seed, DType dty
 
 }  // namespace
 
-Gpt::Gpt(const train::ModelConfig& config, uint64_t run_seed, DType dtype) : config_(config), run_seed_(run_seed) {
+Gpt::Gpt(const config::ModelConfig& config, uint64_t run_seed, DType dtype) : config_(config), run_seed_(run_seed) {
   ParameterSeeds seeds(run_seed);  // GPT-2 init, drawn as the modules are built
   transformer_ = register_module("transformer", std::make_shared<Stack>(gpt_stack(config, run_seed, dtype), seeds));
   if (!config.tie_embeddings)

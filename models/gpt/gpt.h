@@ -29,7 +29,7 @@ class Gpt : public Model {
   // run_seed: initialisation (GPT-2: normal 0.02, residual projections 0.02 / sqrt(2 n_layer),
   // biases 0, norm weights 1, each tensor from its own seed) and dropout / attention draws.
   // dtype float32, or float64 for gradient checks.
-  Gpt(const train::ModelConfig& config, uint64_t run_seed, DType dtype = DType::F32);
+  Gpt(const config::ModelConfig& config, uint64_t run_seed, DType dtype = DType::F32);
 
   // Next-token cross-entropy summed over batch.targets (ignore -100): loss_sum, the number of
   // scored targets, predictions = argmax [B, T] int32.
@@ -39,13 +39,13 @@ class Gpt : public Model {
   // Logits [B, T, V] of inputs [B, T] at `step` (the dropout draw).
   Tensor logits(const Tensor& inputs, const SequenceShard& shard = {}, int64_t step = 0);
 
-  const train::ModelConfig& config() const { return config_; }
+  const config::ModelConfig& config() const { return config_; }
   const Stack& transformer() const { return *transformer_; }
   // The output embedding W [V, C]: transformer.wte.weight, or lm_head.weight when untied.
   const Tensor& output_embedding() const;
 
  private:
-  train::ModelConfig config_;
+  config::ModelConfig config_;
   uint64_t run_seed_;
   std::shared_ptr<Stack> transformer_;
   Tensor lm_head_;  // untied only

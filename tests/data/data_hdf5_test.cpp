@@ -88,7 +88,7 @@ TEST(Hdf5Tokens, LoaderReadsTheRowRuleFromHdf5) {
   const auto tokens = ramp(200);
   write_hdf5_tokens(dir.file("t.h5"), tokens);
   DataSpec spec;
-  spec.format = "hdf5";
+  spec.format = config::DataFormat::Hdf5;
   spec.train = {dir.file("t.h5")};
   spec.seq_len = 8;
   spec.batch_size = 2;

@@ -243,7 +243,7 @@ TEST(MakeLoader, BuildsEachFormatAndNamesBadKeys) {
   write_token_shard(dir.file("t_train.bin"), stream_of(500));
   write_token_shard(dir.file("t_val.bin"), stream_of(300));
   DataSpec spec;
-  spec.format = "bin";
+  spec.format = config::DataFormat::Bin;
   spec.train = {dir.file("t_train.bin")};
   spec.val = {dir.file("t_val.bin")};
   spec.seq_len = 16;
@@ -261,18 +261,11 @@ TEST(MakeLoader, BuildsEachFormatAndNamesBadKeys) {
     }
   };
   DataSpec bad = spec;
-  bad.format = "csv";
-  expect_value_error(bad, Split::train, "data.format");
-  bad = spec;
   bad.val.clear();
   expect_value_error(bad, Split::val, "data.val");
   bad = spec;
   bad.seq_len = 0;
   expect_value_error(bad, Split::train, "data.seq_len");
-  bad = spec;
-  bad.format = "synthetic";
-  bad.task = "sorting";
-  expect_value_error(bad, Split::train, "data.task");
   bad = spec;
   bad.train = {dir.file("missing.bin")};
   EXPECT_THROW(make_loader(bad, Split::train), DataError);
@@ -280,8 +273,8 @@ TEST(MakeLoader, BuildsEachFormatAndNamesBadKeys) {
 
 TEST(MakeLoader, SyntheticValRowsDifferFromTrainRows) {
   DataSpec spec;
-  spec.format = "synthetic";
-  spec.task = "copy";
+  spec.format = config::DataFormat::Synthetic;
+  spec.task = config::SyntheticTask::Copy;
   spec.seq_len = 32;
   spec.batch_size = 4;
   spec.vocab_size = 64;

@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "framework/config/config.h"
 #include "framework/io/checkpoint.h"
-#include "framework/train/config.h"
 #include "framework/train/trainer.h"
 #include "models/model.h"
 
@@ -20,8 +20,8 @@ namespace strand::train {
 namespace {
 namespace fs = std::filesystem;
 
-// The source tree's configs/, found from this file's path (tests/launch/configs_test.cpp).
-fs::path configs_dir() { return fs::path(__FILE__).parent_path().parent_path().parent_path() / "configs"; }
+// The source tree's configs/.
+fs::path configs_dir() { return fs::path(STRAND_SOURCE_DIR) / "configs"; }
 
 std::vector<std::string> config_files() {
   std::vector<std::string> files;

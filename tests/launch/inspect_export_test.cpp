@@ -13,9 +13,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "framework/config/config.h"
 #include "framework/io/checkpoint.h"
 #include "framework/io/safetensors.h"
-#include "framework/train/config.h"
 
 namespace strand {
 namespace {
@@ -92,7 +92,7 @@ class InspectExportTest : public ::testing::Test {
   std::string write_gpt_checkpoint(const std::string& name, const std::string& yaml,
                                    std::vector<std::pair<std::string, Tensor>> params) {
     io::CheckpointData ck;
-    ck.config_yaml = train::to_yaml(train::parse_config(yaml, name));
+    ck.config_yaml = config::to_yaml(config::parse_config(yaml, name));
     for (const auto& [n, t] : params) {
       ck.optimizer.tensors.emplace_back("m/" + n, Tensor::zeros(t.shape()));
       ck.optimizer.tensors.emplace_back("v/" + n, Tensor::zeros(t.shape()));

@@ -16,11 +16,11 @@ namespace {
 
 using models::EncDec;
 using testing::tiny_config;
-using train::Arch;
-using train::AttentionPattern;
+using config::Arch;
+using config::AttentionPattern;
 
 TEST(EncDec, ParameterNames) {
-  train::ModelConfig c = tiny_config(Arch::EncDec, 11, 8, 1, 5);
+  config::ModelConfig c = tiny_config(Arch::EncDec, 11, 8, 1, 5);
   c.n_kv_head = 1;
   EncDec m(c, 1);
   const auto named = m.named_parameters();
@@ -84,7 +84,7 @@ TEST(EncDec, DecoderIsCausalAndReadsTheWholeSource) {
   const int64_t V = 11;
   for (AttentionPattern p : {AttentionPattern::Causal, AttentionPattern::Longformer, AttentionPattern::BigBird,
                              AttentionPattern::Linear}) {
-    train::ModelConfig c = tiny_config(Arch::EncDec, V, 16, 2, 16);
+    config::ModelConfig c = tiny_config(Arch::EncDec, V, 16, 2, 16);
     c.attention.pattern = p;
     c.attention.global_tokens = 1;
     c.attention.block_size = 2;
@@ -101,7 +101,7 @@ TEST(EncDec, DecoderIsCausalAndReadsTheWholeSource) {
     const auto after = m.logits(src, dec2).to_vector();
     for (int64_t i = 0; i < 4 * V; ++i) {
       const double tol = p == AttentionPattern::Linear ? 1e-12 * (1 + std::abs(base[i])) : 0.0;
-      ASSERT_NEAR(after[i], base[i], tol) << train::name_of(p) << " logit " << i;
+      ASSERT_NEAR(after[i], base[i], tol) << config::name_of(p) << " logit " << i;
     }
     // The last source token reaches the first decoder position through cross-attention.
     Tensor src2 = src.copy_as(DType::I32, Device::cpu());
@@ -109,12 +109,12 @@ TEST(EncDec, DecoderIsCausalAndReadsTheWholeSource) {
     const auto crossed = m.logits(src2, dec).to_vector();
     double moved = 0;
     for (int64_t v = 0; v < V; ++v) moved = std::max(moved, std::abs(crossed[v] - base[v]));
-    EXPECT_GT(moved, 1e-9) << train::name_of(p);
+    EXPECT_GT(moved, 1e-9) << config::name_of(p);
   }
 }
 
 TEST(EncDec, EveryPatternRunsForwardAndBackward) {
-  using C = train::ModelConfig;
+  using C = config::ModelConfig;
   const std::vector<std::pair<std::string, std::function<void(C&)>>> options = {
       {"causal", [](C&) {}},
       {"sliding", [](C& c) { c.attention.pattern = AttentionPattern::Sliding; c.attention.window = 3; }},
@@ -129,9 +129,9 @@ TEST(EncDec, EveryPatternRunsForwardAndBackward) {
        }},
       {"linear", [](C& c) { c.attention.pattern = AttentionPattern::Linear; }},
       {"rope rmsnorm swiglu gqa untied dropout", [](C& c) {
-         c.pos = train::PosEncoding::Rope;
-         c.norm = train::NormKind::RMSNorm;
-         c.activation = train::Activation::SwiGLU;
+         c.pos = config::PosEncoding::Rope;
+         c.norm = config::NormKind::RMSNorm;
+         c.activation = config::Activation::SwiGLU;
          c.n_head = 4;
          c.n_kv_head = 2;
          c.tie_embeddings = false;
@@ -140,7 +140,7 @@ TEST(EncDec, EveryPatternRunsForwardAndBackward) {
   };
   const data::Batch batch = testing::random_batch(2, 16, 11, 45);
   for (const auto& [name, set] : options) {
-    train::ModelConfig c = tiny_config(Arch::EncDec, 11, 16, 2, 16);
+    config::ModelConfig c = tiny_config(Arch::EncDec, 11, 16, 2, 16);
     set(c);
     EncDec m(c, 46);
     testing::expect_finite_loss_and_gradients(m, batch, name);

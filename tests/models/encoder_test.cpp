@@ -16,11 +16,11 @@ namespace {
 
 using models::Encoder;
 using testing::tiny_config;
-using train::Arch;
-using train::AttentionPattern;
+using config::Arch;
+using config::AttentionPattern;
 
 TEST(Encoder, ParameterNames) {
-  train::ModelConfig c = tiny_config(Arch::Encoder, 11, 8, 2, 5);
+  config::ModelConfig c = tiny_config(Arch::Encoder, 11, 8, 2, 5);
   Encoder enc(c, 1);
   const auto named = enc.named_parameters();
   ASSERT_EQ(named.size(), 2u + 2u * 12u + 2u);
@@ -115,8 +115,8 @@ TEST(Encoder, LossIsOverMaskedPositionsOnly) {
   EXPECT_FALSE(out.predictions.defined());
 }
 
-std::vector<std::pair<std::string, std::function<void(train::ModelConfig&)>>> encoder_options() {
-  using C = train::ModelConfig;
+std::vector<std::pair<std::string, std::function<void(config::ModelConfig&)>>> encoder_options() {
+  using C = config::ModelConfig;
   return {
       {"full", [](C&) {}},
       {"sliding", [](C& c) { c.attention.pattern = AttentionPattern::Sliding; c.attention.window = 3; }},
@@ -131,9 +131,9 @@ std::vector<std::pair<std::string, std::function<void(train::ModelConfig&)>>> en
        }},
       {"linear", [](C& c) { c.attention.pattern = AttentionPattern::Linear; }},
       {"rope rmsnorm swiglu gqa untied dropout", [](C& c) {
-         c.pos = train::PosEncoding::Rope;
-         c.norm = train::NormKind::RMSNorm;
-         c.activation = train::Activation::SwiGLU;
+         c.pos = config::PosEncoding::Rope;
+         c.norm = config::NormKind::RMSNorm;
+         c.activation = config::Activation::SwiGLU;
          c.n_head = 4;
          c.n_kv_head = 1;
          c.tie_embeddings = false;
@@ -145,7 +145,7 @@ std::vector<std::pair<std::string, std::function<void(train::ModelConfig&)>>> en
 TEST(Encoder, EveryPatternRunsForwardAndBackward) {
   const data::Batch batch = testing::random_batch(2, 16, 11, 27);
   for (const auto& [name, set] : encoder_options()) {
-    train::ModelConfig c = tiny_config(Arch::Encoder, 11, 16, 2, 16);
+    config::ModelConfig c = tiny_config(Arch::Encoder, 11, 16, 2, 16);
     set(c);
     Encoder enc(c, 28);
     testing::expect_finite_loss_and_gradients(enc, batch, name);
@@ -155,7 +155,7 @@ TEST(Encoder, EveryPatternRunsForwardAndBackward) {
 TEST(Encoder, AttentionIsBidirectional) {
   // Changing the last token moves the logits of the first position (full and linear patterns).
   for (AttentionPattern p : {AttentionPattern::Full, AttentionPattern::Linear}) {
-    train::ModelConfig c = tiny_config(Arch::Encoder, 11, 16, 2, 16);
+    config::ModelConfig c = tiny_config(Arch::Encoder, 11, 16, 2, 16);
     c.attention.pattern = p;
     Encoder enc(c, 29, DType::F64);
     const data::Batch batch = testing::random_batch(1, 8, 11, 30);
@@ -166,14 +166,14 @@ TEST(Encoder, AttentionIsBidirectional) {
     const auto moved = enc.logits(changed).to_vector();
     double diff = 0;
     for (int64_t j = 0; j < 11; ++j) diff = std::max(diff, std::abs(moved[j] - base[j]));
-    EXPECT_GT(diff, 1e-9) << train::name_of(p);
+    EXPECT_GT(diff, 1e-9) << config::name_of(p);
   }
 }
 
 TEST(Encoder, LossGradientsMatchFiniteDifferencesInFloat64) {
   const data::Batch batch = testing::random_batch(2, 5, 11, 31);
   for (AttentionPattern p : {AttentionPattern::Full, AttentionPattern::BigBird}) {
-    train::ModelConfig c = tiny_config(Arch::Encoder, 11, 8, 2, 5);
+    config::ModelConfig c = tiny_config(Arch::Encoder, 11, 8, 2, 5);
     c.attention.pattern = p;
     c.attention.window = 1;
     c.attention.global_tokens = 1;
@@ -183,7 +183,7 @@ TEST(Encoder, LossGradientsMatchFiniteDifferencesInFloat64) {
     testing::expect_loss_gradients_match(enc, batch,
                                          {"encoder.wte.weight", "encoder.wpe.weight", "encoder.h.0.attn.c_attn.weight",
                                           "encoder.h.1.mlp.c_fc.bias", "encoder.ln_f.weight"},
-                                         train::name_of(p));
+                                         config::name_of(p));
   }
 }
 

@@ -8,7 +8,7 @@ namespace strand {
 namespace {
 
 TEST(Gpt2Small, Has124439808Parameters) {
-  train::ModelConfig c;  // the defaults are GPT-2 small: V 50257, T 1024, C 768, 12 layers, 12 heads
+  config::ModelConfig c;  // the defaults are GPT-2 small: V 50257, T 1024, C 768, 12 layers, 12 heads
   c.d_ff = 0;
   c.n_kv_head = 0;
   models::Gpt gpt(c, 1337);

@@ -18,12 +18,12 @@ namespace {
 
 using models::Gpt;
 using testing::tiny_config;
-using train::Arch;
-using train::AttentionPattern;
+using config::Arch;
+using config::AttentionPattern;
 
 TEST(Gpt, ParameterNamesAndShapesAreHuggingFaceGpt2) {
   // C = 8, 2 layers, T = 5, V = 11: the state dict GPT2LMHeadModel has (less the tied lm_head).
-  const train::ModelConfig c = tiny_config(Arch::Gpt, 11, 8, 2, 5);
+  const config::ModelConfig c = tiny_config(Arch::Gpt, 11, 8, 2, 5);
   Gpt gpt(c, 1);
   std::vector<std::pair<std::string, Shape>> want = {{"transformer.wte.weight", {11, 8}},
                                                      {"transformer.wpe.weight", {5, 8}}};
@@ -51,17 +51,17 @@ TEST(Gpt, ParameterNamesAndShapesAreHuggingFaceGpt2) {
     EXPECT_EQ(named[i].second.dtype(), DType::F32) << want[i].first;
   }
 
-  train::ModelConfig untied = c;
+  config::ModelConfig untied = c;
   untied.tie_embeddings = false;
   const auto u = Gpt(untied, 1).named_parameters();
   ASSERT_EQ(u.size(), want.size() + 1);
   EXPECT_EQ(u.back().first, "lm_head.weight");
   EXPECT_EQ(u.back().second.shape(), (Shape{11, 8}));  // Hugging Face nn.Linear layout [V, C]
 
-  train::ModelConfig opts = c;  // rope drops wpe; rmsnorm drops the norm biases; swiglu doubles c_fc; gqa
-  opts.pos = train::PosEncoding::Rope;
-  opts.norm = train::NormKind::RMSNorm;
-  opts.activation = train::Activation::SwiGLU;
+  config::ModelConfig opts = c;  // rope drops wpe; rmsnorm drops the norm biases; swiglu doubles c_fc; gqa
+  opts.pos = config::PosEncoding::Rope;
+  opts.norm = config::NormKind::RMSNorm;
+  opts.activation = config::Activation::SwiGLU;
   opts.n_kv_head = 1;
   Gpt g2(opts, 1);
   EXPECT_THROW(g2.parameter("transformer.wpe.weight"), ValueError);
@@ -75,24 +75,24 @@ TEST(Gpt, LossGradientsMatchFiniteDifferencesInFloat64) {
   const data::Batch batch = testing::random_batch(2, 5, 11, 3);
   struct Variant {
     const char* name;
-    std::function<void(train::ModelConfig&)> set;
+    std::function<void(config::ModelConfig&)> set;
   };
   const std::vector<Variant> variants = {
-      {"gpt-2", [](train::ModelConfig&) {}},
-      {"rope rmsnorm swiglu gqa", [](train::ModelConfig& c) {
-         c.pos = train::PosEncoding::Rope;
-         c.norm = train::NormKind::RMSNorm;
-         c.activation = train::Activation::SwiGLU;
+      {"gpt-2", [](config::ModelConfig&) {}},
+      {"rope rmsnorm swiglu gqa", [](config::ModelConfig& c) {
+         c.pos = config::PosEncoding::Rope;
+         c.norm = config::NormKind::RMSNorm;
+         c.activation = config::Activation::SwiGLU;
          c.n_kv_head = 1;
        }},
-      {"longformer untied", [](train::ModelConfig& c) {
+      {"longformer untied", [](config::ModelConfig& c) {
          c.attention.pattern = AttentionPattern::Longformer;
          c.attention.window = 2;
          c.attention.global_tokens = 1;
          c.tie_embeddings = false;
        }},
-      {"linear", [](train::ModelConfig& c) { c.attention.pattern = AttentionPattern::Linear; }},
-      {"bigbird", [](train::ModelConfig& c) {
+      {"linear", [](config::ModelConfig& c) { c.attention.pattern = AttentionPattern::Linear; }},
+      {"bigbird", [](config::ModelConfig& c) {
          c.attention.pattern = AttentionPattern::BigBird;
          c.attention.window = 1;
          c.attention.global_tokens = 1;
@@ -101,13 +101,13 @@ TEST(Gpt, LossGradientsMatchFiniteDifferencesInFloat64) {
        }},
   };
   for (const Variant& v : variants) {
-    train::ModelConfig c = tiny_config(Arch::Gpt, 11, 8, 2, 5);
+    config::ModelConfig c = tiny_config(Arch::Gpt, 11, 8, 2, 5);
     v.set(c);
     Gpt gpt(c, 5, DType::F64);
     std::vector<std::string> names = {"transformer.wte.weight", "transformer.h.0.attn.c_attn.weight",
                                       "transformer.h.0.ln_1.bias", "transformer.h.1.mlp.c_proj.weight",
                                       "transformer.h.1.attn.c_proj.bias", "transformer.ln_f.weight"};
-    if (c.pos == train::PosEncoding::Learned) names.push_back("transformer.wpe.weight");
+    if (c.pos == config::PosEncoding::Learned) names.push_back("transformer.wpe.weight");
     else names[2] = "transformer.h.0.ln_1.weight";
     if (!c.tie_embeddings) names.push_back("lm_head.weight");
     testing::expect_loss_gradients_match(gpt, batch, names, v.name);
@@ -115,13 +115,13 @@ TEST(Gpt, LossGradientsMatchFiniteDifferencesInFloat64) {
 }
 
 // The option table of the forward/backward and causality tests.
-std::vector<std::pair<std::string, std::function<void(train::ModelConfig&)>>> gpt_options() {
-  using C = train::ModelConfig;
+std::vector<std::pair<std::string, std::function<void(config::ModelConfig&)>>> gpt_options() {
+  using C = config::ModelConfig;
   return {
       {"gpt-2", [](C&) {}},
-      {"rope", [](C& c) { c.pos = train::PosEncoding::Rope; }},
-      {"rmsnorm", [](C& c) { c.norm = train::NormKind::RMSNorm; }},
-      {"swiglu", [](C& c) { c.activation = train::Activation::SwiGLU; }},
+      {"rope", [](C& c) { c.pos = config::PosEncoding::Rope; }},
+      {"rmsnorm", [](C& c) { c.norm = config::NormKind::RMSNorm; }},
+      {"swiglu", [](C& c) { c.activation = config::Activation::SwiGLU; }},
       {"gqa", [](C& c) { c.n_head = 4; c.n_kv_head = 2; }},
       {"mqa", [](C& c) { c.n_head = 4; c.n_kv_head = 1; }},
       {"untied", [](C& c) { c.tie_embeddings = false; }},
@@ -138,9 +138,9 @@ std::vector<std::pair<std::string, std::function<void(train::ModelConfig&)>>> gp
        }},
       {"linear", [](C& c) { c.attention.pattern = AttentionPattern::Linear; }},
       {"everything", [](C& c) {
-         c.pos = train::PosEncoding::Rope;
-         c.norm = train::NormKind::RMSNorm;
-         c.activation = train::Activation::SwiGLU;
+         c.pos = config::PosEncoding::Rope;
+         c.norm = config::NormKind::RMSNorm;
+         c.activation = config::Activation::SwiGLU;
          c.n_head = 4;
          c.n_kv_head = 2;
          c.tie_embeddings = false;
@@ -155,7 +155,7 @@ std::vector<std::pair<std::string, std::function<void(train::ModelConfig&)>>> gp
 TEST(Gpt, EveryOptionRunsForwardAndBackward) {
   const data::Batch batch = testing::random_batch(2, 16, 11, 4);
   for (const auto& [name, set] : gpt_options()) {
-    train::ModelConfig c = tiny_config(Arch::Gpt, 11, 16, 2, 16);
+    config::ModelConfig c = tiny_config(Arch::Gpt, 11, 16, 2, 16);
     set(c);
     Gpt gpt(c, 6);
     testing::expect_finite_loss_and_gradients(gpt, batch, name);
@@ -167,7 +167,7 @@ TEST(Gpt, NoPatternReadsLaterTokens) {
   const int64_t T = 12, V = 11;
   data::Batch batch = testing::random_batch(1, T, V, 7);
   for (const auto& [name, set] : gpt_options()) {
-    train::ModelConfig c = tiny_config(Arch::Gpt, V, 16, 2, 16);
+    config::ModelConfig c = tiny_config(Arch::Gpt, V, 16, 2, 16);
     set(c);
     c.dropout = 0.0;
     Gpt gpt(c, 8, DType::F64);
@@ -207,7 +207,7 @@ TEST(Gpt, UntrainedLossIsLogVocab) {
 }
 
 TEST(Gpt, InitialisationIsDeterministicAndGpt2) {
-  const train::ModelConfig c = tiny_config(Arch::Gpt, 50, 64, 4, 16);
+  const config::ModelConfig c = tiny_config(Arch::Gpt, 50, 64, 4, 16);
   Gpt a(c, 42), b(c, 42), other(c, 43);
   const auto pa = a.named_parameters(), pb = b.named_parameters(), po = other.named_parameters();
   for (size_t i = 0; i < pa.size(); ++i) {
@@ -249,8 +249,8 @@ TEST(Gpt, InitialisationIsDeterministicAndGpt2) {
 
 TEST(Gpt, PositionsAreGlobal) {
   // RoPE scores depend on position differences only: shifting every position leaves the logits.
-  train::ModelConfig c = tiny_config(Arch::Gpt, 11, 16, 2, 16);
-  c.pos = train::PosEncoding::Rope;
+  config::ModelConfig c = tiny_config(Arch::Gpt, 11, 16, 2, 16);
+  c.pos = config::PosEncoding::Rope;
   Gpt gpt(c, 11, DType::F64);
   const data::Batch batch = testing::random_batch(2, 8, 11, 12);
   models::SequenceShard shifted;
@@ -304,9 +304,9 @@ TEST(Gpt, LossCountsAndPredictions) {
 }
 
 TEST(Gpt, DropoutIsSeededByStepAndOffInEvaluation) {
-  train::ModelConfig c = tiny_config(Arch::Gpt, 11, 16, 2, 16);
+  config::ModelConfig c = tiny_config(Arch::Gpt, 11, 16, 2, 16);
   c.dropout = 0.2;
-  train::ModelConfig plain = c;
+  config::ModelConfig plain = c;
   plain.dropout = 0.0;
   Gpt gpt(c, 15, DType::F64), reference(plain, 15, DType::F64);
   data::Batch batch = testing::random_batch(2, 8, 11, 16, /*step=*/3);

@@ -15,9 +15,9 @@
 
 namespace strand::testing {
 
-inline train::ModelConfig tiny_config(train::Arch arch, int64_t vocab = 11, int64_t d_model = 8, int64_t n_layer = 2,
+inline config::ModelConfig tiny_config(config::Arch arch, int64_t vocab = 11, int64_t d_model = 8, int64_t n_layer = 2,
                                       int64_t max_seq_len = 16) {
-  train::ModelConfig c;
+  config::ModelConfig c;
   c.arch = arch;
   c.vocab_size = vocab;
   c.n_layer = n_layer;
@@ -26,7 +26,7 @@ inline train::ModelConfig tiny_config(train::Arch arch, int64_t vocab = 11, int6
   c.d_model = d_model;
   c.d_ff = 4 * d_model;
   c.max_seq_len = max_seq_len;
-  c.attention.pattern = arch == train::Arch::Encoder ? train::AttentionPattern::Full : train::AttentionPattern::Causal;
+  c.attention.pattern = arch == config::Arch::Encoder ? config::AttentionPattern::Full : config::AttentionPattern::Causal;
   c.attention.window = 3;
   c.attention.block_size = 4;
   return c;

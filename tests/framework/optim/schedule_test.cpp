@@ -16,7 +16,7 @@ using optim::LrSchedule;
 constexpr double kTol = 8 * 2.220446049250313e-16;
 
 TEST(LrSchedule, WarmupIsLinearFromZero) {
-  const LrSchedule s = LrSchedule::make(1e-3, 1e-4, 10, 100, "cosine");
+  const LrSchedule s = LrSchedule::make(1e-3, 1e-4, 10, 100, optim::DecayKind::Cosine);
   for (int64_t step = 0; step < 10; ++step)
     EXPECT_NEAR(s.lr_at(step), 1e-3 * static_cast<double>(step + 1) / 10.0, kTol * 1e-3) << step;
   EXPECT_NEAR(s.lr_at(9), 1e-3, kTol * 1e-3) << "the last warmup step reaches the peak";
@@ -24,7 +24,7 @@ TEST(LrSchedule, WarmupIsLinearFromZero) {
 
 TEST(LrSchedule, CosineDecaysToMinLr) {
   const double lr = 1e-3, min_lr = 1e-4;
-  const LrSchedule s = LrSchedule::make(lr, min_lr, 10, 110, "cosine");
+  const LrSchedule s = LrSchedule::make(lr, min_lr, 10, 110, optim::DecayKind::Cosine);
   EXPECT_NEAR(s.lr_at(10), lr, kTol * lr);
   EXPECT_NEAR(s.lr_at(60), 0.5 * (lr + min_lr), kTol * lr) << "halfway";
   const double p = 25.0 / 100.0;
@@ -35,7 +35,7 @@ TEST(LrSchedule, CosineDecaysToMinLr) {
 }
 
 TEST(LrSchedule, LinearDecaysToMinLr) {
-  const LrSchedule s = LrSchedule::make(2.0, 0.5, 0, 4, "linear");
+  const LrSchedule s = LrSchedule::make(2.0, 0.5, 0, 4, optim::DecayKind::Linear);
   EXPECT_NEAR(s.lr_at(0), 2.0, kTol * 2);
   EXPECT_NEAR(s.lr_at(1), 1.625, kTol * 2);
   EXPECT_NEAR(s.lr_at(2), 1.25, kTol * 2);
@@ -44,7 +44,7 @@ TEST(LrSchedule, LinearDecaysToMinLr) {
 }
 
 TEST(LrSchedule, ConstantHoldsThePeakAfterWarmup) {
-  const LrSchedule s = LrSchedule::make(3e-4, 0.0, 4, 10, "constant");
+  const LrSchedule s = LrSchedule::make(3e-4, 0.0, 4, 10, optim::DecayKind::Constant);
   EXPECT_NEAR(s.lr_at(0), 0.75e-4, kTol * 3e-4);
   EXPECT_EQ(s.lr_at(4), 3e-4);
   EXPECT_EQ(s.lr_at(100), 3e-4);
@@ -52,7 +52,7 @@ TEST(LrSchedule, ConstantHoldsThePeakAfterWarmup) {
 }
 
 TEST(LrSchedule, NoDecayStepsMeansMinLrAfterWarmup) {
-  const LrSchedule s = LrSchedule::make(1.0, 0.1, 5, 5, "cosine");
+  const LrSchedule s = LrSchedule::make(1.0, 0.1, 5, 5, optim::DecayKind::Cosine);
   EXPECT_NEAR(s.lr_at(4), 1.0, kTol);
   EXPECT_NEAR(s.lr_at(5), 0.1, kTol);
 }
@@ -68,12 +68,11 @@ void expect_value_error(F&& f, const std::string& needle) {
 }
 
 TEST(LrSchedule, BadValuesAreValueErrorsNamingThem) {
-  expect_value_error([] { LrSchedule::make(1e-3, 0, 0, 10, "cosin"); }, "'cosin'");
-  expect_value_error([] { LrSchedule::make(1e-3, 1e-2, 0, 10, "cosine"); }, "min_lr 0.01");
-  expect_value_error([] { LrSchedule::make(1e-3, 0, -1, 10, "cosine"); }, "warmup_steps must be >= 0, got -1");
-  expect_value_error([] { LrSchedule::make(1e-3, 0, 0, -5, "linear"); }, "total_steps must be >= 0, got -5");
-  expect_value_error([] { LrSchedule::make(-1.0, 0, 0, 5, "linear"); }, "lr must be finite and >= 0, got -1");
-  expect_value_error([] { LrSchedule::make(1e-3, 0, 0, 5, "linear").lr_at(-3); }, "step must be >= 0, got -3");
+  expect_value_error([] { LrSchedule::make(1e-3, 1e-2, 0, 10, optim::DecayKind::Cosine); }, "min_lr 0.01");
+  expect_value_error([] { LrSchedule::make(1e-3, 0, -1, 10, optim::DecayKind::Cosine); }, "warmup_steps must be >= 0, got -1");
+  expect_value_error([] { LrSchedule::make(1e-3, 0, 0, -5, optim::DecayKind::Linear); }, "total_steps must be >= 0, got -5");
+  expect_value_error([] { LrSchedule::make(-1.0, 0, 0, 5, optim::DecayKind::Linear); }, "lr must be finite and >= 0, got -1");
+  expect_value_error([] { LrSchedule::make(1e-3, 0, 0, 5, optim::DecayKind::Linear).lr_at(-3); }, "step must be >= 0, got -3");
   // A struct filled by hand is checked too.
   LrSchedule hand;
   hand.min_lr = 1.0;

@@ -69,7 +69,7 @@ TEST(Spirals, MlpWithAdamWLearnsTheTrainingSet) {
   optim::AdamW opt(optim::decay_by_rank(model.named_parameters()),
                    {.lr = 1e-2, .beta1 = 0.9, .beta2 = 0.99, .eps = 1e-8, .weight_decay = 1e-4});
   const int64_t steps = 300;
-  const optim::LrSchedule schedule = optim::LrSchedule::make(1e-2, 1e-3, 20, steps, "cosine");
+  const optim::LrSchedule schedule = optim::LrSchedule::make(1e-2, 1e-3, 20, steps, optim::DecayKind::Cosine);
 
   double first_loss = 0, last_loss = 0;
   for (int64_t step = 0; step < steps; ++step) {

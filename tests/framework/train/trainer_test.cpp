@@ -156,7 +156,7 @@ TEST_F(TrainerTest, MetricsJsonlHasEveryFieldOnEveryLoggedStep) {
     }
   }
   // The lr column follows the schedule: warmup to 0.003 at step 3, then cosine to 0 at step 20.
-  EXPECT_DOUBLE_EQ(*rows.front().at("lr"), optim::LrSchedule::make(0.003, 0.0, 3, 20, "cosine").lr_at(3));
+  EXPECT_DOUBLE_EQ(*rows.front().at("lr"), optim::LrSchedule::make(0.003, 0.0, 3, 20, optim::DecayKind::Cosine).lr_at(3));
 }
 
 TEST_F(TrainerTest, MfuUsesThePeakAndTheFlopEstimate) {

@@ -1,5 +1,6 @@
 // The YAML config: defaults, errors that name file, line and key (with "did you mean"),
-// number parsing, cross-key rules, --set overrides, the emit/parse round trip and the docs.
+// number parsing, cross-key rules, --set overrides, the emit/parse round trip, the status of
+// every key (implemented with a test, or refused) and the docs.
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -7,12 +8,16 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <regex>
+#include <set>
 #include <sstream>
 #include <string>
+#include <vector>
 
-#include "framework/train/config.h"
+#include "framework/config/config.h"
+#include "framework/config/key_status.h"
 
-namespace strand::train {
+namespace strand::config {
 namespace {
 
 // The smallest valid config: bin data needs a train path.
@@ -132,13 +137,12 @@ TEST(Config, OutOfRangeValuesNameKeyLineAndRange) {
 
 TEST(Config, NumbersAreParsedWithFullConsumption) {
   const Config c = parse_config(kData + "train:\n  lr: 3e-4\n  min_lr: 3E-5\n  steps: 1e3\n  weight_decay: .5\n"
-                                "precision:\n  compute: fp16\n  loss_scale: 1024\n");
+                                "  grad_clip: 1024\n");
   EXPECT_EQ(c.train.lr, 3e-4);
   EXPECT_EQ(c.train.min_lr, 3e-5);
   EXPECT_EQ(c.train.steps, 1000);
   EXPECT_EQ(c.train.weight_decay, 0.5);
-  EXPECT_EQ(c.precision.loss_scale, 1024.0);
-  EXPECT_FALSE(c.precision.dynamic_loss_scale());
+  EXPECT_EQ(c.train.grad_clip, 1024.0);
   EXPECT_CONTAINS(parse_error(kData + "train:\n  lr: 3e-4x\n"), "cfg.yaml:4: key 'train.lr': expected a number, got '3e-4x'");
   EXPECT_CONTAINS(parse_error(kData + "train:\n  lr: .inf\n"), "key 'train.lr': expected a number, got '.inf'");
   EXPECT_CONTAINS(parse_error(kData + "train:\n  lr: nan\n"), "key 'train.lr': expected a number, got 'nan'");
@@ -217,14 +221,14 @@ TEST(Config, RepeatedKeysAndBadYamlNameTheLine) {
 TEST(Config, SetOverridesAnyKeyBeforeChecks) {
   const Config c = parse_config(kData + "model:\n  attention:\n    window: 64\n", "cfg.yaml",
                                 {"model.attention.window=128", "train.lr=1e-3", "train.betas=[0.8, 0.9]",
-                                 "run.name=with=equals", "prune.iterations=3", "model.pos=rope",
+                                 "run.name=with=equals", "checkpoint.keep=5", "model.pos=rope",
                                  "checkpoint.resume=/tmp/x/step_00000010.h5"});
   EXPECT_EQ(c.model.attention.window, 128);
   EXPECT_EQ(c.train.lr, 1e-3);
   EXPECT_EQ(c.train.betas[0], 0.8);
   EXPECT_EQ(c.train.betas[1], 0.9);
   EXPECT_EQ(c.run.name, "with=equals");
-  EXPECT_EQ(c.prune.iterations, 3) << "a section absent from the file is created";
+  EXPECT_EQ(c.checkpoint.keep, 5) << "a section absent from the file is created";
   EXPECT_EQ(c.model.pos, PosEncoding::Rope);
   EXPECT_EQ(c.checkpoint.resume, "/tmp/x/step_00000010.h5");
   // The last --set of a key wins.
@@ -253,10 +257,10 @@ TEST(Config, EmittedYamlParsesBackToTheSameConfig) {
       "data:\n  format: hdf5\n  train: \"null\"\n  val: \"123\"\n  seq_len: 1000\n"
       "parallel:\n  dp: 2\n  sp: 1\n  sp_mode: ulysses\n  layout: contiguous\n  backend: nccl\n"
       "train:\n  lr: 0.1\n  min_lr: 1e-7\n  schedule: linear\n  betas: [0.9, 0.999]\n  grad_clip: 0\n"
-      "precision:\n  compute: bf16\n  loss_scale: 65536\n"
-      "memory:\n  checkpointing: selective\n  offload: disk\n"
+      "precision:\n  compute: fp32\n  loss_scale: dynamic\n"
+      "memory:\n  checkpointing: none\n  offload: none\n"
       "checkpoint:\n  dir: ck\u00e9\n  every: 50\n  keep: 0\n  resume: none\n"
-      "distill:\n  teacher: t.h5\n  temperature: 1.5\n",
+      "distill:\n  temperature: 2.0\n",
       "cfg.yaml");
   EXPECT_EQ(c.data.train, "null") << "a quoted string stays a string";
   EXPECT_EQ(c.run.dir, "");
@@ -272,9 +276,9 @@ TEST(Config, EmittedYamlParsesBackToTheSameConfig) {
   // Values that are not the shortest decimal survive too.
   Config d = c;
   d.train.lr = 0.1 + 0.2;
-  d.distill.alpha = 1.0 / 3.0;
+  d.model.dropout = 1.0 / 3.0;
   d.train.min_lr = 1.25e-9;
-  d.distill.temperature = 6.02e23;
+  d.train.weight_decay = 6.02e23;
   EXPECT_EQ(parse_config(to_yaml(d)), d);
 }
 
@@ -310,7 +314,7 @@ TEST(Config, EnumNamesAndKeyList) {
 
 // docs/config.md is the user's reference: every key must be in one of its tables.
 TEST(Config, DocsListEveryKey) {
-  const auto root = std::filesystem::path(__FILE__).parent_path().parent_path().parent_path().parent_path();
+  const std::filesystem::path root = STRAND_SOURCE_DIR;
   std::ifstream in(root / "docs" / "config.md");
   ASSERT_TRUE(in) << "cannot open " << (root / "docs" / "config.md");
   std::stringstream text;
@@ -318,5 +322,178 @@ TEST(Config, DocsListEveryKey) {
   for (const auto& key : config_keys()) EXPECT_CONTAINS(text.str(), "`" + key + "`");
 }
 
+// The rules of what each architecture can honour live here, not in build_model: each names
+// the key to change.
+TEST(Config, ArchitectureRulesNameTheKey) {
+  const std::string tiny =
+      "run: {seed: 5}\n"
+      "model: {vocab_size: 11, n_layer: 2, n_head: 2, d_model: 8, max_seq_len: 16,\n"
+      "        attention: {window: 3, block_size: 4}}\n"
+      "data: {format: synthetic, seq_len: 16}\n";
+  const auto error_names = [&](const std::vector<std::string>& sets, const std::string& key, const std::string& label) {
+    const std::string msg = parse_error(tiny, sets);
+    EXPECT_NE(msg.find("key '" + key + "'"), std::string::npos) << label << ": " << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << label << ": one line";
+  };
+  error_names({"model.attention.pattern=full"}, "model.attention.pattern", "gpt full");
+  error_names({"model.arch=encdec", "model.attention.pattern=full"}, "model.attention.pattern", "encdec full");
+  error_names({"model.arch=encoder", "model.attention.pattern=causal"}, "model.attention.pattern", "encoder causal");
+  error_names({"model.attention.pattern=longformer", "model.attention.global_tokens=17"},
+              "model.attention.global_tokens", "global tokens past seq_len");
+  error_names({"model.arch=encdec", "model.attention.pattern=longformer", "model.attention.global_tokens=9"},
+              "model.attention.global_tokens", "encdec global tokens past half the row");
+  error_names({"model.arch=encdec", "data.seq_len=1"}, "data.seq_len", "encdec row of one token");
+  error_names({"model.n_head=3"}, "model.n_head", "heads not dividing d_model");
+  error_names({"model.n_head=2", "model.n_kv_head=3"}, "model.n_kv_head", "kv heads not dividing heads");
+  error_names({"model.n_head=8", "model.n_kv_head=8", "model.pos=rope"}, "model.pos", "rope with odd head size");
+  error_names({"model.arch=encoder", "model.attention.pattern=full", "model.vocab_size=1"}, "model.vocab_size",
+              "encoder without room for a mask token");
+  EXPECT_CONTAINS(parse_error(tiny, {"model.attention.pattern=full"}),
+                  "--set model.attention.pattern=full: key 'model.attention.pattern': full lets every position see "
+                  "later tokens, which arch gpt (a causal decoder) must not");
+  // What each architecture supports parses.
+  for (const char* arch : {"gpt", "encoder", "encdec"})
+    for (const char* pattern : {"full", "causal", "sliding", "dilated", "longformer", "bigbird", "linear"}) {
+      const bool decoder = std::string(arch) != "encoder";
+      if (std::string(pattern) == (decoder ? "full" : "causal")) continue;
+      EXPECT_NO_THROW(parse_config(tiny, "cfg.yaml",
+                                   {std::string("model.arch=") + arch, std::string("model.attention.pattern=") + pattern,
+                                    "model.attention.global_tokens=1", "model.attention.random_blocks=1"}))
+          << arch << " " << pattern;
+    }
+}
+
+// Keys whose feature is not built: refused at any other value than the default, with one line
+// naming the key; the default, written or not, parses, and so does every config to_yaml writes.
+TEST(Config, KeysOfFeaturesNotBuiltAreRefusedUnlessDefault) {
+  const std::vector<std::pair<std::string, std::string>> refused = {
+      {"precision.compute", "bf16"},       {"precision.compute", "fp16"},    {"precision.loss_scale", "65536"},
+      {"memory.checkpointing", "full"},    {"memory.checkpointing", "selective"},
+      {"memory.offload", "host"},          {"memory.offload", "disk"},       {"distill.teacher", "t.h5"},
+      {"distill.temperature", "1.5"},      {"distill.alpha", "0.25"},        {"distill.attention_weight", "1"},
+      {"distill.hidden_weight", "1"},      {"prune.heads_fraction", "0.5"},  {"prune.iterations", "3"},
+      {"prune.importance_batches", "2"},   {"prune.finetune_steps", "7"}};
+  for (const auto& [key, value] : refused) {
+    const std::string msg = parse_error(kData, {key + "=" + value});
+    EXPECT_CONTAINS(msg, "--set " + key + "=" + value + ": key '" + key + "': ");
+    EXPECT_CONTAINS(msg, "is not yet available");
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  }
+  EXPECT_CONTAINS(parse_error(kData + "memory:\n  checkpointing: full\n"),
+                  "cfg.yaml:4: key 'memory.checkpointing': full is not yet available (gradient checkpointing is not "
+                  "built); leave the key at none");
+  EXPECT_CONTAINS(parse_error(kData + "precision: {compute: bf16}\n"), "key 'precision.compute': bf16 is not yet available");
+  // Defaults written out are accepted; a stored config (to_yaml writes every key) parses back.
+  const Config c = parse_config(kData + "precision: {compute: fp32, loss_scale: dynamic}\n"
+                                        "memory: {checkpointing: none, offload: none}\n"
+                                        "distill: {teacher: \"\", temperature: 2.0, alpha: 0.5}\n"
+                                        "prune: {heads_fraction: 0.25, iterations: 1}\n");
+  EXPECT_EQ(c, parse_config(kData));
+  EXPECT_EQ(parse_config(to_yaml(c), "stored"), c);
+  // The emitter still writes any value of a refused key; parsing it back names the key.
+  Config odd = c;
+  odd.precision.loss_scale = 65536.0;
+  EXPECT_CONTAINS(to_yaml(odd), "loss_scale: 65536.0");
+  EXPECT_CONTAINS(config_error([&] { parse_config(to_yaml(odd), "stored"); }),
+                  "stored:");
+  EXPECT_CONTAINS(config_error([&] { parse_config(to_yaml(odd), "stored"); }),
+                  "key 'precision.loss_scale': 65536.0 is not yet available");
+}
+
+// The names of every TEST, TEST_F and TEST_P under tests/ ("Suite.Name").
+std::set<std::string> test_names_in_sources() {
+  const std::filesystem::path tests_root = std::filesystem::path(STRAND_SOURCE_DIR) / "tests";
+  const std::regex test_macro(R"(\bTEST(?:_F|_P)?\(\s*(\w+)\s*,\s*(\w+)\s*\))");
+  std::set<std::string> names;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(tests_root)) {
+    const auto ext = entry.path().extension();
+    if (!entry.is_regular_file() || (ext != ".cpp" && ext != ".h")) continue;
+    std::ifstream in(entry.path());
+    std::stringstream text;
+    text << in.rdbuf();
+    const std::string src = text.str();
+    for (std::sregex_iterator it(src.begin(), src.end(), test_macro), end; it != end; ++it)
+      names.insert((*it)[1].str() + "." + (*it)[2].str());
+  }
+  return names;
+}
+
+// Every key of the table has a status: implemented, naming a test of its effect that exists,
+// or refused, so that no value but its default gets through.
+TEST(Config, EveryKeyIsImplementedWithATestOrRefused) {
+  const std::vector<std::string> keys = config_keys();
+  const auto statuses = key_statuses();
+  ASSERT_EQ(statuses.size(), keys.size()) << "one status per key";
+  const std::set<std::string> tests = test_names_in_sources();
+  ASSERT_GT(tests.size(), 100u) << "the test sources were not found beside this file";
+  // Values that a key of each kind may take; a refused key must turn every one of them into
+  // a "not yet available" error or its default.
+  const std::vector<std::string> candidates = {"1", "2", "0.75", "3.5", "100", "true", "full", "selective", "host",
+                                               "disk", "bf16", "fp16", "t.h5", "65536"};
+  const Config defaults = parse_config(kData);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const KeyStatus& status = statuses[i];
+    ASSERT_EQ(keys[i], status.key) << "the status table follows the order of the key table";
+    EXPECT_EQ(&key_status(keys[i]), &status);
+    if (status.state == KeyState::Implemented) {
+      EXPECT_TRUE(tests.count(status.note)) << keys[i] << ": its test '" << status.note << "' is not in tests/";
+      continue;
+    }
+    bool refused_once = false;
+    for (const std::string& value : candidates) {
+      try {
+        const Config c = parse_config(kData, "cfg.yaml", {keys[i] + "=" + value});
+        EXPECT_EQ(value_of(c, keys[i]), value_of(defaults, keys[i])) << keys[i] << "=" << value << " got through";
+      } catch (const ConfigError& e) {
+        refused_once = refused_once || std::string(e.what()).find("is not yet available") != std::string::npos;
+      }
+    }
+    EXPECT_TRUE(refused_once) << keys[i] << ": no value was refused as not yet available";
+  }
+  EXPECT_THROW(key_status("model.heads"), ConfigError);
+}
+
+// docs/config.md marks every refused key "not yet available" on its row.
+TEST(Config, DocsMarkEveryRefusedKey) {
+  const std::filesystem::path root = STRAND_SOURCE_DIR;
+  std::ifstream in(root / "docs" / "config.md");
+  ASSERT_TRUE(in);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  for (const KeyStatus& status : key_statuses()) {
+    const std::string cell = "| `" + std::string(status.key) + "` |";
+    const auto row = std::find_if(lines.begin(), lines.end(), [&](const std::string& l) { return l.rfind(cell, 0) == 0; });
+    ASSERT_NE(row, lines.end()) << status.key << " has no row in docs/config.md";
+    const bool marked = row->find("not yet available") != std::string::npos;
+    EXPECT_EQ(marked, status.state == KeyState::Refused) << *row;
+  }
+}
+
+// value_of: what `strand config get` prints, one key as the emitter writes it.
+TEST(Config, ValueOfWritesOneKeyAsTheEmitter) {
+  const Config c = parse_config(kData + "train: {lr: 3e-4, betas: [0.9, 0.999]}\nrun: {dir: out/x}\n", "cfg.yaml",
+                                {"parallel.sp=2"});
+  EXPECT_EQ(value_of(c, "parallel.sp"), "2");
+  EXPECT_EQ(value_of(c, "parallel.layout"), "zigzag") << "resolved";
+  EXPECT_EQ(value_of(c, "train.lr"), "0.0003");
+  EXPECT_EQ(value_of(c, "train.betas"), "[0.9, 0.999]");
+  EXPECT_EQ(value_of(c, "model.tie_embeddings"), "true");
+  EXPECT_EQ(value_of(c, "model.d_ff"), "3072") << "derived default";
+  EXPECT_EQ(value_of(c, "precision.loss_scale"), "dynamic");
+  EXPECT_EQ(value_of(c, "run.dir"), "out/x") << "strings bare";
+  EXPECT_EQ(value_of(c, "checkpoint.dir"), "out/x/checkpoints");
+  // Every key: the emitter's text, or for a string the emitter's quoted text.
+  const std::string yaml = to_yaml(c);
+  for (const auto& key : config_keys()) {
+    const std::string v = value_of(c, key);
+    const std::string leaf = key.substr(key.rfind('.') + 1);
+    const bool plain = yaml.find(leaf + ": " + v + "\n") != std::string::npos;
+    const bool quoted = yaml.find(leaf + ": \"" + v + "\"\n") != std::string::npos;
+    EXPECT_TRUE(plain || quoted) << key << " = " << v;
+  }
+  EXPECT_CONTAINS(config_error([&] { value_of(c, "parallel.dpp"); }), "key 'parallel.dpp': unknown key; did you mean 'parallel.dp'?");
+  EXPECT_CONTAINS(config_error([&] { value_of(c, "parallel"); }), "key 'parallel': is a section");
+}
+
 }  // namespace
-}  // namespace strand::train
+}  // namespace strand::config

@@ -9,8 +9,9 @@
 #include <vector>
 
 #include "framework/core/error.h"
+#include "framework/optim/schedule.h"
 
-namespace strand::train {
+namespace strand::config {
 
 // A bad config: one line "FILE:LINE: key 'model.n_head': ..." (or "--set k=v: key ...").
 struct ConfigError : Error { using Error::Error; };
@@ -27,7 +28,7 @@ enum class SyntheticTask { Passkey, AssocRecall, Copy };
 enum class SpMode { Ring, Ulysses, Hybrid };
 enum class SeqLayout { Auto, Contiguous, Zigzag };
 enum class CommBackend { Mpi, Nccl };
-enum class LrScheduleKind { Cosine, Linear, Constant };
+using LrScheduleKind = optim::DecayKind;  // the schedule's own type: no translation on the way
 enum class ComputePrecision { Fp32, Bf16, Fp16 };
 enum class Checkpointing { None, Full, Selective };
 enum class Offload { None, Host, Disk };
@@ -67,7 +68,7 @@ struct AttentionConfig {
   int64_t window = 256;        // >= 1: sliding / dilated / longformer local window (tokens)
   int64_t dilation = 1;        // >= 1: stride between attended keys for `dilated`
   int64_t global_tokens = 0;   // >= 0: longformer / bigbird tokens that see and are seen by all
-  int64_t block_size = 64;     // >= 1: block granularity of longformer / bigbird layouts
+  int64_t block_size = 64;     // >= 1: block size of the bigbird layout (its random blocks)
   int64_t random_blocks = 0;   // >= 0: bigbird random key blocks per query block
   bool operator==(const AttentionConfig&) const = default;
 };
@@ -180,8 +181,10 @@ struct Config {
 };
 
 // Reads a YAML file, applies `--set KEY=VALUE` overrides to its tree, then checks every key,
-// type, range and cross-field rule and resolves derived defaults (n_kv_head, d_ff,
-// checkpoint.dir). Throws ConfigError naming the file, line and key.
+// type, range and cross-field rule (framework/config/rules.cpp, the one place for them),
+// refuses keys whose feature is not built (key_status.h), and resolves derived defaults
+// (n_kv_head, d_ff, checkpoint.dir, parallel.layout). Throws ConfigError naming the file,
+// line and key.
 Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
 // The same for YAML text; `source` names it in errors (e.g. the checkpoint it came from).
 Config parse_config(const std::string& yaml_text, const std::string& source = "<config>",
@@ -199,4 +202,9 @@ std::string to_yaml(const Config& config);
 // Every dotted key ("model.attention.window"), in the order to_yaml writes them.
 std::vector<std::string> config_keys();
 
-}  // namespace strand::train
+// The value of one dotted key as to_yaml writes it ("0.0003", "zigzag", "[0.9, 0.95]"), but a
+// string bare, without YAML quotes: what `strand config get` prints. ConfigError naming the
+// key (with "did you mean") for a key that is not in the table.
+std::string value_of(const Config& config, const std::string& key);
+
+}  // namespace strand::config

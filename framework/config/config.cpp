@@ -1,6 +1,6 @@
 // Config parsing, checking and emission: one list of keys (visit_config) drives the parser,
 // the emitter and the key list, so a key added there is parsed, printed and checked alike.
-#include "framework/train/config.h"
+#include "framework/config/config.h"
 
 #include <yaml-cpp/yaml.h>
 
@@ -11,10 +11,13 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 
-namespace strand::train {
+#include "framework/config/rules.h"
+
+namespace strand::config {
 
 #define STRAND_CHOICES(E, ...)                                \
   template <> std::span<const char* const> choices<E>() {     \
@@ -37,7 +40,27 @@ STRAND_CHOICES(Checkpointing, "none", "full", "selective")
 STRAND_CHOICES(Offload, "none", "host", "disk")
 #undef STRAND_CHOICES
 
+namespace detail {
+
+// Plain decimals while they stay short ("0.0003", not "3e-04"), "1.0" rather than "1" so it
+// reads as a real.
+std::string format_real(double v) {
+  char buf[400];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed);
+  std::string s(buf, end);
+  if (s.size() > 12) {
+    auto [sci_end, sci_ec] = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::scientific);
+    s.assign(buf, sci_end);
+  }
+  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
+  return s;
+}
+
+}  // namespace detail
+
 namespace {
+
+using detail::format_real;
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
@@ -54,19 +77,6 @@ Range above(double lo) { return {lo, kInf, true, false}; }
 Range unit_closed() { return {0.0, 1.0, false, false}; }
 Range unit_half_open() { return {0.0, 1.0, false, true}; }
 
-// Shortest text that reads back to the same double: plain decimals while they stay short
-// ("0.0003", not "3e-04"), "1.0" rather than "1" so it reads as a real.
-std::string format_real(double v) {
-  char buf[400];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed);
-  std::string s(buf, end);
-  if (s.size() > 12) {
-    auto [sci_end, sci_ec] = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::scientific);
-    s.assign(buf, sci_end);
-  }
-  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
-  return s;
-}
 std::string format_bound(double v) {
   if (std::abs(v) < 1e15 && v == std::floor(v)) return std::to_string(static_cast<int64_t>(v));
   return format_real(v);
@@ -343,22 +353,18 @@ std::string describe_node(const YAML::Node& n) {
 
 // Reads every key from the YAML tree, checking types and ranges and remembering where each
 // key was written, for errors.
-class Parser : public KeyVisitor {
+class Parser : public KeyVisitor, public detail::KeySource {
  public:
   Parser(YAML::Node root, std::string source, std::map<std::string, std::string> set_by)
       : root_(std::move(root)), source_(std::move(source)), set_by_(std::move(set_by)) {}
 
-  // "cfg.yaml:12", "--set train.lr=1" or, for a key left at its default, "cfg.yaml".
-  std::string where(const std::string& key) const {
+  std::string where(const std::string& key) const override {
     auto s = set_by_.find(key);
     if (s != set_by_.end()) return s->second;
     auto w = where_.find(key);
     return w != where_.end() ? w->second : source_;
   }
-  bool given(const std::string& key) const { return where_.count(key) || set_by_.count(key); }
-  [[noreturn]] void fail(const std::string& key, const std::string& what) const {
-    throw ConfigError(where(key) + ": key '" + key + "': " + what);
-  }
+  bool given(const std::string& key) const override { return where_.count(key) || set_by_.count(key); }
 
   void integer(const char* k, int64_t& v, Range r) override {
     const std::string key = path_of(k);
@@ -503,6 +509,29 @@ class Emitter : public KeyVisitor {
   void on_end() override { out << YAML::EndMap; }
 };
 
+// The text of one key's value as the emitter writes it, strings bare (no YAML quotes).
+class ValueReader : public KeyVisitor {
+ public:
+  explicit ValueReader(std::string key) : key_(std::move(key)) {}
+  std::optional<std::string> found;
+
+  void integer(const char* k, int64_t& v, Range) override { take(k, std::to_string(v)); }
+  void real(const char* k, double& v, Range) override { take(k, format_real(v)); }
+  void boolean(const char* k, bool& v) override { take(k, v ? "true" : "false"); }
+  void text(const char* k, std::string& v) override { take(k, v); }
+  void choice(const char* k, size_t& index, std::span<const char* const> names) override { take(k, names[index]); }
+  void real_pair(const char* k, std::array<double, 2>& v, Range) override {
+    take(k, "[" + format_real(v[0]) + ", " + format_real(v[1]) + "]");
+  }
+  void loss_scale(const char* k, double& v) override { take(k, v == 0.0 ? std::string("dynamic") : format_real(v)); }
+
+ private:
+  void take(const char* k, std::string value) {
+    if (!found && path_of(k) == key_) found = std::move(value);
+  }
+  std::string key_;
+};
+
 // Unknown keys, repeated keys and sections that are not mappings, before any value is read.
 void check_structure(const YAML::Node& map, const std::string& prefix, const std::string& source,
                      const std::map<std::string, std::string>& set_by) {
@@ -567,76 +596,6 @@ std::string apply_override(YAML::Node& root, const std::string& assignment) {
   return key;
 }
 
-// Fills the defaults that derive from other keys, then checks rules that span keys.
-void resolve_and_check(Config& c, const Parser& p) {
-  ModelConfig& m = c.model;
-  if (m.n_kv_head == 0) m.n_kv_head = m.n_head;
-  if (m.d_ff == 0) m.d_ff = 4 * m.d_model;
-  if (c.checkpoint.dir.empty()) c.checkpoint.dir = c.run.dir + "/checkpoints";
-
-  auto num = [](int64_t v) { return std::to_string(v); };
-  if (m.d_model % m.n_head != 0)
-    p.fail(p.given("model.n_head") ? "model.n_head" : "model.d_model",
-           "d_model " + num(m.d_model) + " is not divisible by n_head " + num(m.n_head));
-  if (m.n_head % m.n_kv_head != 0)
-    p.fail("model.n_kv_head", "n_head " + num(m.n_head) + " is not divisible by n_kv_head " + num(m.n_kv_head));
-  if (m.pos == PosEncoding::Rope && (m.d_model / m.n_head) % 2 != 0)
-    p.fail("model.pos", "rope needs an even head size, got d_model / n_head = " + num(m.d_model / m.n_head));
-  if (m.pos == PosEncoding::Learned && c.data.seq_len > m.max_seq_len)
-    p.fail("data.seq_len", num(c.data.seq_len) + " exceeds model.max_seq_len " + num(m.max_seq_len) +
-                               " (the learned position table)");
-  if (c.data.format != DataFormat::Synthetic && c.data.train.empty())
-    p.fail("data.train", std::string("required when data.format is ") + name_of(c.data.format));
-
-  ParallelConfig& par = c.parallel;
-  par.layout = resolved_layout(c);
-  // KV heads over an all-to-all group of u ranks: split (Hkv a multiple of u) or replicated
-  // (Hkv dividing u) by parallel/ulysses.h; anything else cannot be laid out.
-  auto check_kv_heads = [&](int64_t u, const std::string& group) {
-    if (m.n_kv_head % u != 0 && u % m.n_kv_head != 0)
-      p.fail("model.n_kv_head", "n_kv_head " + num(m.n_kv_head) + " must divide " + group + " " + num(u) +
-                                    " or be a multiple of it (ulysses splits or replicates the KV heads)");
-  };
-  if (par.sp_mode == SpMode::Ulysses) {
-    if (m.n_head % par.sp != 0)
-      p.fail("parallel.sp", "ulysses splits heads over sp ranks: n_head " + num(m.n_head) +
-                                " is not divisible by sp " + num(par.sp));
-    check_kv_heads(par.sp, "sp");
-  }
-  if (par.sp_mode == SpMode::Hybrid) {
-    if (par.sp % par.ulysses_degree != 0)
-      p.fail("parallel.ulysses_degree", "sp " + num(par.sp) + " is not divisible by ulysses_degree " +
-                                            num(par.ulysses_degree));
-    if (m.n_head % par.ulysses_degree != 0)
-      p.fail("parallel.ulysses_degree", "n_head " + num(m.n_head) + " is not divisible by ulysses_degree " +
-                                            num(par.ulysses_degree));
-    check_kv_heads(par.ulysses_degree, "ulysses_degree");
-  } else if (par.ulysses_degree != 1) {
-    p.fail("parallel.ulysses_degree", std::string("applies only to sp_mode hybrid, sp_mode is ") + name_of(par.sp_mode));
-  }
-  if (par.sp > 1) {
-    // What cannot run on a sequence shard: encdec splits whole rows in halves, and linear
-    // attention has no ring form.
-    if (m.arch == Arch::EncDec)
-      p.fail(p.given("model.arch") ? "model.arch" : "parallel.sp",
-             std::string("model.arch encdec cannot run sequence-parallel (parallel.sp ") + num(par.sp) +
-                 "): it splits each whole row into source and target halves; use arch gpt or encoder, or "
-                 "parallel.sp 1");
-    if (m.attention.pattern == AttentionPattern::Linear)
-      p.fail("model.attention.pattern", "linear attention cannot run sequence-parallel (parallel.sp " + num(par.sp) +
-                                            "): it has no ring or all-to-all form here; use a softmax pattern, "
-                                            "or parallel.sp 1");
-  }
-
-  const TrainConfig& t = c.train;
-  if (t.warmup_steps > t.steps)
-    p.fail("train.warmup_steps", "warmup_steps " + num(t.warmup_steps) + " exceeds steps " + num(t.steps));
-  if (t.min_lr > t.lr)
-    p.fail("train.min_lr", "min_lr " + format_real(t.min_lr) + " exceeds lr " + format_real(t.lr));
-  if (c.checkpoint.resume.empty())
-    p.fail("checkpoint.resume", "expected auto, none or a checkpoint path, got nothing");
-}
-
 }  // namespace
 
 SeqLayout resolved_layout(const Config& config) {
@@ -667,7 +626,7 @@ Config parse_config(const std::string& yaml_text, const std::string& source,
   Config config;
   Parser parser(root, source, set_by);
   visit_config(config, parser);
-  resolve_and_check(config, parser);
+  detail::resolve_and_check(config, parser);
   return config;
 }
 
@@ -691,4 +650,14 @@ std::string to_yaml(const Config& config) {
 
 std::vector<std::string> config_keys() { return key_list().fields; }
 
-}  // namespace strand::train
+std::string value_of(const Config& config, const std::string& key) {
+  const KeyLister& keys = key_list();
+  if (keys.sections.count(key)) throw ConfigError("key '" + key + "': is a section, not a key; name one of its keys");
+  if (!keys.is_field(key)) throw ConfigError("key '" + key + "': " + unknown_key_message(key));
+  Config copy = config;
+  ValueReader reader(key);
+  visit_config(copy, reader);
+  return *reader.found;
+}
+
+}  // namespace strand::config
