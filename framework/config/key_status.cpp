@@ -61,7 +61,7 @@ constexpr KeyStatus kStatuses[] = {
     {"train.grad_clip", kOn, "ClipGradNorm.ScalesWhenAboveThreshold"},
     {"train.grad_accum", kOn, "TrainerTest.LossIsNormalisedByTheTokensOfTheWholeStep"},
     {"train.log_every", kOn, "TrainerTest.MetricsJsonlHasEveryFieldOnEveryLoggedStep"},
-    {"train.eval_every", kOn, "ConfigRunTest.TrainsTwoStepsWithAFiniteLoss"},
+    {"train.eval_every", kOn, "TrainerTest.MetricsJsonlHasEveryFieldOnEveryLoggedStep"},
     {"train.eval_batches", kOn, "TrainerTest.EvaluationCountsAnswersOverEvalBatches"},
 
     {"precision.compute", kOff, "mixed precision (bf16 / fp16 compute)"},
