@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "framework/io/checkpoint.h"
+#include "framework/train/components.h"
 #include "framework/train/config.h"
 #include "framework/train/eval.h"
 #include "framework/train/metrics.h"

@@ -52,8 +52,7 @@ class TrainerTest : public ::testing::Test {
   }
 
   static TrainResult train(const Config& config, TrainerOptions options = quiet()) {
-    Trainer trainer(config, models::build_model(config), nullptr, std::move(options));
-    return trainer.run();
+    return make_trainer(config, models::build_model(config), nullptr, std::move(options)).run();
   }
   static TrainerOptions quiet() {
     TrainerOptions o;
@@ -271,7 +270,7 @@ TEST_F(TrainerTest, SequenceLayoutFollowsTheParallelSection) {
 
 TEST_F(TrainerTest, EvaluationCountsAnswersOverEvalBatches) {
   const Config config = tiny("e", {"train.eval_batches=3"});
-  Trainer trainer(config, models::build_model(config), nullptr, quiet());
+  Trainer trainer = make_trainer(config, models::build_model(config), nullptr, quiet());
   const EvalResult r = trainer.evaluate_val();
   EXPECT_EQ(r.batches, 3);
   EXPECT_EQ(r.tokens, 3 * 2 * 32);  // every target of the LM objective is scored
