@@ -13,6 +13,7 @@
 
 #include "framework/config/config.h"
 #include "framework/core/allocator.h"
+#include "framework/train/components.h"
 #include "framework/train/metrics.h"
 #include "framework/train/trainer.h"
 #include "launch/commands.h"
@@ -52,7 +53,7 @@ void run_bench_train(const BenchTrainArgs& args, parallel::Group& world) {
   };
   std::shared_ptr<models::Model> model = models::build_model(config);
   const int64_t params = model->parameter_count();
-  train::Trainer trainer(config, model, &world, options);
+  train::Trainer trainer(train::build_trainer_parts(config, model, &world), options);
   trainer.run();
 
   // The median step, as /work/shared/peers/torch_gpt.py reports it.

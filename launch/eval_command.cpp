@@ -9,6 +9,7 @@
 
 #include "framework/config/config.h"
 #include "framework/io/checkpoint.h"
+#include "framework/train/components.h"
 #include "framework/train/eval.h"
 #include "framework/train/metrics.h"
 #include "launch/commands.h"

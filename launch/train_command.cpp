@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "framework/config/config.h"
+#include "framework/train/components.h"
 #include "framework/train/metrics.h"
 #include "framework/train/trainer.h"
 #include "launch/commands.h"
@@ -38,7 +39,9 @@ void run_train(const TrainArgs& args, parallel::Group& world) {
   options.peak_flops = train::peak_flops_per_rank(args.peak_tflops);
   std::unique_ptr<train::Trainer> trainer;
   try {
-    trainer = std::make_unique<train::Trainer>(config, models::build_model(config), &world, options);
+    // The model and the parts built from the config (framework/train/components.h).
+    trainer = std::make_unique<train::Trainer>(train::build_trainer_parts(config, models::build_model(config), &world),
+                                               options);
   } catch (const train::ConfigError& e) {
     // Cross-section rules checked by the model and trainer: name the file they came from.
     throw train::ConfigError(args.config + ": " + e.what());

@@ -27,25 +27,6 @@ data::AnswerScore sharded_answer_score(const Tensor& predictions, const Tensor& 
 
 }  // namespace
 
-data::DataSpec data_spec_of(const Config& config, int64_t dp_rank, int64_t dp_size, const std::string& val_override) {
-  data::DataSpec spec;
-  spec.format = config.data.format;
-  if (!config.data.train.empty()) spec.train = {config.data.train};
-  if (!val_override.empty()) {
-    spec.val = {val_override};
-  } else if (!config.data.val.empty()) {
-    spec.val = {config.data.val};
-  }
-  spec.task = config.data.task;
-  spec.seq_len = config.data.seq_len;
-  spec.batch_size = config.data.batch_size;
-  spec.vocab_size = config.model.vocab_size;
-  spec.seed = static_cast<uint64_t>(config.run.seed);
-  spec.dp_rank = dp_rank;
-  spec.dp_size = dp_size;
-  return spec;
-}
-
 bool has_val_split(const Config& config) {
   return config.data.format == DataFormat::Synthetic || !config.data.val.empty();
 }

@@ -17,11 +17,6 @@ namespace strand::train {
 // The run configuration's types (framework/config) read as train's own: train is the layer above.
 using namespace strand::config;
 
-// The loader spec of a config for one data-parallel replica (data.*, model.vocab_size,
-// run.seed). `val_override`, when set, replaces data.val (the --data of `strand eval`).
-data::DataSpec data_spec_of(const Config& config, int64_t dp_rank, int64_t dp_size,
-                            const std::string& val_override = "");
-
 // True when the config has a validation split: a synthetic task, or data.val set.
 bool has_val_split(const Config& config);
 

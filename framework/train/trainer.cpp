@@ -1,4 +1,4 @@
-// The training loop of `strand train`.
+// The training loop of `strand train`: one step, evaluation, logging and checkpoint cadence.
 //
 // Note [Exact resume]
 // A run stopped at step s and resumed gives, bit for bit, the losses and weights of a run that
@@ -30,10 +30,8 @@
 #include "framework/optim/clip.h"
 #include "framework/train/signals.h"
 #include "models/model.h"
-#include "parallel/comm/backends.h"
 #include "parallel/comm/group.h"
 #include "parallel/grad_sync.h"
-#include "parallel/grid.h"
 
 namespace strand::train {
 
@@ -51,54 +49,26 @@ int64_t tokens_per_step(const Config& config) {
   return config.data.batch_size * config.data.seq_len * config.train.grad_accum * config.parallel.dp;
 }
 
-Trainer::Trainer(Config config, std::shared_ptr<models::Model> model, parallel::Group* group, TrainerOptions options)
-    : config_(std::move(config)), model_(std::move(model)), group_(group), options_(std::move(options)) {
-  STRAND_CHECK(model_ != nullptr, ValueError, "Trainer: no model");
-  if (group_ != nullptr) {
-    rank_ = group_->rank();
-    world_ = group_->size();
-  }
-  const ParallelConfig& par = config_.parallel;
-  STRAND_CHECK(par.dp * par.sp == world_, train::ConfigError, "key 'parallel.dp': dp x sp = ", par.dp, " x ", par.sp,
-               " = ", par.dp * par.sp, " ranks, but the job has ", world_, " (run with mpirun -np ", par.dp * par.sp,
-               world_ % par.sp == 0 ? detail::concat(", or --set parallel.dp=", world_ / par.sp) : std::string(), ")");
-  // NCCL moves device buffers; until the ops run on CUDA a model lives on the cpu, so the
-  // backend would only add two copies per message. Refused rather than silently ignored.
-  STRAND_CHECK(par.backend == CommBackend::Mpi, train::ConfigError,
-               "key 'parallel.backend': nccl needs GPU ranks, and models run on the cpu in this version",
-               parallel::built_with_nccl() ? "" : " (this build has no NCCL either)", "; use mpi");
-  if (group_ != nullptr) {
-    SequenceParallelSetup setup = setup_sequence_parallel(config_, *group_, par.dp);
-    grid_ = std::move(setup.grid);
-    sharding_ = std::move(setup.sharding);
-    dp_rank_ = grid_->dp_rank();
-  }
-  STRAND_CHECK(config_.precision.compute == ComputePrecision::Fp32, train::ConfigError,
-               "key 'precision.compute': only fp32 training is available yet, got ",
-               name_of(config_.precision.compute));
+void LogInterval::add(const StepReport& report) {
+  seconds += report.seconds;
+  tokens += report.tokens;
+  ++steps;
+}
 
+Trainer::Trainer(TrainerParts parts, TrainerOptions options)
+    : config_(std::move(parts.config)),
+      model_(std::move(parts.model)),
+      ranks_(std::move(parts.ranks)),
+      grad_sync_(std::move(parts.grad_sync)),
+      optimizer_(std::move(parts.optimizer)),
+      schedule_(parts.schedule),
+      data_spec_(std::move(parts.data)),
+      train_loader_(std::move(parts.train_loader)),
+      options_(std::move(options)) {
+  STRAND_CHECK(model_ != nullptr && grad_sync_ != nullptr && optimizer_ != nullptr && train_loader_ != nullptr,
+               ValueError, "Trainer: a part is missing (build them with build_trainer_parts)");
   // Parameters in the model's order; the optimizer, clipping and gradient sums use this order.
-  std::vector<optim::AdamWParam> adam_params;
-  for (const auto& [name, param] : model_->named_parameters()) {
-    adam_params.push_back({name, param, model_->decays(name)});
-    params_.push_back(param);
-  }
-  // Gradients are summed over every rank (dp x sp: each holds the whole model). Collective.
-  if (group_ == nullptr) {
-    local_group_ = parallel::make_local_group();
-  }
-  grad_sync_ = std::make_unique<parallel::GradSync>(params_, group_ != nullptr ? *group_ : *local_group_,
-                                                    config_.parallel.bucket_mb << 20);
-  optim::AdamWOptions adam;
-  adam.lr = config_.train.lr;
-  adam.beta1 = config_.train.betas[0];
-  adam.beta2 = config_.train.betas[1];
-  adam.weight_decay = config_.train.weight_decay;
-  optimizer_ = std::make_unique<optim::AdamW>(std::move(adam_params), adam);
-  schedule_ = optim::LrSchedule::make(config_.train.lr, config_.train.min_lr, config_.train.warmup_steps,
-                                      config_.train.steps, config_.train.schedule);
-
-  train_loader_ = data::make_loader(data_spec_of(config_, dp_rank_, par.dp), data::Split::train);
+  for (const auto& named : model_->named_parameters()) params_.push_back(named.second);
   state_.seed = static_cast<uint64_t>(config_.run.seed);
   state_.loader = train_loader_->position();
 
@@ -109,8 +79,13 @@ Trainer::Trainer(Config config, std::shared_ptr<models::Model> model, parallel::
 
 Trainer::~Trainer() = default;
 
+Trainer make_trainer(Config config, std::shared_ptr<models::Model> model, parallel::Group* group,
+                     TrainerOptions options) {
+  return Trainer(build_trainer_parts(std::move(config), std::move(model), group), std::move(options));
+}
+
 void Trainer::print_line(const std::string& line) const {
-  if (rank_ != 0 || !options_.print || options_.out == nullptr) return;
+  if (ranks_.rank != 0 || !options_.print || options_.out == nullptr) return;
   std::fprintf(options_.out, "%s\n", line.c_str());
   std::fflush(options_.out);
 }
@@ -129,8 +104,11 @@ void Trainer::restore(const std::string& path) {
   resumed_from_ = path;
 }
 
-StepReport Trainer::train_step() {
-  const auto start = Clock::now();
+models::LossOutput Trainer::micro_batch_loss(const data::Batch& batch) {
+  return model_->forward(batch, sharding().model_shard());
+}
+
+GradientPass Trainer::forward_backward(data::Loader& loader, int64_t micro_batches) {
   model_->train(true);
   model_->zero_grad();
   for (const Tensor& p : params_) {
@@ -141,31 +119,39 @@ StepReport Trainer::train_step() {
   // Note [Loss normalisation]: summed losses back-propagate; the 1/N scale comes after.
   double loss_sum = 0.0;
   int64_t scored = 0;
-  for (int64_t micro = 0; micro < config_.train.grad_accum; ++micro) {
+  for (int64_t micro = 0; micro < micro_batches; ++micro) {
     // Each sp rank keeps its shard of the rows only (the whole rows are freed here).
-    const data::Batch batch = sharding_.shard(train_loader_->next());
-    models::LossOutput out = model_->forward(batch, sharding_.model_shard());
+    const data::Batch batch = sharding().shard(loader.next());
+    models::LossOutput out = micro_batch_loss(batch);
     loss_sum += out.loss_sum.item();
     scored += out.tokens;
     // Note [Loss normalisation]: only the last micro-batch's backward starts the bucketed
     // all-reduces (parallel/grad_sync.h); earlier ones accumulate locally.
-    if (micro + 1 == config_.train.grad_accum) grad_sync_->arm();
+    if (micro + 1 == micro_batches) grad_sync_->arm();
     out.loss_sum.backward();
   }
   // Over every rank: dp replicas and the sp shards of each row.
   std::array<double, 1> sums{loss_sum};
   std::array<int64_t, 1> counts{scored};
-  if (group_ != nullptr && world_ > 1) {
-    group_->all_reduce(std::span<double>(sums));
-    group_->all_reduce(std::span<int64_t>(counts));
+  if (ranks_.group != nullptr && ranks_.world > 1) {
+    ranks_.group->all_reduce(std::span<double>(sums));
+    ranks_.group->all_reduce(std::span<int64_t>(counts));
   }
-  const int64_t global_scored = counts[0];
-  STRAND_CHECK(global_scored > 0, ValueError, "trainer: step ", state_.step,
+  GradientPass pass;
+  pass.loss_sum = sums[0];
+  pass.scored_tokens = counts[0];
+  STRAND_CHECK(pass.scored_tokens > 0, ValueError, "trainer: step ", state_.step,
                " scored no tokens (every target is ignored); check data.* and the model objective");
-  grad_sync_->finish(1.0 / static_cast<double>(global_scored));
+  grad_sync_->finish(1.0 / static_cast<double>(pass.scored_tokens));
+  return pass;
+}
+
+StepReport Trainer::train_step() {
+  const auto start = Clock::now();
+  const GradientPass pass = forward_backward(*train_loader_, config_.train.grad_accum);
 
   StepReport report;
-  report.loss = sums[0] / static_cast<double>(global_scored);
+  report.loss = pass.loss_sum / static_cast<double>(pass.scored_tokens);
   report.grad_norm = config_.train.grad_clip > 0 ? optim::clip_grad_norm(params_, config_.train.grad_clip)
                                                  : optim::grad_norm(params_);
   report.lr = schedule_.lr_at(state_.step);
@@ -184,7 +170,7 @@ StepReport Trainer::train_step() {
   ++state_.step;
   report.step = state_.step;
   report.tokens = tokens_per_step(config_);
-  report.scored_tokens = global_scored;
+  report.scored_tokens = pass.scored_tokens;
   state_.tokens_seen += report.tokens;
   state_.loader = train_loader_->position();
   report.seconds = seconds_since(start);
@@ -192,11 +178,8 @@ StepReport Trainer::train_step() {
 }
 
 EvalResult Trainer::evaluate_val() {
-  if (!val_loader_) {
-    data::DataSpec spec = data_spec_of(config_, dp_rank_, config_.parallel.dp);
-    val_loader_ = data::make_loader(spec, data::Split::val);
-  }
-  return evaluate(*model_, *val_loader_, config_.train.eval_batches, group_, sharding_);
+  if (!val_loader_) val_loader_ = data::make_loader(data_spec_, data::Split::val);
+  return evaluate(*model_, *val_loader_, config_.train.eval_batches, ranks_.group, sharding());
 }
 
 uint64_t Trainer::parameter_fingerprint() const {
@@ -211,48 +194,39 @@ uint64_t Trainer::parameter_fingerprint() const {
 }
 
 std::string Trainer::save_checkpoint() {
+  // The directory keeps the newest checkpoint.keep files (0: all).
   const io::CheckpointDir dir(config_.checkpoint.dir, config_.checkpoint.keep);
-  if (group_ != nullptr && world_ > 1) {
+  if (ranks_.group != nullptr && ranks_.world > 1) {
     // Rank 0 writes for everyone, which is right only while every rank (each replica and each
     // sp rank of it) holds the same bits (the gradients summed over all of them and a
     // deterministic optimizer keep it so); check it, cheaply.
     const uint64_t mine = parameter_fingerprint();
     std::array<int64_t, 2> range{static_cast<int64_t>(mine), static_cast<int64_t>(mine)};
-    group_->all_reduce(std::span<int64_t>(range.data(), 1), parallel::ReduceOp::Min);
-    group_->all_reduce(std::span<int64_t>(range.data() + 1, 1), parallel::ReduceOp::Max);
+    ranks_.group->all_reduce(std::span<int64_t>(range.data(), 1), parallel::ReduceOp::Min);
+    ranks_.group->all_reduce(std::span<int64_t>(range.data() + 1, 1), parallel::ReduceOp::Max);
     STRAND_CHECK(range[0] == range[1], ValueError, "trainer: the ranks hold different weights at step ",
                  state_.step, " (a non-deterministic reduction?); refusing to save a checkpoint of one of them");
   }
-  if (rank_ != 0) return dir.path_for_step(state_.step);
+  if (ranks_.rank != 0) return dir.path_for_step(state_.step);
   return dir.save(state_.step, make_checkpoint(config_, *model_, *optimizer_, schedule_, state_));
 }
 
 bool Trainer::stop_requested_anywhere() const {
   std::array<int64_t, 1> flag{stop_signal()};
   // Ranks must agree, or one would wait in the next all-reduce for a rank that stopped.
-  if (group_ != nullptr && world_ > 1) group_->all_reduce(std::span<int64_t>(flag), parallel::ReduceOp::Max);
+  if (ranks_.group != nullptr && ranks_.world > 1) {
+    ranks_.group->all_reduce(std::span<int64_t>(flag), parallel::ReduceOp::Max);
+  }
   if (flag[0] != 0 && stop_signal() == 0) request_stop(static_cast<int>(flag[0]));
   return flag[0] != 0;
 }
 
-TrainResult Trainer::run() {
-  StopSignalGuard signals;
-  clear_stop_signal();
-  TrainResult result;
-  result.start_step = state_.step;
-  result.resumed_from = resumed_from_;
-
-  const TrainConfig& tc = config_.train;
-  const int64_t params = model_->parameter_count();
-  const double model_flops = flops_per_token(config_, params);
-  MetricsLog metrics;
-  if (rank_ == 0 && options_.write_files) {
-    metrics = MetricsLog(config_.run.dir, resumed_from_.empty() ? -1 : state_.step);
-  }
-  print_line(detail::concat("model: ", name_of(config_.model.arch), ", ", params, " parameters, ",
+void Trainer::log_run_start() const {
+  const int world = ranks_.world;
+  print_line(detail::concat("model: ", name_of(config_.model.arch), ", ", model_->parameter_count(), " parameters, ",
                             name_of(config_.model.attention.pattern), " attention; data: ",
                             train_loader_->describe(), "; ", tokens_per_step(config_), " tokens per step on ",
-                            world_, world_ == 1 ? " rank" : " ranks",
+                            world, world == 1 ? " rank" : " ranks",
                             config_.parallel.sp > 1
                                 ? detail::concat(" (dp ", config_.parallel.dp, " x sp ", config_.parallel.sp, ", ",
                                                  name_of(config_.parallel.sp_mode), " attention, ",
@@ -261,68 +235,64 @@ TrainResult Trainer::run() {
   if (!resumed_from_.empty()) {
     print_line(detail::concat("resumed from ", resumed_from_, " at step ", state_.step));
   }
+}
 
-  const bool eval_possible = has_val_split(config_);
-  double interval_seconds = 0.0;
-  int64_t interval_steps = 0, interval_tokens = 0;
-  bool saved_this_step = false;
-  while (state_.step < tc.steps) {
-    const StepReport report = train_step();
-    result.steps.push_back(report);
-    if (options_.on_step) options_.on_step(report);
-    interval_seconds += report.seconds;
-    interval_tokens += report.tokens;
-    ++interval_steps;
+std::optional<EvalResult> Trainer::evaluate_if_due() {
+  const TrainConfig& tc = config_.train;
+  const int64_t step = state_.step;
+  if (!has_val_split(config_)) return std::nullopt;
+  const bool periodic = tc.eval_every > 0 && step % tc.eval_every == 0;
+  const bool final = step == tc.steps && options_.final_eval;
+  if (!periodic && !final) return std::nullopt;
+  return evaluate_val();
+}
 
-    const int64_t step = state_.step;
-    const bool last = step == tc.steps;
-    const bool evaluate_now = eval_possible && tc.eval_every > 0 && step % tc.eval_every == 0;
-    std::optional<EvalResult> eval;
-    if (evaluate_now || (last && eval_possible && options_.final_eval)) {
-      eval = evaluate_val();
-      result.eval = eval;
-      result.eval_step = step;
-    }
-    if (step % tc.log_every == 0 || last || eval) {
-      StepMetrics m;
-      m.step = step;
-      m.total_steps = tc.steps;
-      m.loss = report.loss;
-      m.lr = report.lr;
-      m.grad_norm = report.grad_norm;
-      m.tokens_per_s = interval_seconds > 0 ? static_cast<double>(interval_tokens) / interval_seconds : 0.0;
-      if (options_.peak_flops > 0) {
-        m.mfu = model_flops * m.tokens_per_s / (options_.peak_flops * static_cast<double>(world_));
-      }
-      m.peak_mem_bytes = memory::stats(Device::cpu()).peak_bytes;
-      m.loss_scale = state_.loss_scale;
-      m.eta_s = interval_steps > 0 ? interval_seconds / static_cast<double>(interval_steps) *
-                                         static_cast<double>(tc.steps - step)
-                                   : 0.0;
-      if (eval) {
-        m.val_loss = eval->loss();
-        if (eval->score) {
-          m.val_accuracy = eval->score->token_accuracy();
-          m.val_row_accuracy = eval->score->row_accuracy();
-        }
-      }
-      metrics.write(m);
-      print_line(metrics_line(m));
-      interval_seconds = 0.0;
-      interval_steps = interval_tokens = 0;
-    }
+bool Trainer::log_due(int64_t step, bool evaluated) const {
+  return step % config_.train.log_every == 0 || step == config_.train.steps || evaluated;
+}
 
-    saved_this_step = false;
-    if (options_.write_files && config_.checkpoint.every > 0 && step % config_.checkpoint.every == 0) {
-      result.checkpoint = save_checkpoint();
-      saved_this_step = true;
-    }
-    if (stop_requested_anywhere()) {
-      result.stop_signal = stop_signal();
-      break;
+StepMetrics Trainer::step_metrics(const StepReport& report, const LogInterval& interval,
+                                  const std::optional<EvalResult>& eval) const {
+  StepMetrics m;
+  m.step = report.step;
+  m.total_steps = config_.train.steps;
+  m.loss = report.loss;
+  m.lr = report.lr;
+  m.grad_norm = report.grad_norm;
+  m.tokens_per_s = interval.seconds > 0 ? static_cast<double>(interval.tokens) / interval.seconds : 0.0;
+  if (options_.peak_flops > 0) {
+    const double model_flops = flops_per_token(config_, model_->parameter_count());
+    m.mfu = model_flops * m.tokens_per_s / (options_.peak_flops * static_cast<double>(ranks_.world));
+  }
+  m.peak_mem_bytes = memory::stats(Device::cpu()).peak_bytes;
+  m.loss_scale = state_.loss_scale;
+  m.eta_s = interval.steps > 0 ? interval.seconds / static_cast<double>(interval.steps) *
+                                     static_cast<double>(config_.train.steps - report.step)
+                               : 0.0;
+  if (eval) {
+    m.val_loss = eval->loss();
+    if (eval->score) {
+      m.val_accuracy = eval->score->token_accuracy();
+      m.val_row_accuracy = eval->score->row_accuracy();
     }
   }
+  return m;
+}
 
+void Trainer::log_step(const StepReport& report, const std::optional<EvalResult>& eval, LogInterval& interval,
+                       MetricsLog& metrics) const {
+  const StepMetrics m = step_metrics(report, interval, eval);
+  metrics.write(m);
+  print_line(metrics_line(m));
+  interval = {};
+}
+
+bool Trainer::checkpoint_due(int64_t step) const {
+  return options_.write_files && config_.checkpoint.every > 0 && step % config_.checkpoint.every == 0;
+}
+
+void Trainer::finish_run(TrainResult& result, bool saved_this_step) {
+  // A run that stepped ends on a checkpoint, whatever checkpoint.every says.
   if (options_.write_files && !saved_this_step && state_.step > result.start_step) {
     result.checkpoint = save_checkpoint();
   }
@@ -333,9 +303,46 @@ TrainResult Trainer::run() {
   } else if (!result.checkpoint.empty()) {
     print_line(detail::concat("saved ", result.checkpoint));
   }
-  if (group_ != nullptr && world_ > 1) group_->barrier();  // the file is complete before any rank returns
-  clear_stop_signal();
+  // The file is complete before any rank returns.
+  if (ranks_.group != nullptr && ranks_.world > 1) ranks_.group->barrier();
   result.end_step = state_.step;
+}
+
+TrainResult Trainer::run() {
+  StopSignalGuard signals;
+  clear_stop_signal();
+  TrainResult result;
+  result.start_step = state_.step;
+  result.resumed_from = resumed_from_;
+  MetricsLog metrics;
+  if (ranks_.rank == 0 && options_.write_files) {
+    metrics = MetricsLog(config_.run.dir, resumed_from_.empty() ? -1 : state_.step);
+  }
+  log_run_start();
+
+  LogInterval interval;
+  bool saved_this_step = false;
+  while (state_.step < config_.train.steps) {
+    const StepReport report = train_step();
+    result.steps.push_back(report);
+    if (options_.on_step) options_.on_step(report);
+    interval.add(report);
+
+    const std::optional<EvalResult> eval = evaluate_if_due();
+    if (eval) {
+      result.eval = eval;
+      result.eval_step = report.step;
+    }
+    if (log_due(report.step, eval.has_value())) log_step(report, eval, interval, metrics);
+    saved_this_step = checkpoint_due(report.step);
+    if (saved_this_step) result.checkpoint = save_checkpoint();
+    if (stop_requested_anywhere()) {
+      result.stop_signal = stop_signal();
+      break;
+    }
+  }
+  finish_run(result, saved_this_step);
+  clear_stop_signal();
   return result;
 }
 

@@ -1,7 +1,9 @@
-// The pretraining loop of `strand train`: data- and sequence-parallel steps (architecture.md §2),
-// gradient accumulation, gradient sums over every rank, clipping, warmup + decay, AdamW,
-// periodic evaluation, metrics, checkpoints, exact resume, and a clean stop on SIGINT / SIGTERM. Note [Exact resume] in trainer.cpp says what makes a
-// resumed run bit-identical to an uninterrupted one.
+// The pretraining loop of `strand train` over parts built from the config (components.h):
+// data- and sequence-parallel steps (architecture.md §2), gradient accumulation, gradient sums
+// over every rank, clipping, warmup + decay, AdamW, periodic evaluation, metrics, checkpoints,
+// exact resume, and a clean stop on SIGINT / SIGTERM. Note [Exact resume] in trainer.cpp says
+// what makes a resumed run bit-identical to an uninterrupted one; Note [Trainer seams] below
+// says where distillation and pruning plug in.
 #pragma once
 #include <cstdint>
 #include <cstdio>
@@ -15,17 +17,14 @@
 #include "framework/config/config.h"
 #include "framework/optim/adamw.h"
 #include "framework/optim/schedule.h"
+#include "framework/train/components.h"
 #include "framework/train/eval.h"
 #include "framework/train/metrics.h"
 #include "framework/train/train_state.h"
 
-namespace strand::models { class Model; }
-namespace strand::parallel { class Group; class GradSync; class ProcessGrid; }
+namespace strand::parallel { class Group; class GradSync; }
 
 namespace strand::train {
-
-// The run configuration's types (framework/config) read as train's own: train is the layer above.
-using namespace strand::config;
 
 // One completed optimizer step, as every rank sees it.
 struct StepReport {
@@ -61,22 +60,52 @@ struct TrainResult {
   int64_t eval_step = 0;             // the step it was made at
 };
 
+// One forward and backward over some micro-batches, summed over every rank.
+struct GradientPass {
+  double loss_sum = 0.0;      // summed token losses of every micro-batch and rank
+  int64_t scored_tokens = 0;  // N, the tokens they score: the gradients hold sum / N
+};
+
+// What run() carries from one logged step to the next: the tok/s and eta of the next line.
+struct LogInterval {
+  double seconds = 0.0;
+  int64_t steps = 0;
+  int64_t tokens = 0;
+  void add(const StepReport& report);
+};
+
+// Note [Trainer seams]
+// run() is a short loop over named pieces: train_step (forward_backward, then the optimizer
+// step), evaluate_if_due, log_due / log_step, checkpoint_due / save_checkpoint, and
+// stop_requested_anywhere; each piece is a member a later job reuses instead of copying the loop.
+// - Knowledge distillation (a frozen teacher, extra loss terms) derives from Trainer and
+//   overrides micro_batch_loss: the teacher (built by models::build_model beside the parts,
+//   in neither the optimizer nor the gradient sum) runs the same batch and shard under
+//   autograd::NoGradGuard, and its terms are added to loss_sum, keeping the student's token
+//   count (Note [Loss normalisation] in trainer.cpp then holds unchanged). Extra logged numbers
+//   go in step_metrics.
+// - Head pruning (a gate-gradient pass) calls forward_backward on its own loader, reads the
+//   gates' gradients (summed over every rank, like every gradient), and zeroes them; a mask it
+//   applies between steps goes in TrainerOptions::on_step.
 class Trainer {
  public:
-  // `group` is every rank of the job (nullptr: one process); parallel.dp x parallel.sp must
-  // equal its size. It is arranged as a ProcessGrid (parallel/grid.h): replica d reads loader
-  // rows d of dp, and each of its sp ranks runs the rows of its layout (sequence_layout_of).
-  // Collective over the group. Builds the optimizer, schedule and loaders, and resumes per
-  // checkpoint.resume (a checkpoint of another (dp, sp) with the same global batch resumes).
-  Trainer(Config config, std::shared_ptr<models::Model> model, parallel::Group* group = nullptr,
-          TrainerOptions options = {});
-  ~Trainer();
+  // Runs the built parts (components.h; build_trainer_parts makes all of them from a config).
+  // Resumes per checkpoint.resume when options.allow_resume (a checkpoint of another (dp, sp)
+  // with the same global batch resumes).
+  explicit Trainer(TrainerParts parts, TrainerOptions options = {});
+  virtual ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
 
   // Steps until train.steps (or a stop signal), with logging, evaluation and checkpoints.
   TrainResult run();
 
   // One optimizer step (grad_accum micro-batches); no logging or checkpoints.
   StepReport train_step();
+  // Forward and backward over `micro_batches` batches of `loader`, each cut to this rank's
+  // shard, with gradients summed over every rank and scaled by 1 / N (N: the tokens scored on
+  // all ranks); no optimizer step, and the gradients stay for the caller.
+  GradientPass forward_backward(data::Loader& loader, int64_t micro_batches);
   // Evaluation over train.eval_batches batches of the val split (every rank calls it).
   EvalResult evaluate_val();
   // Writes the checkpoint of the current step (rank 0 writes; others return the same path).
@@ -89,33 +118,50 @@ class Trainer {
   const Config& config() const { return config_; }
   models::Model& model() { return *model_; }
   const optim::AdamW& optimizer() const { return *optimizer_; }
-  bool is_root() const { return rank_ == 0; }
-  int dp_rank() const { return dp_rank_; }
-  const SequenceSharding& sharding() const { return sharding_; }
+  bool is_root() const { return ranks_.rank == 0; }
+  int dp_rank() const { return ranks_.dp_rank; }
+  const SequenceSharding& sharding() const { return ranks_.sequence.sharding; }
+
+ protected:
+  // The summed loss (and scored tokens) of one micro-batch, already cut to this rank's shard;
+  // its backward gives the micro-batch's gradients. The default is the model's own objective.
+  virtual models::LossOutput micro_batch_loss(const data::Batch& batch);
+
+  // The pieces of run(), in the order it calls them.
+  void log_run_start() const;                                // the model and data line; "resumed from"
+  std::optional<EvalResult> evaluate_if_due();               // every train.eval_every steps, and the last
+  bool log_due(int64_t step, bool evaluated) const;          // every train.log_every steps, the last, evals
+  StepMetrics step_metrics(const StepReport& report, const LogInterval& interval,
+                           const std::optional<EvalResult>& eval) const;
+  void log_step(const StepReport& report, const std::optional<EvalResult>& eval, LogInterval& interval,
+                MetricsLog& metrics) const;                  // metrics.jsonl line and console line
+  bool checkpoint_due(int64_t step) const;                   // every checkpoint.every steps
+  bool stop_requested_anywhere() const;                      // a stop signal on any rank
+  void finish_run(TrainResult& result, bool saved_this_step);  // last checkpoint, final line
+  void print_line(const std::string& line) const;            // rank 0, when options.print
 
  private:
-  void print_line(const std::string& line) const;
-  bool stop_requested_anywhere() const;
   uint64_t parameter_fingerprint() const;
 
   Config config_;
   std::shared_ptr<models::Model> model_;
-  parallel::Group* group_ = nullptr;
-  TrainerOptions options_;
-  int rank_ = 0, world_ = 1;
-  std::unique_ptr<parallel::ProcessGrid> grid_;  // with a group only
-  int dp_rank_ = 0;
-  SequenceSharding sharding_;                    // inactive at sp = 1
-  std::vector<Tensor> params_;
-  std::unique_ptr<parallel::Group> local_group_;  // without a group: the one-rank group GradSync runs over
-  std::unique_ptr<parallel::GradSync> grad_sync_;
+  TrainingRanks ranks_;
+  std::unique_ptr<parallel::GradSync> grad_sync_;  // over ranks_.sum_group()
   std::unique_ptr<optim::AdamW> optimizer_;
   optim::LrSchedule schedule_;
+  data::DataSpec data_spec_;
   std::unique_ptr<data::Loader> train_loader_;
-  std::unique_ptr<data::Loader> val_loader_;  // built on first use
+  std::unique_ptr<data::Loader> val_loader_;  // made from data_spec_ on first use
+  TrainerOptions options_;
+  std::vector<Tensor> params_;  // the model's order: clipping and the fingerprint use it
   LoopState state_;
   std::string resumed_from_;
 };
+
+// A Trainer of `model` with every other part built from the config (build_trainer_parts):
+// what the CLI and the tests that have only a config and a model call. Collective over group.
+Trainer make_trainer(Config config, std::shared_ptr<models::Model> model, parallel::Group* group = nullptr,
+                     TrainerOptions options = {});
 
 // The input tokens one optimizer step consumes over all ranks: batch_size * seq_len *
 // grad_accum * dp (the sp ranks of a replica share its rows).

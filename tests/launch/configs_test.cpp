@@ -71,7 +71,7 @@ TEST_P(ConfigRunTest, TrainsTwoStepsWithAFiniteLoss) {
   options.print = false;
   options.write_files = !big;
   options.final_eval = !big;
-  Trainer trainer(config, model, nullptr, options);
+  Trainer trainer = make_trainer(config, model, nullptr, options);
   const TrainResult result = trainer.run();
   ASSERT_EQ(result.end_step, config.train.steps);
   for (const StepReport& step : result.steps) {

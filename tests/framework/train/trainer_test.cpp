@@ -1,7 +1,8 @@
 // The training loop in-process on a tiny GPT: exact resume (from a step file, and after SIGTERM),
 // metrics.jsonl fields, the global-token loss normalisation under gradient accumulation, the
-// sequence layout a config gives, and the refusals (another model shape, a missing resume path,
-// a rank count that does not match).
+// sequence layout a config gives, the refusals (another model shape, a missing resume path,
+// a rank count that does not match), and the seams later jobs plug into (micro_batch_loss,
+// forward_backward).
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
@@ -15,6 +16,7 @@
 
 #include "framework/io/atomic_file.h"
 #include "framework/io/checkpoint_dir.h"
+#include "framework/ops/elementwise.h"
 #include "framework/train/signals.h"
 #include "framework/train/trainer.h"
 #include "launch/run_compare.h"
@@ -52,8 +54,7 @@ class TrainerTest : public ::testing::Test {
   }
 
   static TrainResult train(const Config& config, TrainerOptions options = quiet()) {
-    Trainer trainer(config, models::build_model(config), nullptr, std::move(options));
-    return trainer.run();
+    return make_trainer(config, models::build_model(config), nullptr, std::move(options)).run();
   }
   static TrainerOptions quiet() {
     TrainerOptions o;
@@ -271,7 +272,7 @@ TEST_F(TrainerTest, SequenceLayoutFollowsTheParallelSection) {
 
 TEST_F(TrainerTest, EvaluationCountsAnswersOverEvalBatches) {
   const Config config = tiny("e", {"train.eval_batches=3"});
-  Trainer trainer(config, models::build_model(config), nullptr, quiet());
+  Trainer trainer = make_trainer(config, models::build_model(config), nullptr, quiet());
   const EvalResult r = trainer.evaluate_val();
   EXPECT_EQ(r.batches, 3);
   EXPECT_EQ(r.tokens, 3 * 2 * 32);  // every target of the LM objective is scored
@@ -282,6 +283,72 @@ TEST_F(TrainerTest, EvaluationCountsAnswersOverEvalBatches) {
   // Evaluation is a pure function of the weights: the same twice, and the mode is restored.
   EXPECT_EQ(trainer.evaluate_val().loss_sum, r.loss_sum);
   EXPECT_TRUE(trainer.model().is_training());
+}
+
+// A job that changes the loss of a micro-batch (distillation's seam): every micro-batch of
+// every step goes through micro_batch_loss, and what it returns is what the step trains on.
+class ScaledLossTrainer : public Trainer {
+ public:
+  ScaledLossTrainer(TrainerParts parts, double factor, TrainerOptions options)
+      : Trainer(std::move(parts), std::move(options)), factor_(factor) {}
+  int calls = 0;
+
+ protected:
+  models::LossOutput micro_batch_loss(const data::Batch& batch) override {
+    ++calls;
+    models::LossOutput out = Trainer::micro_batch_loss(batch);
+    if (factor_ != 1.0) out.loss_sum = ops::mul_scalar(out.loss_sum, factor_);
+    return out;
+  }
+
+ private:
+  double factor_;
+};
+
+TEST_F(TrainerTest, MicroBatchLossIsWhatEveryStepTrainsOn) {
+  const Config config = tiny("s", {"train.steps=3", "train.eval_every=0", "checkpoint.every=0"});
+  TrainerOptions options = quiet();
+  options.write_files = false;
+  const TrainResult plain = make_trainer(config, models::build_model(config), nullptr, options).run();
+
+  ScaledLossTrainer same(build_trainer_parts(config, models::build_model(config)), 1.0, options);
+  const TrainResult through_seam = same.run();
+  EXPECT_EQ(same.calls, 3 * 2) << "steps x grad_accum micro-batches";
+  ASSERT_EQ(through_seam.steps.size(), plain.steps.size());
+  for (size_t i = 0; i < plain.steps.size(); ++i) {
+    EXPECT_EQ(through_seam.steps[i].loss, plain.steps[i].loss) << "step " << i + 1;
+    EXPECT_EQ(through_seam.steps[i].grad_norm, plain.steps[i].grad_norm) << "step " << i + 1;
+  }
+
+  // Doubling the loss doubles the logged loss exactly (a power of two scales fp sums exactly)
+  // and the gradient norm up to rounding of subnormal partial products.
+  ScaledLossTrainer doubled(build_trainer_parts(config, models::build_model(config)), 2.0, options);
+  const StepReport first = doubled.train_step();
+  EXPECT_EQ(first.loss, 2.0 * plain.steps[0].loss);
+  EXPECT_DOUBLE_EQ(first.grad_norm, 2.0 * plain.steps[0].grad_norm);
+}
+
+TEST_F(TrainerTest, ForwardBackwardLeavesGradientsAndNeitherStepsNorMovesTheLoader) {
+  // Pruning's gate-gradient pass: gradients of its own batches, summed and scaled by 1 / N.
+  const Config config = tiny("g", {"train.eval_every=0"});
+  Trainer trainer = make_trainer(config, models::build_model(config), nullptr, quiet());
+  std::vector<std::vector<double>> before;
+  for (const auto& named : trainer.model().named_parameters()) before.push_back(named.second.to_vector());
+  const std::unique_ptr<data::Loader> loader = data::make_loader(data_spec_of(config, 0, 1), data::Split::val);
+  const GradientPass pass = trainer.forward_backward(*loader, 2);
+  EXPECT_EQ(pass.scored_tokens, 2 * 2 * 32);
+  EXPECT_NEAR(pass.loss_sum / static_cast<double>(pass.scored_tokens), std::log(32.0), 0.5);
+  EXPECT_EQ(trainer.step(), 0);
+  size_t i = 0;
+  for (const auto& [name, param] : trainer.model().named_parameters()) {
+    EXPECT_TRUE(param.grad().defined()) << name;
+    EXPECT_EQ(param.to_vector(), before[i++]) << name << " changed without an optimizer step";
+  }
+  // The pass leaves the training stream where it was: the next step is a fresh trainer's first.
+  const StepReport after_pass = trainer.train_step();
+  const StepReport fresh = make_trainer(config, models::build_model(config), nullptr, quiet()).train_step();
+  EXPECT_EQ(after_pass.loss, fresh.loss);
+  EXPECT_EQ(after_pass.grad_norm, fresh.grad_norm);
 }
 
 TEST(StopSignalTest, FirstSignalIsRecordedSecondEndsTheProcess) {

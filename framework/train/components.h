@@ -1,0 +1,108 @@
+// The parts a training run is made of, and the one place that builds each from the config
+// (torchtitan's shape): the ranks (dp x sp grid and sequence layout), the data spec, the
+// optimizer, the LR schedule and the gradient sum. The model's factory is models::build_model.
+// The CLI builds the parts here and hands them to a Trainer (trainer.h); a later job that needs
+// one more part (the frozen teacher of distillation) builds it beside these.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "data/loader.h"
+#include "framework/config/config.h"
+#include "framework/optim/adamw.h"
+#include "framework/optim/schedule.h"
+#include "framework/train/sharding.h"
+#include "models/model.h"
+#include "parallel/grid.h"
+#include "parallel/layout.h"
+
+namespace strand::parallel { class GradSync; }
+
+namespace strand::train {
+
+// The run configuration's types (framework/config) read as train's own: train is the layer above.
+using namespace strand::config;
+
+// The sequence layout of a config (parallel.sp, sp_mode, ulysses_degree, resolved layout,
+// data.seq_len): make(kind, N, sp) for ring and Ulysses, hybrid(kind, N, sp / u, u) for hybrid.
+// A seq_len that does not split is a ConfigError naming data.seq_len, the layout and the
+// lengths that do.
+parallel::SequenceLayout sequence_layout_of(const Config& config);
+
+// The Ulysses group size of the config's sp_mode: 1 (ring), sp (ulysses) or ulysses_degree.
+int ulysses_degree_of(const Config& config);
+
+// What training and evaluation set up over the job's ranks: the dp x sp grid and this rank's
+// cut of the batches.
+struct SequenceParallelSetup {
+  std::unique_ptr<parallel::ProcessGrid> grid;
+  SequenceSharding sharding;  // inactive at sp = 1; points into *grid
+};
+
+// Checks that data.seq_len splits under the config's layout (a ConfigError, before any message
+// is sent), then arranges `world` as dp x parallel.sp ranks (collective over world).
+SequenceParallelSetup setup_sequence_parallel(const Config& config, parallel::Group& world, int64_t dp);
+
+// The loader spec of a config for one data-parallel replica (data.*, model.vocab_size,
+// run.seed). `val_override`, when set, replaces data.val (the --data of `strand eval`).
+data::DataSpec data_spec_of(const Config& config, int64_t dp_rank, int64_t dp_size,
+                            const std::string& val_override = "");
+
+// The ranks of a training job and where this one sits among them.
+struct TrainingRanks {
+  parallel::Group* group = nullptr;  // every rank of the job; nullptr: one process
+  int rank = 0;
+  int world = 1;
+  int dp_rank = 0;                   // the replica whose loader rows this rank reads
+  SequenceParallelSetup sequence;    // grid with a group only; sharding inactive at sp = 1
+  // Without a group: the one-rank group the gradient sum runs over.
+  std::unique_ptr<parallel::Group> local_group;
+
+  // The group gradients are summed over: every rank of the job, or the one-rank group.
+  parallel::Group& sum_group() const { return group != nullptr ? *group : *local_group; }
+};
+
+// Checks that parallel.dp x parallel.sp equals the job's ranks and that the backend can run,
+// then arranges `group` (nullptr: one process) as a ProcessGrid: replica d reads loader rows d
+// of dp, and each of its sp ranks runs the rows of its layout (sequence_layout_of). Collective.
+TrainingRanks build_training_ranks(const Config& config, parallel::Group* group);
+
+// AdamW over the model's parameters in the model's order (train.lr, betas, weight_decay; the
+// model says which decay). The clipping and the gradient sum use the same order.
+std::unique_ptr<optim::AdamW> build_optimizer(const Config& config, const models::Model& model);
+
+// Warmup then decay per train.schedule, from train.lr to train.min_lr over train.steps.
+optim::LrSchedule build_schedule(const Config& config);
+
+// Sums the model's gradients over `group` (every rank holds the whole model) in buckets of
+// parallel.bucket_mb that start during the backward. Collective over group, which must
+// outlive it.
+std::unique_ptr<parallel::GradSync> build_grad_sync(const Config& config, const models::Model& model,
+                                                    parallel::Group& group);
+
+// Everything a Trainer runs. Members are declared so that each is destroyed before what it
+// points into (the gradient sum before the ranks' groups).
+struct TrainerParts {
+  Config config;
+  std::shared_ptr<models::Model> model;
+  TrainingRanks ranks;
+  std::unique_ptr<parallel::GradSync> grad_sync;  // over ranks.sum_group()
+  std::unique_ptr<optim::AdamW> optimizer;
+  optim::LrSchedule schedule;
+  data::DataSpec data;                            // this replica's rows of train and val
+  std::unique_ptr<data::Loader> train_loader;     // the val loader is made from `data` when first used
+
+  TrainerParts();
+  TrainerParts(TrainerParts&&) noexcept;
+  TrainerParts& operator=(TrainerParts&&) noexcept;
+  ~TrainerParts();
+};
+
+// Builds every part for `model` with the factories above, in the order the ranks must agree
+// on (the grid, then the gradient sum: both collective). Refuses what training cannot run yet
+// (precision.compute other than fp32) with a ConfigError naming the key.
+TrainerParts build_trainer_parts(Config config, std::shared_ptr<models::Model> model,
+                                 parallel::Group* group = nullptr);
+
+}  // namespace strand::train
