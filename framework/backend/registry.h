@@ -25,14 +25,11 @@ void register_kernel(DeviceType type, void (*fn)(const Params&)) {
   KernelSlot<Params>::fns[static_cast<size_t>(type)] = fn;
 }
 
-// Runs every backend's registration once (backends.cpp); launch calls it.
-void ensure_backends_registered();
-
 // Runs kernel `name` on p.device; a DeviceError naming the kernel and the device when no
 // backend built into this program implements it there.
 template <class Params>
 void launch(const char* name, const Params& p) {
-  ensure_backends_registered();
+  ensure_backends_registered();  // core/device_runtime.h
   const auto fn = KernelSlot<Params>::fns[static_cast<size_t>(p.device.type)];
   if (!fn) throw DeviceError(detail::concat(name, ": no kernel for device ", p.device.str(),
                                             " in this build"));

@@ -3,7 +3,6 @@
 
 #include <array>
 
-#include "framework/backend/registry.h"
 #include "framework/core/error.h"
 
 namespace strand {
@@ -21,7 +20,7 @@ void register_device_runtime(DeviceType type, DeviceRuntime& runtime) {
 }
 
 DeviceRuntime& device_runtime(DeviceType type) {
-  backend::ensure_backends_registered();
+  ensure_backends_registered();
   DeviceRuntime* rt = runtimes()[static_cast<size_t>(type)];
   STRAND_CHECK(rt, DeviceError, "no runtime registered for device type ", static_cast<int>(type));
   return *rt;

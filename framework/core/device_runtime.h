@@ -34,4 +34,8 @@ inline int device_count(DeviceType type) { return device_runtime(type).device_co
 // for the rest of the program.
 void register_device_runtime(DeviceType type, DeviceRuntime& runtime);
 
+// Registers every backend built into the program, once (defined by the one list of backends,
+// framework/backend/backends.cpp: the core declares it and calls it; it includes no backend).
+void ensure_backends_registered();
+
 }  // namespace strand

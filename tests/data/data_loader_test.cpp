@@ -213,7 +213,9 @@ TEST(Loader, TokensOutsideTheVocabularyAreNamed) {
   tokens[42] = 1500;
   write_token_shard(dir.file("v.bin"), tokens);
   TokenLoader loader(open_token_files({dir.file("v.bin")}), {1, 10, 0, 1, 1000});
-  EXPECT_NO_THROW(loader.batch_at(3));  // rows before token 42
+  const Batch before = loader.batch_at(3);  // the row of tokens [30, 41), before token 42
+  EXPECT_EQ(values(before.inputs), std::vector<int32_t>(tokens.begin() + 30, tokens.begin() + 40));
+  EXPECT_EQ(values(before.targets), std::vector<int32_t>(tokens.begin() + 31, tokens.begin() + 41));
   try {
     loader.batch_at(4);  // tokens [40, 51)
     ADD_FAILURE() << "expected DataError";
@@ -226,7 +228,7 @@ TEST(Loader, TokensOutsideTheVocabularyAreNamed) {
 
 TEST(Loader, TooShortAStreamIsNamed) {
   const auto src = std::make_shared<MemoryTokens>(stream_of(64), "tiny.bin");
-  EXPECT_NO_THROW((void)TokenLoader(src, {1, 63}));
+  EXPECT_EQ(TokenLoader(src, {1, 63}).steps_per_epoch(), 1);  // 64 tokens: one row of 63 and its target
   try {
     (void)TokenLoader(src, {2, 32});  // needs 65 tokens
     ADD_FAILURE() << "expected DataError";

@@ -1,6 +1,7 @@
 // Exact resume with two data-parallel ranks: `mpiexec -np 2 strand train` for 20 steps straight,
-// and 10 + resume + 10, give identical losses at every step and bit-identical final weights and
-// moments; and the two-rank loss of a step is the one-process loss of the same rows.
+// and 10 + resume + 10, give identical losses and gradient norms at every step and bit-identical
+// final weights and moments; and the two-rank loss and gradient norm of each of five steps are
+// the one-process ones of the same rows.
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -12,15 +13,20 @@
 #include <limits>
 
 #include "launch/run_compare.h"
+#include "support/tolerance.h"
 
 namespace strand {
 namespace {
 namespace fs = std::filesystem;
 using testing_support::CommandResult;
 using testing_support::expect_checkpoints_identical;
+using testing_support::grad_norms_by_step;
 using testing_support::losses_by_step;
 using testing_support::run_command;
 using testing_support::strand_binary;
+
+// The summed gradient's norm of one step: fp32 sums over the ranks in another order.
+constexpr double kGradNormRelTol = 1e-5;
 
 class ResumeDpTest : public ::testing::Test {
  protected:
@@ -73,20 +79,35 @@ TEST_F(ResumeDpTest, TwoRanksResumeBitForBit) {
   ASSERT_EQ(a.size(), 20u);
   ASSERT_EQ(b.size(), 10u);
   for (const auto& [step, loss] : b) EXPECT_EQ(loss, a.at(step)) << "step " << step;  // exact: printed round-trip
+  const auto norms_a = grad_norms_by_step(run_dir("a") + "/metrics.jsonl");
+  const auto norms_b = grad_norms_by_step(run_dir("b") + "/metrics.jsonl");
+  ASSERT_EQ(norms_b.size(), 10u);
+  for (const auto& [step, norm] : norms_b) EXPECT_EQ(norm, norms_a.at(step)) << "grad norm, step " << step;
   expect_checkpoints_identical(ckpt("a", 20), ckpt("b", 20));
 }
 
-TEST_F(ResumeDpTest, TwoRankLossEqualsTheOneProcessLossOfTheSameRows) {
+TEST_F(ResumeDpTest, TwoRankLossAndGradNormEqualTheOneProcessOnesOfTheSameRows) {
   // Rank d of 2 with batch B reads the rows one process with batch 2B reads (data/loader.h).
-  const CommandResult two = train(2, "two", "--set train.steps=1 --set train.warmup_steps=0 --set model.dropout=0");
+  // Five steps, so that a gradient scaled on the two ranks (which AdamW mostly hides) shows in
+  // the later losses as well as in every step's gradient norm.
+  const std::string same = "--set train.steps=5 --set train.warmup_steps=0 --set model.dropout=0 ";
+  const CommandResult two = train(2, "two", same);
   ASSERT_EQ(two.exit_code, 0) << two.err;
-  const CommandResult one = train(1, "one", "--set train.steps=1 --set train.warmup_steps=0 --set model.dropout=0 "
-                                             "--set parallel.dp=1 --set data.batch_size=4");
+  const CommandResult one = train(1, "one", same + "--set parallel.dp=1 --set data.batch_size=4");
   ASSERT_EQ(one.exit_code, 0) << one.err;
-  const double l2 = losses_by_step(run_dir("two") + "/metrics.jsonl").at(1);
-  const double l1 = losses_by_step(run_dir("one") + "/metrics.jsonl").at(1);
-  // fp32 losses summed in another order: a few hundred ulps at most.
-  EXPECT_NEAR(l2, l1, 512 * std::numeric_limits<float>::epsilon() * l1);
+  const auto loss2 = losses_by_step(run_dir("two") + "/metrics.jsonl");
+  const auto loss1 = losses_by_step(run_dir("one") + "/metrics.jsonl");
+  const auto norm2 = grad_norms_by_step(run_dir("two") + "/metrics.jsonl");
+  const auto norm1 = grad_norms_by_step(run_dir("one") + "/metrics.jsonl");
+  ASSERT_EQ(loss1.size(), 5u);
+  ASSERT_EQ(loss2.size(), 5u);
+  ASSERT_EQ(norm1.size(), 5u);
+  ASSERT_EQ(norm2.size(), 5u);
+  for (int64_t step = 1; step <= 5; ++step) {
+    // fp32 losses summed in another order: a few hundred ulps at most.
+    EXPECT_NEAR(loss2.at(step), loss1.at(step), 512 * testing::kEpsF32 * loss1.at(step)) << "step " << step;
+    EXPECT_NEAR(norm2.at(step), norm1.at(step), kGradNormRelTol * norm1.at(step)) << "grad norm, step " << step;
+  }
 }
 
 }  // namespace

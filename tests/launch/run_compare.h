@@ -52,13 +52,26 @@ inline std::vector<MetricsRow> read_metrics(const std::string& path) {
   return rows;
 }
 
-// step -> loss of every line of a metrics file.
-inline std::map<int64_t, double> losses_by_step(const std::string& path) {
-  std::map<int64_t, double> losses;
+// step -> the value of `key` (a number on every line) of every line of a metrics file.
+inline std::map<int64_t, double> metric_by_step(const std::string& path, const std::string& key) {
+  std::map<int64_t, double> values;
   for (const MetricsRow& row : read_metrics(path)) {
-    losses[static_cast<int64_t>(*row.at("step"))] = *row.at("loss");
+    const auto found = row.find(key);
+    EXPECT_TRUE(found != row.end() && found->second.has_value()) << path << ": step " << *row.at("step") << ": " << key;
+    if (found != row.end() && found->second) values[static_cast<int64_t>(*row.at("step"))] = *found->second;
   }
-  return losses;
+  return values;
+}
+
+// step -> loss of every line of a metrics file.
+inline std::map<int64_t, double> losses_by_step(const std::string& path) { return metric_by_step(path, "loss"); }
+
+// step -> the gradient norm before clipping (the summed gradient of every rank, before the
+// optimizer step) of every line of a metrics file. A gradient scaled by a constant, e.g.
+// normalised by a rank's own token count instead of the global one, leaves losses and AdamW's
+// steps nearly as they are but shows here.
+inline std::map<int64_t, double> grad_norms_by_step(const std::string& path) {
+  return metric_by_step(path, "grad_norm");
 }
 
 inline bool same_bits(const Tensor& a, const Tensor& b) {

@@ -149,13 +149,10 @@ TEST(EncDec, EveryPatternRunsForwardAndBackward) {
 
 TEST(EncDec, LossGradientsMatchFiniteDifferencesInFloat64) {
   EncDec m(tiny_config(Arch::EncDec, 11, 8, 1, 5), 47, DType::F64);
-  testing::expect_loss_gradients_match(
-      m, testing::random_batch(2, 6, 11, 48),
-      {"encoder.wte.weight", "encoder.wpe.weight", "encoder.h.0.attn.c_attn.weight", "decoder.wpe.weight",
-       "decoder.h.0.attn.c_proj.weight", "decoder.h.0.crossattention.q_attn.weight",
-       "decoder.h.0.crossattention.c_attn.weight", "decoder.h.0.crossattention.c_attn.bias",
-       "decoder.h.0.ln_cross_attn.weight", "decoder.ln_f.bias"},
-      "encdec");
+  // Rows of 6 split into source and target halves of 3: positions 3 and 4 of either stack's
+  // position table (max_seq_len 5) are never looked up, so their gradient is zero.
+  testing::expect_loss_gradients_match(m, testing::random_batch(2, 6, 11, 48), "encdec",
+                                       {{"encoder.wpe.weight", {3, 4}}, {"decoder.wpe.weight", {3, 4}}});
 }
 
 TEST(EncDec, OverfitsOneBatch) {

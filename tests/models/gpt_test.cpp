@@ -104,13 +104,10 @@ TEST(Gpt, LossGradientsMatchFiniteDifferencesInFloat64) {
     config::ModelConfig c = tiny_config(Arch::Gpt, 11, 8, 2, 5);
     v.set(c);
     Gpt gpt(c, 5, DType::F64);
-    std::vector<std::string> names = {"transformer.wte.weight", "transformer.h.0.attn.c_attn.weight",
-                                      "transformer.h.0.ln_1.bias", "transformer.h.1.mlp.c_proj.weight",
-                                      "transformer.h.1.attn.c_proj.bias", "transformer.ln_f.weight"};
-    if (c.pos == config::PosEncoding::Learned) names.push_back("transformer.wpe.weight");
-    else names[2] = "transformer.h.0.ln_1.weight";
-    if (!c.tie_embeddings) names.push_back("lm_head.weight");
-    testing::expect_loss_gradients_match(gpt, batch, names, v.name);
+    // Untied, the rows of wte for tokens the batch never holds get no gradient at all.
+    testing::ZeroRows zero;
+    if (!c.tie_embeddings) zero["transformer.wte.weight"] = testing::absent_token_rows(batch, c.vocab_size);
+    testing::expect_loss_gradients_match(gpt, batch, v.name, zero);
   }
 }
 

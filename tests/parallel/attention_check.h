@@ -14,6 +14,7 @@
 #include "framework/ops/attention.h"
 #include "parallel/comm/group.h"
 #include "parallel/layout.h"
+#include "support/tolerance.h"
 
 namespace strand::testing {
 
@@ -27,8 +28,7 @@ inline void expect_close(const Tensor& got, const Tensor& ref_shard, int64_t ter
   ASSERT_EQ(got.shape(), ref_shard.shape()) << what;
   ASSERT_EQ(got.dtype(), ref_shard.dtype()) << what;
   const std::vector<double> g = got.to_vector(), r = ref_shard.to_vector();
-  const double eps = ref_shard.dtype() == DType::F64 ? std::numeric_limits<double>::epsilon()
-                                                     : std::numeric_limits<float>::epsilon();
+  const double eps = strand::testing::dtype_eps(ref_shard.dtype());
   const double rounding = ref_shard.dtype() == DType::BF16 ? std::ldexp(1.0, -7) : 0.0;
   double typical = 0.0;
   int64_t finite = 0;

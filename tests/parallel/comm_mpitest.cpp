@@ -10,6 +10,7 @@
 #include "framework/core/device_runtime.h"
 #include "framework/core/error.h"
 #include "parallel/comm/group.h"
+#include "support/tolerance.h"
 
 namespace strand::parallel {
 namespace {
@@ -17,7 +18,7 @@ namespace {
 Group& W() { return world(); }
 
 double epsilon(DType t) {
-  return t == DType::F32 ? std::numeric_limits<float>::epsilon() : std::numeric_limits<double>::epsilon();
+  return t == DType::F32 ? strand::testing::kEpsF32 : strand::testing::kEpsF64;
 }
 
 // Rank-dependent data: fractions with inexact binary forms (their sums round), small integers for

@@ -19,6 +19,7 @@
 #include "framework/ops/reduce.h"
 #include "parallel/comm/group.h"
 #include "parallel/grad_sync.h"
+#include "support/tolerance.h"
 
 namespace strand::parallel {
 namespace {
@@ -89,7 +90,7 @@ Reference reference_of(const std::vector<Tensor>& params, double scale) {
 // bucketed and the per-parameter all-reduce may differ), then scaled: both sides are within
 // (P + 1) eps * sum|terms| of the exact value.
 void expect_matches(const std::vector<Tensor>& params, const Reference& ref) {
-  const double eps = std::numeric_limits<float>::epsilon();
+  const double eps = strand::testing::kEpsF32;
   const double rel = 2.0 * (world().size() + 1) * eps;
   for (size_t i = 0; i < params.size(); ++i) {
     const Tensor g = params[i].grad();

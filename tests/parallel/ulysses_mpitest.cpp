@@ -23,13 +23,12 @@
 #include "parallel/ulysses.h"
 #include "support/gradcheck.h"
 #include "tests/parallel/attention_check.h"
+#include "support/tolerance.h"
 
 namespace strand::parallel {
 namespace {
 
-double dtype_eps(DType t) {
-  return t == DType::F64 ? std::numeric_limits<double>::epsilon() : std::numeric_limits<float>::epsilon();
-}
+using strand::testing::dtype_eps;
 
 // ---------------------------------------------------------------------------------------------
 // The exchanges alone.

@@ -15,10 +15,12 @@ one more step, exports the result with `strand export`, and checks:
     S + 1 with that step's lr equals the weights strand saved at S + 1 to 1e-5 relative, and
     the loss of that batch equals the loss strand logged for it;
  3. export: model.safetensors, parsed by hand, holds the checkpoint's tensors bit for bit
-    under their names, config.json describes the same model; when `transformers` happens to be
-    importable, GPT2LMHeadModel.from_pretrained(DIR) gives the reference logits;
+    under their names, config.json describes the same model;
  4. inspect: the parameter table lists every tensor with its shape and count.
-Prints the figures and exits non-zero on any failure.
+Prints the figures and exits non-zero on any failure. With --transformers-only DIR (DIR: the
+--work folder of a finished run) it checks only that transformers' GPT2LMHeadModel.from_pretrained
+of the export gives the reference logits, and exits 77 (CTest's skip code, parity.cmake) where
+transformers is not importable.
 """
 import argparse
 import json
@@ -289,12 +291,16 @@ def check_export(checks, strand, ckpt, out_dir, val_bin):
     checks.expect(not differs, "config.json describes the model as GPT2Config" +
                   (" (differs: " + "; ".join(differs) + ")" if differs else ""))
 
-    try:
-        import transformers  # noqa: F401  (not a dependency: checked only where present)
-    except ImportError:
-        print("  skip  transformers is not importable: GPT2LMHeadModel.from_pretrained not checked")
-        return
+
+# The exit code CTest reads as "skipped" (SKIP_RETURN_CODE in parity.cmake).
+SKIP_EXIT_CODE = 77
+
+
+def check_transformers(checks, ckpt, out_dir, val_bin):
+    """GPT2LMHeadModel.from_pretrained(out_dir) gives the reference logits of checkpoint `ckpt`."""
     from transformers import GPT2LMHeadModel
+    config, params, _, _, _ = ref.load_checkpoint(ckpt)
+    shape = ref.shape_of(config)
     model = GPT2LMHeadModel.from_pretrained(out_dir).eval()
     inputs, _ = ref.batch_at(ref.read_bin(val_bin), 0, 2, shape.max_seq_len)
     with torch.no_grad():
@@ -328,10 +334,27 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("strand", help="the built strand program")
     parser.add_argument("--work", help="working directory (default: a new temporary one, removed on success)")
+    parser.add_argument("--fresh", action="store_true", help="empty --work first")
+    parser.add_argument("--transformers-only", metavar="DIR",
+                        help="only the transformers check, on the files a run with --work DIR left")
     args = parser.parse_args()
     strand = Path(args.strand).resolve()
     torch.set_num_threads(2)
+    if args.transformers_only:
+        try:
+            import transformers  # noqa: F401  (not a dependency: checked only where present)
+        except ImportError:
+            print("parity: skipped: transformers is not importable, GPT2LMHeadModel.from_pretrained not checked")
+            return SKIP_EXIT_CODE
+        work = Path(args.transformers_only).resolve()
+        checks = Checks()
+        check_transformers(checks, work / "run" / "checkpoints" / f"step_{STEPS + 1:08d}.h5", work / "hf",
+                           work / "data" / "shakespeare_val.bin")
+        return 1 if checks.failures else 0
     work = Path(args.work).resolve() if args.work else Path(tempfile.mkdtemp(prefix="strand_parity_"))
+    if args.work and args.fresh and work.exists():
+        import shutil
+        shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     print(f"parity: working in {work}")
 

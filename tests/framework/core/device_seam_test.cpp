@@ -46,7 +46,7 @@ TEST(DeviceSeam, LaunchWithoutAKernelNamesTheKernelAndTheDevice) {
 
 template <class Params>
 bool registered(DeviceType t) {
-  backend::ensure_backends_registered();
+  ensure_backends_registered();
   return backend::KernelSlot<Params>::fns[static_cast<size_t>(t)] != nullptr;
 }
 

@@ -19,12 +19,13 @@
 #include "framework/ops/view.h"
 #include "parallel/attention.h"
 #include "support/gradcheck.h"
+#include "support/tolerance.h"
 
 namespace strand {
 namespace {
 
 using V = std::vector<Tensor>;
-constexpr double kEps64 = std::numeric_limits<double>::epsilon();
+constexpr double kEps64 = testing::kEpsF64;
 
 Tensor positions(int64_t n, int64_t offset = 0) {
   std::vector<double> p;

@@ -11,6 +11,7 @@
 #include "framework/core/error.h"
 #include "framework/ops/dropout.h"
 #include "support/gradcheck.h"
+#include "support/tolerance.h"
 
 namespace strand {
 namespace {
@@ -82,8 +83,7 @@ TEST(Dropout, BackwardAppliesTheForwardMask) {
     Tensor g = Tensor::uniform({50, 40}, 7, -1, 1, dt);
     y.backward(g);
     const auto xv = x.to_vector(), yv = y.to_vector(), gv = g.to_vector(), dv = x.grad().to_vector();
-    const double eps =
-        dt == DType::F32 ? std::numeric_limits<float>::epsilon() : std::numeric_limits<double>::epsilon();
+    const double eps = strand::testing::dtype_eps(dt);
     for (size_t i = 0; i < xv.size(); ++i) {
       const double mask_scale = yv[i] / xv[i];  // 0 or 1/(1-p)
       EXPECT_NEAR(dv[i], gv[i] * mask_scale, 4 * eps * (1 + std::abs(gv[i] * mask_scale))) << "element " << i;

@@ -16,6 +16,7 @@
 #include "framework/core/error.h"
 #include "framework/ops/linear_attention.h"
 #include "support/gradcheck.h"
+#include "support/tolerance.h"
 
 namespace strand {
 namespace {
@@ -109,9 +110,7 @@ std::vector<double> softmax_attention(const Tensor& q, const Tensor& k, const Te
   return out;
 }
 
-double dtype_eps(DType dt) {
-  return dt == DType::F32 ? std::numeric_limits<float>::epsilon() : std::numeric_limits<double>::epsilon();
-}
+using strand::testing::dtype_eps;
 
 // Rounding bound for the op against the reference: sums of up to D, M and N terms, and exp turns
 // an absolute error in an exponent of size |a| into a relative error of |a| * eps.

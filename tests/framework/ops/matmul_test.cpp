@@ -10,6 +10,7 @@
 #include "framework/ops/matmul.h"
 #include "framework/ops/view.h"
 #include "support/gradcheck.h"
+#include "support/tolerance.h"
 
 namespace strand {
 namespace {
@@ -61,8 +62,7 @@ Reference naive_matmul(const Tensor& a, const Tensor& b) {
   const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
   const int64_t batch = a.numel() / std::max<int64_t>(M * K, 1);
   const bool shared = b.dim() == 2;
-  const double eps = a.dtype() == DType::F32 ? std::numeric_limits<float>::epsilon()
-                                             : std::numeric_limits<double>::epsilon();
+  const double eps = strand::testing::dtype_eps(a.dtype());
   Reference r;
   for (int64_t e = 0; e < batch; ++e)
     for (int64_t i = 0; i < M; ++i)

@@ -10,6 +10,7 @@
 #include "framework/core/error.h"
 #include "framework/ops/norm.h"
 #include "support/gradcheck.h"
+#include "support/tolerance.h"
 
 namespace strand {
 namespace {
@@ -17,9 +18,7 @@ namespace {
 using testing::OpCase;
 using V = std::vector<Tensor>;
 
-double dtype_eps(DType dt) {
-  return dt == DType::F32 ? std::numeric_limits<float>::epsilon() : std::numeric_limits<double>::epsilon();
-}
+using strand::testing::dtype_eps;
 
 // Roundings along one element's chain outside the sums: the input cast, the casts of mean and
 // rstd, subtract, two products and an add (counted generously).

@@ -12,6 +12,7 @@
 #include "framework/ops/rope.h"
 #include "framework/ops/view.h"
 #include "support/gradcheck.h"
+#include "support/tolerance.h"
 
 namespace strand {
 namespace {
@@ -60,7 +61,7 @@ TEST(Rope, GradientsMatchFiniteDifferences) {
 
 TEST(Rope, ForwardMatchesDirectComputation) {
   for (DType dt : {DType::F64, DType::F32}) {
-    const double eps = dt == DType::F64 ? std::numeric_limits<double>::epsilon() : std::numeric_limits<float>::epsilon();
+    const double eps = strand::testing::dtype_eps(dt);
     const Tensor x = Tensor::uniform({2, 3, 6, 8}, 3, -2, 2, dt);
     const std::vector<double> shared = {0, 1, 2, 50, 511, 4095};
     const std::vector<double> per_row = {0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 16383};

@@ -9,6 +9,7 @@
 #include "framework/core/error.h"
 #include "framework/ops/softmax.h"
 #include "support/gradcheck.h"
+#include "support/tolerance.h"
 
 namespace strand {
 namespace {
@@ -20,7 +21,7 @@ using V = std::vector<Tensor>;
 // relative to the magnitudes involved. x - max cancels, so the inputs' size counts (x_abs), not
 // only the result's: log_softmax(1000, ...) carries 1000 * eps of rounding.
 double tolerance(DType dt, int64_t n, double ref, double x_abs = 0.0) {
-  const double eps = dt == DType::F32 ? std::numeric_limits<float>::epsilon() : std::numeric_limits<double>::epsilon();
+  const double eps = strand::testing::dtype_eps(dt);
   return static_cast<double>(n) * eps * (1.0 + std::abs(ref) + x_abs);
 }
 

@@ -7,6 +7,7 @@
 
 #include "framework/core/error.h"
 #include "framework/optim/adamw.h"
+#include "support/tolerance.h"
 
 namespace strand {
 namespace {
@@ -35,8 +36,7 @@ struct ReferenceAdamW {
 
 // Tolerance for a value computed in `dt`: a few ulps per step of relative error.
 double tolerance(DType dt, double ref, int steps) {
-  const double eps = dt == DType::F64 ? std::numeric_limits<double>::epsilon()
-                                      : std::numeric_limits<float>::epsilon();
+  const double eps = strand::testing::dtype_eps(dt);
   return 8.0 * steps * eps * (1.0 + std::abs(ref));
 }
 

@@ -7,6 +7,7 @@
 
 #include "framework/core/error.h"
 #include "framework/optim/clip.h"
+#include "support/tolerance.h"
 
 namespace strand {
 namespace {
@@ -25,7 +26,7 @@ double direct_norm(const std::vector<std::vector<double>>& gs) {
   return std::sqrt(s);
 }
 
-constexpr double kF32 = std::numeric_limits<float>::epsilon();
+constexpr double kF32 = testing::kEpsF32;
 
 TEST(ClipGradNorm, NormIsTheL2NormOverAllGradients) {
   Tensor a = leaf_with_grad({3, 4}, {2});
