@@ -2,6 +2,7 @@
 #include "framework/backend/registry.h"
 
 #include "framework/backend/cpu/attention_kernels.h"
+#include "framework/backend/cpu/attention_reference.h"
 
 namespace strand::backend {
 
@@ -14,6 +15,8 @@ void register_cpu_kernels() {
   register_kernel<AttentionMergeParams>(DeviceType::CPU, &cpu::attention_merge_forward_kernel);
   register_kernel<AttentionMergeBackwardParams>(DeviceType::CPU, &cpu::attention_merge_backward_kernel);
   register_kernel<AttentionAddRowsParams>(DeviceType::CPU, &cpu::attention_add_rows_kernel);
+  register_kernel<AttentionReferenceForwardParams>(DeviceType::CPU, &cpu::attention_reference_forward_kernel);
+  register_kernel<AttentionReferenceBackwardParams>(DeviceType::CPU, &cpu::attention_reference_backward_kernel);
 }
 
 }  // namespace strand::backend
