@@ -178,5 +178,40 @@ struct AttentionReferenceParams {
 struct AttentionReferenceForwardParams : AttentionReferenceParams {};
 struct AttentionReferenceBackwardParams : AttentionReferenceParams {};
 
+// One Performer linear-attention call (ops::linear_attention). Every buffer is contiguous,
+// row-major, of element type dtype (F32 or F64):
+//   q    [batch, q_heads, q_len, head_dim]
+//   k    [batch, kv_heads, kv_len, head_dim]
+//   v    [batch, kv_heads, kv_len, value_dim]
+//   w    [features, head_dim]            the random projection, rows ~ N(0, I)
+//   out  [batch, q_heads, q_len, value_dim]
+//   den  [batch, q_heads, q_len]         the stabilised normaliser phi(q_i)^T sum_j phi(k_j)
+struct LinearAttentionParams {
+  Device device;
+  DType dtype = DType::F32;
+  int64_t batch = 0;
+  int64_t q_heads = 0;   // a multiple of kv_heads; query head h reads kv head h / (q_heads / kv_heads)
+  int64_t kv_heads = 0;
+  int64_t q_len = 0;
+  int64_t kv_len = 0;    // equal to q_len when causal
+  int64_t head_dim = 0;  // D: q and k are scaled by D^(-1/4) each, so q'.k' = q.k / sqrt(D)
+  int64_t value_dim = 0;
+  int64_t features = 0;  // M random features
+  bool causal = false;   // query i sums over keys j <= i only
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  const void* w = nullptr;
+  void* out = nullptr;        // written by the forward, read by the backward
+  void* den = nullptr;        // likewise
+  const void* dout = nullptr;  // backward: gradient of out
+  void* dq = nullptr;         // backward outputs (overwritten)
+  void* dk = nullptr;
+  void* dv = nullptr;
+};
+// launch("linear_attention_forward", ...): out and den. launch("linear_attention_backward", ...): dq, dk, dv.
+struct LinearAttentionForwardParams : LinearAttentionParams {};
+struct LinearAttentionBackwardParams : LinearAttentionParams {};
+
 }  // namespace backend
 }  // namespace strand

@@ -3,6 +3,7 @@
 
 #include "framework/backend/cpu/attention_kernels.h"
 #include "framework/backend/cpu/attention_reference.h"
+#include "framework/backend/cpu/linear_attention.h"
 
 namespace strand::backend {
 
@@ -17,6 +18,8 @@ void register_cpu_kernels() {
   register_kernel<AttentionAddRowsParams>(DeviceType::CPU, &cpu::attention_add_rows_kernel);
   register_kernel<AttentionReferenceForwardParams>(DeviceType::CPU, &cpu::attention_reference_forward_kernel);
   register_kernel<AttentionReferenceBackwardParams>(DeviceType::CPU, &cpu::attention_reference_backward_kernel);
+  register_kernel<LinearAttentionForwardParams>(DeviceType::CPU, &cpu::linear_attention_forward_kernel);
+  register_kernel<LinearAttentionBackwardParams>(DeviceType::CPU, &cpu::linear_attention_backward_kernel);
 }
 
 }  // namespace strand::backend
