@@ -75,17 +75,17 @@ std::string sci(double v) {
 MaskSpec mask_of(const BenchAttentionOptions& opt) {
   MaskSpec m;
   if (!opt.pattern.empty()) {
-    m.kind = mask_kind_from_name(opt.pattern);
-    m.mask_future = opt.causal;  // --causal with a pattern: its causal form (no key after the query)
+    m = mask_from_pattern_name(opt.pattern);
+    if (opt.causal) m.causal = true;  // --causal with a pattern: its causal form (no key after the query)
   } else if (opt.causal) {
-    m.kind = MaskKind::Causal;
+    m.causal = true;
   } else if (opt.window >= 0) {
     m.kind = MaskKind::Sliding;
   }
   const bool windowed = m.kind == MaskKind::Sliding || m.kind == MaskKind::Dilated ||
                         m.kind == MaskKind::Longformer || m.kind == MaskKind::BigBird;
   STRAND_CHECK(windowed || opt.window < 0, ValueError, "bench attention: --window ", opt.window,
-               " does not apply to pattern ", mask_kind_name(m.kind));
+               " does not apply to pattern ", mask_pattern_name(m));
   if (windowed) {
     m.window_left = opt.window >= 0 ? opt.window : 256;
     m.window_right = opt.window_right;
@@ -249,8 +249,8 @@ void run_bench_ring(const BenchAttentionOptions& opt, const MaskSpec& mask, DTyp
   os << "{\"bench\":\"attention\",\"impl\":\"strand-cpu-ring\",\"sp\":" << opt.sp << ",\"layout\":\"" << opt.layout
      << "\",\"seq\":" << opt.seq << ",\"rows_per_rank\":" << rows << ",\"heads\":" << opt.heads
      << ",\"kv_heads\":" << hkv << ",\"head_dim\":" << d << ",\"batch\":" << b << ",\"pattern\":\""
-     << mask_kind_name(mask.kind) << "\"";
-  if (mask.kind != MaskKind::None && mask.kind != MaskKind::Causal)
+     << mask_pattern_name(mask) << "\"";
+  if (mask.kind != MaskKind::None)
     os << ",\"window\":" << mask.window_left << ",\"window_right\":" << mask.window_right;
   os << ",\"dtype\":\"" << opt.dtype << "\",\"threads\":" << omp_get_max_threads() << ",\"reps\":" << opt.reps
      << ",\"ring_steps\":" << parallel::ring_steps(mask, layout, b)
@@ -310,10 +310,10 @@ void run_bench_attention(const BenchAttentionOptions& opt) {
   std::ostringstream os;
   os << "{\"bench\":\"attention\",\"impl\":\"strand-cpu-tiled\",\"seq\":" << n << ",\"heads\":" << opt.heads
      << ",\"kv_heads\":" << hkv << ",\"head_dim\":" << d << ",\"batch\":" << b << ",\"pattern\":\""
-     << mask_kind_name(mask.kind) << "\"";
-  if (mask.kind != MaskKind::None && mask.kind != MaskKind::Causal)
+     << mask_pattern_name(mask) << "\"";
+  if (mask.kind != MaskKind::None)
     os << ",\"window\":" << mask.window_left << ",\"window_right\":" << mask.window_right
-       << ",\"causal\":" << (mask.mask_future ? "true" : "false");
+       << ",\"causal\":" << (mask.causal ? "true" : "false");
   os << ",\"dtype\":\"" << opt.dtype << "\",\"threads\":" << omp_get_max_threads()
      << ",\"density\":" << num(static_cast<double>(pairs) / static_cast<double>(b * n * n), 4)
      << ",\"fwd_ms\":" << num(fwd * 1e3, 2) << ",\"bwd_ms\":" << num(bwd * 1e3, 2)

@@ -109,15 +109,15 @@ MaskSpec mask_for_pattern(const config::AttentionConfig& a, bool causal, uint64_
     case AttentionPattern::Full:
     case AttentionPattern::Causal:
     case AttentionPattern::Linear:
-      m.kind = causal ? MaskKind::Causal : MaskKind::None;
-      return m;
+      break;
     case AttentionPattern::Sliding:
-      return MaskSpec::sliding(w - 1, causal ? 0 : w - 1);
+      m = MaskSpec::sliding(w - 1, causal ? 0 : w - 1);
+      break;
     case AttentionPattern::Dilated:
       m = MaskSpec::sliding((w - 1) * a.dilation, causal ? 0 : (w - 1) * a.dilation);
       m.kind = MaskKind::Dilated;
       m.dilation = a.dilation;
-      return m;
+      break;
     case AttentionPattern::Longformer:
     case AttentionPattern::BigBird:
       m = MaskSpec::sliding(w - 1, causal ? 0 : w - 1);
@@ -126,8 +126,9 @@ MaskSpec mask_for_pattern(const config::AttentionConfig& a, bool causal, uint64_
       m.block_size = a.block_size;
       m.random_blocks = a.random_blocks;
       m.seed = derive_seed(run_seed, {kLayerSalt, static_cast<uint64_t>(layer), 1});
-      return m;
+      break;
   }
+  m.causal = causal;  // Note [Causal patterns] in nn/attention.cpp
   return m;
 }
 
@@ -137,7 +138,6 @@ Block::Block(const StackOptions& o, int64_t layer, ParameterSeeds& seeds) : laye
   a.n_kv_head = o.n_kv_head;
   a.rope = o.pos == config::PosEncoding::Rope;
   a.linear = o.attention.pattern == config::AttentionPattern::Linear;
-  a.causal = o.causal;
   a.mask = mask_for_pattern(o.attention, o.causal, o.run_seed, layer_);
   a.projection_seed = derive_seed(o.run_seed, {kLayerSalt, static_cast<uint64_t>(layer_), 0});
   a.proj_init_std = proj_std;

@@ -6,9 +6,9 @@
 // Note [Ring schedule]
 // Rank r holds the rows of layout.segments(r). At step s it holds the K/V rows of rank
 // src = (r - s) mod P and computes every (own query segment, src key segment) pair that the mask
-// does not leave wholly empty (MaskPlan::classify on global positions), each a kernel call on
-// row ranges of the local tensors. The schedule is computed on every rank from the global plan,
-// so every rank agrees on it without a message:
+// does not leave wholly empty (MaskPlan::classify on global positions), each a segment step
+// (ops/attention_contract.h) on row ranges of the local tensors. The schedule is computed on
+// every rank from the global plan, so every rank agrees on it without a message:
 // - Zigzag + causal needs no special case: at step 0 a rank computes its two chunks' diagonal
 //   pairs and (late chunk, early chunk); from a lower source both its chunks against the source's
 //   early chunk; from a higher source its late chunk against both of the source's chunks. Every
@@ -182,7 +182,7 @@ struct RingCall {
   int64_t row_of(int r, int segment) const {
     return plan->first_row[static_cast<size_t>(r)][static_cast<size_t>(segment)];
   }
-  // The global mask with the pair's segments as the kernel's query and key row 0.
+  // The global mask with the pair's segments as the segment step's query and key row 0.
   MaskSpec pair_mask(int src, const SegmentPair& pr) const {
     MaskSpec m = mask;
     m.q_offset = layout.segments(rank)[static_cast<size_t>(pr.q)].start;

@@ -10,10 +10,9 @@
 
 namespace strand {
 
-// Which keys a query attends to, before padding and packing are applied (see MaskSpec).
+// Which keys a query attends to, before causality, padding and packing are applied (see MaskSpec).
 enum class MaskKind : uint8_t {
-  None,        // bidirectional: every key
-  Causal,      // keys at or before the query's global position
+  None,        // every key (with MaskSpec::causal: plain causal attention)
   Sliding,     // keys k with q - window_left <= k <= q + window_right
   Dilated,     // Sliding, and only every dilation-th key: (q - k) % dilation == 0
   Longformer,  // Sliding, plus global tokens: a global row sees every key, every row sees the globals
@@ -36,16 +35,18 @@ struct MaskSpec {
   // Packed rows: document boundaries [0, e1, e2, ..., seq_len] in global positions; a query sees
   // only keys of its own document. One list for every batch row, or one per row (B lists).
   std::vector<std::vector<int64_t>> cu_seqlens;
-  bool mask_future = false;            // any kind: also mask keys after the query (k > q), e.g. causal BigBird
+  // Causal, the one spelling of it: keys after the query (k > q) are masked, on top of any kind
+  // (None: plain causal attention; Longformer, BigBird: their decoder forms).
+  bool causal = false;
   int64_t q_offset = 0;                // global position of query row 0
   int64_t k_offset = 0;                // global position of key row 0
   // Length of the whole sequence (for validation and BigBird's block count); 0 means
   // max(q_offset + Nq, k_offset + Nk). Set it when the q/k blocks are parts of a longer sequence.
   int64_t seq_len = 0;
 
-  static MaskSpec causal() {
+  static MaskSpec causal_mask() {
     MaskSpec m;
-    m.kind = MaskKind::Causal;
+    m.causal = true;
     return m;
   }
   static MaskSpec sliding(int64_t left, int64_t right = 0) {
@@ -143,6 +144,74 @@ struct AttentionAddRowsParams {
   int64_t outer = 0, rows = 0, d = 0;
   AttentionRows dst, src;
 };
+
+// The materialised-scores attention used as a test oracle (ops::attention_reference): every score
+// row computed in full, accumulated in double, no tiling. q, o [B, Hq, Nq, D], k, v
+// [B, Hkv, Nk, D], lse [B, Hq, Nq], all contiguous, of element type dtype (F32 or F64).
+struct AttentionReferenceParams {
+  Device device;
+  DType dtype = DType::F32;
+  int64_t B = 0;       // batch
+  int64_t Hq = 0;      // query heads
+  int64_t Hkv = 0;     // key/value heads; query head h reads kv head h / (Hq / Hkv)
+  int64_t Nq = 0;      // query rows
+  int64_t Nk = 0;      // key rows
+  int64_t D = 0;       // head dimension
+  double scale = 1.0;  // scores are scale * q . k
+  // int32 mask read at mask[b*mask_strides[0] + h*mask_strides[1] + i*mask_strides[2] +
+  // j*mask_strides[3]] for query head h; nonzero = attend, stride 0 on broadcast axes. Null =
+  // attend everywhere.
+  const int32_t* mask = nullptr;
+  int64_t mask_strides[4] = {0, 0, 0, 0};
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  void* o = nullptr;            // written by the forward, read by the backward
+  void* lse = nullptr;          // likewise; -inf for a row with no key to attend (o = 0 there)
+  const void* d_o = nullptr;    // backward: gradients of o and lse
+  const void* d_lse = nullptr;
+  void* dq = nullptr;           // backward outputs (overwritten)
+  void* dk = nullptr;
+  void* dv = nullptr;
+};
+// launch("attention_reference_forward", ...) and launch("attention_reference_backward", ...).
+struct AttentionReferenceForwardParams : AttentionReferenceParams {};
+struct AttentionReferenceBackwardParams : AttentionReferenceParams {};
+
+// One Performer linear-attention call (ops::linear_attention). Every buffer is contiguous,
+// row-major, of element type dtype (F32 or F64):
+//   q    [batch, q_heads, q_len, head_dim]
+//   k    [batch, kv_heads, kv_len, head_dim]
+//   v    [batch, kv_heads, kv_len, value_dim]
+//   w    [features, head_dim]            the random projection, rows ~ N(0, I)
+//   out  [batch, q_heads, q_len, value_dim]
+//   den  [batch, q_heads, q_len]         the stabilised normaliser phi(q_i)^T sum_j phi(k_j)
+struct LinearAttentionParams {
+  Device device;
+  DType dtype = DType::F32;
+  int64_t batch = 0;
+  int64_t q_heads = 0;   // a multiple of kv_heads; query head h reads kv head h / (q_heads / kv_heads)
+  int64_t kv_heads = 0;
+  int64_t q_len = 0;
+  int64_t kv_len = 0;    // equal to q_len when causal
+  int64_t head_dim = 0;  // D: q and k are scaled by D^(-1/4) each, so q'.k' = q.k / sqrt(D)
+  int64_t value_dim = 0;
+  int64_t features = 0;  // M random features
+  bool causal = false;   // query i sums over keys j <= i only
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  const void* w = nullptr;
+  void* out = nullptr;        // written by the forward, read by the backward
+  void* den = nullptr;        // likewise
+  const void* dout = nullptr;  // backward: gradient of out
+  void* dq = nullptr;         // backward outputs (overwritten)
+  void* dk = nullptr;
+  void* dv = nullptr;
+};
+// launch("linear_attention_forward", ...): out and den. launch("linear_attention_backward", ...): dq, dk, dv.
+struct LinearAttentionForwardParams : LinearAttentionParams {};
+struct LinearAttentionBackwardParams : LinearAttentionParams {};
 
 }  // namespace backend
 }  // namespace strand

@@ -28,21 +28,23 @@ bool multiple_in(int64_t lo, int64_t hi, int64_t m) {
 
 }  // namespace
 
-MaskKind mask_kind_from_name(const std::string& name) {
-  if (name == "full" || name == "none") return MaskKind::None;
-  if (name == "causal") return MaskKind::Causal;
-  if (name == "sliding") return MaskKind::Sliding;
-  if (name == "dilated") return MaskKind::Dilated;
-  if (name == "longformer") return MaskKind::Longformer;
-  if (name == "bigbird") return MaskKind::BigBird;
-  throw ValueError("attention: unknown mask pattern '" + name +
-                   "' (expected full, causal, sliding, dilated, longformer or bigbird)");
+MaskSpec mask_from_pattern_name(const std::string& name) {
+  MaskSpec m;
+  if (name == "full" || name == "none") return m;
+  if (name == "causal") return MaskSpec::causal_mask();
+  if (name == "sliding") m.kind = MaskKind::Sliding;
+  else if (name == "dilated") m.kind = MaskKind::Dilated;
+  else if (name == "longformer") m.kind = MaskKind::Longformer;
+  else if (name == "bigbird") m.kind = MaskKind::BigBird;
+  else
+    throw ValueError("attention: unknown mask pattern '" + name +
+                     "' (expected full, causal, sliding, dilated, longformer or bigbird)");
+  return m;
 }
 
-const char* mask_kind_name(MaskKind kind) {
-  switch (kind) {
-    case MaskKind::None: return "full";
-    case MaskKind::Causal: return "causal";
+const char* mask_pattern_name(const MaskSpec& mask) {
+  switch (mask.kind) {
+    case MaskKind::None: return mask.causal ? "causal" : "full";
     case MaskKind::Sliding: return "sliding";
     case MaskKind::Dilated: return "dilated";
     case MaskKind::Longformer: return "longformer";
@@ -153,7 +155,6 @@ bool MaskPlan::random_hit(int64_t q, int64_t k) const {
 bool MaskPlan::base_attends(int64_t q, int64_t k) const {
   switch (spec_.kind) {
     case MaskKind::None: return true;
-    case MaskKind::Causal: return k <= q;
     case MaskKind::Sliding: return in_window(q, k);
     case MaskKind::Dilated: return in_window(q, k) && (q - k) % spec_.dilation == 0;
     case MaskKind::Longformer: return in_window(q, k) || is_global(q) || is_global(k);
@@ -165,7 +166,7 @@ bool MaskPlan::base_attends(int64_t q, int64_t k) const {
 TileClass MaskPlan::classify(int64_t b, int64_t q0, int64_t q1, int64_t k0, int64_t k1) const {
   if (q0 >= q1 || k0 >= k1) return TileClass::Empty;
   bool full = true;
-  if (spec_.mask_future) {
+  if (spec_.causal) {
     if (k0 > q1 - 1) return TileClass::Empty;
     full = k1 - 1 <= q0;
   }
@@ -187,10 +188,6 @@ TileClass MaskPlan::classify(int64_t b, int64_t q0, int64_t q1, int64_t k0, int6
   bool base_empty = false, base_full = false;
   switch (spec_.kind) {
     case MaskKind::None: base_full = true; break;
-    case MaskKind::Causal:
-      base_empty = k0 > q1 - 1;
-      base_full = k1 - 1 <= q0;
-      break;
     case MaskKind::Sliding:
       base_empty = window_empty;
       base_full = window_full;
@@ -223,7 +220,6 @@ void MaskPlan::key_reach(int64_t b, int64_t q0, int64_t q1, int64_t& first, int6
   first = 0;
   last = seq_len_;
   switch (spec_.kind) {
-    case MaskKind::Causal: last = q1; break;
     case MaskKind::Sliding:
     case MaskKind::Dilated:
       first = q0 - spec_.window_left;
@@ -231,7 +227,7 @@ void MaskPlan::key_reach(int64_t b, int64_t q0, int64_t q1, int64_t& first, int6
       break;
     default: break;  // global tokens and random blocks reach anywhere
   }
-  if (spec_.mask_future) last = std::min(last, q1);
+  if (spec_.causal) last = std::min(last, q1);
   if (has_padding_) last = std::min(last, spec_.key_lengths[static_cast<size_t>(b)]);
   if (has_packing_ && q0 < q1) {
     const std::vector<int64_t>& cu = bounds(b);
@@ -244,7 +240,6 @@ void MaskPlan::query_reach(int64_t b, int64_t k0, int64_t k1, int64_t& first, in
   first = 0;
   last = seq_len_;
   switch (spec_.kind) {
-    case MaskKind::Causal: first = k0; break;
     case MaskKind::Sliding:
     case MaskKind::Dilated:
       first = k0 - spec_.window_right;
@@ -252,7 +247,7 @@ void MaskPlan::query_reach(int64_t b, int64_t k0, int64_t k1, int64_t& first, in
       break;
     default: break;
   }
-  if (spec_.mask_future) first = std::max(first, k0);
+  if (spec_.causal) first = std::max(first, k0);
   if (has_padding_ && k0 >= spec_.key_lengths[static_cast<size_t>(b)]) last = first;
   if (has_packing_ && k0 < k1) {
     const std::vector<int64_t>& cu = bounds(b);
@@ -288,7 +283,7 @@ void MaskPlan::mask_tile(int64_t b, int64_t q0, int64_t nq, int64_t k0, int64_t 
       lo = std::max(lo, cu[static_cast<size_t>(d)]);
       hi = std::min(hi, cu[static_cast<size_t>(d) + 1]);
     }
-    if (spec_.mask_future) lo = std::max(lo, k);
+    if (spec_.causal) lo = std::max(lo, k);
     const int64_t rlo = std::clamp(lo - q0, int64_t{0}, nq), rhi = std::clamp(hi - q0, rlo, nq);  // row limits
     if (with_globals && rlo < rhi && !is_global(k)) {
       std::fill(keep.begin(), keep.end(), uint8_t{0});
@@ -309,7 +304,6 @@ void MaskPlan::mask_tile(int64_t b, int64_t q0, int64_t nq, int64_t k0, int64_t 
       for (int64_t i = 0; i < nq; ++i) row[i] = keep[static_cast<size_t>(i)] ? row[i] : kMasked;
       continue;
     }
-    if (kind == MaskKind::Causal) lo = std::max(lo, k);
     if (kind == MaskKind::Sliding || kind == MaskKind::Dilated) {
       lo = std::max(lo, k - spec_.window_right);
       hi = std::min(hi, k + spec_.window_left + 1);

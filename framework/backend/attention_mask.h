@@ -14,10 +14,11 @@ namespace strand {
 
 enum class TileClass : uint8_t { Empty, Partial, Full };
 
-// Parses a pattern name as the config and `bench attention --pattern` spell it:
-// full (or none), causal, sliding, dilated, longformer, bigbird. Throws ValueError otherwise.
-MaskKind mask_kind_from_name(const std::string& name);
-const char* mask_kind_name(MaskKind kind);
+// The mask of a pattern name as `bench attention --pattern` spells it: full (or none), causal
+// (MaskKind::None with MaskSpec::causal), sliding, dilated, longformer, bigbird. Throws
+// ValueError otherwise. mask_pattern_name is the inverse (a causal windowed kind keeps its kind's name).
+MaskSpec mask_from_pattern_name(const std::string& name);
+const char* mask_pattern_name(const MaskSpec& mask);
 
 // A MaskSpec checked against the sizes of one call, with its lookups built: the global-token
 // bitmap, BigBird's random key blocks for the query blocks in reach, and the document bounds.
@@ -31,7 +32,7 @@ class MaskPlan {
 
   // Does the query at global position q of batch row b attend to the key at global position k?
   bool attends(int64_t b, int64_t q, int64_t k) const {
-    if (spec_.mask_future && k > q) return false;
+    if (spec_.causal && k > q) return false;
     if (has_padding_ && k >= spec_.key_lengths[static_cast<size_t>(b)]) return false;
     if (has_packing_ && doc_of(b, q) != doc_of(b, k)) return false;
     return base_attends(q, k);

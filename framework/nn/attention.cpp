@@ -4,10 +4,10 @@
 //
 // Note [Causal patterns]
 // A decoder must never let a query see a later position, or next-token training reads its own
-// targets. A causal module keeps every pattern but masks the future: MaskKind::None becomes
-// Causal, and every other kind gets MaskSpec::mask_future, which ANDs k <= q into it (a causal
-// sliding window, Longformer whose global tokens see only earlier keys and are seen only by
-// later queries, BigBird whose random blocks are cut at the query).
+// targets. Causal is one flag, MaskSpec::causal, on top of every pattern: it ANDs k <= q into
+// the kind (None: plain causal attention; a causal sliding window; Longformer whose global
+// tokens see only earlier keys and are seen only by later queries; BigBird whose random blocks
+// are cut at the query), and linear attention runs its causal form when it is set.
 #include "framework/nn/attention.h"
 
 #include <cmath>
@@ -46,13 +46,6 @@ void check_input(const char* op, const char* what, const Tensor& x, int64_t d_mo
 
 }  // namespace
 
-MaskSpec causal_mask_spec(const MaskSpec& mask) {
-  MaskSpec m = mask;
-  if (m.kind == MaskKind::None) m.kind = MaskKind::Causal;
-  else if (m.kind != MaskKind::Causal) m.mask_future = true;
-  return m;
-}
-
 MultiHeadAttention::MultiHeadAttention(int64_t d_model, int64_t n_head, const AttentionOptions& options)
     : d_model_(d_model), n_head_(n_head), n_kv_head_(options.n_kv_head == 0 ? n_head : options.n_kv_head),
       head_dim_(0), options_(options) {
@@ -60,7 +53,6 @@ MultiHeadAttention::MultiHeadAttention(int64_t d_model, int64_t n_head, const At
   head_dim_ = d_model / n_head;
   STRAND_CHECK(!options.rope || head_dim_ % 2 == 0, ValueError, "multi_head_attention: rope needs an even head dim, ",
                "got d_model ", d_model, " / n_head ", n_head, " = ", head_dim_);
-  if (options_.causal && !options_.linear) options_.mask = causal_mask_spec(options_.mask);
   const int64_t qkv = (n_head_ + 2 * n_kv_head_) * head_dim_;
   c_attn_ = register_module("c_attn", std::make_shared<Linear>(d_model, qkv, LinearOptions{options.bias, options.seed,
                                                                                             options.init_std, options.dtype}));
@@ -95,7 +87,7 @@ Tensor MultiHeadAttention::forward(const Tensor& x, const Tensor& positions, con
   if (options_.linear) {
     STRAND_CHECK(ctx.local(), ValueError, "multi_head_attention: linear attention over ", ctx.size(),
                  " sequence ranks is not built yet");
-    o = ops::linear_attention(q, k, v, projection_, options_.causal);
+    o = ops::linear_attention(q, k, v, projection_, options_.mask.causal);
   } else {
     o = parallel::attention(q, k, v, options_.mask, 0.0, ctx).o;
   }

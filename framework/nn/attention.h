@@ -16,10 +16,10 @@ struct AttentionOptions {
   int64_t n_kv_head = 0;           // key/value heads; 0 = n_head (MHA), fewer = GQA, 1 = MQA
   bool rope = false;               // rotate q and k by their global positions (ops::rope)
   double rope_base = 10000.0;
-  // Softmax attention: which keys a query sees, in global positions (MaskSpec). With `causal`
-  // the module also guarantees that no query sees a later position (Note [Causal patterns]).
+  // Which keys a query sees, in global positions (MaskSpec). mask.causal is the one causal
+  // switch: no query sees a later position, whatever the kind (Note [Causal patterns]); linear
+  // attention reads it too.
   MaskSpec mask;
-  bool causal = false;
   bool linear = false;             // Performer linear attention (ops::linear_attention) instead
   int64_t linear_features = 0;     // its random features M; 0 = max(D, round(D ln D))
   uint64_t seed = 0;               // weight init: parameter j of the module draws from seed + j
@@ -77,9 +77,5 @@ class CrossAttention : public Module {
   int64_t d_model_, n_head_, n_kv_head_, head_dim_;
   std::shared_ptr<Linear> q_attn_, c_attn_, c_proj_;
 };
-
-// The mask a causal module uses for `mask`: None becomes Causal, every other kind gets
-// mask_future (keys after the query masked on top of the pattern).
-MaskSpec causal_mask_spec(const MaskSpec& mask);
 
 }  // namespace strand::nn

@@ -2,10 +2,8 @@
 // through both outputs (ring attention merges partial results through lse, so its gradient counts).
 #include "framework/ops/attention_reference.h"
 
-#include <cmath>
-
 #include "framework/autograd/node.h"
-#include "framework/backend/cpu/attention_reference.h"
+#include "framework/backend/registry.h"
 #include "framework/ops/dispatch.h"
 
 namespace strand::ops {
@@ -14,27 +12,33 @@ namespace {
 using autograd::Node;
 
 struct AttentionReferenceBackward final : Node {
-  cpu::AttentionRefParams params;  // mask pointer refreshed from the saved mask at backward
-  explicit AttentionReferenceBackward(const cpu::AttentionRefParams& p)
+  backend::AttentionReferenceParams params;  // sizes, scale, mask strides; pointers set at backward
+  explicit AttentionReferenceBackward(const backend::AttentionReferenceParams& p)
       : Node("attention_reference"), params(p) {}
   std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
     Tensor q = saved(0), k = saved(1), v = saved(2), o = saved(3), lse = saved(4), mask = saved(5);
-    cpu::AttentionRefParams p = params;
+    backend::AttentionReferenceBackwardParams p{params};
     p.mask = mask.defined() ? mask.data<int32_t>() : nullptr;
     Tensor dout = contiguous_data(g[0]), dlse = contiguous_data(g[1]);
     Tensor dq = Tensor::empty(q.shape(), q.dtype()), dk = Tensor::empty(k.shape(), k.dtype()),
            dv = Tensor::empty(v.shape(), v.dtype());
-    dispatch_float("attention_reference backward", q.dtype(), [&]<class T>() {
-      cpu::attention_reference_backward<T>(p, q.data<T>(), k.data<T>(), v.data<T>(), o.data<T>(), lse.data<T>(),
-                                           dout.data<T>(), dlse.data<T>(), dq.data<T>(), dk.data<T>(),
-                                           dv.data<T>());
-    });
+    p.q = q.raw_data();
+    p.k = k.raw_data();
+    p.v = v.raw_data();
+    p.o = o.raw_data();
+    p.lse = lse.raw_data();
+    p.d_o = dout.raw_data();
+    p.d_lse = dlse.raw_data();
+    p.dq = dq.raw_data();
+    p.dk = dk.raw_data();
+    p.dv = dv.raw_data();
+    backend::launch("attention_reference_backward", p);
     return {dq, dk, dv};
   }
 };
 
 // Strides reading mask as [B, Hq, Nq, Nk] (right-aligned broadcasting, 0 on broadcast axes).
-void set_mask_strides(cpu::AttentionRefParams& p, const Tensor& mask) {
+void set_mask_strides(backend::AttentionReferenceParams& p, const Tensor& mask) {
   const Shape target = {p.B, p.Hq, p.Nq, p.Nk};
   const int64_t md = mask.dim();
   bool fits = md <= 4;
@@ -63,7 +67,9 @@ AttentionOutput attention_reference(const Tensor& q, const Tensor& k, const Tens
                shape_str(v.shape()));
   STRAND_CHECK(k.shape() == v.shape(), ShapeError, op, ": k ", shape_str(k.shape()), " and v ",
                shape_str(v.shape()), " must have the same shape");
-  cpu::AttentionRefParams p;
+  backend::AttentionReferenceForwardParams p;
+  p.device = q.device();
+  p.dtype = q.dtype();
   p.B = q.shape()[0];
   p.Hq = q.shape()[1];
   p.Nq = q.shape()[2];
@@ -76,7 +82,7 @@ AttentionOutput attention_reference(const Tensor& q, const Tensor& k, const Tens
                " must be a multiple of kv heads ", p.Hkv, " (q ", shape_str(q.shape()), ", k ", shape_str(k.shape()),
                ")");
   STRAND_CHECK(p.D > 0, ShapeError, op, ": head dimension is 0 (q ", shape_str(q.shape()), ")");
-  p.scale = scale > 0.0 ? scale : 1.0 / std::sqrt(static_cast<double>(p.D));
+  p.scale = attention_scale(scale, p.D);
   if (mask.defined()) {
     STRAND_CHECK(mask.dtype() == DType::I32, DTypeError, op, ": mask must be int32 (nonzero = attend), got ",
                  describe(mask));
@@ -87,9 +93,12 @@ AttentionOutput attention_reference(const Tensor& q, const Tensor& k, const Tens
   Tensor qc = contiguous_data(q), kc = contiguous_data(k), vc = contiguous_data(v);
   Tensor o = Tensor::empty(q.shape(), q.dtype());
   Tensor lse = Tensor::empty({p.B, p.Hq, p.Nq}, q.dtype());
-  dispatch_float(op, q.dtype(), [&]<class T>() {
-    cpu::attention_reference_forward<T>(p, qc.data<T>(), kc.data<T>(), vc.data<T>(), o.data<T>(), lse.data<T>());
-  });
+  p.q = qc.raw_data();
+  p.k = kc.raw_data();
+  p.v = vc.raw_data();
+  p.o = o.raw_data();
+  p.lse = lse.raw_data();
+  backend::launch("attention_reference_forward", p);
   if (auto n = autograd::make_node<AttentionReferenceBackward>({&q, &k, &v}, p)) {
     for (const Tensor& t : {qc, kc, vc, o, lse, mask}) n->save(t);
     autograd::set_history(n, {&o, &lse});

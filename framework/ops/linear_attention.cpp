@@ -1,5 +1,5 @@
-// Performer linear attention: input checks, the forward through the CPU kernel, and its
-// hand-written backward node.
+// Performer linear attention: input checks, the forward through the device seam
+// (backend::launch), and its hand-written backward node.
 //
 // Note [Performer stabilisers]
 // exp(W x' - |x'|^2 / 2) overflows or underflows for large |x|, so the kernel subtracts a
@@ -14,7 +14,8 @@
 #include "framework/ops/linear_attention.h"
 
 #include "framework/autograd/node.h"
-#include "framework/backend/cpu/linear_attention.h"
+#include "framework/backend/attention.h"
+#include "framework/backend/registry.h"
 #include "framework/ops/dispatch.h"
 
 namespace strand::ops {
@@ -24,7 +25,7 @@ using autograd::Node;
 
 constexpr const char* kOp = "linear_attention";
 
-cpu::LinearAttentionParams check_and_describe(const Tensor& q, const Tensor& k, const Tensor& v,
+backend::LinearAttentionParams check_and_describe(const Tensor& q, const Tensor& k, const Tensor& v,
                                               const Tensor& projection, bool causal) {
   STRAND_CHECK(q.defined() && k.defined() && v.defined() && projection.defined(), ValueError, kOp,
                ": q, k, v and projection must all be defined");
@@ -50,7 +51,9 @@ cpu::LinearAttentionParams check_and_describe(const Tensor& q, const Tensor& k, 
   STRAND_CHECK(!projection.requires_grad(), ValueError, kOp,
                ": the projection is a fixed random matrix and gets no gradient; pass it without requires_grad, got ",
                describe(projection));
-  cpu::LinearAttentionParams p;
+  backend::LinearAttentionParams p;
+  p.device = q.device();
+  p.dtype = q.dtype();
   p.batch = qs[0];
   p.q_heads = qs[1];
   p.kv_heads = ks[1];
@@ -64,18 +67,26 @@ cpu::LinearAttentionParams check_and_describe(const Tensor& q, const Tensor& k, 
 }
 
 struct LinearAttentionBackward final : Node {
-  cpu::LinearAttentionParams params;
-  explicit LinearAttentionBackward(const cpu::LinearAttentionParams& p) : Node(kOp), params(p) {}
+  backend::LinearAttentionParams params;  // sizes; pointers set at backward
+  explicit LinearAttentionBackward(const backend::LinearAttentionParams& p) : Node(kOp), params(p) {}
   // saved: q, k, v, projection, out, den
   std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
     const Tensor q = contiguous_data(saved(0)), k = contiguous_data(saved(1)), v = contiguous_data(saved(2));
     const Tensor w = contiguous_data(saved(3)), out = saved(4), den = saved(5), dout = contiguous_data(g[0]);
     Tensor dq = Tensor::empty(q.shape(), q.dtype()), dk = Tensor::empty(k.shape(), k.dtype()),
            dv = Tensor::empty(v.shape(), v.dtype());
-    dispatch_float(kOp, q.dtype(), [&]<class T>() {
-      cpu::linear_attention_backward<T>(params, q.data<T>(), k.data<T>(), v.data<T>(), w.data<T>(), out.data<T>(),
-                                        den.data<T>(), dout.data<T>(), dq.data<T>(), dk.data<T>(), dv.data<T>());
-    });
+    backend::LinearAttentionBackwardParams p{params};
+    p.q = q.raw_data();
+    p.k = k.raw_data();
+    p.v = v.raw_data();
+    p.w = w.raw_data();
+    p.out = out.raw_data();
+    p.den = den.raw_data();
+    p.dout = dout.raw_data();
+    p.dq = dq.raw_data();
+    p.dk = dk.raw_data();
+    p.dv = dv.raw_data();
+    backend::launch("linear_attention_backward", p);
     return {dq, dk, dv};
   }
 };
@@ -83,15 +94,18 @@ struct LinearAttentionBackward final : Node {
 }  // namespace
 
 Tensor linear_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& projection, bool causal) {
-  const cpu::LinearAttentionParams p = check_and_describe(q, k, v, projection, causal);
+  backend::LinearAttentionForwardParams p{check_and_describe(q, k, v, projection, causal)};
   const Tensor qc = contiguous_data(q), kc = contiguous_data(k), vc = contiguous_data(v),
                wc = contiguous_data(projection);
   Tensor out = Tensor::empty({p.batch, p.q_heads, p.q_len, p.value_dim}, q.dtype());
   Tensor den = Tensor::empty({p.batch, p.q_heads, p.q_len}, q.dtype());
-  dispatch_float(kOp, q.dtype(), [&]<class T>() {
-    cpu::linear_attention_forward<T>(p, qc.data<T>(), kc.data<T>(), vc.data<T>(), wc.data<T>(), out.data<T>(),
-                                     den.data<T>());
-  });
+  p.q = qc.raw_data();
+  p.k = kc.raw_data();
+  p.v = vc.raw_data();
+  p.w = wc.raw_data();
+  p.out = out.raw_data();
+  p.den = den.raw_data();
+  backend::launch("linear_attention_forward", p);
   if (auto n = autograd::make_node<LinearAttentionBackward>({&q, &k, &v}, p)) {
     for (const Tensor* t : {&q, &k, &v, &projection}) n->save(*t);
     n->save(out.detach());  // detached: saving the output itself would make a node -> output -> node cycle

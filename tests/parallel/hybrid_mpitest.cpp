@@ -74,7 +74,7 @@ void run_on_hybrid_grids(const HybridCase& c) {
 
 TEST(HybridAttention, ContiguousCausalMha) {
   SKIP_ON_ONE_RANK();
-  run_on_hybrid_grids({.name = "contiguous causal MHA", .mask = MaskSpec::causal(), .seed = 11});
+  run_on_hybrid_grids({.name = "contiguous causal MHA", .mask = MaskSpec::causal_mask(), .seed = 11});
 }
 
 TEST(HybridAttention, ContiguousBidirectionalGqaD64) {
@@ -86,15 +86,15 @@ TEST(HybridAttention, ContiguousBidirectionalGqaD64) {
 TEST(HybridAttention, FewerKvHeadsThanUlyssesRanks) {
   SKIP_ON_ONE_RANK();
   // Hkv = 1 < u = 2: the KV head is repeated and its copies' gradients summed.
-  run_on_hybrid_grids({.name = "contiguous causal MQA 4/1", .kv_heads = 1, .mask = MaskSpec::causal(), .seed = 31});
-  run_on_hybrid_grids({.name = "zigzag causal MQA 4/1 bfloat16", .kv_heads = 1, .n = 14, .mask = MaskSpec::causal(),
+  run_on_hybrid_grids({.name = "contiguous causal MQA 4/1", .kv_heads = 1, .mask = MaskSpec::causal_mask(), .seed = 31});
+  run_on_hybrid_grids({.name = "zigzag causal MQA 4/1 bfloat16", .kv_heads = 1, .n = 14, .mask = MaskSpec::causal_mask(),
                        .dtype = DType::BF16, .layout = LayoutKind::Zigzag, .seed = 32});
 }
 
 TEST(HybridAttention, ZigzagCausalGqa) {
   SKIP_ON_ONE_RANK();
   // n = 14: each zigzag chunk of a ring rank is 14 rows, cut in two for u = 2.
-  run_on_hybrid_grids({.name = "zigzag causal GQA 4/2", .kv_heads = 2, .n = 14, .mask = MaskSpec::causal(),
+  run_on_hybrid_grids({.name = "zigzag causal GQA 4/2", .kv_heads = 2, .n = 14, .mask = MaskSpec::causal_mask(),
                        .layout = LayoutKind::Zigzag, .seed = 41});
 }
 
@@ -108,7 +108,7 @@ TEST(HybridAttention, SlidingWindow) {
 
 TEST(HybridAttention, Float64Causal) {
   SKIP_ON_ONE_RANK();
-  run_on_hybrid_grids({.name = "contiguous causal MHA float64", .mask = MaskSpec::causal(), .dtype = DType::F64,
+  run_on_hybrid_grids({.name = "contiguous causal MHA float64", .mask = MaskSpec::causal_mask(), .dtype = DType::F64,
                        .seed = 61});
 }
 
@@ -121,7 +121,7 @@ TEST(HybridAttention, ParallelAttentionDispatchesEveryMode) {
   if (p == 4) grids.insert(grids.end(), {{1, 2}, {2, 2}, {2, 1}});
   for (const auto& [dp, u] : grids) {
     const ProcessGrid grid(world(), dp, p / dp, u);
-    run_case({.name = "zigzag causal GQA 4/2", .kv_heads = 2, .n = 14, .mask = MaskSpec::causal(),
+    run_case({.name = "zigzag causal GQA 4/2", .kv_heads = 2, .n = 14, .mask = MaskSpec::causal_mask(),
               .layout = LayoutKind::Zigzag, .seed = 71},
              grid, true);
     run_case({.name = "contiguous non-causal MQA 4/1", .kv_heads = 1, .mask = MaskSpec{}, .seed = 72}, grid, true);

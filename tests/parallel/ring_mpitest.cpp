@@ -79,7 +79,7 @@ void run_layout_case(const RingCase& c, LayoutKind kind) {
 }
 
 TEST(RingAttention, CausalMha) {
-  RingCase c{.name = "causal MHA D=16", .mask = MaskSpec::causal(), .seed = 11};
+  RingCase c{.name = "causal MHA D=16", .mask = MaskSpec::causal_mask(), .seed = 11};
   run_case(c);
 }
 
@@ -89,7 +89,7 @@ TEST(RingAttention, BidirectionalMha) {
 
 TEST(RingAttention, CausalGqaD64) {
   run_case(RingCase{.name = "causal GQA 4/2 D=64", .q_heads = 4, .kv_heads = 2, .d = 64,
-                    .mask = MaskSpec::causal(), .seed = 31});
+                    .mask = MaskSpec::causal_mask(), .seed = 31});
 }
 
 TEST(RingAttention, BidirectionalGqaD64) {
@@ -104,11 +104,11 @@ TEST(RingAttention, SlidingWindowWiderThanABlock) {
 }
 
 TEST(RingAttention, Float64Causal) {
-  run_case(RingCase{.name = "causal MHA float64", .mask = MaskSpec::causal(), .dtype = DType::F64, .seed = 61});
+  run_case(RingCase{.name = "causal MHA float64", .mask = MaskSpec::causal_mask(), .dtype = DType::F64, .seed = 61});
 }
 
 TEST(RingAttention, Bfloat16CausalGqa) {
-  run_case(RingCase{.name = "causal GQA bfloat16", .q_heads = 4, .kv_heads = 2, .mask = MaskSpec::causal(),
+  run_case(RingCase{.name = "causal GQA bfloat16", .q_heads = 4, .kv_heads = 2, .mask = MaskSpec::causal_mask(),
                     .dtype = DType::BF16, .seed = 91});
 }
 
@@ -129,19 +129,19 @@ TEST(RingAttention, ParallelAttentionDispatchesToTheRing) {
   const Tensor k = Tensor::randn({1, 1, sp.size() * n, 8}, 82);
   const Tensor v = Tensor::randn({1, 1, sp.size() * n, 8}, 83);
   const Tensor qs = shard(q, sp.rank(), n), ks = shard(k, sp.rank(), n), vs = shard(v, sp.rank(), n);
-  const ops::AttentionOutput want = sp.size() > 1 ? ring_attention(qs, ks, vs, MaskSpec::causal(), 0.0, sp)
-                                                  : ops::attention(qs, ks, vs, MaskSpec::causal());
+  const ops::AttentionOutput want = sp.size() > 1 ? ring_attention(qs, ks, vs, MaskSpec::causal_mask(), 0.0, sp)
+                                                  : ops::attention(qs, ks, vs, MaskSpec::causal_mask());
   SequenceContext ctx;
   ctx.ring = &sp;
-  const ops::AttentionOutput got = parallel::attention(qs, ks, vs, MaskSpec::causal(), 0.0, ctx);
+  const ops::AttentionOutput got = parallel::attention(qs, ks, vs, MaskSpec::causal_mask(), 0.0, ctx);
   EXPECT_EQ(got.o.to_vector(), want.o.to_vector());
   EXPECT_EQ(got.lse.to_vector(), want.lse.to_vector());
   // Strided views (a sequence slice of the global tensor) are read as their values.
   const ops::AttentionOutput view = ring_attention(ops::slice(q, 2, sp.rank() * n, (sp.rank() + 1) * n),
                                                    ops::slice(k, 2, sp.rank() * n, (sp.rank() + 1) * n),
                                                    ops::slice(v, 2, sp.rank() * n, (sp.rank() + 1) * n),
-                                                   MaskSpec::causal(), 0.0, sp);
-  const ops::AttentionOutput contiguous = ring_attention(qs, ks, vs, MaskSpec::causal(), 0.0, sp);
+                                                   MaskSpec::causal_mask(), 0.0, sp);
+  const ops::AttentionOutput contiguous = ring_attention(qs, ks, vs, MaskSpec::causal_mask(), 0.0, sp);
   EXPECT_EQ(view.o.to_vector(), contiguous.o.to_vector());
 }
 
@@ -167,7 +167,7 @@ TEST(RingAttention, BadInputsNameTheOpAndShapes) {
 // Zigzag: n = 14 rows per rank are two chunks of 7 (odd: no tile multiple).
 
 TEST(RingAttentionZigzag, CausalMha) {
-  run_layout_case(RingCase{.name = "zigzag causal MHA D=16", .n = 14, .mask = MaskSpec::causal(), .seed = 111},
+  run_layout_case(RingCase{.name = "zigzag causal MHA D=16", .n = 14, .mask = MaskSpec::causal_mask(), .seed = 111},
                   LayoutKind::Zigzag);
 }
 
@@ -178,7 +178,7 @@ TEST(RingAttentionZigzag, BidirectionalMha) {
 
 TEST(RingAttentionZigzag, CausalGqaD64) {
   run_layout_case(RingCase{.name = "zigzag causal GQA 4/2 D=64", .q_heads = 4, .kv_heads = 2, .n = 14, .d = 64,
-                           .mask = MaskSpec::causal(), .seed = 131},
+                           .mask = MaskSpec::causal_mask(), .seed = 131},
                   LayoutKind::Zigzag);
 }
 
@@ -190,14 +190,14 @@ TEST(RingAttentionZigzag, SlidingWindowGqa) {
 }
 
 TEST(RingAttentionZigzag, Float64CausalD64) {
-  run_layout_case(RingCase{.name = "zigzag causal float64 D=64", .n = 14, .d = 64, .mask = MaskSpec::causal(),
+  run_layout_case(RingCase{.name = "zigzag causal float64 D=64", .n = 14, .d = 64, .mask = MaskSpec::causal_mask(),
                            .dtype = DType::F64, .seed = 151},
                   LayoutKind::Zigzag);
 }
 
 TEST(RingAttentionZigzag, Bfloat16CausalGqa) {
   run_layout_case(RingCase{.name = "zigzag causal GQA bfloat16", .q_heads = 4, .kv_heads = 2, .n = 14,
-                           .mask = MaskSpec::causal(), .dtype = DType::BF16, .seed = 161},
+                           .mask = MaskSpec::causal_mask(), .dtype = DType::BF16, .seed = 161},
                   LayoutKind::Zigzag);
 }
 
@@ -205,7 +205,7 @@ TEST(RingAttentionZigzag, KeyPaddingAndPackedDocuments) {
   // Packed rows (documents end inside chunks) and key padding: pairs are skipped per segment.
   const int p = world().size();
   const int64_t total = 14 * p;
-  RingCase c{.name = "zigzag causal, packed + padding", .n = 14, .mask = MaskSpec::causal(), .seed = 171};
+  RingCase c{.name = "zigzag causal, packed + padding", .n = 14, .mask = MaskSpec::causal_mask(), .seed = 171};
   c.mask.cu_seqlens = {{0, 5, total / 2 + 3, total}, {0, total}};
   c.mask.key_lengths = {total, total - 9};
   run_layout_case(c, LayoutKind::Zigzag);
@@ -215,7 +215,7 @@ TEST(RingAttentionZigzag, SegmentsLongerThanAKernelSlice) {
   // Chunks of 600 rows: the ring runs each pair in slices of at most 512 rows (query rows in the
   // forward, key rows in the backward) with progress polls between them.
   run_layout_case(RingCase{.name = "zigzag causal GQA, 600-row chunks", .batch = 1, .q_heads = 2, .kv_heads = 1,
-                           .n = 1200, .mask = MaskSpec::causal(), .seed = 175},
+                           .n = 1200, .mask = MaskSpec::causal_mask(), .seed = 175},
                   LayoutKind::Zigzag);
 }
 
@@ -235,9 +235,9 @@ TEST(RingAttentionLayout, OutOfOrderSegmentsOverTheWorldRing) {
   const int64_t total = 28 * sp.size();  // 4P chunks of 7
   const SequenceLayout layout = SequenceLayout::make(LayoutKind::Zigzag, total, 2 * sp.size()).gathered(2);
   ASSERT_EQ(layout.segments(sp.rank()).size(), sp.rank() + 1 == sp.size() ? 3u : 4u);
-  for (const MaskSpec& mask : {MaskSpec::causal(), MaskSpec{}, MaskSpec::sliding(10, 3)}) {
+  for (const MaskSpec& mask : {MaskSpec::causal_mask(), MaskSpec{}, MaskSpec::sliding(10, 3)}) {
     RingCase c{.name = "out-of-order segments", .q_heads = 4, .kv_heads = 2, .mask = mask, .seed = 181};
-    SCOPED_TRACE(mask_kind_name(mask.kind));
+    SCOPED_TRACE(mask_pattern_name(mask));
     check_ring(c, sp, layout, true);
   }
 }
@@ -252,8 +252,8 @@ TEST(RingAttentionLayout, SingleRankRingOverManySegments) {
   for (const SequenceLayout& layout : layouts) {
     SCOPED_TRACE(layout.describe());
     ASSERT_EQ(layout.parts(), 1);
-    for (const MaskSpec& mask : {MaskSpec::causal(), MaskSpec{}, MaskSpec::sliding(5, 1)}) {
-      SCOPED_TRACE(mask_kind_name(mask.kind));
+    for (const MaskSpec& mask : {MaskSpec::causal_mask(), MaskSpec{}, MaskSpec::sliding(5, 1)}) {
+      SCOPED_TRACE(mask_pattern_name(mask));
       check_ring(RingCase{.name = "one-rank ring", .q_heads = 4, .kv_heads = 2, .mask = mask, .seed = 191}, *local,
                  layout, true);
       check_ring(RingCase{.name = "one-rank ring float64", .d = 64, .mask = mask, .dtype = DType::F64, .seed = 193},
@@ -269,8 +269,8 @@ TEST(RingAttentionSchedule, ZigzagCausalStepsAreBalanced) {
   for (int p : {1, 2, 3, 4, 8}) {
     const int64_t c = 7, batch = 2;
     const SequenceLayout layout = SequenceLayout::make(LayoutKind::Zigzag, 2 * p * c, p);
-    EXPECT_EQ(ring_steps(MaskSpec::causal(), layout, batch), p);
-    const std::vector<std::vector<int64_t>> pairs = ring_step_pairs(MaskSpec::causal(), layout, batch);
+    EXPECT_EQ(ring_steps(MaskSpec::causal_mask(), layout, batch), p);
+    const std::vector<std::vector<int64_t>> pairs = ring_step_pairs(MaskSpec::causal_mask(), layout, batch);
     ASSERT_EQ(static_cast<int>(pairs.size()), p);
     int64_t sum = 0;
     for (int r = 0; r < p; ++r) {
@@ -283,11 +283,11 @@ TEST(RingAttentionSchedule, ZigzagCausalStepsAreBalanced) {
         sum += got;
       }
     }
-    EXPECT_EQ(sum, ops::attended_pairs(MaskSpec::causal(), batch, 2 * p * c, 2 * p * c)) << "P " << p;
+    EXPECT_EQ(sum, ops::attended_pairs(MaskSpec::causal_mask(), batch, 2 * p * c, 2 * p * c)) << "P " << p;
   }
   // The contiguous layout is not balanced: rank 0 computes nothing after step 0.
   const SequenceLayout contiguous = SequenceLayout::make(LayoutKind::Contiguous, 56, 4);
-  const auto pairs = ring_step_pairs(MaskSpec::causal(), contiguous, 1);
+  const auto pairs = ring_step_pairs(MaskSpec::causal_mask(), contiguous, 1);
   EXPECT_EQ(pairs[0][1], 0);
   EXPECT_EQ(pairs[3][1], 14 * 14);
 }
@@ -301,7 +301,7 @@ TEST(RingAttentionSchedule, WindowStopsTheRingEarly) {
   EXPECT_EQ(ring_steps(MaskSpec::sliding(20), layout, 2), std::min(p, 3));
   // A window that looks ahead needs the next rank's keys, which arrive at the last step.
   EXPECT_EQ(ring_steps(MaskSpec::sliding(5, 3), layout, 2), p);
-  EXPECT_EQ(ring_steps(MaskSpec::causal(), layout, 2), p);
+  EXPECT_EQ(ring_steps(MaskSpec::causal_mask(), layout, 2), p);
   EXPECT_EQ(ring_steps(MaskSpec::sliding(5), SequenceLayout::make(LayoutKind::Contiguous, 4 * n, 4), 2), 2);
   EXPECT_EQ(ring_steps(MaskSpec::sliding(20), SequenceLayout::make(LayoutKind::Contiguous, 8 * n, 8), 2), 3);
   // The stopped ring is still exact (the accumulators then travel home steps-1 hops at once).
@@ -323,12 +323,12 @@ TEST(RingAttentionLayout, ComputeOnlyRunsTheSameBlocksWithoutMessages) {
   Tensor v = Tensor::randn({1, 2, n, 8}, 223);
   for (Tensor* t : {&q, &k, &v}) t->set_requires_grad(true);
   const ops::AttentionOutput out =
-      ring_attention(q, k, v, MaskSpec::causal(), 0.0, sp, layout, RingOptions{.compute_only = true});
+      ring_attention(q, k, v, MaskSpec::causal_mask(), 0.0, sp, layout, RingOptions{.compute_only = true});
   out.o.backward(Tensor::ones(out.o.shape()));
   for (const Tensor& t : {out.o, out.lse, q.grad(), k.grad(), v.grad()})
     for (double x : t.to_vector()) ASSERT_TRUE(std::isfinite(x));
   if (sp.size() == 1) {
-    const ops::AttentionOutput want = ops::attention(q.detach(), k.detach(), v.detach(), MaskSpec::causal());
+    const ops::AttentionOutput want = ops::attention(q.detach(), k.detach(), v.detach(), MaskSpec::causal_mask());
     expect_close(out.o, want.o, n, "compute-only o at P = 1");
   }
 }
@@ -338,15 +338,15 @@ TEST(RingAttentionLayout, LayoutMustMatchTheRing) {
   const SequenceLayout wrong = SequenceLayout::make(LayoutKind::Zigzag, 16 * (sp.size() + 1), sp.size() + 1);
   const Tensor q = Tensor::randn({1, 2, 16, 8}, 1);
   try {
-    ring_attention(q, q, q, MaskSpec::causal(), 0.0, sp, wrong);
+    ring_attention(q, q, q, MaskSpec::causal_mask(), 0.0, sp, wrong);
     FAIL() << "expected ValueError";
   } catch (const ValueError& e) {
     EXPECT_NE(std::string(e.what()).find("ring_attention"), std::string::npos) << e.what();
   }
   const SequenceLayout layout = SequenceLayout::make(LayoutKind::Zigzag, 16 * sp.size(), sp.size());
   const Tensor short_q = Tensor::randn({1, 2, 15, 8}, 2);
-  EXPECT_THROW(ring_attention(short_q, short_q, short_q, MaskSpec::causal(), 0.0, sp, layout), ShapeError);
-  MaskSpec other_len = MaskSpec::causal();
+  EXPECT_THROW(ring_attention(short_q, short_q, short_q, MaskSpec::causal_mask(), 0.0, sp, layout), ShapeError);
+  MaskSpec other_len = MaskSpec::causal_mask();
   other_len.seq_len = 16 * sp.size() + 2;
   EXPECT_THROW(ring_attention(q, q, q, other_len, 0.0, sp, layout), ValueError);
 }

@@ -214,7 +214,7 @@ void run_case(const UlyssesCase& c) {
 }
 
 TEST(UlyssesAttention, CausalMha) {
-  run_case({.name = "causal MHA D=16", .mask = MaskSpec::causal(), .seed = 11});
+  run_case({.name = "causal MHA D=16", .mask = MaskSpec::causal_mask(), .seed = 11});
 }
 
 TEST(UlyssesAttention, BidirectionalMhaD64) {
@@ -223,13 +223,13 @@ TEST(UlyssesAttention, BidirectionalMhaD64) {
 
 TEST(UlyssesAttention, CausalGqaKvHeadsSplit) {
   // Hkv = 4: a multiple of every P here, so the KV heads split as they are.
-  run_case({.name = "causal GQA 8/4", .q_heads = 8, .kv_heads = 4, .mask = MaskSpec::causal(), .seed = 31});
+  run_case({.name = "causal GQA 8/4", .q_heads = 8, .kv_heads = 4, .mask = MaskSpec::causal_mask(), .seed = 31});
 }
 
 TEST(UlyssesAttention, GqaFewerKvHeadsThanRanks) {
   // At P = 4 both repeat the KV heads (x2, x4); at P = 2 Hkv = 2 splits and Hkv = 1 repeats; at
   // P = 3 (heads tripled) 12/6 splits and 12/1 repeats x3.
-  run_case({.name = "causal GQA 4/2", .q_heads = 4, .kv_heads = 2, .mask = MaskSpec::causal(), .seed = 41});
+  run_case({.name = "causal GQA 4/2", .q_heads = 4, .kv_heads = 2, .mask = MaskSpec::causal_mask(), .seed = 41});
   run_case({.name = "non-causal MQA 4/1 D=64", .q_heads = 4, .kv_heads = 1, .d = 64, .mask = MaskSpec{},
             .seed = 42});
 }
@@ -240,17 +240,17 @@ TEST(UlyssesAttention, SlidingWindow) {
 }
 
 TEST(UlyssesAttention, Float64Causal) {
-  run_case({.name = "causal MHA float64", .mask = MaskSpec::causal(), .dtype = DType::F64, .seed = 61});
+  run_case({.name = "causal MHA float64", .mask = MaskSpec::causal_mask(), .dtype = DType::F64, .seed = 61});
 }
 
 TEST(UlyssesAttention, Bfloat16CausalGqa) {
-  run_case({.name = "causal GQA 4/1 bfloat16", .q_heads = 4, .kv_heads = 1, .mask = MaskSpec::causal(),
+  run_case({.name = "causal GQA 4/1 bfloat16", .q_heads = 4, .kv_heads = 1, .mask = MaskSpec::causal_mask(),
             .dtype = DType::BF16, .seed = 71});
 }
 
 TEST(UlyssesAttention, ZigzagLayout) {
   // n = 14: two zigzag chunks of 7 rows per rank.
-  run_case({.name = "zigzag causal GQA 4/2", .q_heads = 4, .kv_heads = 2, .n = 14, .mask = MaskSpec::causal(),
+  run_case({.name = "zigzag causal GQA 4/2", .q_heads = 4, .kv_heads = 2, .n = 14, .mask = MaskSpec::causal_mask(),
             .layout = LayoutKind::Zigzag, .seed = 81});
   run_case({.name = "zigzag sliding (9, 0) MHA", .n = 14, .mask = MaskSpec::sliding(9), .layout = LayoutKind::Zigzag,
             .seed = 82});
@@ -264,7 +264,7 @@ TEST(UlyssesAttention, ParallelAttentionDispatchesToUlysses) {
   const Tensor q = layout->shard(Tensor::randn({1, 4 * times, p * n, 8}, 91), r, 2);
   const Tensor k = layout->shard(Tensor::randn({1, 2 * times, p * n, 8}, 92), r, 2);
   const Tensor v = layout->shard(Tensor::randn({1, 2 * times, p * n, 8}, 93), r, 2);
-  const MaskSpec causal = MaskSpec::causal();
+  const MaskSpec causal = MaskSpec::causal_mask();
   // Ulysses over the whole sp group (null ring).
   const ops::AttentionOutput want = ulysses_attention(q, k, v, causal, 0.0, g, *layout);
   const ops::AttentionOutput got = parallel::attention(q, k, v, causal, 0.0, SequenceContext{nullptr, &g, layout});

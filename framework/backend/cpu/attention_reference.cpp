@@ -166,4 +166,25 @@ template void attention_reference_backward<double>(const AttentionRefParams&, co
                                                    const double*, const double*, const double*, const double*,
                                                    const double*, double*, double*, double*);
 
+void attention_reference_forward_kernel(const backend::AttentionReferenceForwardParams& p) {
+  auto run = [&]<class T>() {
+    attention_reference_forward<T>(p, static_cast<const T*>(p.q), static_cast<const T*>(p.k),
+                                   static_cast<const T*>(p.v), static_cast<T*>(p.o), static_cast<T*>(p.lse));
+  };
+  if (p.dtype == DType::F64) run.template operator()<double>();
+  else run.template operator()<float>();
+}
+
+void attention_reference_backward_kernel(const backend::AttentionReferenceBackwardParams& p) {
+  auto run = [&]<class T>() {
+    attention_reference_backward<T>(p, static_cast<const T*>(p.q), static_cast<const T*>(p.k),
+                                    static_cast<const T*>(p.v), static_cast<const T*>(p.o),
+                                    static_cast<const T*>(p.lse), static_cast<const T*>(p.d_o),
+                                    static_cast<const T*>(p.d_lse), static_cast<T*>(p.dq), static_cast<T*>(p.dk),
+                                    static_cast<T*>(p.dv));
+  };
+  if (p.dtype == DType::F64) run.template operator()<double>();
+  else run.template operator()<float>();
+}
+
 }  // namespace strand::cpu

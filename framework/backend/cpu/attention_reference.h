@@ -3,22 +3,15 @@
 #pragma once
 #include <cstdint>
 
+#include "framework/backend/attention.h"
+
 namespace strand::cpu {
 
-struct AttentionRefParams {
-  int64_t B = 0;       // batch
-  int64_t Hq = 0;      // query heads
-  int64_t Hkv = 0;     // key/value heads; query head h reads kv head h / (Hq / Hkv)
-  int64_t Nq = 0;      // query rows
-  int64_t Nk = 0;      // key rows
-  int64_t D = 0;       // head dimension
-  double scale = 1.0;  // scores are scale * q . k
-  // int32 mask read at mask[b*mask_strides[0] + h*mask_strides[1] + i*mask_strides[2] +
-  // j*mask_strides[3]] for query head h; nonzero = attend, stride 0 on broadcast axes. Null =
-  // attend everywhere.
-  const int32_t* mask = nullptr;
-  int64_t mask_strides[4] = {0, 0, 0, 0};
-};
+using AttentionRefParams = backend::AttentionReferenceParams;
+
+// The registered entry points (register.cpp): each picks T from p.dtype.
+void attention_reference_forward_kernel(const backend::AttentionReferenceForwardParams& p);
+void attention_reference_backward_kernel(const backend::AttentionReferenceBackwardParams& p);
 
 // q, o [B, Hq, Nq, D], k, v [B, Hkv, Nk, D], lse [B, Hq, Nq], all contiguous. A row with no key
 // to attend gets o = 0 and lse = -inf.

@@ -317,4 +317,26 @@ template void linear_attention_backward<double>(const LinearAttentionParams&, co
                                                 const double*, const double*, const double*, const double*,
                                                 const double*, double*, double*, double*);
 
+void linear_attention_forward_kernel(const backend::LinearAttentionForwardParams& p) {
+  auto run = [&]<class T>() {
+    linear_attention_forward<T>(p, static_cast<const T*>(p.q), static_cast<const T*>(p.k),
+                                static_cast<const T*>(p.v), static_cast<const T*>(p.w), static_cast<T*>(p.out),
+                                static_cast<T*>(p.den));
+  };
+  if (p.dtype == DType::F64) run.template operator()<double>();
+  else run.template operator()<float>();
+}
+
+void linear_attention_backward_kernel(const backend::LinearAttentionBackwardParams& p) {
+  auto run = [&]<class T>() {
+    linear_attention_backward<T>(p, static_cast<const T*>(p.q), static_cast<const T*>(p.k),
+                                 static_cast<const T*>(p.v), static_cast<const T*>(p.w),
+                                 static_cast<const T*>(p.out), static_cast<const T*>(p.den),
+                                 static_cast<const T*>(p.dout), static_cast<T*>(p.dq), static_cast<T*>(p.dk),
+                                 static_cast<T*>(p.dv));
+  };
+  if (p.dtype == DType::F64) run.template operator()<double>();
+  else run.template operator()<float>();
+}
+
 }  // namespace strand::cpu

@@ -1,6 +1,7 @@
 // Registers the CPU implementation of every kernel family with the device seam (registry.h).
 #include "framework/backend/cpu/adamw.h"
 #include "framework/backend/cpu/attention_kernels.h"
+#include "framework/backend/cpu/attention_reference.h"
 #include "framework/backend/cpu/clip.h"
 #include "framework/backend/cpu/cross_entropy.h"
 #include "framework/backend/cpu/dropout.h"
@@ -8,6 +9,7 @@
 #include "framework/backend/cpu/embedding.h"
 #include "framework/backend/cpu/gemm.h"
 #include "framework/backend/cpu/join.h"
+#include "framework/backend/cpu/linear_attention.h"
 #include "framework/backend/cpu/norm.h"
 #include "framework/backend/cpu/reduce.h"
 #include "framework/backend/cpu/rope.h"
@@ -40,6 +42,10 @@ void register_cpu_kernels() {
   register_kernel<AttentionMergeParams>(kCpu, &cpu::attention_merge_forward_kernel);
   register_kernel<AttentionMergeBackwardParams>(kCpu, &cpu::attention_merge_backward_kernel);
   register_kernel<AttentionAddRowsParams>(kCpu, &cpu::attention_add_rows_kernel);
+  register_kernel<AttentionReferenceForwardParams>(kCpu, &cpu::attention_reference_forward_kernel);
+  register_kernel<AttentionReferenceBackwardParams>(kCpu, &cpu::attention_reference_backward_kernel);
+  register_kernel<LinearAttentionForwardParams>(kCpu, &cpu::linear_attention_forward_kernel);
+  register_kernel<LinearAttentionBackwardParams>(kCpu, &cpu::linear_attention_backward_kernel);
 }
 
 }  // namespace strand::backend

@@ -137,7 +137,7 @@ TEST(MultiHeadAttention, MatchesDirectComputationForEveryPattern) {
   const std::vector<Case> cases = {
       {"full", MaskSpec{}, false, false, 0},
       {"causal from None", MaskSpec{}, true, false, 0},
-      {"causal gqa rope", MaskSpec::causal(), true, true, 1},
+      {"causal gqa rope", MaskSpec::causal_mask(), true, true, 1},
       {"sliding causal", MaskSpec::sliding(3, 0), true, true, 3},
       {"dilated causal", dil, true, false, 0},
       {"longformer causal", lf, true, true, 0},
@@ -151,7 +151,7 @@ TEST(MultiHeadAttention, MatchesDirectComputationForEveryPattern) {
   for (const Case& c : cases) {
     nn::AttentionOptions o = f64_options();
     o.mask = c.mask;
-    o.causal = c.causal;
+    o.mask.causal = c.causal;
     o.rope = c.rope;
     o.n_kv_head = c.n_kv_head;
     nn::MultiHeadAttention mha(C, 3, o);
@@ -174,9 +174,9 @@ TEST(MultiHeadAttention, CausalModulesNeverReadLaterTokens) {
   bb.seed = 9;
   for (bool linear : {false, true}) {
     nn::AttentionOptions o = f64_options();
-    o.causal = true;
     o.linear = linear;
     o.mask = bb;
+    o.mask.causal = true;
     nn::MultiHeadAttention mha(C, 2, o);
     randomise(mha, 40);
     const Tensor x = Tensor::uniform({1, T, C}, 2, -1, 1, DType::F64);
@@ -204,7 +204,7 @@ TEST(MultiHeadAttention, LinearAttentionMatchesThePerformerOp) {
   for (bool causal : {false, true}) {
     nn::AttentionOptions o = f64_options();
     o.linear = true;
-    o.causal = causal;
+    o.mask.causal = causal;
     o.n_kv_head = 1;
     nn::MultiHeadAttention mha(C, H, o);
     randomise(mha, 60);
@@ -223,10 +223,10 @@ TEST(MultiHeadAttention, GradientsMatchFiniteDifferences) {
   lf.global_tokens = {0};
   for (int variant = 0; variant < 3; ++variant) {
     nn::AttentionOptions o = f64_options();
-    o.causal = true;
     o.rope = variant != 1;
     o.linear = variant == 2;
     o.mask = variant == 1 ? lf : MaskSpec{};
+    o.mask.causal = true;
     o.n_kv_head = variant == 0 ? 1 : 0;
     nn::MultiHeadAttention mha(4, 2, o);
     randomise(mha, 80);
@@ -241,11 +241,15 @@ TEST(MultiHeadAttention, GradientsMatchFiniteDifferences) {
 }
 
 TEST(MultiHeadAttention, CausalFormsAndBadInputs) {
-  EXPECT_EQ(nn::causal_mask_spec(MaskSpec{}).kind, MaskKind::Causal);
+  // A causal module keeps its mask as given: causal is the mask's own flag, on any kind.
   MaskSpec bb;
   bb.kind = MaskKind::BigBird;
-  EXPECT_TRUE(nn::causal_mask_spec(bb).mask_future);
-  EXPECT_EQ(nn::causal_mask_spec(bb).kind, MaskKind::BigBird);
+  bb.causal = true;
+  nn::AttentionOptions causal_bb;
+  causal_bb.mask = bb;
+  const nn::MultiHeadAttention causal_module(8, 2, causal_bb);
+  EXPECT_TRUE(causal_module.options().mask.causal);
+  EXPECT_EQ(causal_module.options().mask.kind, MaskKind::BigBird);
   EXPECT_THROW(nn::MultiHeadAttention(8, 3), ValueError);     // 3 heads do not divide 8
   nn::AttentionOptions gqa;
   gqa.n_kv_head = 3;
@@ -351,10 +355,10 @@ TEST(ParallelAttention, LocalIsTheFusedKernel) {
   const Tensor q = Tensor::uniform({1, 2, 5, 4}, 9, -1, 1, DType::F64);
   const Tensor k = Tensor::uniform({1, 1, 5, 4}, 10, -1, 1, DType::F64);
   const Tensor v = Tensor::uniform({1, 1, 5, 4}, 11, -1, 1, DType::F64);
-  const auto want = ops::attention(q, k, v, MaskSpec::causal());
+  const auto want = ops::attention(q, k, v, MaskSpec::causal_mask());
   SizedGroup one(1);
   for (const parallel::SequenceContext& ctx : {parallel::SequenceContext{}, parallel::SequenceContext{&one}}) {
-    const auto got = parallel::attention(q, k, v, MaskSpec::causal(), 0.0, ctx);
+    const auto got = parallel::attention(q, k, v, MaskSpec::causal_mask(), 0.0, ctx);
     EXPECT_EQ(got.o.to_vector(), want.o.to_vector());
     EXPECT_EQ(got.lse.to_vector(), want.lse.to_vector());
   }

@@ -33,7 +33,7 @@ MaskSpec windowed(MaskKind kind, int64_t left, int64_t right) {
 std::vector<std::pair<std::string, MaskSpec>> specs() {
   std::vector<std::pair<std::string, MaskSpec>> s;
   s.push_back({"full", MaskSpec{}});
-  s.push_back({"causal", MaskSpec::causal()});
+  s.push_back({"causal", MaskSpec::causal_mask()});
   s.push_back({"sliding", MaskSpec::sliding(9)});
   s.push_back({"sliding symmetric", MaskSpec::sliding(4, 6)});
   MaskSpec dil = windowed(MaskKind::Dilated, 20, 6);
@@ -49,19 +49,19 @@ std::vector<std::pair<std::string, MaskSpec>> specs() {
   bb.seed = 3;
   s.push_back({"bigbird", bb});
   MaskSpec bb_causal = bb;
-  bb_causal.mask_future = true;
+  bb_causal.causal = true;
   s.push_back({"bigbird causal", bb_causal});
   MaskSpec lf_causal = lf;
   lf_causal.window_right = 0;
-  lf_causal.mask_future = true;
+  lf_causal.causal = true;
   s.push_back({"longformer causal", lf_causal});
-  MaskSpec pad = MaskSpec::causal();
+  MaskSpec pad = MaskSpec::causal_mask();
   pad.key_lengths = {70, 41};
   s.push_back({"causal + padding", pad});
   MaskSpec packed = MaskSpec::sliding(12);
   packed.cu_seqlens = {{0, 5, 5, 30, 70}, {0, 69, 70}};
   s.push_back({"sliding + packed rows", packed});
-  MaskSpec off = MaskSpec::causal();
+  MaskSpec off = MaskSpec::causal_mask();
   off.q_offset = 30;
   off.k_offset = 10;
   off.seq_len = 100;
@@ -81,7 +81,7 @@ TEST(AttentionMask, PairRuleMatchesHandCheckedCases) {
     return out;
   };
   using S = std::vector<std::string>;
-  EXPECT_EQ(rows(MaskSpec::causal(), 4, 4), (S{"1...", "11..", "111.", "1111"}));
+  EXPECT_EQ(rows(MaskSpec::causal_mask(), 4, 4), (S{"1...", "11..", "111.", "1111"}));
   EXPECT_EQ(rows(MaskSpec::sliding(1), 4, 4), (S{"1...", "11..", ".11.", "..11"}));
   EXPECT_EQ(rows(MaskSpec::sliding(1, 1), 4, 4), (S{"11..", "111.", ".111", "..11"}));
   MaskSpec dil = windowed(MaskKind::Dilated, 4, 0);
@@ -90,7 +90,7 @@ TEST(AttentionMask, PairRuleMatchesHandCheckedCases) {
   MaskSpec lf = windowed(MaskKind::Longformer, 0, 0);
   lf.global_tokens = {1};
   EXPECT_EQ(rows(lf, 4, 4), (S{"11..", "1111", ".11.", ".1.1"}));
-  lf.mask_future = true;  // the causal form: no key after the query, global or not
+  lf.causal = true;  // the causal form: no key after the query, global or not
   EXPECT_EQ(rows(lf, 4, 4), (S{"1...", "11..", ".11.", ".1.1"}));
   MaskSpec packed;
   packed.cu_seqlens = {{0, 2, 4}};
@@ -98,7 +98,7 @@ TEST(AttentionMask, PairRuleMatchesHandCheckedCases) {
   MaskSpec pad;
   pad.key_lengths = {3};
   EXPECT_EQ(rows(pad, 2, 4), (S{"111.", "111."}));
-  MaskSpec off = MaskSpec::causal();
+  MaskSpec off = MaskSpec::causal_mask();
   off.q_offset = 2;  // queries at positions 2, 3; keys at 0..3
   EXPECT_EQ(rows(off, 2, 4), (S{"111.", "1111"}));
 }
@@ -192,10 +192,17 @@ TEST(AttentionMask, BigBirdRandomBlocksAgreeAcrossBlocksOfTheSequence) {
 }
 
 TEST(AttentionMask, PatternNamesRoundTrip) {
-  for (MaskKind k : {MaskKind::None, MaskKind::Causal, MaskKind::Sliding, MaskKind::Dilated, MaskKind::Longformer,
-                     MaskKind::BigBird})
-    EXPECT_EQ(mask_kind_from_name(mask_kind_name(k)), k);
-  EXPECT_THROW(mask_kind_from_name("diagonal"), ValueError);
+  for (const char* name : {"full", "causal", "sliding", "dilated", "longformer", "bigbird"})
+    EXPECT_STREQ(mask_pattern_name(mask_from_pattern_name(name)), name);
+  EXPECT_EQ(mask_from_pattern_name("none").kind, MaskKind::None);
+  EXPECT_FALSE(mask_from_pattern_name("none").causal);
+  // Causal is a flag on top of a kind, never a kind of its own.
+  EXPECT_EQ(mask_from_pattern_name("causal").kind, MaskKind::None);
+  EXPECT_TRUE(mask_from_pattern_name("causal").causal);
+  MaskSpec causal_sliding = MaskSpec::sliding(4);
+  causal_sliding.causal = true;
+  EXPECT_STREQ(mask_pattern_name(causal_sliding), "sliding");
+  EXPECT_THROW(mask_from_pattern_name("diagonal"), ValueError);
 }
 
 // The kernels with 16 x 8 and 24 x 40 tiles (every tile class, many skipped tiles) against the

@@ -40,7 +40,7 @@ MaskSpec with_kind(MaskKind kind, int64_t left, int64_t right) {
 std::vector<Pattern> patterns() {
   std::vector<Pattern> ps;
   ps.push_back({"full", MaskSpec{}, 100, 100});
-  ps.push_back({"causal", MaskSpec::causal(), 100, 100});
+  ps.push_back({"causal", MaskSpec::causal_mask(), 100, 100});
   ps.push_back({"sliding causal w=37", MaskSpec::sliding(37), 100, 100});
   ps.push_back({"sliding symmetric 20/20", MaskSpec::sliding(20, 20), 100, 100});
   MaskSpec dil = with_kind(MaskKind::Dilated, 60, 9);
@@ -56,18 +56,18 @@ std::vector<Pattern> patterns() {
   bb.seed = 42;
   ps.push_back({"bigbird", bb, 100, 100});
   MaskSpec bb_causal = bb;
-  bb_causal.mask_future = true;
+  bb_causal.causal = true;
   ps.push_back({"bigbird causal", bb_causal, 100, 100});
   MaskSpec pad;
   pad.key_lengths = {100, 70};
   ps.push_back({"key padding", pad, 100, 100});
-  MaskSpec packed = MaskSpec::causal();
+  MaskSpec packed = MaskSpec::causal_mask();
   packed.cu_seqlens = {{0, 40, 41, 77, 100}};
   ps.push_back({"packed causal", packed, 100, 100});
   MaskSpec packed_rows;
   packed_rows.cu_seqlens = {{0, 60, 100}, {0, 10, 100}};
   ps.push_back({"packed per row", packed_rows, 100, 100});
-  MaskSpec off = MaskSpec::causal();
+  MaskSpec off = MaskSpec::causal_mask();
   off.q_offset = 200;
   off.k_offset = 150;
   off.seq_len = 400;
@@ -171,7 +171,7 @@ TEST(Attention, Bfloat16ComputesInFloat32) {
     if (HasFatalFailure()) return;
   }
   Tensor q = Tensor::zeros({1, 2, 5, 8}, DType::BF16);
-  ops::AttentionOutput out = ops::attention(q, q, q, MaskSpec::causal());
+  ops::AttentionOutput out = ops::attention(q, q, q, MaskSpec::causal_mask());
   EXPECT_EQ(out.o.dtype(), DType::BF16);
   EXPECT_EQ(out.lse.dtype(), DType::F32);
 }
@@ -180,7 +180,7 @@ TEST(Attention, Bfloat16ComputesInFloat32) {
 std::vector<Pattern> small_patterns() {
   std::vector<Pattern> ps;
   ps.push_back({"full", MaskSpec{}, 10, 10});
-  ps.push_back({"causal", MaskSpec::causal(), 10, 10});
+  ps.push_back({"causal", MaskSpec::causal_mask(), 10, 10});
   ps.push_back({"sliding", MaskSpec::sliding(3), 10, 10});
   ps.push_back({"sliding symmetric", MaskSpec::sliding(2, 2), 10, 10});
   MaskSpec dil = with_kind(MaskKind::Dilated, 6, 0);
@@ -195,15 +195,15 @@ std::vector<Pattern> small_patterns() {
   bb.random_blocks = 1;
   bb.seed = 5;
   ps.push_back({"bigbird", bb, 10, 10});
-  bb.mask_future = true;
+  bb.causal = true;
   ps.push_back({"bigbird causal", bb, 10, 10});
   MaskSpec pad;
   pad.key_lengths = {10, 6};
   ps.push_back({"key padding", pad, 10, 10});
-  MaskSpec packed = MaskSpec::causal();
+  MaskSpec packed = MaskSpec::causal_mask();
   packed.cu_seqlens = {{0, 4, 10}};
   ps.push_back({"packed causal", packed, 10, 10});
-  MaskSpec off = MaskSpec::causal();
+  MaskSpec off = MaskSpec::causal_mask();
   off.q_offset = 5;
   off.k_offset = 2;
   off.seq_len = 16;
@@ -306,7 +306,7 @@ TEST(Attention, MergeOfTwoEmptyPartsIsEmptyNotNan) {
 TEST(Attention, FullyMaskedRowsGiveZeroOutputAndGradients) {
   MaskSpec pad;
   pad.key_lengths = {0, 70};  // batch row 0 has no keys at all
-  MaskSpec before = MaskSpec::causal();
+  MaskSpec before = MaskSpec::causal_mask();
   before.q_offset = 0;
   before.k_offset = 40;  // queries 0..39 come before every key
   for (const MaskSpec& mask : {pad, before}) {
@@ -344,7 +344,7 @@ TEST(Attention, BackwardIsBitwiseReproducible) {
   Tensor q = Tensor::uniform({1, 4, 200, 64}, 1, -1, 1), k = Tensor::uniform({1, 1, 200, 64}, 2, -1, 1);
   Tensor v = Tensor::uniform({1, 1, 200, 64}, 3, -1, 1), go = Tensor::uniform({1, 4, 200, 64}, 4, -1, 1);
   auto once = [&] {
-    return run([&](const Tensor& a, const Tensor& b, const Tensor& c) { return ops::attention(a, b, c, MaskSpec::causal()); },
+    return run([&](const Tensor& a, const Tensor& b, const Tensor& c) { return ops::attention(a, b, c, MaskSpec::causal_mask()); },
                q, k, v, go, Tensor::zeros({1, 4, 200}));
   };
   const Result a = once(), b = once();
@@ -357,8 +357,8 @@ TEST(Attention, ReadsHeadTransposedViewsInPlace) {
   // [B, N, H, D] as produced by a QKV projection, viewed as [B, H, N, D]: same result as a copy.
   Tensor x = Tensor::uniform({2, 33, 4, 16}, 1, -1, 1);
   Tensor view = ops::transpose(x, 1, 2), copy = ops::contiguous(view);
-  ops::AttentionOutput a = ops::attention(view, view, view, MaskSpec::causal());
-  ops::AttentionOutput b = ops::attention(copy, copy, copy, MaskSpec::causal());
+  ops::AttentionOutput a = ops::attention(view, view, view, MaskSpec::causal_mask());
+  ops::AttentionOutput b = ops::attention(copy, copy, copy, MaskSpec::causal_mask());
   EXPECT_EQ(a.o.to_vector(), b.o.to_vector());
   EXPECT_EQ(a.lse.to_vector(), b.lse.to_vector());
 }
@@ -373,7 +373,7 @@ TEST(Attention, HeadTransposedGradientsEqualThoseOfContiguousCopies) {
   const Tensor q = heads_view({2, 97, 4, 16}, 1), k = heads_view({2, 97, 2, 16}, 2), v = heads_view({2, 97, 2, 16}, 3);
   const Tensor go = heads_view({2, 97, 4, 16}, 4), glse = Tensor::uniform({2, 4, 97}, 5, -1, 1);
   ASSERT_FALSE(go.is_contiguous());
-  for (const MaskSpec& mask : {MaskSpec::causal(), MaskSpec::sliding(20, 5), MaskSpec{}}) {
+  for (const MaskSpec& mask : {MaskSpec::causal_mask(), MaskSpec::sliding(20, 5), MaskSpec{}}) {
     auto call = [&](const Tensor& a, const Tensor& b, const Tensor& c) { return ops::attention(a, b, c, mask); };
     const Result strided = run(call, q, k, v, go, glse);
     const Result copied = run(call, ops::contiguous(q), ops::contiguous(k), ops::contiguous(v), ops::contiguous(go), glse);
@@ -419,7 +419,7 @@ TEST(Attention, BadInputNamesTheArgumentAndValue) {
   MaskSpec dil = with_kind(MaskKind::Dilated, 4, 0);
   dil.dilation = 0;
   expect_error<ValueError>([&] { ops::attention(q, kv, kv, dil); }, {"dilation = 0"});
-  MaskSpec off = MaskSpec::causal();
+  MaskSpec off = MaskSpec::causal_mask();
   off.q_offset = 5;
   off.seq_len = 12;
   expect_error<ValueError>([&] { ops::attention(q, kv, kv, off); }, {"attention", "seq_len = 12"});
