@@ -8,6 +8,7 @@
 #include "framework/ops/dropout.h"
 #include "framework/ops/elementwise.h"
 #include "framework/ops/matmul.h"
+#include "framework/ops/reduce.h"
 #include "framework/ops/view.h"
 
 namespace strand::models {
@@ -241,24 +242,10 @@ Tensor lm_logits(const Tensor& x, const Tensor& output_embedding) {
 }
 
 Tensor argmax_last(const Tensor& logits, const Shape& shape) {
-  const Tensor l = ops::contiguous_data(logits.detach());
-  const int64_t v = l.size(-1), rows = l.numel() / v;
-  STRAND_CHECK(numel_of(shape) == rows, ShapeError, "argmax: ", rows, " rows of ", describe(logits),
-               " do not fill shape ", shape_str(shape));
-  Tensor out = Tensor::empty(shape, DType::I32);
-  int32_t* o = out.data<int32_t>();
-  ops::dispatch_float("argmax", l.dtype(), [&]<class T>() {
-    const T* d = l.data<T>();
-    #pragma omp parallel for if (rows * v > (1 << 15))
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* row = d + r * v;
-      int64_t best = 0;
-      for (int64_t j = 1; j < v; ++j)
-        if (row[j] > row[best]) best = j;
-      o[r] = static_cast<int32_t>(best);
-    }
-  });
-  return out;
+  const Tensor best = ops::argmax(logits, -1);
+  STRAND_CHECK(best.numel() == numel_of(shape), ShapeError, "argmax: ", best.numel(), " rows of ",
+               describe(logits), " do not fill shape ", shape_str(shape));
+  return ops::reshape(best, shape);
 }
 
 int64_t count_scored(const Tensor& targets, int32_t ignore_index) {

@@ -91,7 +91,7 @@ AttentionOutput attention(const Tensor& q, const Tensor& k, const Tensor& v, con
 
 AttentionOutput merge_attention(const Tensor& o1, const Tensor& lse1, const Tensor& o2, const Tensor& lse2) {
   const char* op = "merge_attention";
-  check_cpu(op, {&o1, &lse1, &o2, &lse2});
+  check_same_device(op, {&o1, &lse1, &o2, &lse2});
   check_float(op, o1);
   for (const Tensor* t : {&lse1, &o2, &lse2}) check_same_dtype(op, o1, *t);
   STRAND_CHECK(o1.dim() >= 1 && o1.shape() == o2.shape(), ShapeError, op, ": o1 ", shape_str(o1.shape()),

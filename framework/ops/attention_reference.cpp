@@ -58,7 +58,7 @@ void set_mask_strides(backend::AttentionReferenceParams& p, const Tensor& mask) 
 AttentionOutput attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
                                     double scale) {
   const char* op = "attention_reference";
-  check_cpu(op, {&q, &k, &v, &mask});
+  check_same_device(op, {&q, &k, &v, &mask});
   check_float(op, q);
   check_same_dtype(op, q, k);
   check_same_dtype(op, q, v);

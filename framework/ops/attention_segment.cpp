@@ -60,7 +60,7 @@ backend::AttentionRows rows_of(const Tensor& t) {
 }  // namespace
 
 void check_attention_inputs(const char* op, const Tensor& q, const Tensor& k, const Tensor& v) {
-  check_cpu(op, {&q, &k, &v});
+  check_same_device(op, {&q, &k, &v});
   STRAND_CHECK(q.dtype() == DType::F32 || q.dtype() == DType::F64 || q.dtype() == DType::BF16, DTypeError, op,
                ": expects float32, float64 or bfloat16, got q ", describe(q));
   check_same_dtype(op, q, k);

@@ -16,11 +16,6 @@ Device check_same_device(const char* op, std::initializer_list<const Tensor*> ts
   return first ? first->device() : Device::cpu();
 }
 
-void check_cpu(const char* op, std::initializer_list<const Tensor*> ts) {
-  const Device d = check_same_device(op, ts);
-  STRAND_CHECK(d.is_cpu(), DeviceError, op, ": no ", d.str(), " kernel for this op yet; move the tensor to cpu");
-}
-
 void check_float_dtype(const char* op, DType dt) {
   if (dt != DType::F32 && dt != DType::F64)
     throw DTypeError(detail::concat(op, ": expects float32 or float64, got ", dtype_name(dt),

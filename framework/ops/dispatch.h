@@ -1,4 +1,4 @@
-// Helpers every op uses: input checks that name the op, and dispatch on the float dtype.
+// Helpers every op uses: input checks that name the op and the tensors.
 #pragma once
 #include <initializer_list>
 
@@ -11,28 +11,13 @@ namespace strand::ops {
 // (cpu when none is defined). Whether that device has the op's kernels is the seam's answer:
 // backend::launch throws a DeviceError naming the kernel and the device when it has none.
 Device check_same_device(const char* op, std::initializer_list<const Tensor*> ts);
-// check_same_device, and a DeviceError unless the device is the cpu: for ops that still call
-// CPU kernels directly.
-void check_cpu(const char* op, std::initializer_list<const Tensor*> ts);
 // Throws DTypeError unless a and b have the same dtype, naming op, dtypes and shapes.
 void check_same_dtype(const char* op, const Tensor& a, const Tensor& b);
 // Throws DTypeError unless t is float32 or float64.
 void check_float(const char* op, const Tensor& t);
 
-// Throws DTypeError unless dt is float32 or float64 (the message dispatch_float gives).
+// Throws DTypeError unless dt is float32 or float64, naming the op and the dtype.
 void check_float_dtype(const char* op, DType dt);
-
-// Calls fn.template operator()<T>() with T = float or double per dtype.
-template <class Fn>
-decltype(auto) dispatch_float(const char* op, DType dt, Fn&& fn) {
-  switch (dt) {
-    case DType::F32: return fn.template operator()<float>();
-    case DType::F64: return fn.template operator()<double>();
-    default:
-      throw DTypeError(detail::concat(op, ": expects float32 or float64, got ", dtype_name(dt),
-                                      " (convert with ops::to_dtype)"));
-  }
-}
 
 // t itself when contiguous, else a contiguous copy (no gradient recorded).
 Tensor contiguous_data(const Tensor& t);

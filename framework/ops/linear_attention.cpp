@@ -29,7 +29,7 @@ backend::LinearAttentionParams check_and_describe(const Tensor& q, const Tensor&
                                               const Tensor& projection, bool causal) {
   STRAND_CHECK(q.defined() && k.defined() && v.defined() && projection.defined(), ValueError, kOp,
                ": q, k, v and projection must all be defined");
-  check_cpu(kOp, {&q, &k, &v, &projection});
+  check_same_device(kOp, {&q, &k, &v, &projection});
   check_float(kOp, q);
   check_same_dtype(kOp, q, k);
   check_same_dtype(kOp, q, v);

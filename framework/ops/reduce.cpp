@@ -2,6 +2,7 @@
 #include "framework/ops/reduce.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "framework/autograd/node.h"
 #include "framework/backend/reduce.h"
@@ -125,10 +126,10 @@ Tensor mean(const Tensor& x, const std::vector<int64_t>& axes, bool keepdim) {
   return reduce_sum(x, axes, keepdim, 1.0 / static_cast<double>(p.n), "mean");
 }
 
-Tensor max(const Tensor& x, const std::vector<int64_t>& axes, bool keepdim) {
-  check_float("max", x);
-  Plan p = plan_reduction(x, axes, "max");
-  STRAND_CHECK(p.n > 0, ShapeError, "max: reducing ", shape_str(x.shape()), " over an empty axis");
+namespace {
+
+// The row maxima of x over the plan's axes, and the first position attaining each (int32).
+std::pair<Tensor, Tensor> max_and_arg(const Tensor& x, const Plan& p, bool keepdim) {
   Tensor data = rows_view(x, p);
   Tensor y = Tensor::empty(keepdim ? p.out_shape : p.out_shape_squeezed, x.dtype(), x.device());
   Tensor arg = Tensor::empty({p.rows}, DType::I32, x.device());
@@ -142,11 +143,28 @@ Tensor max(const Tensor& x, const std::vector<int64_t>& axes, bool keepdim) {
   k.out = y.raw_data();
   k.arg = arg.data<int32_t>();
   backend::reduce_rows(k);
+  return {y, arg};
+}
+
+}  // namespace
+
+Tensor max(const Tensor& x, const std::vector<int64_t>& axes, bool keepdim) {
+  check_float("max", x);
+  Plan p = plan_reduction(x, axes, "max");
+  STRAND_CHECK(p.n > 0, ShapeError, "max: reducing ", shape_str(x.shape()), " over an empty axis");
+  auto [y, arg] = max_and_arg(x, p, keepdim);
   if (auto n = autograd::make_node<MaxBackward>({&x}, p, x.shape())) {
     n->save(arg);
     autograd::set_history(n, {&y});
   }
   return y;
+}
+
+Tensor argmax(const Tensor& x, int64_t axis) {
+  check_float("argmax", x);
+  Plan p = plan_reduction(x, {axis}, "argmax");
+  STRAND_CHECK(p.n > 0, ShapeError, "argmax: reducing ", shape_str(x.shape()), " over an empty axis");
+  return reshape(max_and_arg(x.detach(), p, false).second, p.out_shape_squeezed);
 }
 
 Tensor sum_to(const Tensor& x, const Shape& shape) {

@@ -63,6 +63,17 @@ TEST(ElementwiseOps, ForwardValues) {
   EXPECT_NEAR(ops::gelu(Tensor::from_vector({1.0}, {1}, DType::F64)).item(), 0.8411919906082768, 1e-12);
 }
 
+TEST(ElementwiseOps, ArgmaxTakesTheFirstMaximum) {
+  // Rows [1 7 7], [9 2 9]: ties go to the first position; over axis 0 of the transposed view too.
+  Tensor a = Tensor::from_vector({1, 7, 7, 9, 2, 9}, {2, 3});
+  const Tensor rows = ops::argmax(a, -1);
+  EXPECT_EQ(rows.dtype(), DType::I32);
+  EXPECT_EQ(rows.shape(), (Shape{2}));
+  EXPECT_EQ(rows.to_vector(), (std::vector<double>{1, 0}));
+  EXPECT_EQ(ops::argmax(ops::transpose(a, 0, 1), 0).to_vector(), (std::vector<double>{1, 0}));
+  EXPECT_EQ(ops::argmax(a, 0).to_vector(), (std::vector<double>{1, 0, 1}));
+}
+
 TEST(ElementwiseOps, LargeInputsTakeTheParallelPath) {
   const int64_t n = 1 << 18;
   Tensor a = Tensor::uniform({n}, 1, -1, 1);
