@@ -142,4 +142,15 @@ inline CommandResult run_command(const std::string& command, const std::filesyst
   return r;
 }
 
+// The one error line of a failed command: a non-zero exit and exactly one non-empty stderr
+// line, starting "strand: error: " (each checked); that line, or "" when there is none.
+inline std::string one_error_line(const CommandResult& r) {
+  EXPECT_NE(r.exit_code, 0);
+  const auto lines = r.error_lines();
+  EXPECT_EQ(lines.size(), 1u) << r.err;
+  if (lines.empty()) return "";
+  EXPECT_EQ(lines[0].rfind("strand: error: ", 0), 0u) << lines[0];
+  return lines[0];
+}
+
 }  // namespace strand::testing_support

@@ -21,6 +21,7 @@ namespace strand {
 namespace {
 namespace fs = std::filesystem;
 using testing_support::CommandResult;
+using testing_support::one_error_line;
 using testing_support::read_metrics;
 using testing_support::run_command;
 using testing_support::strand_binary;
@@ -52,15 +53,6 @@ class TrainCliTest : public ::testing::Test {
   }
   CommandResult strand(const std::string& args) const {
     return run_command("OMP_NUM_THREADS=1 " + strand_binary() + " " + args, dir_);
-  }
-  // The one error line: exactly one non-empty stderr line, starting "strand: error: ".
-  static std::string one_error_line(const CommandResult& r) {
-    EXPECT_NE(r.exit_code, 0);
-    const auto lines = r.error_lines();
-    EXPECT_EQ(lines.size(), 1u) << r.err;
-    if (lines.empty()) return "";
-    EXPECT_EQ(lines[0].rfind("strand: error: ", 0), 0u) << lines[0];
-    return lines[0];
   }
 
   fs::path dir_;
