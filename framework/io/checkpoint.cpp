@@ -56,6 +56,34 @@ void write_int_attribute(const std::string& file, hid_t obj, const char* name, i
     fail(file, std::string("cannot write attribute '") + name + "'");
 }
 
+// Note [Checkpoint checksums]: every non-empty array dataset is stored in chunks with HDF5's
+// Fletcher32 filter, so a byte that changes after the write (bit rot, a damaged copy) makes
+// the read of that dataset fail, and the error names it; scalars are too small to chunk. A
+// dataset is cut along its first axis into equal chunks of at most 64 MiB (HDF5 caps a chunk
+// at 4 GiB).
+Handle checksummed_layout(const std::vector<hsize_t>& dims, size_t element_bytes) {
+  Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  if (element_bytes == 0 || dims.empty()) return dcpl;
+  constexpr hsize_t kChunkBytes = hsize_t{64} << 20;
+  std::vector<hsize_t> chunk = dims;
+  hsize_t row_bytes = element_bytes;
+  for (size_t i = 1; i < dims.size(); ++i) row_bytes *= dims[i];
+  // Equal chunks: HDF5 stores an edge chunk at full size, so a cut near the end would waste
+  // almost a whole chunk of file.
+  const hsize_t pieces = std::max<hsize_t>(1, (dims[0] * row_bytes + kChunkBytes - 1) / kChunkBytes);
+  chunk[0] = std::max<hsize_t>(1, (dims[0] + pieces - 1) / pieces);
+  // Rows past 64 MiB on their own: cut the later axes too, each to what still fits.
+  for (size_t i = 1; i < chunk.size(); ++i) {
+    hsize_t bytes = element_bytes;
+    for (hsize_t c : chunk) bytes *= c;
+    if (bytes <= kChunkBytes) break;
+    chunk[i] = std::max<hsize_t>(1, chunk[i] * kChunkBytes / bytes);
+  }
+  H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data());
+  H5Pset_fletcher32(dcpl.get());
+  return dcpl;
+}
+
 // Writes one dataset at `name` (relative to `group`), creating the subgroups a '/' asks for.
 // `dims` empty with `scalar` set makes a scalar dataspace.
 void write_dataset(const std::string& file, hid_t group, const std::string& group_name, const std::string& name,
@@ -84,11 +112,11 @@ void write_dataset(const std::string& file, hid_t group, const std::string& grou
   const std::string leaf = name.substr(start);
   Handle space(scalar ? H5Screate(H5S_SCALAR) : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
                H5Sclose);
-  Handle ds(H5Dcreate2(parent, leaf.c_str(), file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-            H5Dclose);
-  if (!ds.valid()) fail(file, "cannot create " + where);
   hsize_t count = 1;
   for (hsize_t d : dims) count *= d;
+  Handle dcpl = checksummed_layout(dims, scalar || count == 0 ? 0 : H5Tget_size(file_type));
+  Handle ds(H5Dcreate2(parent, leaf.c_str(), file_type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT), H5Dclose);
+  if (!ds.valid()) fail(file, "cannot create " + where);
   if (count > 0 && H5Dwrite(ds.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, values) < 0)
     fail(file, "cannot write " + where);
 }
@@ -202,6 +230,16 @@ struct ReadContext {
   hsize_t file_size = 0;
 };
 
+// True when the dataset carries the Fletcher32 filter (checkpoints written since version 2).
+bool has_checksum(hid_t ds) {
+  Handle dcpl(H5Dget_create_plist(ds), H5Pclose);
+  if (!dcpl.valid()) return false;
+  unsigned flags = 0;
+  size_t nelmts = 0;
+  unsigned config = 0;
+  return H5Pget_filter_by_id2(dcpl.get(), H5Z_FILTER_FLETCHER32, &flags, &nelmts, nullptr, 0, nullptr, &config) >= 0;
+}
+
 void read_dataset(const ReadContext& ctx, hid_t ds, const std::string& group_name, const std::string& name,
                   CheckpointGroup& out) {
   const std::string where = "dataset '" + group_name + "/" + name + "'";
@@ -223,8 +261,11 @@ void read_dataset(const ReadContext& ctx, hid_t ds, const std::string& group_nam
     throw CheckpointError(ctx.file + ": " + where + " claims " + std::to_string(count * size) +
                           " bytes, more than the file's " + std::to_string(ctx.file_size) + " (corrupt?)");
   auto read_into = [&](hid_t mem_type, void* buf) {
-    if (count > 0 && H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
-      fail(ctx.file, "cannot read " + where + ", the file is corrupt or truncated");
+    if (count == 0 || H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0) return;
+    if (has_checksum(ds))  // Note [Checkpoint checksums]
+      fail(ctx.file, "cannot read " + where + ": its checksum does not match (the file changed after it was "
+                     "written, or is truncated)");
+    fail(ctx.file, "cannot read " + where + ", the file is corrupt or truncated");
   };
   if (cls == H5T_FLOAT && size == 8 && scalar) {
     double v = 0;

@@ -14,7 +14,7 @@
 namespace strand::io {
 
 inline constexpr const char* kCheckpointFormat = "strand-checkpoint";  // file attribute `format`
-inline constexpr int64_t kCheckpointVersion = 1;                      // file attribute `version`
+inline constexpr int64_t kCheckpointVersion = 2;  // file attribute `version`; 2: checksummed datasets
 
 // One HDF5 group. Each entry is one dataset; a '/' in a name makes subgroups ("m/<param>"),
 // dots stay in the name ("transformer.h.0.ln_1.weight").

@@ -247,6 +247,38 @@ TEST_F(CheckpointTest, CorruptFilesGiveOneLineNamingTheFile) {
   EXPECT_CONTAINS(checkpoint_error([&] { read_checkpoint_config(path("foreign.h5")); }), "format attribute is");
 }
 
+TEST_F(CheckpointTest, AFlippedByteInAnyDatasetIsNamedOnLoad) {
+  // Each dataset's bytes are found in the file by their values (stored little-endian, as in
+  // memory here); one bit flipped in the middle must fail the load, naming that dataset. (The
+  // moments of one seed share a prefix across shapes: only the largest is found unambiguously.)
+  const CheckpointData d = sample_checkpoint(32, 64, 32);
+  const std::string good = path("good.h5");
+  write_checkpoint(good, d);
+  std::ifstream in(good, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  struct Target {
+    std::string name;  // as the error names it
+    Tensor values;
+  };
+  const std::vector<Target> targets = {{"model/transformer.wte.weight", d.model.tensors[0].second},
+                                       {"model/transformer.h.0.mlp.c_fc.weight", d.model.tensors[5].second},
+                                       {"optimizer/m/transformer.wte.weight", d.optimizer.tensors[0].second},
+                                       {"optimizer/v/transformer.wte.weight", d.optimizer.tensors[7].second}};
+  for (const Target& t : targets) {
+    ASSERT_TRUE(t.values.is_contiguous());
+    const std::string data(static_cast<const char*>(t.values.raw_data()), t.values.nbytes());
+    const size_t at = bytes.find(data);
+    ASSERT_NE(at, std::string::npos) << t.name << " is not stored as one run of bytes";
+    std::string damaged = bytes;
+    damaged[at + data.size() / 2] ^= 0x10;
+    const std::string file = path("flipped.h5");
+    std::ofstream(file, std::ios::binary | std::ios::trunc).write(damaged.data(), static_cast<std::streamsize>(damaged.size()));
+    const std::string msg = checkpoint_error([&] { read_checkpoint(file); });
+    EXPECT_CONTAINS(msg, file + ": cannot read dataset '" + t.name + "': its checksum does not match");
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  }
+}
+
 TEST_F(CheckpointTest, AFailedWriteLeavesThePreviousFileIntact) {
   const std::string file = path("ck.h5");
   const CheckpointData first = sample_checkpoint(8, 16, 12, 1);
