@@ -46,16 +46,16 @@ void run_eval(const EvalArgs& args, parallel::Group& world) {
   STRAND_CHECK(world.size() % sp == 0, train::ConfigError, args.config, ": key 'parallel.sp': ", sp,
                " sequence ranks do not divide the job's ", world.size(), " ranks");
   const int64_t dp = world.size() / sp;
-  train::SequenceParallelSetup setup;
+  train::BatchSharder sharder;
   try {
-    setup = train::setup_sequence_parallel(config, world, dp);
+    sharder = train::build_batch_sharder(config, world, dp);
   } catch (const train::ConfigError& e) {
     throw train::ConfigError(args.config + ": " + e.what());
   }
-  const parallel::ProcessGrid& grid = *setup.grid;
+  const parallel::ProcessGrid& grid = sharder.grid();
   const data::DataSpec spec = train::data_spec_of(config, grid.dp_rank(), dp, args.data);
   const std::unique_ptr<data::Loader> loader = data::make_loader(spec, data::Split::val);
-  const train::EvalResult result = train::evaluate(*model, *loader, config.train.eval_batches, &world, setup.sharding);
+  const train::EvalResult result = train::evaluate(*model, *loader, config.train.eval_batches, &world, sharder);
 
   if (world.rank() == 0) {
     const auto step = ckpt.trainer.int64s.find("step");
