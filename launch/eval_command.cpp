@@ -8,10 +8,10 @@
 #include <vector>
 
 #include "framework/config/config.h"
+#include "framework/core/json.h"
 #include "framework/io/checkpoint.h"
 #include "framework/train/components.h"
 #include "framework/train/eval.h"
-#include "framework/train/metrics.h"
 #include "launch/commands.h"
 #include "models/model.h"
 #include "parallel/comm/group.h"
@@ -59,9 +59,9 @@ void run_eval(const EvalArgs& args, parallel::Group& world) {
 
   if (world.rank() == 0) {
     const auto step = ckpt.trainer.int64s.find("step");
-    std::printf("{\"checkpoint\": %s, \"step\": %lld, \"data\": %s, %s}\n", train::json_string(args.checkpoint).c_str(),
+    std::printf("{\"checkpoint\": %s, \"step\": %lld, \"data\": %s, %s}\n", json_string(args.checkpoint).c_str(),
                 static_cast<long long>(step != ckpt.trainer.int64s.end() && !step->second.empty() ? step->second[0] : -1),
-                train::json_string(loader->describe()).c_str(), train::eval_json_fields(result).c_str());
+                json_string(loader->describe()).c_str(), train::eval_json_fields(result).c_str());
     std::fflush(stdout);
   }
 }

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "framework/autograd/grad_mode.h"
-#include "framework/train/metrics.h"
+#include "framework/core/json.h"
 #include "parallel/comm/group.h"
 
 namespace strand::train {
