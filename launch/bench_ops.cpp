@@ -13,6 +13,7 @@
 
 #include "framework/autograd/grad_mode.h"
 #include "framework/backend/cpu/blas_setup.h"
+#include "framework/core/json.h"
 #include "framework/core/tensor.h"
 #include "framework/ops/elementwise.h"
 #include "framework/ops/loss.h"
@@ -55,15 +56,6 @@ std::string cpu_model() {
       return colon == std::string::npos ? line : line.substr(line.find_first_not_of(" \t", colon + 1));
     }
   return "unknown";
-}
-
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (char ch : s) {
-    if (ch == '"' || ch == '\\') out += '\\';
-    if (static_cast<unsigned char>(ch) >= 0x20) out += ch;
-  }
-  return out + "\"";
 }
 
 std::string fixed(double v, int digits) {

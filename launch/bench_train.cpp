@@ -13,8 +13,8 @@
 
 #include "framework/config/config.h"
 #include "framework/core/allocator.h"
+#include "framework/core/json.h"
 #include "framework/train/components.h"
-#include "framework/train/metrics.h"
 #include "framework/train/trainer.h"
 #include "launch/commands.h"
 #include "models/model.h"
@@ -83,13 +83,13 @@ void run_bench_train(const BenchTrainArgs& args, parallel::Group& world) {
         "\"steps\": %lld, \"step_ms\": %s, \"tokens_per_s\": %s, \"loss\": %s, "
         "\"peak_mem_bytes\": %lld, \"max_rss_bytes\": %lld, \"peak_mem_bytes_per_rank\": %s, "
         "\"max_rss_bytes_per_rank\": %s}\n",
-        train::json_string(args.config).c_str(), static_cast<long long>(params),
+        json_string(args.config).c_str(), static_cast<long long>(params),
         static_cast<long long>(config.data.batch_size), static_cast<long long>(config.data.seq_len),
         static_cast<long long>(config.train.grad_accum), world.size(), static_cast<long long>(config.parallel.dp),
         static_cast<long long>(config.parallel.sp), train::name_of(config.parallel.sp_mode),
         train::name_of(train::resolved_layout(config)), omp_get_max_threads(), static_cast<long long>(args.steps),
-        train::json_number(step * 1e3).c_str(), train::json_number(static_cast<double>(tokens) / step).c_str(),
-        train::json_number(loss).c_str(), static_cast<long long>(peak_max), static_cast<long long>(rss_max),
+        json_number(step * 1e3).c_str(), json_number(static_cast<double>(tokens) / step).c_str(),
+        json_number(loss).c_str(), static_cast<long long>(peak_max), static_cast<long long>(rss_max),
         json_list(0).c_str(), json_list(1).c_str());
     std::fflush(stdout);
   }

@@ -8,10 +8,10 @@
 #include <vector>
 
 #include "framework/config/config.h"
+#include "framework/core/json.h"
 #include "framework/io/checkpoint.h"
 #include "framework/train/components.h"
 #include "framework/train/eval.h"
-#include "framework/train/metrics.h"
 #include "launch/commands.h"
 #include "models/model.h"
 #include "parallel/comm/group.h"
@@ -46,22 +46,22 @@ void run_eval(const EvalArgs& args, parallel::Group& world) {
   STRAND_CHECK(world.size() % sp == 0, train::ConfigError, args.config, ": key 'parallel.sp': ", sp,
                " sequence ranks do not divide the job's ", world.size(), " ranks");
   const int64_t dp = world.size() / sp;
-  train::SequenceParallelSetup setup;
+  train::BatchSharder sharder;
   try {
-    setup = train::setup_sequence_parallel(config, world, dp);
+    sharder = train::build_batch_sharder(config, world, dp);
   } catch (const train::ConfigError& e) {
     throw train::ConfigError(args.config + ": " + e.what());
   }
-  const parallel::ProcessGrid& grid = *setup.grid;
+  const parallel::ProcessGrid& grid = sharder.grid();
   const data::DataSpec spec = train::data_spec_of(config, grid.dp_rank(), dp, args.data);
   const std::unique_ptr<data::Loader> loader = data::make_loader(spec, data::Split::val);
-  const train::EvalResult result = train::evaluate(*model, *loader, config.train.eval_batches, &world, setup.sharding);
+  const train::EvalResult result = train::evaluate(*model, *loader, config.train.eval_batches, &world, sharder);
 
   if (world.rank() == 0) {
     const auto step = ckpt.trainer.int64s.find("step");
-    std::printf("{\"checkpoint\": %s, \"step\": %lld, \"data\": %s, %s}\n", train::json_string(args.checkpoint).c_str(),
+    std::printf("{\"checkpoint\": %s, \"step\": %lld, \"data\": %s, %s}\n", json_string(args.checkpoint).c_str(),
                 static_cast<long long>(step != ckpt.trainer.int64s.end() && !step->second.empty() ? step->second[0] : -1),
-                train::json_string(loader->describe()).c_str(), train::eval_json_fields(result).c_str());
+                json_string(loader->describe()).c_str(), train::eval_json_fields(result).c_str());
     std::fflush(stdout);
   }
 }

@@ -18,25 +18,15 @@ struct LossOutput {
   Tensor predictions;         // [B, T] int32 argmax of the logits, for task accuracy (may be undefined)
 };
 
-// Where a batch's tokens sit in their sequences. A sequence-parallel rank passes the global
-// positions of its shard; the default is the whole row, positions 0..T-1, attention local.
-struct SequenceShard {
-  Tensor positions;                    // int32 [T]; undefined = 0..T-1
-  parallel::SequenceContext context;   // the sp group attention runs over
-  // Length N of the whole sequence (dropout counters are laid out over [B, N, C]); 0 = the
-  // layout's seq_len when context.layout is set, else T * context.size() (contiguous).
-  int64_t seq_len = 0;
-};
-
 class Model : public nn::Module {
  public:
   // Forward pass over whole rows; loss_sum / tokens is the mean loss.
-  LossOutput forward(const data::Batch& batch) { return forward(batch, SequenceShard{}); }
+  LossOutput forward(const data::Batch& batch) { return forward(batch, parallel::SequenceShard{}); }
   // Forward pass over one rank's shard: batch.inputs / targets / answer_targets [B, T] hold the
-  // rows shard.positions of each sequence; attention runs over shard.context. Sums and counts
+  // rows shard.positions of each sequence; attention runs over the shard's groups. Sums and counts
   // are this rank's: the caller reduces them over the sp (and dp) ranks. Architectures that
-  // cannot run sharded throw ValueError naming model.arch for a non-local context.
-  virtual LossOutput forward(const data::Batch& batch, const SequenceShard& shard) = 0;
+  // cannot run sharded throw ValueError naming model.arch for a non-local shard.
+  virtual LossOutput forward(const data::Batch& batch, const parallel::SequenceShard& shard) = 0;
   // Parameters that get weight decay (matrices; not biases, norm weights).
   virtual bool decays(const std::string& parameter_name) const;
 };

@@ -32,7 +32,7 @@ uint64_t derive_seed(uint64_t base, std::initializer_list<uint64_t> parts) {
   return s;
 }
 
-Tensor shard_positions(const SequenceShard& shard, int64_t seq_len, const char* model) {
+Tensor shard_positions(const parallel::SequenceShard& shard, int64_t seq_len, const char* model) {
   if (!shard.positions.defined()) return Tensor::arange(seq_len, DType::I32);
   const Tensor& p = shard.positions;
   STRAND_CHECK(p.dtype() == DType::I32 && p.dim() == 1 && p.size(0) == seq_len, ShapeError, model,
@@ -54,10 +54,10 @@ std::shared_ptr<nn::Module> Norm::module() const {
 
 Tensor Norm::forward(const Tensor& x) const { return layer_norm ? layer_norm->forward(x) : rms_norm->forward(x); }
 
-int64_t global_seq_len(const SequenceShard& shard, int64_t local_len) {
+int64_t global_seq_len(const parallel::SequenceShard& shard, int64_t local_len) {
   if (shard.seq_len > 0) return shard.seq_len;
-  if (shard.context.layout) return shard.context.layout->seq_len();
-  return local_len * shard.context.size();
+  if (shard.layout) return shard.layout->seq_len();
+  return local_len * shard.size();
 }
 
 // Note [Sharded dropout]
@@ -66,13 +66,13 @@ int64_t global_seq_len(const SequenceShard& shard, int64_t local_len) {
 // the layout's order (zigzag: two chunks far apart), so it gives ops::dropout one counter offset
 // per row, (b*N + pos[t])*C: every token draws the bits it draws unsharded, whatever the layout
 // and the number of ranks. The unsharded plan keeps the single-offset call (the same counters).
-DropoutPlan DropoutPlan::make(double p, uint64_t run_seed, int64_t step, const SequenceShard& shard,
+DropoutPlan DropoutPlan::make(double p, uint64_t run_seed, int64_t step, const parallel::SequenceShard& shard,
                               const Tensor& positions) {
   DropoutPlan plan;
   plan.p = p;
   plan.run_seed = run_seed;
   plan.step = step;
-  const bool sharded = shard.positions.defined() || !shard.context.local();
+  const bool sharded = shard.positions.defined() || !shard.local();
   if (p > 0.0 && sharded) {
     plan.positions = positions;
     plan.seq_len = global_seq_len(shard, positions.size(0));
@@ -94,7 +94,7 @@ Tensor DropoutPlan::apply(const Tensor& x, int64_t layer, int64_t site) const {
   for (int64_t t = 0; t < rows; ++t) {
     // Outside [0, N) a token would draw another row's counters.
     STRAND_CHECK(at[t] >= 0 && at[t] < seq_len, ValueError, "dropout plan: shard position ", at[t],
-                 " is outside the sequence of ", seq_len, " positions (set SequenceShard::seq_len)");
+                 " is outside the sequence of ", seq_len, " positions (set parallel::SequenceShard::seq_len)");
   }
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t t = 0; t < rows; ++t)
@@ -168,11 +168,11 @@ Block::Block(const StackOptions& o, int64_t layer, ParameterSeeds& seeds) : laye
 }
 
 Tensor Block::forward(const Tensor& x, const Tensor& positions, const Tensor& memory, const DropoutPlan& dropout,
-                      const parallel::SequenceContext& ctx) const {
-  Tensor h = ops::add(x, dropout.apply(attn_->forward(ln_1_.forward(x), positions, ctx), layer_, kAttnSite));
+                      const parallel::SequenceShard& shard) const {
+  Tensor h = ops::add(x, dropout.apply(attn_->forward(ln_1_.forward(x), positions, shard), layer_, kAttnSite));
   if (cross_) {
     STRAND_CHECK(memory.defined(), ValueError, "block ", layer_, ": cross-attention needs the encoder output");
-    h = ops::add(h, dropout.apply(cross_->forward(ln_cross_.forward(h), memory, ctx), layer_, kCrossSite));
+    h = ops::add(h, dropout.apply(cross_->forward(ln_cross_.forward(h), memory, shard), layer_, kCrossSite));
   }
   return ops::add(h, dropout.apply(mlp_->forward(ln_2_.forward(h)), layer_, kMlpSite));
 }
@@ -226,8 +226,8 @@ Tensor Stack::embed(const Tensor& ids, const Tensor& positions, const nn::Embedd
 }
 
 Tensor Stack::run(Tensor x, const Tensor& positions, const Tensor& memory, const DropoutPlan& dropout,
-                  const parallel::SequenceContext& ctx) const {
-  for (const auto& block : blocks_) x = block->forward(x, positions, memory, dropout, ctx);
+                  const parallel::SequenceShard& shard) const {
+  for (const auto& block : blocks_) x = block->forward(x, positions, memory, dropout, shard);
   return ln_f_.forward(x);
 }
 

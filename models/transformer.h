@@ -29,10 +29,10 @@ inline constexpr uint64_t kMaskedTokensSalt = 0x6d61736bull;  // "mask": encoder
 inline constexpr uint64_t kLayerSalt = 0x6c617972ull;         // "layr": per-layer draws (bigbird, performer)
 
 // int32 [T]: shard.positions, or 0..T-1 when undefined (checked against T).
-Tensor shard_positions(const SequenceShard& shard, int64_t seq_len, const char* model);
+Tensor shard_positions(const parallel::SequenceShard& shard, int64_t seq_len, const char* model);
 
-// N, the length of the whole sequence a shard of T rows belongs to (SequenceShard::seq_len).
-int64_t global_seq_len(const SequenceShard& shard, int64_t local_len);
+// N, the length of the whole sequence a shard of T rows belongs to (parallel::SequenceShard::seq_len).
+int64_t global_seq_len(const parallel::SequenceShard& shard, int64_t local_len);
 
 // A module that only holds named children and parameters (the "transformer", "h" and "lm_head"
 // levels of the parameter names).
@@ -66,7 +66,7 @@ struct DropoutPlan {
   Tensor positions;      // int32 [T]: global position of each local row; undefined = unsharded
   int64_t seq_len = 0;   // N of the whole sequence (with positions)
   // The plan of a forward pass over `shard` (positions: its rows' global positions, [T]).
-  static DropoutPlan make(double p, uint64_t run_seed, int64_t step, const SequenceShard& shard,
+  static DropoutPlan make(double p, uint64_t run_seed, int64_t step, const parallel::SequenceShard& shard,
                           const Tensor& positions);
   Tensor apply(const Tensor& x, int64_t layer, int64_t site) const;
 };
@@ -124,7 +124,7 @@ class Block : public nn::Module {
  public:
   Block(const StackOptions& options, int64_t layer, ParameterSeeds& seeds);
   Tensor forward(const Tensor& x, const Tensor& positions, const Tensor& memory, const DropoutPlan& dropout,
-                 const parallel::SequenceContext& ctx) const;
+                 const parallel::SequenceShard& shard) const;
   const nn::MultiHeadAttention& attn() const { return *attn_; }
 
  private:
@@ -145,7 +145,7 @@ class Stack : public nn::Module {
   Tensor embed(const Tensor& ids, const Tensor& positions, const nn::Embedding& wte, const DropoutPlan& dropout) const;
   // x [B, T, C] through every block and ln_f. memory [B, Tk, C] for cross-attention.
   Tensor run(Tensor x, const Tensor& positions, const Tensor& memory, const DropoutPlan& dropout,
-             const parallel::SequenceContext& ctx) const;
+             const parallel::SequenceShard& shard) const;
 
   const nn::Embedding& wte() const { return *wte_; }
   bool has_wte() const { return wte_ != nullptr; }

@@ -9,17 +9,17 @@
 namespace strand::parallel {
 
 ops::AttentionOutput attention(const Tensor& q, const Tensor& k, const Tensor& v, const MaskSpec& mask,
-                               double scale, const SequenceContext& ctx) {
-  if (ctx.local()) return ops::attention(q, k, v, mask, scale);
+                               double scale, const SequenceShard& shard) {
+  if (shard.local()) return ops::attention(q, k, v, mask, scale);
   STRAND_CHECK(q.dim() == 4, ShapeError, "parallel::attention: q must be [B, H, n, D], got ", shape_str(q.shape()));
   // Without a layout, sp rank s holds rows [s*n, (s+1)*n): contiguous over all sp ranks, which
   // is also the hybrid split of the contiguous layout (SequenceLayout::hybrid).
-  const int sp = ctx.size();
+  const int sp = shard.size();
   const SequenceLayout layout =
-      ctx.layout != nullptr ? *ctx.layout : SequenceLayout::make(LayoutKind::Contiguous, sp * q.shape()[2], sp);
-  if (ctx.ulysses_size() == 1) return ring_attention(q, k, v, mask, scale, *ctx.ring, layout);
-  if (ctx.ring_size() == 1) return ulysses_attention(q, k, v, mask, scale, *ctx.ulysses, layout);
-  return hybrid_attention(q, k, v, mask, scale, *ctx.ulysses, *ctx.ring, layout);
+      shard.layout != nullptr ? *shard.layout : SequenceLayout::make(LayoutKind::Contiguous, sp * q.shape()[2], sp);
+  if (shard.ulysses_size() == 1) return ring_attention(q, k, v, mask, scale, *shard.ring, layout);
+  if (shard.ring_size() == 1) return ulysses_attention(q, k, v, mask, scale, *shard.ulysses, layout);
+  return hybrid_attention(q, k, v, mask, scale, *shard.ulysses, *shard.ring, layout);
 }
 
 }  // namespace strand::parallel

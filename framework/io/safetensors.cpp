@@ -11,6 +11,8 @@
 #include <set>
 #include <sstream>
 
+#include "framework/core/json.h"
+
 namespace strand::io {
 
 static_assert(std::endian::native == std::endian::little,
@@ -27,24 +29,6 @@ struct DTypeName {
 };
 constexpr DTypeName kDTypeNames[] = {
     {DType::F32, "F32"}, {DType::F64, "F64"}, {DType::BF16, "BF16"}, {DType::F16, "F16"}, {DType::I32, "I32"}};
-
-void append_json_string(std::string& out, const std::string& s) {
-  out += '"';
-  for (const char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (u < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", u);
-      out += buf;
-    } else {
-      out += c;  // UTF-8 bytes pass through
-    }
-  }
-  out += '"';
-}
 
 // ---- a JSON value and its parser (objects, arrays, strings, integers; enough for the header) ----
 

@@ -71,7 +71,7 @@ MultiHeadAttention::MultiHeadAttention(int64_t d_model, int64_t n_head, const At
   }
 }
 
-Tensor MultiHeadAttention::forward(const Tensor& x, const Tensor& positions, const parallel::SequenceContext& ctx) const {
+Tensor MultiHeadAttention::forward(const Tensor& x, const Tensor& positions, const parallel::SequenceShard& shard) const {
   check_input("multi_head_attention", "x", x, d_model_);
   const int64_t q_width = n_head_ * head_dim_, kv_width = n_kv_head_ * head_dim_;
   std::vector<Tensor> qkv = ops::split(c_attn_->forward(x), {q_width, kv_width, kv_width}, -1);
@@ -85,11 +85,11 @@ Tensor MultiHeadAttention::forward(const Tensor& x, const Tensor& positions, con
   }
   Tensor o;
   if (options_.linear) {
-    STRAND_CHECK(ctx.local(), ValueError, "multi_head_attention: linear attention over ", ctx.size(),
+    STRAND_CHECK(shard.local(), ValueError, "multi_head_attention: linear attention over ", shard.size(),
                  " sequence ranks is not built yet");
     o = ops::linear_attention(q, k, v, projection_, options_.mask.causal);
   } else {
-    o = parallel::attention(q, k, v, options_.mask, 0.0, ctx).o;
+    o = parallel::attention(q, k, v, options_.mask, 0.0, shard).o;
   }
   return c_proj_->forward(merge_heads(o));
 }
@@ -111,7 +111,7 @@ CrossAttention::CrossAttention(int64_t d_model, int64_t n_head, const AttentionO
                                                                              options.proj_init_std, options.dtype}));
 }
 
-Tensor CrossAttention::forward(const Tensor& x, const Tensor& memory, const parallel::SequenceContext& ctx) const {
+Tensor CrossAttention::forward(const Tensor& x, const Tensor& memory, const parallel::SequenceShard& shard) const {
   check_input("cross_attention", "x", x, d_model_);
   check_input("cross_attention", "memory", memory, d_model_);
   STRAND_CHECK(memory.size(0) == x.size(0), ShapeError, "cross_attention: batch of x ", describe(x),
@@ -120,7 +120,7 @@ Tensor CrossAttention::forward(const Tensor& x, const Tensor& memory, const para
   Tensor q = split_heads(q_attn_->forward(x), n_head_, head_dim_);
   std::vector<Tensor> kv = ops::split(c_attn_->forward(memory), {kv_width, kv_width}, -1);
   Tensor o = parallel::attention(q, split_heads(kv[0], n_kv_head_, head_dim_), split_heads(kv[1], n_kv_head_, head_dim_),
-                                 MaskSpec{}, 0.0, ctx)
+                                 MaskSpec{}, 0.0, shard)
                  .o;
   return c_proj_->forward(merge_heads(o));
 }

@@ -42,7 +42,7 @@ class MultiHeadAttention : public Module {
 
   // x [B, T, C]; positions int32 [T] or [B, T], the global positions of x's tokens (rope reads
   // them; the mask assumes local row t sits at q_offset + t of options.mask). -> [B, T, C].
-  Tensor forward(const Tensor& x, const Tensor& positions, const parallel::SequenceContext& ctx = {}) const;
+  Tensor forward(const Tensor& x, const Tensor& positions, const parallel::SequenceShard& shard = {}) const;
 
   int64_t n_head() const { return n_head_; }
   int64_t n_kv_head() const { return n_kv_head_; }
@@ -68,7 +68,7 @@ class CrossAttention : public Module {
   CrossAttention(int64_t d_model, int64_t n_head, const AttentionOptions& options = {});
 
   // x [B, Tq, C], memory [B, Tk, C] -> [B, Tq, C].
-  Tensor forward(const Tensor& x, const Tensor& memory, const parallel::SequenceContext& ctx = {}) const;
+  Tensor forward(const Tensor& x, const Tensor& memory, const parallel::SequenceShard& shard = {}) const;
 
   int64_t n_head() const { return n_head_; }
   int64_t n_kv_head() const { return n_kv_head_; }

@@ -39,15 +39,13 @@ parallel::SequenceLayout sequence_layout_of(const Config& config) {
   }
 }
 
-SequenceParallelSetup setup_sequence_parallel(const Config& config, parallel::Group& world, int64_t dp) {
+BatchSharder build_batch_sharder(const Config& config, parallel::Group& world, int64_t dp) {
   const int64_t sp = config.parallel.sp;
   std::optional<parallel::SequenceLayout> layout;
   if (sp > 1) layout = sequence_layout_of(config);
-  SequenceParallelSetup setup;
-  setup.grid = std::make_unique<parallel::ProcessGrid>(world, static_cast<int>(dp), static_cast<int>(sp),
-                                                       ulysses_degree_of(config));
-  if (layout) setup.sharding = SequenceSharding(*setup.grid, std::move(*layout));
-  return setup;
+  auto grid = std::make_unique<parallel::ProcessGrid>(world, static_cast<int>(dp), static_cast<int>(sp),
+                                                      ulysses_degree_of(config));
+  return BatchSharder(std::move(grid), std::move(layout));
 }
 
 data::DataSpec data_spec_of(const Config& config, int64_t dp_rank, int64_t dp_size, const std::string& val_override) {
@@ -87,8 +85,8 @@ TrainingRanks build_training_ranks(const Config& config, parallel::Group* group)
                "key 'parallel.backend': nccl needs GPU ranks, and models run on the cpu in this version",
                parallel::built_with_nccl() ? "" : " (this build has no NCCL either)", "; use mpi");
   if (group != nullptr) {
-    ranks.sequence = setup_sequence_parallel(config, *group, par.dp);
-    ranks.dp_rank = ranks.sequence.grid->dp_rank();
+    ranks.sharder = build_batch_sharder(config, *group, par.dp);
+    ranks.dp_rank = ranks.sharder.grid().dp_rank();
   } else {
     ranks.local_group = parallel::make_local_group();
   }

@@ -33,16 +33,10 @@ parallel::SequenceLayout sequence_layout_of(const Config& config);
 // The Ulysses group size of the config's sp_mode: 1 (ring), sp (ulysses) or ulysses_degree.
 int ulysses_degree_of(const Config& config);
 
-// What training and evaluation set up over the job's ranks: the dp x sp grid and this rank's
-// cut of the batches.
-struct SequenceParallelSetup {
-  std::unique_ptr<parallel::ProcessGrid> grid;
-  SequenceSharding sharding;  // inactive at sp = 1; points into *grid
-};
-
 // Checks that data.seq_len splits under the config's layout (a ConfigError, before any message
-// is sent), then arranges `world` as dp x parallel.sp ranks (collective over world).
-SequenceParallelSetup setup_sequence_parallel(const Config& config, parallel::Group& world, int64_t dp);
+// is sent), then arranges `world` as dp x parallel.sp ranks (collective over world) and returns
+// this rank's cut of the batches over that grid (inactive at sp = 1).
+BatchSharder build_batch_sharder(const Config& config, parallel::Group& world, int64_t dp);
 
 // The loader spec of a config for one data-parallel replica (data.*, model.vocab_size,
 // run.seed). `val_override`, when set, replaces data.val (the --data of `strand eval`).
@@ -55,7 +49,7 @@ struct TrainingRanks {
   int rank = 0;
   int world = 1;
   int dp_rank = 0;                   // the replica whose loader rows this rank reads
-  SequenceParallelSetup sequence;    // grid with a group only; sharding inactive at sp = 1
+  BatchSharder sharder;              // grid with a group only; inactive at sp = 1
   // Without a group: the one-rank group the gradient sum runs over.
   std::unique_ptr<parallel::Group> local_group;
 

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "framework/autograd/grad_mode.h"
-#include "framework/train/metrics.h"
+#include "framework/core/json.h"
 #include "parallel/comm/group.h"
 
 namespace strand::train {
@@ -18,10 +18,10 @@ namespace {
 // row are summed first, so a row is exact only when every part of it is; sp rank 0 alone
 // reports the result, so the later sum over all ranks counts each row once.
 data::AnswerScore sharded_answer_score(const Tensor& predictions, const Tensor& answer_targets,
-                                       const SequenceSharding& sharding) {
+                                       const BatchSharder& sharder) {
   std::vector<int64_t> counts = data::answer_counts(predictions, answer_targets);
-  sharding.sp_group()->all_reduce(std::span<int64_t>(counts));
-  if (sharding.sp_rank() != 0) return {};
+  sharder.sp_group()->all_reduce(std::span<int64_t>(counts));
+  if (sharder.sp_rank() != 0) return {};
   return data::score_answer_counts(counts);
 }
 
@@ -46,7 +46,7 @@ std::optional<double> chance_accuracy(const Config& config) {
 }
 
 EvalResult evaluate(models::Model& model, const data::Loader& loader, int64_t batches, parallel::Group* group,
-                    const SequenceSharding& sharding) {
+                    const BatchSharder& sharder) {
   STRAND_CHECK(batches >= 1, ValueError, "train.eval_batches: ", batches, " must be positive");
   if (loader.steps_per_epoch() > 0) batches = std::min(batches, loader.steps_per_epoch());
   const bool was_training = model.is_training();
@@ -58,12 +58,12 @@ EvalResult evaluate(models::Model& model, const data::Loader& loader, int64_t ba
   data::AnswerScore score;
   bool scored = false;
   for (int64_t b = 0; b < batches; ++b) {
-    const data::Batch batch = sharding.shard(loader.batch_at(b));
-    const models::LossOutput out = model.forward(batch, sharding.model_shard());
+    const data::Batch batch = sharder.shard(loader.batch_at(b));
+    const models::LossOutput out = model.forward(batch, sharder.sequence_shard());
     result.loss_sum += out.loss_sum.item();
     result.tokens += out.tokens;
     if (batch.answer_targets.defined() && out.predictions.defined()) {
-      score += sharding.active() ? sharded_answer_score(out.predictions, batch.answer_targets, sharding)
+      score += sharder.active() ? sharded_answer_score(out.predictions, batch.answer_targets, sharder)
                                  : data::score_answers(out.predictions, batch.answer_targets);
       scored = true;
     }

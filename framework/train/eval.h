@@ -30,11 +30,11 @@ struct EvalResult {
 
 // Runs the model without gradients and in evaluation mode (restoring the previous mode) over
 // batches 0 .. n-1 of `loader` (n = `batches`, capped at one epoch of a token stream), each cut
-// by `sharding`. With a group (every rank: dp x sp), sums and counts are all-reduced over it;
+// by `sharder`. With a group (every rank: dp x sp), sums and counts are all-reduced over it;
 // a row's verdict (all its answers right) gathers every sp rank's part of the row first. Every
 // rank must call this together.
 EvalResult evaluate(models::Model& model, const data::Loader& loader, int64_t batches,
-                    parallel::Group* group = nullptr, const SequenceSharding& sharding = {});
+                    parallel::Group* group = nullptr, const BatchSharder& sharder = {});
 
 // The answer-token accuracy of guessing uniformly among the symbols a synthetic task can put at
 // an answer position (passkey: 10 digits; copy: every symbol; assoc_recall: every value symbol);

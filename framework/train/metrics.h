@@ -30,11 +30,6 @@ struct StepMetrics {
   std::optional<double> val_row_accuracy;  // rows with every answer token right
 };
 
-// A finite number with full double round-trip precision, or `null` (JSON has no NaN/Inf).
-std::string json_number(double value);
-// Escapes a string for a JSON value (quotes included).
-std::string json_string(const std::string& text);
-
 // One JSON object (one line, no newline): step, loss, lr, grad_norm, tokens_per_s, mfu,
 // peak_mem_bytes, loss_scale, and val_* where evaluated.
 std::string metrics_json(const StepMetrics& m);

@@ -1,22 +1,33 @@
 // The cut of a batch into one sequence-parallel rank's rows.
 #include "framework/train/sharding.h"
 
+#include <utility>
+
 #include "framework/core/error.h"
 
 namespace strand::train {
 
-SequenceSharding::SequenceSharding(const parallel::ProcessGrid& grid, parallel::SequenceLayout layout)
-    : layout_(std::make_shared<const parallel::SequenceLayout>(std::move(layout))),
-      sp_rank_(grid.sp_rank()),
-      sp_group_(&grid.sp_group()) {
-  STRAND_CHECK(layout_->parts() == grid.sp(), ValueError, "sequence sharding: the layout (", layout_->describe(),
-               ") is not over the grid's ", grid.sp(), " sp ranks");
-  model_shard_.positions = layout_->positions(sp_rank_);
-  model_shard_.context = parallel::SequenceContext{&grid.ring_group(), &grid.ulysses_group(), layout_};
-  model_shard_.seq_len = layout_->seq_len();
+BatchSharder::BatchSharder(std::unique_ptr<parallel::ProcessGrid> grid, std::optional<parallel::SequenceLayout> layout)
+    : grid_(std::move(grid)) {
+  if (!layout) return;
+  STRAND_CHECK(grid_ != nullptr && layout->parts() == grid_->sp(), ValueError, "sequence sharding: the layout (",
+               layout->describe(), ") is not over the grid's ", grid_ != nullptr ? grid_->sp() : 1, " sp ranks");
+  layout_ = std::make_shared<const parallel::SequenceLayout>(std::move(*layout));
+  sp_rank_ = grid_->sp_rank();
+  sp_group_ = &grid_->sp_group();
+  sequence_shard_.ring = &grid_->ring_group();
+  sequence_shard_.ulysses = &grid_->ulysses_group();
+  sequence_shard_.layout = layout_;
+  sequence_shard_.positions = layout_->positions(sp_rank_);
+  sequence_shard_.seq_len = layout_->seq_len();
 }
 
-data::Batch SequenceSharding::shard(const data::Batch& batch) const {
+const parallel::ProcessGrid& BatchSharder::grid() const {
+  STRAND_CHECK(grid_ != nullptr, ValueError, "batch sharder: a one-process job has no process grid");
+  return *grid_;
+}
+
+data::Batch BatchSharder::shard(const data::Batch& batch) const {
   if (!active()) return batch;
   data::Batch out;
   out.inputs = layout_->shard(batch.inputs, sp_rank_, 1);

@@ -105,7 +105,7 @@ void Trainer::restore(const std::string& path) {
 }
 
 models::LossOutput Trainer::micro_batch_loss(const data::Batch& batch) {
-  return model_->forward(batch, sharding().model_shard());
+  return model_->forward(batch, sharder().sequence_shard());
 }
 
 GradientPass Trainer::forward_backward(data::Loader& loader, int64_t micro_batches) {
@@ -121,7 +121,7 @@ GradientPass Trainer::forward_backward(data::Loader& loader, int64_t micro_batch
   int64_t scored = 0;
   for (int64_t micro = 0; micro < micro_batches; ++micro) {
     // Each sp rank keeps its shard of the rows only (the whole rows are freed here).
-    const data::Batch batch = sharding().shard(loader.next());
+    const data::Batch batch = sharder().shard(loader.next());
     models::LossOutput out = micro_batch_loss(batch);
     loss_sum += out.loss_sum.item();
     scored += out.tokens;
@@ -179,7 +179,7 @@ StepReport Trainer::train_step() {
 
 EvalResult Trainer::evaluate_val() {
   if (!val_loader_) val_loader_ = data::make_loader(data_spec_, data::Split::val);
-  return evaluate(*model_, *val_loader_, config_.train.eval_batches, ranks_.group, sharding());
+  return evaluate(*model_, *val_loader_, config_.train.eval_batches, ranks_.group, sharder());
 }
 
 uint64_t Trainer::parameter_fingerprint() const {

@@ -120,7 +120,7 @@ class Trainer {
   const optim::AdamW& optimizer() const { return *optimizer_; }
   bool is_root() const { return ranks_.rank == 0; }
   int dp_rank() const { return ranks_.dp_rank; }
-  const SequenceSharding& sharding() const { return ranks_.sequence.sharding; }
+  const BatchSharder& sharder() const { return ranks_.sharder; }
 
  protected:
   // The summed loss (and scored tokens) of one micro-batch, already cut to this rank's shard;

@@ -51,9 +51,9 @@ Tensor EncDec::logits(const Tensor& source, const Tensor& decoder_inputs, int64_
   return lm_logits(x, output_embedding());
 }
 
-LossOutput EncDec::forward(const data::Batch& batch, const SequenceShard& shard) {
-  STRAND_CHECK(shard.context.local() && !shard.positions.defined(), ValueError,
-               "encdec: model.arch encdec cannot run on a sequence shard (", shard.context.size(),
+LossOutput EncDec::forward(const data::Batch& batch, const parallel::SequenceShard& shard) {
+  STRAND_CHECK(shard.local() && !shard.positions.defined(), ValueError,
+               "encdec: model.arch encdec cannot run on a sequence shard (", shard.size(),
                " sp ranks): it splits each whole row into source and target halves; use parallel.sp 1");
   STRAND_CHECK(batch.inputs.defined() && batch.inputs.dim() == 2 && batch.inputs.size(1) >= 2, ShapeError,
                "encdec: inputs must be int32 [B, T] with T >= 2 (source and target halves), got ",

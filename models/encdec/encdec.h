@@ -34,9 +34,9 @@ class EncDec : public Model {
   EncDec(const config::ModelConfig& config, uint64_t run_seed, DType dtype = DType::F32);
 
   // Whole rows only: the row is split in halves by local column, so a sequence shard (positions
-  // or a sequence-parallel context) is refused with a ValueError naming model.arch.
+  // or sequence-parallel groups) is refused with a ValueError naming model.arch.
   using Model::forward;
-  LossOutput forward(const data::Batch& batch, const SequenceShard& shard) override;
+  LossOutput forward(const data::Batch& batch, const parallel::SequenceShard& shard) override;
 
   // Decoder logits [B, Td, V] for source [B, S] and decoder inputs [B, Td] at `step`.
   Tensor logits(const Tensor& source, const Tensor& decoder_inputs, int64_t step = 0);

@@ -72,17 +72,17 @@ MaskedTokens Encoder::mask_tokens(const Tensor& inputs, int64_t step, const Tens
   return m;
 }
 
-Tensor Encoder::logits(const Tensor& inputs, const SequenceShard& shard, int64_t step) {
+Tensor Encoder::logits(const Tensor& inputs, const parallel::SequenceShard& shard, int64_t step) {
   STRAND_CHECK(inputs.defined() && inputs.dim() == 2, ShapeError, "encoder: inputs must be int32 [B, T], got ",
                inputs.defined() ? describe(inputs) : "undefined");
   const Tensor positions = shard_positions(shard, inputs.size(1), "encoder");
   const DropoutPlan dropout = DropoutPlan::make(is_training() ? config_.dropout : 0.0, run_seed_, step, shard, positions);
   Tensor x = encoder_->embed(inputs, positions, encoder_->wte(), dropout);
-  x = encoder_->run(x, positions, Tensor(), dropout, shard.context);
+  x = encoder_->run(x, positions, Tensor(), dropout, shard);
   return lm_logits(x, output_embedding());
 }
 
-LossOutput Encoder::forward(const data::Batch& batch, const SequenceShard& shard) {
+LossOutput Encoder::forward(const data::Batch& batch, const parallel::SequenceShard& shard) {
   STRAND_CHECK(batch.inputs.defined() && batch.inputs.dim() == 2, ShapeError,
                "encoder: inputs must be int32 [B, T], got ", batch.inputs.defined() ? describe(batch.inputs) : "undefined");
   const Tensor positions = shard_positions(shard, batch.inputs.size(1), "encoder");

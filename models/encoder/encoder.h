@@ -34,16 +34,16 @@ class Encoder : public Model {
   // Masked-token cross-entropy summed over the masked positions; tokens = masked positions.
   // predictions are left undefined: the encoder predicts the token at a position, not the next
   // one, so next-token task accuracy does not apply.
-  // shard: global positions of the rows and the sequence-parallel context; masking follows the
+  // shard: global positions of the rows and the groups attention runs over; masking follows the
   // global positions, so a shard masks what one process masks in its rows.
   using Model::forward;
-  LossOutput forward(const data::Batch& batch, const SequenceShard& shard) override;
+  LossOutput forward(const data::Batch& batch, const parallel::SequenceShard& shard) override;
 
   // The masking of `inputs` [B, T] at `step` (positions: the tokens' global positions, int32 [T],
   // in a row of seq_len positions; 0 means T).
   MaskedTokens mask_tokens(const Tensor& inputs, int64_t step, const Tensor& positions, int64_t seq_len = 0) const;
   // Logits [B, T, V] of (already masked) inputs.
-  Tensor logits(const Tensor& inputs, const SequenceShard& shard = {}, int64_t step = 0);
+  Tensor logits(const Tensor& inputs, const parallel::SequenceShard& shard = {}, int64_t step = 0);
 
   int32_t mask_token() const { return static_cast<int32_t>(config_.vocab_size - 1); }
   const Stack& encoder() const { return *encoder_; }

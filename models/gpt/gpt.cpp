@@ -29,17 +29,17 @@ const Tensor& Gpt::output_embedding() const {
   return lm_head_.defined() ? lm_head_ : transformer_->wte().weight();
 }
 
-Tensor Gpt::logits(const Tensor& inputs, const SequenceShard& shard, int64_t step) {
+Tensor Gpt::logits(const Tensor& inputs, const parallel::SequenceShard& shard, int64_t step) {
   STRAND_CHECK(inputs.defined() && inputs.dim() == 2, ShapeError, "gpt: inputs must be int32 [B, T], got ",
                inputs.defined() ? describe(inputs) : "undefined");
   const Tensor positions = shard_positions(shard, inputs.size(1), "gpt");
   const DropoutPlan dropout = DropoutPlan::make(is_training() ? config_.dropout : 0.0, run_seed_, step, shard, positions);
   Tensor x = transformer_->embed(inputs, positions, transformer_->wte(), dropout);
-  x = transformer_->run(x, positions, Tensor(), dropout, shard.context);
+  x = transformer_->run(x, positions, Tensor(), dropout, shard);
   return lm_logits(x, output_embedding());
 }
 
-LossOutput Gpt::forward(const data::Batch& batch, const SequenceShard& shard) {
+LossOutput Gpt::forward(const data::Batch& batch, const parallel::SequenceShard& shard) {
   STRAND_CHECK(batch.targets.defined() && batch.targets.shape() == batch.inputs.shape(), ShapeError,
                "gpt: targets ", batch.targets.defined() ? describe(batch.targets) : "undefined",
                " must match inputs ", describe(batch.inputs));

@@ -23,7 +23,7 @@ namespace strand::models {
 //                                                   Hugging Face nn.Linear layout, logits = x W^T)
 // Weights are used as x @ W + b (GPT-2's Conv1D layout). The attention pattern is applied in its
 // causal form (Note [Causal patterns], nn/attention.cpp); full is refused by
-// build_model. Positions are global: a sequence shard passes its positions in SequenceShard.
+// build_model. Positions are global: a sequence shard passes its positions in parallel::SequenceShard.
 class Gpt : public Model {
  public:
   // run_seed: initialisation (GPT-2: normal 0.02, residual projections 0.02 / sqrt(2 n_layer),
@@ -35,9 +35,9 @@ class Gpt : public Model {
   // scored targets, predictions = argmax [B, T] int32.
   // With a shard, batch holds this rank's rows and the sums and counts are this rank's.
   using Model::forward;
-  LossOutput forward(const data::Batch& batch, const SequenceShard& shard) override;
+  LossOutput forward(const data::Batch& batch, const parallel::SequenceShard& shard) override;
   // Logits [B, T, V] of inputs [B, T] at `step` (the dropout draw).
-  Tensor logits(const Tensor& inputs, const SequenceShard& shard = {}, int64_t step = 0);
+  Tensor logits(const Tensor& inputs, const parallel::SequenceShard& shard = {}, int64_t step = 0);
 
   const config::ModelConfig& config() const { return config_; }
   const Stack& transformer() const { return *transformer_; }

@@ -250,7 +250,7 @@ TEST(Gpt, PositionsAreGlobal) {
   c.pos = config::PosEncoding::Rope;
   Gpt gpt(c, 11, DType::F64);
   const data::Batch batch = testing::random_batch(2, 8, 11, 12);
-  models::SequenceShard shifted;
+  parallel::SequenceShard shifted;
   shifted.positions = ops::contiguous(Tensor::from_vector({100, 101, 102, 103, 104, 105, 106, 107}, {8}, DType::I32));
   autograd::NoGradGuard no_grad;
   EXPECT_LE(testing::max_abs_diff(gpt.logits(batch.inputs), gpt.logits(batch.inputs, shifted)), 1e-10);
@@ -258,10 +258,10 @@ TEST(Gpt, PositionsAreGlobal) {
   // Learned positions read rows of wpe: a shard at positions 8..15 uses rows 8..15, and a
   // position past max_seq_len is an error naming the key.
   Gpt learned(tiny_config(Arch::Gpt, 11, 16, 2, 16), 11, DType::F64);
-  models::SequenceShard second_half;
+  parallel::SequenceShard second_half;
   second_half.positions = Tensor::from_vector({8, 9, 10, 11, 12, 13, 14, 15}, {8}, DType::I32);
   EXPECT_GT(testing::max_abs_diff(learned.logits(batch.inputs), learned.logits(batch.inputs, second_half)), 1e-6);
-  models::SequenceShard past;
+  parallel::SequenceShard past;
   past.positions = Tensor::from_vector({10, 11, 12, 13, 14, 15, 16, 17}, {8}, DType::I32);
   try {
     learned.logits(batch.inputs, past);

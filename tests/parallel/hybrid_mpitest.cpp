@@ -45,9 +45,13 @@ void run_case(const HybridCase& c, const ProcessGrid& grid, bool through_dispatc
        .seed = c.seed},
       c.mask);
   const testing::RankRows rows(problem, *layout, s);
-  const SequenceContext ctx{&grid.ring_group(), &grid.ulysses_group(), layout};
+  const SequenceShard shard{.ring = &grid.ring_group(),
+                            .ulysses = &grid.ulysses_group(),
+                            .layout = layout,
+                            .positions = layout->positions(s),
+                            .seq_len = layout->seq_len()};
   rows.backward_and_check(
-      through_dispatch ? parallel::attention(rows.q, rows.k, rows.v, c.mask, 0.0, ctx)
+      through_dispatch ? parallel::attention(rows.q, rows.k, rows.v, c.mask, 0.0, shard)
                        : hybrid_attention(rows.q, rows.k, rows.v, c.mask, 0.0, grid.ulysses_group(), grid.ring_group(),
                                           *layout));
 }

@@ -131,9 +131,9 @@ TEST(RingAttention, ParallelAttentionDispatchesToTheRing) {
   const Tensor qs = shard(q, sp.rank(), n), ks = shard(k, sp.rank(), n), vs = shard(v, sp.rank(), n);
   const ops::AttentionOutput want = sp.size() > 1 ? ring_attention(qs, ks, vs, MaskSpec::causal_mask(), 0.0, sp)
                                                   : ops::attention(qs, ks, vs, MaskSpec::causal_mask());
-  SequenceContext ctx;
-  ctx.ring = &sp;
-  const ops::AttentionOutput got = parallel::attention(qs, ks, vs, MaskSpec::causal_mask(), 0.0, ctx);
+  SequenceShard shard;
+  shard.ring = &sp;
+  const ops::AttentionOutput got = parallel::attention(qs, ks, vs, MaskSpec::causal_mask(), 0.0, shard);
   EXPECT_EQ(got.o.to_vector(), want.o.to_vector());
   EXPECT_EQ(got.lse.to_vector(), want.lse.to_vector());
   // Strided views (a sequence slice of the global tensor) are read as their values.

@@ -77,14 +77,14 @@ void expect_summed_gradient_equals_one_process(int dp, int sp) {
 
   // The job: this rank's rows of its replica's rows, the gradient summed by GradSync.
   const std::shared_ptr<models::Model> model = models::build_model(config);
-  train::SequenceParallelSetup setup = train::setup_sequence_parallel(config, world(), dp);
+  const train::BatchSharder sharder = train::build_batch_sharder(config, world(), dp);
   std::vector<Tensor> params;
   for (const auto& [name, p] : model->named_parameters()) params.push_back(p);
-  GradSync sync(params, setup.grid->world());
+  GradSync sync(params, sharder.grid().world());
   model->zero_grad();
   const data::Batch mine =
-      setup.sharding.shard(rows_of(all, setup.grid->dp_rank() * kRowsPerReplica, kRowsPerReplica));
-  const models::LossOutput out = model->forward(mine, setup.sharding.model_shard());
+      sharder.shard(rows_of(all, sharder.grid().dp_rank() * kRowsPerReplica, kRowsPerReplica));
+  const models::LossOutput out = model->forward(mine, sharder.sequence_shard());
   sync.arm();
   out.loss_sum.backward();
   int64_t tokens = out.tokens;

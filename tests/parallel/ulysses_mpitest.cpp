@@ -267,17 +267,23 @@ TEST(UlyssesAttention, ParallelAttentionDispatchesToUlysses) {
   const MaskSpec causal = MaskSpec::causal_mask();
   // Ulysses over the whole sp group (null ring).
   const ops::AttentionOutput want = ulysses_attention(q, k, v, causal, 0.0, g, *layout);
-  const ops::AttentionOutput got = parallel::attention(q, k, v, causal, 0.0, SequenceContext{nullptr, &g, layout});
+  SequenceShard over_ulysses;
+  over_ulysses.ulysses = &g;
+  over_ulysses.layout = layout;
+  const ops::AttentionOutput got = parallel::attention(q, k, v, causal, 0.0, over_ulysses);
   EXPECT_EQ(got.o.to_vector(), want.o.to_vector());
   EXPECT_EQ(got.lse.to_vector(), want.lse.to_vector());
   // A ring over the same group with the same layout (null Ulysses group), and the default
   // contiguous layout when none is given.
-  const ops::AttentionOutput ring = parallel::attention(q, k, v, causal, 0.0, SequenceContext{&g, nullptr, layout});
+  SequenceShard over_ring;
+  over_ring.ring = &g;
+  over_ring.layout = layout;
+  const ops::AttentionOutput ring = parallel::attention(q, k, v, causal, 0.0, over_ring);
   const ops::AttentionOutput ring_want = p > 1 ? ring_attention(q, k, v, causal, 0.0, g, *layout)
                                                : ops::attention(q, k, v, causal);
   EXPECT_EQ(ring.o.to_vector(), ring_want.o.to_vector());
-  const ops::AttentionOutput contiguous =
-      parallel::attention(q, k, v, causal, 0.0, SequenceContext{nullptr, &g, nullptr});
+  over_ulysses.layout = nullptr;
+  const ops::AttentionOutput contiguous = parallel::attention(q, k, v, causal, 0.0, over_ulysses);
   const SequenceLayout plain = SequenceLayout::make(LayoutKind::Contiguous, p * n, p);
   EXPECT_EQ(contiguous.o.to_vector(), ulysses_attention(q, k, v, causal, 0.0, g, plain).o.to_vector());
 }

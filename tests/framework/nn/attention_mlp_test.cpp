@@ -357,8 +357,10 @@ TEST(ParallelAttention, LocalIsTheFusedKernel) {
   const Tensor v = Tensor::uniform({1, 1, 5, 4}, 11, -1, 1, DType::F64);
   const auto want = ops::attention(q, k, v, MaskSpec::causal_mask());
   SizedGroup one(1);
-  for (const parallel::SequenceContext& ctx : {parallel::SequenceContext{}, parallel::SequenceContext{&one}}) {
-    const auto got = parallel::attention(q, k, v, MaskSpec::causal_mask(), 0.0, ctx);
+  parallel::SequenceShard ring_of_one;
+  ring_of_one.ring = &one;
+  for (const parallel::SequenceShard& shard : {parallel::SequenceShard{}, ring_of_one}) {
+    const auto got = parallel::attention(q, k, v, MaskSpec::causal_mask(), 0.0, shard);
     EXPECT_EQ(got.o.to_vector(), want.o.to_vector());
     EXPECT_EQ(got.lse.to_vector(), want.lse.to_vector());
   }
