@@ -4,6 +4,17 @@
 
 namespace strand::launch {
 
+// A CLI11 check that the option's value is a number > 0 ("must be > 0, got -5").
+inline CLI::Validator positive() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        double v = 0;
+        if (!CLI::detail::lexical_cast(text, v)) return "expected a number, got '" + text + "'";
+        return v > 0 ? std::string() : "must be > 0, got " + text;
+      },
+      "POSITIVE");
+}
+
 // `strand bench ...`: registers the benchmarks below under one `bench` subcommand.
 void add_bench_command(CLI::App& app);
 void add_bench_ops(CLI::App& bench);        // bench_ops.cpp

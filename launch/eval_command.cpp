@@ -74,7 +74,8 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("config", args->config, "YAML config of the model and data")->required();
   cmd->add_option("--checkpoint", args->checkpoint, "Checkpoint file (.h5)")->required();
   cmd->add_option("--data", args->data, "Validation data (path or glob; format from data.format) instead of data.val");
-  cmd->add_option("--batches", args->batches, "Batches per rank (default: train.eval_batches)");
+  cmd->add_option("--batches", args->batches, "Batches per rank (default: train.eval_batches)")
+      ->check(positive());
   cmd->add_option("--set", args->overrides, "Override a config key (repeatable)")->allow_extra_args(false)->take_all();
   // Errors propagate to main, whose guarded runner prints the one line and ends every rank.
   cmd->callback([args]() { run_eval(*args, parallel::world()); });

@@ -72,7 +72,8 @@ void add_train_command(CLI::App& app) {
       ->allow_extra_args(false)
       ->take_all();
   cmd->add_option("--peak-tflops", args->peak_tflops,
-                  "Peak TFLOP/s of one rank, for MFU (default: $STRAND_PEAK_FLOPS in FLOP/s, else no MFU)");
+                  "Peak TFLOP/s of one rank, for MFU (default: $STRAND_PEAK_FLOPS in FLOP/s, else no MFU)")
+      ->check(positive());
   cmd->add_flag("--quiet-config", args->quiet_config, "Do not print the resolved config at start");
   // Errors propagate to main, whose guarded runner prints the one line and ends every rank.
   cmd->callback([args]() { run_train(*args, parallel::world()); });

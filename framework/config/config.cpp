@@ -610,7 +610,12 @@ Config parse_config(const std::string& yaml_text, const std::string& source,
                     const std::vector<std::string>& overrides) {
   YAML::Node root;
   try {
-    root = YAML::Load(yaml_text);
+    // A config is one document: a second one (after a `---` line) would otherwise be dropped.
+    const std::vector<YAML::Node> documents = YAML::LoadAll(yaml_text);
+    if (documents.size() > 1)
+      throw ConfigError(source + ":" + std::to_string(documents[1].Mark().line + 1) +
+                        ": a second YAML document; a config is one document (remove the '---' line)");
+    if (!documents.empty()) root = documents.front();
   } catch (const YAML::ParserException& e) {
     throw ConfigError(source + ":" + std::to_string(e.mark.line + 1) + ": not valid YAML: " + e.msg);
   }

@@ -54,6 +54,10 @@ class TrainCliTest : public ::testing::Test {
   CommandResult strand(const std::string& args) const {
     return run_command("OMP_NUM_THREADS=1 " + strand_binary() + " " + args, dir_);
   }
+  // The same with one more environment variable (NAME=VALUE) set for the program.
+  CommandResult strand_with_env(const std::string& assignment, const std::string& args) const {
+    return run_command("env " + assignment + " OMP_NUM_THREADS=1 " + strand_binary() + " " + args, dir_);
+  }
 
   fs::path dir_;
 };
@@ -140,6 +144,26 @@ TEST_F(TrainCliTest, ResumePathThatDoesNotExistIsAnError) {
   const std::string line = one_error_line(strand("train " + tiny_config("c.yaml") + " --set checkpoint.resume=" + missing));
   EXPECT_CONTAINS(line, missing);
   EXPECT_FALSE(fs::exists(path("run/checkpoints"))) << "no fresh start in its place";
+}
+
+TEST_F(TrainCliTest, CommandLineMistakesAreOneLine) {
+  const std::string cfg = tiny_config("cfg.yaml");
+  EXPECT_CONTAINS(one_error_line(strand("eval " + cfg + " --checkpoint x.h5 --batches 0")),
+                  "--batches: must be > 0, got 0");
+  EXPECT_CONTAINS(one_error_line(strand("eval " + cfg + " --checkpoint x.h5 --batches -3")),
+                  "--batches: must be > 0, got -3");
+  EXPECT_CONTAINS(one_error_line(strand("train " + cfg + " --peak-tflops -5")), "--peak-tflops: must be > 0, got -5");
+  EXPECT_CONTAINS(one_error_line(strand("no-such-command")), "(see strand --help)");
+  EXPECT_FALSE(fs::exists(path("run"))) << "nothing ran";
+}
+
+TEST_F(TrainCliTest, LauncherEnvironmentErrorsAreOneLine) {
+  const std::string cfg = tiny_config("cfg.yaml");
+  // A Slurm allocation's variables without srun, and a launcher size that is not a number.
+  const std::string slurm = one_error_line(strand_with_env("SLURM_NTASKS=2", "train " + cfg));
+  EXPECT_CONTAINS(slurm, "SLURM_NTASKS");
+  const std::string ompi = one_error_line(strand_with_env("OMPI_COMM_WORLD_SIZE=x", "train " + cfg));
+  EXPECT_CONTAINS(ompi, "OMPI_COMM_WORLD_SIZE is 'x'");
 }
 
 TEST_F(TrainCliTest, MissingConfigFileNamesIt) {

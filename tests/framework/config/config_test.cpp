@@ -216,6 +216,11 @@ TEST(Config, RepeatedKeysAndBadYamlNameTheLine) {
   EXPECT_CONTAINS(parse_error(kData + "train:\n  lr: 1\n  lr: 2\n"), "cfg.yaml:5: key 'train.lr': given twice (first at line 4)");
   EXPECT_CONTAINS(parse_error("train:\n  betas: [0.9,\n"), "cfg.yaml:");
   EXPECT_CONTAINS(parse_error("train:\n  betas: [0.9,\n"), "not valid YAML");
+  // A second document after `---` would be dropped silently: refused, naming its line.
+  EXPECT_CONTAINS(parse_error(kData + "---\ntrain:\n  lr: 1\n"),
+                  "cfg.yaml:4: a second YAML document; a config is one document");
+  EXPECT_EQ(parse_config("---\n" + kData, "cfg.yaml").data.train, "shards/train_*.bin")
+      << "one document with its start marker";
 }
 
 TEST(Config, SetOverridesAnyKeyBeforeChecks) {
