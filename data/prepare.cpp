@@ -233,6 +233,12 @@ PrepareResult prepare_dataset(const PrepareOptions& o) {
     ++result.documents;
   }
   bar.finish();
+  const size_t markers = end_of_document ? static_cast<size_t>(std::count(stream.begin(), stream.end(), *end_of_document))
+                                         : 0;
+  STRAND_CHECK(stream.size() > markers, DataError, "data prepare: ",
+               files.size() == 1 ? "the input " + files.front() + " holds"
+                                 : detail::concat("the inputs (", files.size(), " files) hold"),
+               " no tokens; nothing to write");
 
   const auto total = static_cast<int64_t>(stream.size());
   const auto val_tokens = static_cast<int64_t>(std::floor(static_cast<double>(total) * o.val_fraction));

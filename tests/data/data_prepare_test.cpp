@@ -168,6 +168,21 @@ TEST_F(Corpus, PrepareReadsDirectoriesInSortedOrderAndTokenFilesAsTheyAre) {
   }
 }
 
+TEST_F(Corpus, PrepareRefusesInputsWithoutTokens) {
+  std::ofstream(tmp("empty.txt")).close();
+  PrepareOptions o;
+  o.inputs = {tmp("empty.txt")};
+  o.out_prefix = tmp("empty_out");
+  o.progress = false;
+  try {
+    prepare_dataset(o);
+    ADD_FAILURE() << "expected DataError";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find(tmp("empty.txt") + " holds no tokens"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(tmp("empty_out_train.bin"))) << "no 0-token shard";
+}
+
 TEST_F(Corpus, PrepareNamesMissingInputsAndBadOptions) {
   PrepareOptions o;
   o.inputs = {tmp("missing.txt")};
