@@ -46,7 +46,7 @@ std::optional<double> chance_accuracy(const Config& config) {
 }
 
 EvalResult evaluate(models::Model& model, const data::Loader& loader, int64_t batches, parallel::Group* group,
-                    const BatchSharder& sharder) {
+                    const BatchSharder& sharder, const std::function<bool()>& stop) {
   STRAND_CHECK(batches >= 1, ValueError, "train.eval_batches: ", batches, " must be positive");
   if (loader.steps_per_epoch() > 0) batches = std::min(batches, loader.steps_per_epoch());
   const bool was_training = model.is_training();
@@ -58,6 +58,11 @@ EvalResult evaluate(models::Model& model, const data::Loader& loader, int64_t ba
   data::AnswerScore score;
   bool scored = false;
   for (int64_t b = 0; b < batches; ++b) {
+    if (stop && stop()) {
+      model.train(was_training);
+      result.interrupted = true;
+      return result;
+    }
     const data::Batch batch = sharder.shard(loader.batch_at(b));
     const models::LossOutput out = model.forward(batch, sharder.sequence_shard());
     result.loss_sum += out.loss_sum.item();

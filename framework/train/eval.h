@@ -3,6 +3,7 @@
 // gets the number a single process would.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,6 +25,7 @@ struct EvalResult {
   double loss_sum = 0.0;   // summed over scored tokens of every batch and rank
   int64_t tokens = 0;      // scored tokens
   int64_t batches = 0;     // batches per rank evaluated
+  bool interrupted = false;  // `stop` said so before the last batch: the sums are partial
   std::optional<data::AnswerScore> score;  // synthetic tasks only
   double loss() const { return tokens > 0 ? loss_sum / static_cast<double>(tokens) : 0.0; }
 };
@@ -32,9 +34,12 @@ struct EvalResult {
 // batches 0 .. n-1 of `loader` (n = `batches`, capped at one epoch of a token stream), each cut
 // by `sharder`. With a group (every rank: dp x sp), sums and counts are all-reduced over it;
 // a row's verdict (all its answers right) gathers every sp rank's part of the row first. Every
-// rank must call this together.
+// rank must call this together. `stop`, when given, is asked before each batch (on every rank
+// alike: it must give every rank the same answer, e.g. a stop flag all-reduced over the group);
+// when it says yes the evaluation ends there, `interrupted` set and nothing reduced.
 EvalResult evaluate(models::Model& model, const data::Loader& loader, int64_t batches,
-                    parallel::Group* group = nullptr, const BatchSharder& sharder = {});
+                    parallel::Group* group = nullptr, const BatchSharder& sharder = {},
+                    const std::function<bool()>& stop = {});
 
 // The answer-token accuracy of guessing uniformly among the symbols a synthetic task can put at
 // an answer position (passkey: 10 digits; copy: every symbol; assoc_recall: every value symbol);

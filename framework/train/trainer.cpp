@@ -179,7 +179,9 @@ StepReport Trainer::train_step() {
 
 EvalResult Trainer::evaluate_val() {
   if (!val_loader_) val_loader_ = data::make_loader(data_spec_, data::Split::val);
-  return evaluate(*model_, *val_loader_, config_.train.eval_batches, ranks_.group, sharder());
+  // A stop signal ends a long evaluation between batches (every rank agrees on it).
+  return evaluate(*model_, *val_loader_, config_.train.eval_batches, ranks_.group, sharder(),
+                  [this] { return stop_requested_anywhere(); });
 }
 
 uint64_t Trainer::parameter_fingerprint() const {
@@ -244,7 +246,9 @@ std::optional<EvalResult> Trainer::evaluate_if_due() {
   const bool periodic = tc.eval_every > 0 && step % tc.eval_every == 0;
   const bool final = step == tc.steps && options_.final_eval;
   if (!periodic && !final) return std::nullopt;
-  return evaluate_val();
+  EvalResult result = evaluate_val();
+  if (result.interrupted) return std::nullopt;
+  return result;
 }
 
 bool Trainer::log_due(int64_t step, bool evaluated) const {
@@ -328,14 +332,16 @@ TrainResult Trainer::run() {
     if (options_.on_step) options_.on_step(report);
     interval.add(report);
 
+    // The checkpoint comes before the evaluation, so that a stop or a failure during a long
+    // evaluation never costs the step; the last step always saves.
+    saved_this_step = checkpoint_due(report.step) || (options_.write_files && report.step == config_.train.steps);
+    if (saved_this_step) result.checkpoint = save_checkpoint();
     const std::optional<EvalResult> eval = evaluate_if_due();
     if (eval) {
       result.eval = eval;
       result.eval_step = report.step;
     }
     if (log_due(report.step, eval.has_value())) log_step(report, eval, interval, metrics);
-    saved_this_step = checkpoint_due(report.step);
-    if (saved_this_step) result.checkpoint = save_checkpoint();
     if (stop_requested_anywhere()) {
       result.stop_signal = stop_signal();
       break;

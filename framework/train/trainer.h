@@ -76,7 +76,8 @@ struct LogInterval {
 
 // Note [Trainer seams]
 // run() is a short loop over named pieces: train_step (forward_backward, then the optimizer
-// step), evaluate_if_due, log_due / log_step, checkpoint_due / save_checkpoint, and
+// step), checkpoint_due / save_checkpoint (before the evaluation, so that a stop or failure in
+// a long evaluation never costs the step), evaluate_if_due, log_due / log_step, and
 // stop_requested_anywhere; each piece is a member a later job reuses instead of copying the loop.
 // - Knowledge distillation (a frozen teacher, extra loss terms) derives from Trainer and
 //   overrides micro_batch_loss: the teacher (built by models::build_model beside the parts,
@@ -106,7 +107,8 @@ class Trainer {
   // shard, with gradients summed over every rank and scaled by 1 / N (N: the tokens scored on
   // all ranks); no optimizer step, and the gradients stay for the caller.
   GradientPass forward_backward(data::Loader& loader, int64_t micro_batches);
-  // Evaluation over train.eval_batches batches of the val split (every rank calls it).
+  // Evaluation over train.eval_batches batches of the val split (every rank calls it); a stop
+  // signal on any rank ends it between batches (`interrupted`).
   EvalResult evaluate_val();
   // Writes the checkpoint of the current step (rank 0 writes; others return the same path).
   std::string save_checkpoint();
@@ -129,13 +131,14 @@ class Trainer {
 
   // The pieces of run(), in the order it calls them.
   void log_run_start() const;                                // the model and data line; "resumed from"
-  std::optional<EvalResult> evaluate_if_due();               // every train.eval_every steps, and the last
+  bool checkpoint_due(int64_t step) const;                   // every checkpoint.every steps
+  std::optional<EvalResult> evaluate_if_due();               // every train.eval_every steps, and the last;
+                                                             // none when a stop interrupted it
   bool log_due(int64_t step, bool evaluated) const;          // every train.log_every steps, the last, evals
   StepMetrics step_metrics(const StepReport& report, const LogInterval& interval,
                            const std::optional<EvalResult>& eval) const;
   void log_step(const StepReport& report, const std::optional<EvalResult>& eval, LogInterval& interval,
                 MetricsLog& metrics) const;                  // metrics.jsonl line and console line
-  bool checkpoint_due(int64_t step) const;                   // every checkpoint.every steps
   bool stop_requested_anywhere() const;                      // a stop signal on any rank
   void finish_run(TrainResult& result, bool saved_this_step);  // last checkpoint, final line
   void print_line(const std::string& line) const;            // rank 0, when options.print

@@ -14,6 +14,7 @@
 #include <fstream>
 #include <limits>
 
+#include "data/shards.h"
 #include "framework/io/atomic_file.h"
 #include "framework/io/checkpoint_dir.h"
 #include "framework/ops/elementwise.h"
@@ -117,6 +118,42 @@ TEST_F(TrainerTest, SigtermSavesACheckpointAndTheResumedRunContinuesExactly) {
   const auto resumed_losses = losses_by_step(metrics("c"));
   EXPECT_EQ(read_metrics(metrics("c")).size(), 20u);
   EXPECT_EQ(straight_losses, resumed_losses);
+}
+
+TEST_F(TrainerTest, ASignalBeforeTheFinalEvaluationEndsItAndKeepsTheLastStep) {
+  // SIGTERM raised as the last step ends: the final step's checkpoint is on disk, the final
+  // evaluation stops at its first batch (and is not logged), and the run reports the signal.
+  TrainerOptions interrupt = quiet();
+  interrupt.on_step = [](const StepReport& r) {
+    if (r.step == 20) std::raise(SIGTERM);
+  };
+  const TrainResult stopped = train(tiny("s", {"train.eval_every=0"}), interrupt);
+  EXPECT_EQ(stopped.stop_signal, SIGTERM);
+  EXPECT_EQ(stopped.end_step, 20);
+  EXPECT_EQ(stopped.checkpoint, ckpt("s", 20));
+  EXPECT_TRUE(fs::exists(ckpt("s", 20)));
+  EXPECT_FALSE(stopped.eval.has_value()) << "the final evaluation ran although a stop was requested";
+  const auto lines = read_metrics(metrics("s"));
+  ASSERT_EQ(lines.size(), 20u);
+  EXPECT_EQ(lines.back().count("val_loss"), 0u) << "an interrupted evaluation is not logged";
+}
+
+TEST_F(TrainerTest, TheLastStepIsSavedBeforeTheFinalEvaluation) {
+  // Token-shard data whose val file vanishes during the run: the final evaluation (the first
+  // use of the val split) fails, and the last step's checkpoint is on disk all the same.
+  std::vector<int32_t> tokens(4096);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>((i * 7 + i / 5) % 32);
+  const std::string train_bin = (root_ / "train.bin").string(), val_bin = (root_ / "val.bin").string();
+  data::write_token_shard(train_bin, tokens);
+  data::write_token_shard(val_bin, tokens);
+  const Config config = tiny("f", {"data.format=bin", "data.task=passkey", "data.train=" + train_bin,
+                                   "data.val=" + val_bin, "train.eval_every=0", "checkpoint.every=0"});
+  TrainerOptions options = quiet();
+  options.on_step = [&](const StepReport& r) {
+    if (r.step == 20) fs::remove(val_bin);
+  };
+  EXPECT_THROW(train(config, options), Error);
+  EXPECT_TRUE(fs::exists(ckpt("f", 20))) << "the failed final evaluation cost the last step";
 }
 
 TEST_F(TrainerTest, ResumingAFinishedRunDoesNothing) {
