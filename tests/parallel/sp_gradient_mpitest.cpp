@@ -1,31 +1,29 @@
 // The summed gradient of a multi-rank step, before the optimizer, equals the one-process gradient
 // of the same rows, for (dp, sp) in {(2,1), (1,2)} at 2 ranks and (2,2) at 4: a GPT built from
-// its config, the process grid and sequence sharding of the config (framework/train/components.h),
-// and parallel::GradSync over every rank with the global token count as the scale, as a training
-// step does. A gradient normalised by a rank's own token count is off by the factor dp x sp.
+// its config and the trainer's own gradient pass (Trainer::forward_backward: the rank's shard,
+// the sum over every rank, the global token count as the scale). A gradient normalised by a
+// rank's own token count is off by the factor dp x sp.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdint>
 #include <fstream>
-#include <span>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "data/loader.h"
 #include "framework/config/config.h"
 #include "framework/ops/elementwise.h"
 #include "framework/train/components.h"
+#include "framework/train/trainer.h"
 #include "models/model.h"
-#include "models/model_testing.h"
 #include "parallel/comm/group.h"
-#include "parallel/grad_sync.h"
 #include "support/temp_dir.h"
 
 namespace strand::parallel {
 namespace {
 
-constexpr int64_t kSeqLen = 32, kRowsPerReplica = 2, kVocab = 16;
 // fp32 gradients summed over the ranks and the ring's blocks in another order.
 constexpr double kRelTol = 1e-5;
 
@@ -35,20 +33,6 @@ train::Config config_of(const testing::TempDir& dir, int dp, int sp) {
   std::ofstream(path) << "model: {vocab_size: 16, n_layer: 2, n_head: 2, d_model: 16, max_seq_len: 32, dropout: 0}\n"
                          "data: {format: synthetic, task: copy, seq_len: 32, batch_size: 2}\n";
   return train::load_config(path, {"parallel.dp=" + std::to_string(dp), "parallel.sp=" + std::to_string(sp)});
-}
-
-// Rows [first, first + count) of a batch.
-data::Batch rows_of(const data::Batch& batch, int64_t first, int64_t count) {
-  const int64_t t = batch.inputs.size(1);
-  auto cut = [&](const Tensor& x) {
-    const std::vector<double> v = x.to_vector();
-    return Tensor::from_vector(std::vector<double>(v.begin() + first * t, v.begin() + (first + count) * t), {count, t},
-                               DType::I32);
-  };
-  data::Batch out = batch;
-  out.inputs = cut(batch.inputs);
-  out.targets = cut(batch.targets);
-  return out;
 }
 
 // ||a - b|| / ||b|| over one tensor.
@@ -66,31 +50,30 @@ void expect_summed_gradient_equals_one_process(int dp, int sp) {
   const std::string label = "dp " + std::to_string(dp) + " sp " + std::to_string(sp);
   testing::TempDir dir("strand_sp_gradient_" + std::to_string(world().rank()));
   const train::Config config = config_of(dir, dp, sp);
-  // The same global rows on every rank: replica d takes rows [d B, (d + 1) B).
-  const data::Batch all = testing::random_batch(dp * kRowsPerReplica, kSeqLen, kVocab, 91);
 
-  // One process: the whole batch, gradient of the mean loss.
+  // One process: the step's global rows (batch_size x dp of them, as one replica reads them),
+  // gradient of the summed loss, divided by the tokens below.
+  train::Config whole = config;
+  whole.parallel.dp = whole.parallel.sp = 1;
+  whole.data.batch_size = config.data.batch_size * dp;
+  const std::unique_ptr<data::Loader> all_rows = data::make_loader(train::data_spec_of(whole, 0, 1), data::Split::train);
   const std::shared_ptr<models::Model> reference = models::build_model(config);
   reference->zero_grad();
-  const models::LossOutput want = reference->forward(all);
+  const models::LossOutput want = reference->forward(all_rows->batch_at(0));
   want.loss_sum.backward();
 
-  // The job: this rank's rows of its replica's rows, the gradient summed by GradSync.
+  // The job: the trainer's own gradient pass over this rank's shard of its replica's rows,
+  // summed over every rank in buckets and scaled by the global token count, before any step.
   const std::shared_ptr<models::Model> model = models::build_model(config);
-  const train::BatchSharder sharder = train::build_batch_sharder(config, world(), dp);
-  std::vector<Tensor> params;
-  for (const auto& [name, p] : model->named_parameters()) params.push_back(p);
-  GradSync sync(params, sharder.grid().world());
-  model->zero_grad();
-  const data::Batch mine =
-      sharder.shard(rows_of(all, sharder.grid().dp_rank() * kRowsPerReplica, kRowsPerReplica));
-  const models::LossOutput out = model->forward(mine, sharder.sequence_shard());
-  sync.arm();
-  out.loss_sum.backward();
-  int64_t tokens = out.tokens;
-  world().all_reduce(std::span<int64_t>(&tokens, 1));
-  ASSERT_EQ(tokens, want.tokens) << label;
-  sync.finish(1.0 / static_cast<double>(tokens));
+  train::TrainerOptions options;
+  options.print = false;
+  options.write_files = false;
+  options.allow_resume = false;
+  train::Trainer trainer = train::make_trainer(config, model, &world(), options);
+  const std::unique_ptr<data::Loader> mine =
+      data::make_loader(train::data_spec_of(config, trainer.dp_rank(), dp), data::Split::train);
+  const train::GradientPass pass = trainer.forward_backward(*mine, 1);
+  ASSERT_EQ(pass.scored_tokens, want.tokens) << label;
 
   const auto got_params = model->named_parameters(), want_params = reference->named_parameters();
   ASSERT_EQ(got_params.size(), want_params.size());
