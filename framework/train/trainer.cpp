@@ -24,9 +24,11 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 
 #include "framework/core/allocator.h"
 #include "framework/io/checkpoint_dir.h"
+#include "framework/io/run_dir.h"
 #include "framework/optim/clip.h"
 #include "framework/train/signals.h"
 #include "models/model.h"
@@ -312,7 +314,27 @@ void Trainer::finish_run(TrainResult& result, bool saved_this_step) {
   result.end_step = state_.step;
 }
 
+std::vector<io::DirectoryLock> Trainer::hold_run_dirs() const {
+  // Note [One run per directory]: rank 0 writes every file of the run, so it alone locks. The
+  // lock comes first: a second run in the same directories stops here, before it touches a
+  // file. Temp files there are then of writers that were killed, never of a live one.
+  std::vector<io::DirectoryLock> locks;
+  locks.emplace_back(config_.run.dir, "run.dir");
+  const auto same = [](const std::string& a, const std::string& b) {
+    return std::filesystem::weakly_canonical(a) == std::filesystem::weakly_canonical(b);
+  };
+  const std::string& ckpt = config_.checkpoint.dir;
+  if (!same(ckpt, config_.run.dir)) locks.emplace_back(ckpt, "checkpoint.dir");
+  io::check_writable_dir(ckpt, "checkpoint.dir");
+  if (const int removed = io::remove_stale_temp_files(ckpt); removed > 0)
+    print_line(detail::concat("removed ", removed, removed == 1 ? " partial file" : " partial files",
+                              " of an interrupted save from ", ckpt));
+  return locks;
+}
+
 TrainResult Trainer::run() {
+  std::vector<io::DirectoryLock> locks;
+  if (ranks_.rank == 0 && options_.write_files) locks = hold_run_dirs();
   StopSignalGuard signals;
   clear_stop_signal();
   TrainResult result;

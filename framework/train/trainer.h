@@ -15,6 +15,7 @@
 
 #include "data/loader.h"
 #include "framework/config/config.h"
+#include "framework/io/run_dir.h"
 #include "framework/optim/adamw.h"
 #include "framework/optim/schedule.h"
 #include "framework/train/components.h"
@@ -141,6 +142,9 @@ class Trainer {
                 MetricsLog& metrics) const;                  // metrics.jsonl line and console line
   bool stop_requested_anywhere() const;                      // a stop signal on any rank
   void finish_run(TrainResult& result, bool saved_this_step);  // last checkpoint, final line
+  // Rank 0's hold on run.dir and checkpoint.dir for the run: locks, a writability probe, stale
+  // temp files removed.
+  std::vector<io::DirectoryLock> hold_run_dirs() const;
   void print_line(const std::string& line) const;            // rank 0, when options.print
 
  private:

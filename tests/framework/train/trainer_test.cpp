@@ -17,6 +17,7 @@
 #include "data/shards.h"
 #include "framework/io/atomic_file.h"
 #include "framework/io/checkpoint_dir.h"
+#include "framework/io/run_dir.h"
 #include "framework/ops/elementwise.h"
 #include "framework/train/signals.h"
 #include "framework/train/trainer.h"
@@ -154,6 +155,44 @@ TEST_F(TrainerTest, TheLastStepIsSavedBeforeTheFinalEvaluation) {
   };
   EXPECT_THROW(train(config, options), Error);
   EXPECT_TRUE(fs::exists(ckpt("f", 20))) << "the failed final evaluation cost the last step";
+}
+
+TEST_F(TrainerTest, ASecondRunInTheSameDirectoryStopsBeforeTouchingIt) {
+  const Config config = tiny("busy");
+  const io::DirectoryLock other(config.run.dir, "run.dir");  // a live run holds the directory
+  try {
+    train(config);
+    ADD_FAILURE() << "expected RunDirError";
+  } catch (const io::RunDirError& e) {
+    EXPECT_CONTAINS(e.what(), "run.dir " + config.run.dir + ": in use by another strand run (pid ");
+  }
+  EXPECT_FALSE(fs::exists(metrics("busy"))) << "nothing written";
+  EXPECT_FALSE(fs::exists(config.checkpoint.dir));
+}
+
+TEST_F(TrainerTest, AnUnwritableCheckpointDirIsFoundBeforeTheFirstStep) {
+  std::ofstream((root_ / "plain").string()) << "x";
+  TrainerOptions options = quiet();
+  int steps = 0;
+  options.on_step = [&](const StepReport&) { ++steps; };
+  const std::string dir = (root_ / "plain" / "checkpoints").string();
+  try {
+    train(tiny("u", {"checkpoint.dir=" + dir, "checkpoint.every=0"}), options);
+    ADD_FAILURE() << "expected RunDirError";
+  } catch (const io::RunDirError& e) {
+    EXPECT_CONTAINS(e.what(), "checkpoint.dir " + dir + ": cannot create the directory");
+  }
+  EXPECT_EQ(steps, 0) << "found only at the first save";
+}
+
+TEST_F(TrainerTest, PartialFilesOfAKilledSaveAreRemovedAtTheNextStart) {
+  const Config config = tiny("k", {"train.steps=4", "train.warmup_steps=1"});
+  fs::create_directories(config.checkpoint.dir);
+  const fs::path partial = fs::path(config.checkpoint.dir) / ".tmp-step_00000010.h5-4242";
+  std::ofstream(partial) << std::string(1000, 'x');
+  train(config);
+  EXPECT_FALSE(fs::exists(partial));
+  EXPECT_TRUE(fs::exists(ckpt("k", 4)));
 }
 
 TEST_F(TrainerTest, ResumingAFinishedRunDoesNothing) {
