@@ -34,6 +34,8 @@ void add_config_command(CLI::App& app);
 
 // `strand train CONFIG [--set k=v ...]`: pretraining (train_command.cpp).
 void add_train_command(CLI::App& app);
+// The exit status a finished `strand train` asks for beyond errors: 141 after a closed stdout.
+int train_exit_status();
 // `strand eval CONFIG --checkpoint CKPT [--data PATH]`: loss and accuracy, one JSON line (eval_command.cpp).
 void add_eval_command(CLI::App& app);
 // `strand bench train CONFIG [--steps N]`: tokens/s and peak memory, one JSON line (bench_train.cpp).

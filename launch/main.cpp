@@ -45,5 +45,6 @@ int main(int argc, char** argv) {
     }
   });
   strand::parallel::finalize();
-  return status != 0 ? status : parse_status;
+  if (status != 0) return status;
+  return parse_status != 0 ? parse_status : strand::launch::train_exit_status();
 }

@@ -1,8 +1,11 @@
 // `strand train CONFIG [--set key=value ...]`: language-model pretraining (framework/train).
-// Exit status: 0 when the run reaches train.steps, and also after SIGINT / SIGTERM once the
-// checkpoint of the current step is saved (running the same command resumes it; under mpirun,
-// mpirun itself still exits non-zero after forwarding a signal, as Open MPI does); non-zero
-// after an error, which is one line "strand: error: ..." on stderr.
+// Exit status: 0 when the run reaches train.steps, and also after SIGINT / SIGTERM / SIGHUP once
+// the checkpoint of the current step is saved (running the same command resumes it; under
+// mpirun, mpirun itself still exits non-zero after forwarding a signal, as Open MPI does); 141
+// (128 + SIGPIPE, as a shell reports a process the signal ended) after a closed stdout, also
+// once the checkpoint is saved; non-zero after an error, which is one line
+// "strand: error: ..." on stderr.
+#include <csignal>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -27,6 +30,8 @@ struct TrainArgs {
   bool quiet_config = false;
 };
 
+int g_exit_status = 0;
+
 void run_train(const TrainArgs& args, parallel::Group& world) {
   const train::Config config = train::load_config(args.config, args.overrides);
   const bool root = world.rank() == 0;
@@ -47,6 +52,8 @@ void run_train(const TrainArgs& args, parallel::Group& world) {
     throw train::ConfigError(args.config + ": " + e.what());
   }
   const train::TrainResult result = trainer->run();
+  // Whoever read stdout is gone: the run is saved, but the pipeline failed.
+  if (result.stop_signal == SIGPIPE) g_exit_status = 128 + SIGPIPE;
   // The final line reads the evaluation of the last step (a stopped run has none).
   if (root && result.eval && result.eval_step == result.end_step) {
     const train::EvalResult& e = *result.eval;
@@ -63,6 +70,8 @@ void run_train(const TrainArgs& args, parallel::Group& world) {
 }
 
 }  // namespace
+
+int train_exit_status() { return g_exit_status; }
 
 void add_train_command(CLI::App& app) {
   auto args = std::make_shared<TrainArgs>();

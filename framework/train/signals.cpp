@@ -1,8 +1,9 @@
-// SIGINT / SIGTERM handlers that set an async-signal-safe flag for the training loop.
+// SIGINT / SIGTERM / SIGHUP / SIGPIPE handlers that set an async-signal-safe flag for the loop.
 #include "framework/train/signals.h"
 
 #include <atomic>
 #include <csignal>
+#include <iterator>
 
 namespace strand::train {
 
@@ -21,26 +22,41 @@ extern "C" void record_stop_signal(int signal_number) {
   }
 }
 
+// A broken stdout (`strand train cfg | head -1`) raises SIGPIPE at every later write: the first
+// asks for a stop like SIGTERM, the others are only the same news again (the write then fails
+// with EPIPE, which the loop ignores), never a reason to die before the checkpoint is saved.
+extern "C" void record_broken_pipe(int signal_number) {
+  int none = 0;
+  g_stop_signal.compare_exchange_strong(none, signal_number);
+}
+
+constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+
 }  // namespace
 
 struct StopSignalGuard::Saved {
-  struct sigaction int_action {};
-  struct sigaction term_action {};
+  struct sigaction actions[std::size(kStopSignals)] {};
 };
 
 StopSignalGuard::StopSignalGuard() : saved_(new Saved) {
-  struct sigaction action {};
-  action.sa_handler = record_stop_signal;
-  sigemptyset(&action.sa_mask);
-  // SA_RESTART: a signal arriving during a file write or an MPI call must not make it fail.
-  action.sa_flags = SA_RESTART;
-  sigaction(SIGINT, &action, &saved_->int_action);
-  sigaction(SIGTERM, &action, &saved_->term_action);
+  for (size_t i = 0; i < std::size(kStopSignals); ++i) {
+    // A hangup or a broken pipe that the parent chose to ignore (nohup, a launcher) stays
+    // ignored: under nohup a closed terminal must not stop the run.
+    const int sig = kStopSignals[i];
+    if ((sig == SIGHUP || sig == SIGPIPE) && sigaction(sig, nullptr, &saved_->actions[i]) == 0 &&
+        saved_->actions[i].sa_handler == SIG_IGN)
+      continue;
+    struct sigaction action {};
+    action.sa_handler = kStopSignals[i] == SIGPIPE ? record_broken_pipe : record_stop_signal;
+    sigemptyset(&action.sa_mask);
+    // SA_RESTART: a signal arriving during a file write or an MPI call must not make it fail.
+    action.sa_flags = SA_RESTART;
+    sigaction(kStopSignals[i], &action, &saved_->actions[i]);
+  }
 }
 
 StopSignalGuard::~StopSignalGuard() {
-  sigaction(SIGINT, &saved_->int_action, nullptr);
-  sigaction(SIGTERM, &saved_->term_action, nullptr);
+  for (size_t i = 0; i < std::size(kStopSignals); ++i) sigaction(kStopSignals[i], &saved_->actions[i], nullptr);
   delete saved_;
 }
 
@@ -52,6 +68,8 @@ const char* signal_name(int signal_number) {
   switch (signal_number) {
     case SIGINT: return "SIGINT";
     case SIGTERM: return "SIGTERM";
+    case SIGHUP: return "SIGHUP";
+    case SIGPIPE: return "SIGPIPE";
     default: return "a signal";
   }
 }

@@ -23,6 +23,8 @@
 #include <array>
 #include <chrono>
 #include <cmath>
+#include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
@@ -303,9 +305,13 @@ void Trainer::finish_run(TrainResult& result, bool saved_this_step) {
     result.checkpoint = save_checkpoint();
   }
   if (result.stop_signal != 0) {
-    print_line(detail::concat("stopped by ", signal_name(result.stop_signal), " after step ", state_.step,
-                              result.checkpoint.empty() ? "" : "; checkpoint " + result.checkpoint,
-                              "; run the same command to resume"));
+    const std::string line = detail::concat("stopped by ", signal_name(result.stop_signal), " after step ", state_.step,
+                                            result.checkpoint.empty() ? "" : "; checkpoint " + result.checkpoint,
+                                            "; run the same command to resume");
+    // After a hangup or a broken pipe stdout is likely gone: the line goes to stderr.
+    const bool stdout_gone = result.stop_signal == SIGHUP || result.stop_signal == SIGPIPE;
+    if (stdout_gone && ranks_.rank == 0 && options_.print) std::fprintf(stderr, "%s\n", line.c_str());
+    else print_line(line);
   } else if (!result.checkpoint.empty()) {
     print_line(detail::concat("saved ", result.checkpoint));
   }

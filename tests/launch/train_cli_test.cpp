@@ -232,5 +232,50 @@ TEST_F(TrainCliTest, SigtermSavesACheckpointExitsZeroAndResumes) {
   EXPECT_EQ(read_metrics(metrics).size(), static_cast<size_t>(stopped_at + 2));
 }
 
+TEST_F(TrainCliTest, AClosedStdoutStopsWithACheckpointAndExitStatus141) {
+  // `strand train cfg | head -1`: the reader goes after one line; the run saves the step it is
+  // in, says so on stderr, and exits 141 (128 + SIGPIPE), so that the pipeline fails.
+  const std::string cfg = tiny_config("p.yaml");
+  const CommandResult r = run_command("bash -c 'set -o pipefail; OMP_NUM_THREADS=1 " + strand_binary() + " train " + cfg +
+                                          " --set train.steps=100000 | head -1'",
+                                      dir_);
+  EXPECT_EQ(r.exit_code, 141) << r.err;
+  EXPECT_EQ(r.out, "strand train " + cfg + " (1 rank)\n");
+  const auto lines = r.error_lines();
+  ASSERT_EQ(lines.size(), 1u) << r.err;
+  EXPECT_CONTAINS(lines[0], "stopped by SIGPIPE after step ");
+  EXPECT_CONTAINS(lines[0], "; run the same command to resume");
+  EXPECT_TRUE(fs::exists(path("run/checkpoints/latest")));
+}
+
+TEST_F(TrainCliTest, AHangupSavesACheckpointAndSaysSoOnStderr) {
+  const std::string cfg = tiny_config("h.yaml");
+  const std::string metrics = path("run/metrics.jsonl");
+  const std::string err = path("train.err");
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::freopen("/dev/null", "w", stdout);
+    std::freopen(err.c_str(), "w", stderr);
+    ::setenv("OMP_NUM_THREADS", "1", 1);
+    ::signal(SIGHUP, SIG_DFL);  // as a terminal session leaves it
+    const std::string bin = strand_binary();
+    execl(bin.c_str(), bin.c_str(), "train", cfg.c_str(), "--set", "train.steps=100000", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  for (int i = 0; i < 6000 && read_metrics(metrics).size() < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_GE(read_metrics(metrics).size(), 3u);
+  ::kill(pid, SIGHUP);  // the terminal closed
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "killed by signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  const int64_t stopped_at = static_cast<int64_t>(*read_metrics(metrics).back().at("step"));
+  EXPECT_CONTAINS(testing_support::read_text(err), "stopped by SIGHUP after step " + std::to_string(stopped_at));
+  char name[32];
+  std::snprintf(name, sizeof name, "step_%08lld.h5", static_cast<long long>(stopped_at));
+  EXPECT_TRUE(fs::exists(path("run/checkpoints/") + name));
+}
+
 }  // namespace
 }  // namespace strand

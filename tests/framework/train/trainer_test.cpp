@@ -460,5 +460,26 @@ TEST(StopSignalTest, TheGuardRestoresThePreviousHandler) {
   std::signal(SIGTERM, SIG_DFL);
 }
 
+TEST(StopSignalTest, HangupAndBrokenPipeStopTheRunUnlessIgnored) {
+  {
+    StopSignalGuard guard;
+    std::raise(SIGHUP);
+    EXPECT_EQ(stop_signal(), SIGHUP);
+    clear_stop_signal();
+    std::raise(SIGPIPE);
+    std::raise(SIGPIPE);  // every later write to the closed pipe raises it again: still alive
+    EXPECT_EQ(stop_signal(), SIGPIPE);
+    clear_stop_signal();
+  }
+  // Under nohup SIGHUP arrives ignored, and a closed terminal must not stop the run.
+  std::signal(SIGHUP, SIG_IGN);
+  {
+    StopSignalGuard guard;
+    std::raise(SIGHUP);
+    EXPECT_EQ(stop_signal(), 0);
+  }
+  std::signal(SIGHUP, SIG_DFL);
+}
+
 }  // namespace
 }  // namespace strand::train
