@@ -1,7 +1,11 @@
 // The factories that turn a config into the parts of a training run.
 #include "framework/train/components.h"
 
+#include <algorithm>
+#include <array>
 #include <optional>
+#include <span>
+#include <sstream>
 #include <utility>
 #include <vector>
 
@@ -121,8 +125,75 @@ TrainerParts::TrainerParts(TrainerParts&&) noexcept = default;
 TrainerParts& TrainerParts::operator=(TrainerParts&&) noexcept = default;
 TrainerParts::~TrainerParts() = default;
 
+namespace {
+
+// FNV-1a of the text, as the int64 an all-reduce carries.
+int64_t text_hash(const std::string& text) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (const unsigned char c : text) h = (h ^ c) * 0x100000001b3ull;
+  return static_cast<int64_t>(h >> 1);
+}
+
+// The dotted key of each line of to_yaml's text ("train.lr" for "  lr: 0.001" under "train:").
+std::vector<std::pair<std::string, std::string>> keyed_lines(const std::string& yaml) {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::vector<std::string> sections;  // by indentation level (two spaces each)
+  std::istringstream in(yaml);
+  for (std::string line; std::getline(in, line);) {
+    const size_t indent = line.find_first_not_of(' ');
+    const size_t colon = line.find(':');
+    if (indent == std::string::npos || colon == std::string::npos) continue;
+    const size_t level = indent / 2;
+    sections.resize(level);
+    const std::string name = line.substr(indent, colon - indent);
+    std::string key;
+    for (const std::string& s : sections) key += s + ".";
+    out.emplace_back(key + name, line.substr(colon + 1));
+    sections.push_back(name);
+  }
+  return out;
+}
+
+}  // namespace
+
+void check_ranks_agree(const Config& config, parallel::Group& group) {
+  if (group.size() <= 1) return;
+  const std::string mine = to_yaml(config);
+  std::array<int64_t, 2> lo{text_hash(mine), static_cast<int64_t>(mine.size())}, hi = lo;
+  group.all_reduce(std::span<int64_t>(lo), parallel::ReduceOp::Min);
+  group.all_reduce(std::span<int64_t>(hi), parallel::ReduceOp::Max);
+  if (lo == hi) return;
+  // They differ: rank 0's text goes to every rank, and each rank that differs names the first
+  // key where it does (its error ends the job on every rank).
+  Tensor text = Tensor::zeros({hi[1]}, DType::I32);
+  int32_t* chars = text.data<int32_t>();
+  if (group.rank() == 0)
+    for (size_t i = 0; i < mine.size(); ++i) chars[i] = static_cast<unsigned char>(mine[i]);
+  group.broadcast(text, 0);
+  std::string root;
+  for (int64_t i = 0; i < hi[1] && chars[i] != 0; ++i) root += static_cast<char>(chars[i]);
+  if (root == mine) {
+    group.barrier();  // a rank that differs reports; this one waits to be ended with the job
+    throw ConfigError("the ranks were started with different configs (another rank names the first difference)");
+  }
+  const auto a = keyed_lines(root), b = keyed_lines(mine);
+  for (size_t i = 0; i < std::max(a.size(), b.size()); ++i) {
+    if (i < a.size() && i < b.size() && a[i] == b[i]) continue;
+    const std::string key = i < b.size() ? b[i].first : a[i].first;
+    const std::string on_root = i < a.size() && a[i].first == key ? a[i].second : " (absent)";
+    const std::string here = i < b.size() && b[i].first == key ? b[i].second : " (absent)";
+    throw ConfigError(detail::concat("key '", key, "': the ranks were started with different configs: rank 0 has",
+                                     on_root, ", rank ", group.rank(), " has", here,
+                                     " (every rank must run the same config and --set options)"));
+  }
+  throw ConfigError("the ranks were started with different configs");
+}
+
 TrainerParts build_trainer_parts(Config config, std::shared_ptr<models::Model> model, parallel::Group* group) {
   STRAND_CHECK(model != nullptr, ValueError, "Trainer: no model");
+  // Before any other collective: ranks with different configs would otherwise hang or train
+  // silently wrong in the grid and the gradient sum.
+  if (group != nullptr) check_ranks_agree(config, *group);
   TrainerParts parts;
   parts.ranks = build_training_ranks(config, group);
   STRAND_CHECK(config.precision.compute == ComputePrecision::Fp32, train::ConfigError,

@@ -93,6 +93,10 @@ struct TrainerParts {
   ~TrainerParts();
 };
 
+// Every rank of `group` holds the same resolved config, or a ConfigError on each rank that
+// differs names the first differing key and both values (collective; compares a hash first).
+void check_ranks_agree(const Config& config, parallel::Group& group);
+
 // Builds every part for `model` with the factories above, in the order the ranks must agree
 // on (the grid, then the gradient sum: both collective). Refuses what training cannot run yet
 // (precision.compute other than fp32) with a ConfigError naming the key.
