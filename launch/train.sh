@@ -30,6 +30,8 @@ Environment:
   STRAND_BIN           the strand program (default: $STRAND_BUILD_DIR/strand)
   STRAND_BUILD_DIR     build folder, relative to the repository or absolute (default: build)
   MPIRUN               the launcher (default: mpirun)
+  STRAND_STOP_GRACE_S  seconds Open MPI waits after forwarding a stop signal before it kills
+                       the ranks, so that they save a checkpoint (default: 30)
 
 Examples:
   launch/train.sh -n 2 configs/quickstart.yaml --set train.steps=50
@@ -150,6 +152,9 @@ if [[ "$flavour" == openmpi ]]; then
   [[ -n "$hosts" ]] && cmd+=(--host "$hosts")
   [[ -n "$hostfile" ]] && cmd+=(--hostfile "$hostfile")
   ((oversubscribed)) && cmd+=(--oversubscribe)
+  # After forwarding SIGTERM / SIGINT, Open MPI kills the ranks 1 s later unless told to wait:
+  # give them time to write the checkpoint of the step they are in (docs/reliability.md).
+  cmd+=(--mca odls_base_sigkill_timeout "${STRAND_STOP_GRACE_S:-30}")
   case "$bind" in
     core) cmd+=(--map-by "slot:PE=$threads" --bind-to core) ;;
     socket) cmd+=(--map-by socket --bind-to socket) ;;

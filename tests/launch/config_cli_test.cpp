@@ -106,6 +106,10 @@ TEST_F(ConfigCliTest, TrainShTakesTheRankCountFromStrand) {
   EXPECT_CONTAINS(r.err, "train.sh: 6 rank(s) = parallel.dp 3 x parallel.sp 2");
   EXPECT_CONTAINS(r.err, " -np 6 ");
   EXPECT_CONTAINS(r.err, "train " + cfg + " --set parallel.dp=3 --quiet-config");
+  // Time for the ranks to save after a forwarded SIGTERM (docs/reliability.md).
+  EXPECT_CONTAINS(r.err, " --mca odls_base_sigkill_timeout 30 ");
+  r = run_command("STRAND_STOP_GRACE_S=90 " + run + cfg, dir_);
+  EXPECT_CONTAINS(r.err, " --mca odls_base_sigkill_timeout 90 ");
   r = run_command(run + cfg + " --set=parallel.sp=4", dir_);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_CONTAINS(r.err, "train.sh: 4 rank(s) = parallel.dp 1 x parallel.sp 4");
