@@ -234,6 +234,7 @@ void visit_config(Config& c, KeyVisitor& v) {
   v.real_pair("betas", c.train.betas, unit_half_open());
   v.real("grad_clip", c.train.grad_clip, at_least(0));
   v.integer("grad_accum", c.train.grad_accum, at_least(1));
+  v.integer("max_skipped_steps", c.train.max_skipped_steps, at_least(1));
   v.integer("log_every", c.train.log_every, at_least(1));
   v.integer("eval_every", c.train.eval_every, at_least(0));
   v.integer("eval_batches", c.train.eval_batches, at_least(1));

@@ -122,6 +122,8 @@ struct TrainConfig {
   std::array<double, 2> betas = {0.9, 0.95};
   double grad_clip = 1.0;      // global L2 norm; 0 turns clipping off
   int64_t grad_accum = 1;
+  int64_t max_skipped_steps = 10;  // >= 1: this many optimizer steps skipped in a row (non-finite
+                                   // gradients) stop the run with an error
   int64_t log_every = 10;
   int64_t eval_every = 0;      // 0: no evaluation during training
   int64_t eval_batches = 10;

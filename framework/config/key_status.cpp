@@ -60,6 +60,7 @@ constexpr KeyStatus kStatuses[] = {
     {"train.betas", kOn, "AdamW.ThreeStepsMatchTheFormulaFloat64"},
     {"train.grad_clip", kOn, "ClipGradNorm.ScalesWhenAboveThreshold"},
     {"train.grad_accum", kOn, "TrainerTest.LossIsNormalisedByTheTokensOfTheWholeStep"},
+    {"train.max_skipped_steps", kOn, "TrainerTest.ARunWhoseGradientsStayNonFiniteStops"},
     {"train.log_every", kOn, "TrainerTest.MetricsJsonlHasEveryFieldOnEveryLoggedStep"},
     {"train.eval_every", kOn, "TrainerTest.MetricsJsonlHasEveryFieldOnEveryLoggedStep"},
     {"train.eval_batches", kOn, "TrainerTest.EvaluationCountsAnswersOverEvalBatches"},

@@ -10,10 +10,10 @@
 namespace strand::optim {
 namespace {
 
-// The gradient as float32/float64 contiguous data (bfloat16/float16 gradients are widened).
+// The tensor as float32/float64 contiguous data (bfloat16/float16 ones are widened).
 Tensor readable_grad(const Tensor& g) {
   if (g.dtype() == DType::F32 || g.dtype() == DType::F64) return ops::contiguous_data(g);
-  STRAND_CHECK(is_floating(g.dtype()), DTypeError, "grad_norm: gradient ", describe(g), " is not a float tensor");
+  STRAND_CHECK(is_floating(g.dtype()), DTypeError, "grad_norm: ", describe(g), " is not a float tensor");
   return g.copy_as(DType::F32, g.device());
 }
 
@@ -31,23 +31,24 @@ void scale_inplace(const Tensor& x, double scale) {
 
 }  // namespace
 
+double sum_of_squares(const Tensor& t) {
+  if (!t.defined() || t.numel() == 0) return 0.0;
+  const Tensor d = readable_grad(t);
+  double sum = 0;
+  backend::ClipParams k;
+  k.device = d.device();
+  k.dtype = d.dtype();
+  k.op = backend::ClipOp::SumSquares;
+  k.n = d.numel();
+  k.x = d.raw_data();
+  k.sum = &sum;
+  backend::clip_grad(k);
+  return sum;
+}
+
 double grad_norm(const std::vector<Tensor>& params) {
   double total = 0;
-  for (const Tensor& p : params) {
-    Tensor g = p.grad();
-    if (!g.defined()) continue;
-    Tensor d = readable_grad(g);
-    double sum = 0;
-    backend::ClipParams k;
-    k.device = d.device();
-    k.dtype = d.dtype();
-    k.op = backend::ClipOp::SumSquares;
-    k.n = d.numel();
-    k.x = d.raw_data();
-    k.sum = &sum;
-    backend::clip_grad(k);
-    total += sum;
-  }
+  for (const Tensor& p : params) total += sum_of_squares(p.grad());
   return std::sqrt(total);
 }
 

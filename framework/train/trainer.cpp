@@ -170,6 +170,14 @@ StepReport Trainer::train_step() {
                               "; optimizer step skipped"));
   }
   model_->zero_grad();
+  // Every rank sees the same norm (the gradients are summed first), so all stop together.
+  skipped_in_a_row_ = report.skipped ? skipped_in_a_row_ + 1 : 0;
+  if (skipped_in_a_row_ >= config_.train.max_skipped_steps)
+    throw DivergedError(detail::concat("train.max_skipped_steps: ", skipped_in_a_row_,
+                                       " optimizer steps in a row were skipped for non-finite gradients (steps ",
+                                       state_.step + 2 - skipped_in_a_row_, " to ", state_.step + 1,
+                                       "); the run stops. The newest checkpoint holds finite weights: resume from it "
+                                       "with a lower train.lr, more train.warmup_steps or train.grad_clip"));
 
   ++state_.step;
   report.step = state_.step;
@@ -214,7 +222,17 @@ std::string Trainer::save_checkpoint() {
                  state_.step, " (a non-deterministic reduction?); refusing to save a checkpoint of one of them");
   }
   if (ranks_.rank != 0) return dir.path_for_step(state_.step);
-  return dir.save(state_.step, make_checkpoint(config_, *model_, *optimizer_, schedule_, state_));
+  const io::CheckpointData data = make_checkpoint(config_, *model_, *optimizer_, schedule_, state_);
+  // Never a checkpoint of a diverged model: with keep-N it would push out the good ones.
+  for (const auto* group : {&data.model, &data.optimizer}) {
+    for (const auto& [name, t] : group->tensors) {
+      if (!std::isfinite(optim::sum_of_squares(t)))
+        throw DivergedError(detail::concat("step ", state_.step, ": ", group == &data.model ? "parameter" : "optimizer state",
+                                           " '", name, "' holds non-finite values; no checkpoint written (the newest "
+                                           "one in ", dir.dir(), " holds finite weights)"));
+    }
+  }
+  return dir.save(state_.step, data);
 }
 
 bool Trainer::stop_requested_anywhere() const {

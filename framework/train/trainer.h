@@ -27,6 +27,10 @@ namespace strand::parallel { class Group; class GradSync; }
 
 namespace strand::train {
 
+// A run that cannot go on: gradients non-finite train.max_skipped_steps steps in a row, or
+// weights or optimizer moments non-finite at a save.
+struct DivergedError : Error { using Error::Error; };
+
 // One completed optimizer step, as every rank sees it.
 struct StepReport {
   int64_t step = 0;        // completed steps after this one (1 for the first)
@@ -163,6 +167,7 @@ class Trainer {
   std::vector<Tensor> params_;  // the model's order: clipping and the fingerprint use it
   LoopState state_;
   std::string resumed_from_;
+  int64_t skipped_in_a_row_ = 0;  // optimizer steps skipped for non-finite gradients, in a row
 };
 
 // A Trainer of `model` with every other part built from the config (build_trainer_parts):

@@ -195,6 +195,52 @@ TEST_F(TrainerTest, PartialFilesOfAKilledSaveAreRemovedAtTheNextStart) {
   EXPECT_TRUE(fs::exists(ckpt("k", 4)));
 }
 
+// Sets one element of the model's first parameter to NaN, as a diverging update would.
+void poison(models::Model& model) {
+  Tensor w = model.named_parameters().front().second;
+  w.data<float>()[0] = std::numeric_limits<float>::quiet_NaN();
+}
+
+TEST_F(TrainerTest, ARunWhoseGradientsStayNonFiniteStops) {
+  const Config config = tiny("nan", {"train.max_skipped_steps=3", "checkpoint.every=10"});
+  const auto model = models::build_model(config);
+  TrainerOptions options = quiet();
+  int64_t last_step = 0;
+  options.on_step = [&](const StepReport& r) {
+    last_step = r.step;
+    if (r.step == 12) poison(*model);  // every later gradient is NaN: each step is skipped
+  };
+  try {
+    make_trainer(config, model, nullptr, options).run();
+    ADD_FAILURE() << "expected DivergedError";
+  } catch (const DivergedError& e) {
+    EXPECT_CONTAINS(e.what(), "train.max_skipped_steps: 3 optimizer steps in a row were skipped for non-finite "
+                              "gradients (steps 13 to 15); the run stops");
+  }
+  EXPECT_EQ(last_step, 14) << "the third skipped step stops before its hook";
+  EXPECT_EQ(io::CheckpointDir(config.checkpoint.dir, 0).latest(), ckpt("nan", 10));
+}
+
+TEST_F(TrainerTest, NoCheckpointHoldsNonFiniteWeights) {
+  // A save after the weights went bad is refused; the newest file stays the last good one.
+  const Config config = tiny("bad", {"checkpoint.every=1", "checkpoint.keep=2"});
+  const auto model = models::build_model(config);
+  TrainerOptions options = quiet();
+  options.on_step = [&](const StepReport& r) {
+    if (r.step == 5) poison(*model);  // after step 5's update, before its save
+  };
+  try {
+    make_trainer(config, model, nullptr, options).run();
+    ADD_FAILURE() << "expected DivergedError";
+  } catch (const DivergedError& e) {
+    EXPECT_CONTAINS(e.what(), "step 5: parameter '" + model->named_parameters().front().first +
+                                  "' holds non-finite values; no checkpoint written");
+  }
+  EXPECT_FALSE(fs::exists(ckpt("bad", 5)));
+  EXPECT_EQ(io::CheckpointDir(config.checkpoint.dir, 0).latest(), ckpt("bad", 4));
+  EXPECT_TRUE(fs::exists(ckpt("bad", 3))) << "keep still holds the good ones";
+}
+
 TEST_F(TrainerTest, ResumingAFinishedRunDoesNothing) {
   train(tiny("a"));
   const TrainResult again = train(tiny("a"));
