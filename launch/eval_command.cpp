@@ -34,6 +34,10 @@ void run_eval(const EvalArgs& args, parallel::Group& world) {
   if (args.batches > 0) config.train.eval_batches = args.batches;
   STRAND_CHECK(!args.data.empty() || train::has_val_split(config), ValueError, args.config,
                ": key 'data.val': no validation data; set it or pass --data PATH");
+  // A synthetic task makes its own rows: a data file would be silently unused.
+  STRAND_CHECK(args.data.empty() || config.data.format != train::DataFormat::Synthetic, ValueError,
+               "--data ", args.data, ": ", args.config, " has data.format synthetic, which reads no files (drop "
+               "--data, or set data.format to bin or hdf5)");
 
   const io::CheckpointData ckpt = io::read_checkpoint(args.checkpoint);
   std::shared_ptr<models::Model> model = models::build_model(config);

@@ -154,6 +154,8 @@ TEST_F(TrainCliTest, CommandLineMistakesAreOneLine) {
                   "--batches: must be > 0, got -3");
   EXPECT_CONTAINS(one_error_line(strand("train " + cfg + " --peak-tflops -5")), "--peak-tflops: must be > 0, got -5");
   EXPECT_CONTAINS(one_error_line(strand("no-such-command")), "(see strand --help)");
+  EXPECT_CONTAINS(one_error_line(strand("eval " + cfg + " --checkpoint x.h5 --data tokens.bin")),
+                  "--data tokens.bin: " + cfg + " has data.format synthetic, which reads no files");
   EXPECT_FALSE(fs::exists(path("run"))) << "nothing ran";
 }
 
