@@ -5,9 +5,11 @@
 #include "framework/io/hdf5_handle.h"
 
 #include <hdf5.h>
+#include <sys/statvfs.h>
 
 #include <algorithm>
 #include <filesystem>
+#include <iomanip>
 #include <memory>
 #include <set>
 
@@ -357,8 +359,45 @@ const Tensor* CheckpointGroup::find_tensor(const std::string& name) const {
 
 // ---- public entry points ----
 
+namespace {
+
+// The bytes a checkpoint's data take (the file adds a little: metadata, checksums).
+uint64_t data_bytes(const CheckpointData& data) {
+  uint64_t n = data.config_yaml.size();
+  auto add = [&](const CheckpointGroup& g) {
+    for (const auto& [name, t] : g.tensors) n += t.defined() ? t.nbytes() : 0;
+    for (const auto& [name, v] : g.int64s) n += v.size() * sizeof(int64_t);
+    for (const auto& [name, v] : g.uint64s) n += v.size() * sizeof(uint64_t);
+    n += g.float64s.size() * sizeof(double);
+  };
+  add(data.model);
+  add(data.optimizer);
+  add(data.trainer);
+  for (const auto& [name, g] : data.extra) add(g);
+  return n;
+}
+
+std::string mib(uint64_t bytes) { return detail::concat(std::fixed, std::setprecision(1), bytes / 1048576.0, " MiB"); }
+
+// A save that cannot fit is refused before it starts: the previous checkpoint stays, and the
+// message names what is missing (a write that fails halfway says only "no space left").
+void check_free_space(const std::string& path, const CheckpointData& data) {
+  const std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  struct statvfs fs {};
+  if (::statvfs(dir.empty() ? "." : dir.c_str(), &fs) != 0) return;  // the write reports it
+  const uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+  const uint64_t needed = data_bytes(data) + (uint64_t{1} << 20);  // metadata and checksums
+  if (free_bytes < needed)
+    throw CheckpointError(detail::concat(path, ": needs about ", mib(needed), ", the file system holding ",
+                                         dir.empty() ? "." : dir.string(), " has ", mib(free_bytes),
+                                         " free; nothing written, the previous checkpoint is kept"));
+}
+
+}  // namespace
+
 void write_checkpoint(const std::string& path, const CheckpointData& data) {
   quiet_hdf5();
+  check_free_space(path, data);
   const std::string temp = temp_path_for(path);
   try {
     write_file(temp, path, data);

@@ -9,6 +9,13 @@
 
 namespace strand::io::hdf5 {
 
+// Note [No HDF5 shutdown at exit]: a file whose close failed (a disk that filled during a save)
+// stays in HDF5's table of open files, and the library's exit handler then crashes closing it
+// again. strand closes every file it opens through Handle, so the handler has nothing to do:
+// it is not installed. H5dont_atexit must come before the library's first use, hence a
+// variable initialised before main in every program that includes this header.
+inline const bool kNoHdf5ShutdownAtExit = (H5dont_atexit(), true);
+
 // One HDF5 identifier, closed with its close function when it goes out of scope.
 class Handle {
  public:
@@ -53,6 +60,15 @@ inline std::string error_reason() {
       },
       &reason);
   H5Eclear2(H5E_DEFAULT);
+  // A failed write's message spans lines ("file write failed: time = ..., errno = 28, error
+  // message = 'No space left on device', ..."): keep the system's message, on one line.
+  const std::string marker = "error message = '";
+  if (const size_t at = reason.find(marker); at != std::string::npos) {
+    const size_t begin = at + marker.size(), end = reason.find('\'', begin);
+    if (end != std::string::npos) reason = reason.substr(begin, end - begin);
+  }
+  for (char& c : reason)
+    if (c == '\n' || c == '\r') c = ' ';
   return reason;
 }
 

@@ -279,5 +279,56 @@ TEST_F(TrainCliTest, AHangupSavesACheckpointAndSaysSoOnStderr) {
   EXPECT_TRUE(fs::exists(path("run/checkpoints/") + name));
 }
 
+// A model whose checkpoint (weights and both AdamW moments, 433,664 parameters) is about 5.2 MB.
+std::string five_megabyte_model(const std::string& run_dir) {
+  return "run: {dir: " + run_dir + ", seed: 3}\n"
+         "model: {vocab_size: 256, n_layer: 2, n_head: 2, d_model: 128, max_seq_len: 32}\n"
+         "data: {format: synthetic, task: assoc_recall, seq_len: 32, batch_size: 2}\n"
+         "train: {steps: 4, log_every: 1}\ncheckpoint: {every: 1, keep: 0}\n";
+}
+
+std::vector<std::string> temp_files_in(const std::string& dir) {
+  std::vector<std::string> found;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().rfind(".tmp-", 0) == 0) found.push_back(e.path().string());
+  return found;
+}
+
+TEST_F(TrainCliTest, ADiskTooFullForTheNextSaveKeepsThePreviousCheckpoint) {
+  // An 8 MB file system holds one 5.2 MB checkpoint, not two (needs root, as CI runs).
+  const std::string disk = path("disk");
+  fs::create_directories(disk);
+  if (std::system(("mount -t tmpfs -o size=8m tmpfs " + disk + " 2>/dev/null").c_str()) != 0)
+    GTEST_SKIP() << "cannot mount a small tmpfs here (needs root)";
+  struct Unmount {
+    std::string dir;
+    ~Unmount() { (void)std::system(("umount " + dir).c_str()); }
+  } unmount{disk};
+  const std::string cfg = write("full.yaml", five_megabyte_model(disk + "/run"));
+  const CommandResult r = strand("train " + cfg + " --quiet-config");
+  const std::string line = one_error_line(r);
+  EXPECT_EQ(r.exit_code, 1) << "an error, not a crash";
+  EXPECT_CONTAINS(line, disk + "/run/checkpoints/step_00000002.h5: needs about ");
+  EXPECT_CONTAINS(line, "; nothing written, the previous checkpoint is kept");
+  EXPECT_TRUE(temp_files_in(disk + "/run/checkpoints").empty());
+  const CommandResult inspect = strand("inspect " + disk + "/run/checkpoints/step_00000001.h5");
+  EXPECT_EQ(inspect.exit_code, 0) << inspect.err;
+  EXPECT_CONTAINS(inspect.out, "step: 1");
+}
+
+TEST_F(TrainCliTest, AWriteThatFailsHalfwayIsOneLineNotACrash) {
+  // A file-size limit makes the first save fail inside HDF5's writes, past any check of free
+  // space; HDF5's own shutdown used to crash on the half-closed file at exit.
+  const std::string cfg = write("big.yaml", five_megabyte_model(path("run")));
+  const CommandResult r = run_command("bash -c \"trap '' XFSZ; ulimit -f 3000; OMP_NUM_THREADS=1 " + strand_binary() +
+                                          " train " + cfg + " --quiet-config\"",
+                                      dir_);
+  const std::string line = one_error_line(r);
+  EXPECT_EQ(r.exit_code, 1) << "an error, not a crash";
+  EXPECT_CONTAINS(line, path("run/checkpoints/step_00000001.h5") + ": cannot finish writing ");
+  EXPECT_CONTAINS(line, "File too large");
+  EXPECT_TRUE(temp_files_in(path("run/checkpoints")).empty());
+}
+
 }  // namespace
 }  // namespace strand
