@@ -85,6 +85,22 @@ std::optional<Tensor> flatten_rows(const Tensor& t) {
 
 backend::GemmOperand gemm_operand(const MatrixArg& m) { return {m.data.raw_data(), m.layout.ld, m.layout.trans}; }
 
+// out[M, N] = A[M, K] @ B[K, N] (per batch entry; the caller sets the batch fields).
+backend::GemmParams gemm_params(const MatrixArg& a, const MatrixArg& b, const Tensor& out, int64_t m, int64_t n,
+                                int64_t k) {
+  backend::GemmParams p;
+  p.device = out.device();
+  p.dtype = out.dtype();
+  p.m = m;
+  p.n = n;
+  p.k = k;
+  p.a = gemm_operand(a);
+  p.b = gemm_operand(b);
+  p.c = out.raw_data();
+  p.ldc = std::max<int64_t>(n, 1);
+  return p;
+}
+
 // a [..., M, K] @ b [K, N] (shared) or b [..., K, N] (a's batch axes) into a fresh contiguous
 // [..., M, N], written once by BLAS. Records no gradient; forward and backward both use it.
 Tensor matmul_values(const Tensor& a, const Tensor& b) {
@@ -99,16 +115,7 @@ Tensor matmul_values(const Tensor& a, const Tensor& b) {
     if (auto flat = flatten_rows(a)) lhs = *flat;  // out is contiguous, so it flattens the same way
   const MatrixArg A = matrix_arg(lhs), B = matrix_arg(b);
   Shape batch = batch_shape(lhs);
-  backend::GemmParams p;
-  p.device = a.device();
-  p.dtype = a.dtype();
-  p.m = lhs.size(-2);
-  p.n = b.size(-1);
-  p.k = a.size(-1);
-  p.a = gemm_operand(A);
-  p.b = gemm_operand(B);
-  p.c = out.raw_data();
-  p.ldc = std::max<int64_t>(p.n, 1);
+  backend::GemmParams p = gemm_params(A, B, out, lhs.size(-2), b.size(-1), a.size(-1));
   p.a_batch_strides = batch_strides(A.data);
   p.b_batch_strides = shared_b ? Shape(batch.size(), 0) : batch_strides(B.data);
   p.c_batch_strides = Shape(out.strides().begin(), out.strides().begin() + static_cast<int64_t>(batch.size()));
@@ -124,16 +131,7 @@ Tensor matmul_tn_summed(const Tensor& a, const Tensor& g) {
   if (flat_a && flat_g) return matmul_values(matrix_transpose(*flat_a), *flat_g);
   Tensor out = Tensor::empty({a.size(-1), g.size(-1)}, a.dtype(), a.device());
   const MatrixArg A = matrix_arg(matrix_transpose(a)), G = matrix_arg(g);
-  backend::GemmParams p;
-  p.device = a.device();
-  p.dtype = a.dtype();
-  p.m = a.size(-1);
-  p.n = g.size(-1);
-  p.k = a.size(-2);
-  p.a = gemm_operand(A);
-  p.b = gemm_operand(G);
-  p.c = out.raw_data();
-  p.ldc = std::max<int64_t>(p.n, 1);
+  backend::GemmParams p = gemm_params(A, G, out, a.size(-1), g.size(-1), a.size(-2));
   p.batch = batch_shape(a);
   p.a_batch_strides = batch_strides(A.data);
   p.b_batch_strides = batch_strides(G.data);
