@@ -58,16 +58,19 @@ class MappedShard final : public TokenSource {
     const ShardInfo info = validate_shard(path);
     num_tokens_ = info.num_tokens;
     map_bytes_ = static_cast<size_t>(info.file_bytes);
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    STRAND_CHECK(fd >= 0, DataError, path, ": cannot open (", std::strerror(errno), ")");
-    void* p = ::mmap(nullptr, map_bytes_, PROT_READ, MAP_PRIVATE, fd, 0);
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    STRAND_CHECK(fd_ >= 0, DataError, path, ": cannot open (", std::strerror(errno), ")");
+    void* p = ::mmap(nullptr, map_bytes_, PROT_READ, MAP_PRIVATE, fd_, 0);
     const int map_errno = errno;
-    ::close(fd);  // the mapping keeps the file alive
+    if (p == MAP_FAILED) ::close(fd_);
     STRAND_CHECK(p != MAP_FAILED, DataError, path, ": cannot map the file (", std::strerror(map_errno), ")");
     base_ = p;
     tokens_ = reinterpret_cast<const uint16_t*>(static_cast<const char*>(p) + kShardHeaderBytes);
   }
-  ~MappedShard() override { ::munmap(base_, map_bytes_); }
+  ~MappedShard() override {
+    ::munmap(base_, map_bytes_);
+    ::close(fd_);
+  }
   MappedShard(const MappedShard&) = delete;
   MappedShard& operator=(const MappedShard&) = delete;
 
@@ -76,6 +79,14 @@ class MappedShard final : public TokenSource {
     STRAND_CHECK(start >= 0 && count >= 0 && start + count <= num_tokens_, ValueError,
                  "token shard read: range [", start, ", ", start + count, ") outside ", path_, " of ",
                  num_tokens_, " tokens");
+    // A page of a mapping past the end of a file cut short under the run would raise SIGBUS:
+    // the file's size is checked first (kept open for that; a file replaced by rename keeps
+    // the mapped one alive and readable).
+    struct stat st {};
+    const int64_t needed = kShardHeaderBytes + 2 * (start + count);
+    STRAND_CHECK(::fstat(fd_, &st) == 0 && st.st_size >= needed, DataError, path_, ": the file shrank to ",
+                 static_cast<int64_t>(st.st_size), " bytes while this run reads it (cut or overwritten in place); "
+                 "tokens [", start, ", ", start + count, ") are gone");
     const uint16_t* src = tokens_ + start;
 #pragma omp simd
     for (int64_t i = 0; i < count; ++i) out[i] = src[i];
@@ -89,6 +100,7 @@ class MappedShard final : public TokenSource {
   std::string path_;
   int64_t num_tokens_ = 0;
   size_t map_bytes_ = 0;
+  int fd_ = -1;  // open for the size check of each read
   void* base_ = nullptr;
   const uint16_t* tokens_ = nullptr;
 };

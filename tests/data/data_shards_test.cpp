@@ -125,6 +125,22 @@ TEST(TokenShardErrors, TruncatedBodyIsNamedWithTheCounts) {
   expect_data_error([&] { open_token_shard(path); }, {path, "truncated"});
 }
 
+TEST(TokenShardErrors, AShardCutShortWhileOpenIsAnErrorNotSigbus) {
+  // The file is cut under a reader that mapped it whole (as `truncate` or an overwrite in
+  // place would): reads past the new end are a DataError, reads before it still work.
+  TempDir dir;
+  const std::string path = dir.file("live.bin");
+  const auto tokens = ramp(20000);
+  write_token_shard(path, tokens);
+  const auto src = open_token_shard(path);
+  fs::resize_file(path, 1024 + 2 * 5000);
+  std::vector<int32_t> out(100);
+  expect_data_error([&] { src->read(15000, 100, out.data()); },
+                    {path, ": the file shrank to 11024 bytes while this run reads it", "tokens [15000, 15100) are gone"});
+  src->read(1000, 100, out.data());
+  EXPECT_EQ(out[0], tokens[1000]);
+}
+
 TEST(TokenShardErrors, TruncatedHeaderIsNamed) {
   TempDir dir;
   const std::string path = dir.file("h.bin");
