@@ -104,7 +104,11 @@ class Hdf5Tokens final : public TokenSource {
 }  // namespace
 
 std::shared_ptr<const TokenSource> open_hdf5_tokens(const std::string& path) {
-  return std::make_shared<Hdf5Tokens>(path);
+  auto source = std::make_shared<Hdf5Tokens>(path);
+  // The loader does not use document offsets, but a file whose offsets are invalid is corrupt
+  // or was written for another token stream: refuse it rather than train on it.
+  read_hdf5_doc_offsets(path);
+  return source;
 }
 
 std::vector<int32_t> read_hdf5_tokens(const std::string& path) {

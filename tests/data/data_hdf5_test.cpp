@@ -145,6 +145,9 @@ TEST(Hdf5TokensErrors, BadDocOffsetsAreNamed) {
   expect_data_error([&] { read_hdf5_doc_offsets(dir.file("dec.h5")); }, {dir.file("dec.h5"), "doc_offsets", "decreases"});
   write_hdf5_tokens(dir.file("big.h5"), ramp(10), std::vector<int64_t>{0, 11});
   expect_data_error([&] { read_hdf5_doc_offsets(dir.file("big.h5")); }, {dir.file("big.h5"), "doc_offsets", "11"});
+  // Opening the file for training checks them too.
+  expect_data_error([&] { open_hdf5_tokens(dir.file("dec.h5")); }, {dir.file("dec.h5"), "doc_offsets", "decreases"});
+  expect_data_error([&] { open_token_files({dir.file("big.h5")}); }, {dir.file("big.h5"), "doc_offsets", "11"});
 }
 
 }  // namespace
