@@ -104,8 +104,30 @@ void Trainer::restore(const std::string& path) {
                               config_.run.seed, "; random streams follow the new seed"));
     state.seed = static_cast<uint64_t>(config_.run.seed);
   }
+  warn_if_data_changed(path, data.config_yaml);
   state_ = state;
   resumed_from_ = path;
+}
+
+void Trainer::warn_if_data_changed(const std::string& path, const std::string& saved_yaml) const {
+  // The loader resumes at its saved position whatever the data: a resume on other data is
+  // allowed (fine-tuning does it), but never silent.
+  Config saved;
+  try {
+    saved = parse_config(saved_yaml, path);
+  } catch (const ConfigError&) {
+    return;  // a config this build no longer accepts: nothing to compare against
+  }
+  const DataConfig &was = saved.data, &now = config_.data;
+  std::string what;
+  if (was.format != now.format) what = detail::concat("data.format ", name_of(was.format), ", this run has ", name_of(now.format));
+  else if (now.format == DataFormat::Synthetic && was.task != now.task)
+    what = detail::concat("data.task ", name_of(was.task), ", this run has ", name_of(now.task));
+  else if (now.format != DataFormat::Synthetic && was.train != now.train)
+    what = detail::concat("data.train ", was.train, ", this run has ", now.train);
+  if (!what.empty())
+    print_line(detail::concat("warning: ", path, " was trained on ", what,
+                              "; training continues on this run's data from the saved position"));
 }
 
 models::LossOutput Trainer::micro_batch_loss(const data::Batch& batch) {

@@ -149,6 +149,8 @@ class Trainer {
   // Rank 0's hold on run.dir and checkpoint.dir for the run: locks, a writability probe, stale
   // temp files removed.
   std::vector<io::DirectoryLock> hold_run_dirs() const;
+  // A warning line when the checkpoint being resumed was trained on other data.
+  void warn_if_data_changed(const std::string& path, const std::string& saved_yaml) const;
   void print_line(const std::string& line) const;            // rank 0, when options.print
 
  private:

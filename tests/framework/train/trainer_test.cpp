@@ -241,6 +241,29 @@ TEST_F(TrainerTest, NoCheckpointHoldsNonFiniteWeights) {
   EXPECT_TRUE(fs::exists(ckpt("bad", 3))) << "keep still holds the good ones";
 }
 
+TEST_F(TrainerTest, ResumingOnOtherDataSaysSo) {
+  train(tiny("d", {"train.steps=10"}));
+  std::FILE* out = std::tmpfile();
+  ASSERT_NE(out, nullptr);
+  TrainerOptions options;
+  options.out = out;
+  train(tiny("d", {"train.steps=12", "data.task=copy"}), options);
+  std::rewind(out);
+  std::string text;
+  for (int c; (c = std::fgetc(out)) != EOF;) text += static_cast<char>(c);
+  std::fclose(out);
+  EXPECT_CONTAINS(text, "warning: " + ckpt("d", 10) + " was trained on data.task assoc_recall, this run has copy");
+  // The same data: no warning.
+  out = std::tmpfile();
+  options.out = out;
+  train(tiny("d", {"train.steps=14", "data.task=copy"}), options);
+  std::rewind(out);
+  text.clear();
+  for (int c; (c = std::fgetc(out)) != EOF;) text += static_cast<char>(c);
+  std::fclose(out);
+  EXPECT_EQ(text.find("was trained on"), std::string::npos) << text;
+}
+
 TEST_F(TrainerTest, ResumingAFinishedRunDoesNothing) {
   train(tiny("a"));
   const TrainResult again = train(tiny("a"));
