@@ -34,6 +34,11 @@ int g_exit_status = 0;
 
 void run_train(const TrainArgs& args, parallel::Group& world) {
   const train::Config config = train::load_config(args.config, args.overrides);
+  try {
+    train::check_memory_fits(config, true);  // before the first allocation
+  } catch (const train::ConfigError& e) {
+    throw train::ConfigError(args.config + ": " + e.what());
+  }
   const bool root = world.rank() == 0;
   if (root && !args.quiet_config) {
     std::printf("strand train %s (%d %s)\n--- resolved config\n%s---\n", args.config.c_str(), world.size(),

@@ -1,8 +1,11 @@
 // The factories that turn a config into the parts of a training run.
 #include "framework/train/components.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
+#include <iomanip>
 #include <optional>
 #include <span>
 #include <sstream>
@@ -155,6 +158,45 @@ std::vector<std::pair<std::string, std::string>> keyed_lines(const std::string& 
 }
 
 }  // namespace
+
+MemoryEstimate estimate_memory(const Config& config, bool training) {
+  const ModelConfig& m = config.model;
+  const double c = static_cast<double>(m.d_model), f = static_cast<double>(m.d_ff);
+  const double kv = c / static_cast<double>(m.n_head) * static_cast<double>(m.n_kv_head);
+  const double mlp = (m.activation == Activation::SwiGLU ? 3.0 : 2.0) * c * f;
+  const double per_layer = 2.0 * c * c + 2.0 * c * kv + mlp;  // q, o; k, v; the MLP
+  MemoryEstimate e;
+  e.parameters = static_cast<double>(m.vocab_size) * c + static_cast<double>(m.n_layer) * per_layer;
+  // encdec: a decoder stack as deep again, each layer with cross-attention besides.
+  if (m.arch == Arch::EncDec) e.parameters += static_cast<double>(m.n_layer) * (2.0 * per_layer - mlp);
+  if (m.pos == PosEncoding::Learned) e.parameters += static_cast<double>(m.max_seq_len) * c;
+  e.state_bytes = e.parameters * 4.0 * (training ? 4.0 : 1.0);
+  const double rows = static_cast<double>(config.data.batch_size) * static_cast<double>(config.data.seq_len) /
+                      static_cast<double>(config.parallel.sp);
+  e.activation_bytes = training ? static_cast<double>(m.n_layer) * rows * (c + f) * 4.0 : rows * (c + f) * 4.0;
+  return e;
+}
+
+double machine_memory_bytes() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? static_cast<double>(pages) * static_cast<double>(page) : 0.0;
+}
+
+void check_memory_fits(const Config& config, bool training, double available) {
+  if (available <= 0) return;
+  const MemoryEstimate e = estimate_memory(config, training);
+  if (e.total() <= available) return;
+  const auto gib = [](double bytes) { return detail::concat(std::fixed, std::setprecision(1), bytes / 1073741824.0, " GiB"); };
+  const bool params = e.state_bytes >= e.activation_bytes;
+  throw ConfigError(detail::concat(
+      params ? "keys 'model.d_model', 'model.n_layer', 'model.vocab_size', 'model.d_ff'"
+             : "keys 'data.batch_size', 'data.seq_len', 'model.n_layer', 'model.d_model'",
+      ": this config needs at least ", gib(e.total()), " on each rank (",
+      e.parameters < 1e15 ? std::to_string(static_cast<int64_t>(e.parameters)) : detail::concat(std::setprecision(3), e.parameters),
+      " parameters: ", gib(e.state_bytes), training ? " with gradients and AdamW moments" : "",
+      "; activations: ", gib(e.activation_bytes), "), the machine has ", gib(available),
+      params ? "; shrink the model" : "; shorten the rows or split them over more ranks (parallel.sp)"));
+}
 
 void check_ranks_agree(const Config& config, parallel::Group& group) {
   if (group.size() <= 1) return;

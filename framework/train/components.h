@@ -93,6 +93,22 @@ struct TrainerParts {
   ~TrainerParts();
 };
 
+// Lower bounds of what one rank holds for a config: no rank can run it in less, so a config
+// above the machine's memory is refused before anything is allocated (a bad_alloc, or the
+// kernel's OOM killer, would say much less).
+struct MemoryEstimate {
+  double parameters = 0;        // the attention and MLP matrices and the embeddings
+  double state_bytes = 0;       // parameters in fp32, with gradients and AdamW moments when training
+  double activation_bytes = 0;  // per layer at least its input and its MLP hidden, for this rank's rows
+  double total() const { return state_bytes + activation_bytes; }
+};
+MemoryEstimate estimate_memory(const Config& config, bool training);
+// The machine's physical memory in bytes.
+double machine_memory_bytes();
+// A ConfigError naming the keys that dominate when estimate_memory(config, training).total()
+// exceeds `available` bytes.
+void check_memory_fits(const Config& config, bool training, double available = machine_memory_bytes());
+
 // Every rank of `group` holds the same resolved config, or a ConfigError on each rank that
 // differs names the first differing key and both values (collective; compares a hash first).
 void check_ranks_agree(const Config& config, parallel::Group& group);

@@ -15,6 +15,7 @@
 
 #include "framework/config/config.h"
 #include "framework/io/checkpoint.h"
+#include "framework/train/components.h"
 #include "framework/train/trainer.h"
 #include "models/model.h"
 
@@ -50,6 +51,36 @@ TEST(ConfigsTest, TheTreeHoldsAConfigForEveryArchAndPatternFamily) {
   for (const char* arch : choices<Arch>()) EXPECT_TRUE(std::count(archs.begin(), archs.end(), arch)) << arch;
   for (const char* pattern : choices<AttentionPattern>()) {
     EXPECT_TRUE(std::count(patterns.begin(), patterns.end(), pattern)) << pattern;
+  }
+}
+
+TEST(ConfigsTest, TheMemoryEstimateIsALowerBoundOfEveryShippedModel) {
+  // The start-up memory check refuses only what cannot fit: its parameter count never exceeds
+  // the model's (it leaves out biases and norms), and no shipped config is refused here.
+  for (const auto& f : config_files()) {
+    const Config c = load_config((configs_dir() / f).string());
+    const MemoryEstimate e = estimate_memory(c, true);
+    const auto model = models::build_model(c);
+    EXPECT_LE(e.parameters, static_cast<double>(model->parameter_count())) << f;
+    EXPECT_GE(e.parameters, 0.9 * static_cast<double>(model->parameter_count())) << f << ": a bound too loose to catch much";
+    EXPECT_NO_THROW(check_memory_fits(c, true, 24.0 * (1u << 30))) << f;
+  }
+  // What a 24 GiB machine cannot hold is refused before any allocation, naming the keys.
+  const Config big = load_config((configs_dir() / "gpt2-124m.yaml").string(), {"model.d_model=1200000000"});
+  try {
+    check_memory_fits(big, true, 24.0 * (1u << 30));
+    ADD_FAILURE() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("keys 'model.d_model'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("the machine has 24.0 GiB; shrink the model"), std::string::npos) << e.what();
+  }
+  const Config rows = load_config((configs_dir() / "gpt2-124m.yaml").string(), {"data.batch_size=1000000000"});
+  try {
+    check_memory_fits(rows, true, 24.0 * (1u << 30));
+    ADD_FAILURE() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("keys 'data.batch_size'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("split them over more ranks"), std::string::npos) << e.what();
   }
 }
 

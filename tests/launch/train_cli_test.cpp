@@ -159,6 +159,20 @@ TEST_F(TrainCliTest, CommandLineMistakesAreOneLine) {
   EXPECT_FALSE(fs::exists(path("run"))) << "nothing ran";
 }
 
+TEST_F(TrainCliTest, AConfigTooLargeForTheMachineIsRefusedBeforeAllocating) {
+  // Each of these once ended in std::bad_alloc, "terminate called" or the OOM killer.
+  const std::string cfg = tiny_config("huge.yaml");
+  for (const std::string set : {"model.d_model=1000000000", "model.vocab_size=2147483647", "model.d_ff=1000000000000",
+                                "data.batch_size=1000000000"}) {
+    const std::string line = one_error_line(strand("train " + cfg + " --quiet-config --set " + set));
+    EXPECT_CONTAINS(line, set.substr(0, set.find('=')));
+    EXPECT_CONTAINS(line, "this config needs at least ");
+    EXPECT_CONTAINS(line, "the machine has ");
+  }
+  EXPECT_CONTAINS(one_error_line(strand("eval " + cfg + " --checkpoint x.h5 --set model.d_model=1000000000")),
+                  "this config needs at least ");
+}
+
 TEST_F(TrainCliTest, LauncherEnvironmentErrorsAreOneLine) {
   const std::string cfg = tiny_config("cfg.yaml");
   // A Slurm allocation's variables without srun, and a launcher size that is not a number.
