@@ -49,8 +49,8 @@ struct MergeBackward final : Node {
   std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
     Tensor o1 = saved(0), lse1 = saved(1), o2 = saved(2), lse2 = saved(3), o = saved(4), lse = saved(5);
     Tensor go = contiguous_data(g[0]), glse = contiguous_data(g[1]);
-    Tensor go1 = Tensor::empty(o1.shape(), o1.dtype()), go2 = Tensor::empty(o2.shape(), o2.dtype());
-    Tensor glse1 = Tensor::empty(lse1.shape(), lse1.dtype()), glse2 = Tensor::empty(lse2.shape(), lse2.dtype());
+    auto like = [](const Tensor& t) { return Tensor::empty(t.shape(), t.dtype(), t.device()); };
+    Tensor go1 = like(o1), go2 = like(o2), glse1 = like(lse1), glse2 = like(lse2);
     const int64_t d = o.shape().back(), rows = lse.numel();
     // All contiguous: one block of `rows` rows, of width d (o-shaped) or 1 (lse-shaped).
     auto o_rows = [d](const Tensor& t) { return backend::AttentionRows{t.raw_data(), 0, d}; };
@@ -101,7 +101,7 @@ AttentionOutput merge_attention(const Tensor& o1, const Tensor& lse1, const Tens
                shape_str(lse1.shape()), " and lse2 ", shape_str(lse2.shape()), " must be o's shape without D, ",
                shape_str(rows_shape));
   Tensor a = contiguous_data(o1), la = contiguous_data(lse1), b = contiguous_data(o2), lb = contiguous_data(lse2);
-  Tensor o = Tensor::empty(o1.shape(), o1.dtype()), lse = Tensor::empty(rows_shape, o1.dtype());
+  Tensor o = Tensor::empty(o1.shape(), o1.dtype(), o1.device()), lse = Tensor::empty(rows_shape, o1.dtype(), o1.device());
   const int64_t rows = lse.numel();
   attention_merge(as_rows(a, rows, true), as_rows(la, rows, false), as_rows(b, rows, true), as_rows(lb, rows, false),
                   as_rows(o, rows, true), as_rows(lse, rows, false));

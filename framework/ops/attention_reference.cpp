@@ -20,8 +20,8 @@ struct AttentionReferenceBackward final : Node {
     backend::AttentionReferenceBackwardParams p{params};
     p.mask = mask.defined() ? mask.data<int32_t>() : nullptr;
     Tensor dout = contiguous_data(g[0]), dlse = contiguous_data(g[1]);
-    Tensor dq = Tensor::empty(q.shape(), q.dtype()), dk = Tensor::empty(k.shape(), k.dtype()),
-           dv = Tensor::empty(v.shape(), v.dtype());
+    Tensor dq = Tensor::empty(q.shape(), q.dtype(), q.device()), dk = Tensor::empty(k.shape(), k.dtype(), k.device()),
+           dv = Tensor::empty(v.shape(), v.dtype(), v.device());
     p.q = q.raw_data();
     p.k = k.raw_data();
     p.v = v.raw_data();
@@ -91,8 +91,8 @@ AttentionOutput attention_reference(const Tensor& q, const Tensor& k, const Tens
   }
 
   Tensor qc = contiguous_data(q), kc = contiguous_data(k), vc = contiguous_data(v);
-  Tensor o = Tensor::empty(q.shape(), q.dtype());
-  Tensor lse = Tensor::empty({p.B, p.Hq, p.Nq}, q.dtype());
+  Tensor o = Tensor::empty(q.shape(), q.dtype(), q.device());
+  Tensor lse = Tensor::empty({p.B, p.Hq, p.Nq}, q.dtype(), q.device());
   p.q = qc.raw_data();
   p.k = kc.raw_data();
   p.v = vc.raw_data();

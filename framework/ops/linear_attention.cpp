@@ -73,8 +73,8 @@ struct LinearAttentionBackward final : Node {
   std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
     const Tensor q = contiguous_data(saved(0)), k = contiguous_data(saved(1)), v = contiguous_data(saved(2));
     const Tensor w = contiguous_data(saved(3)), out = saved(4), den = saved(5), dout = contiguous_data(g[0]);
-    Tensor dq = Tensor::empty(q.shape(), q.dtype()), dk = Tensor::empty(k.shape(), k.dtype()),
-           dv = Tensor::empty(v.shape(), v.dtype());
+    Tensor dq = Tensor::empty(q.shape(), q.dtype(), q.device()), dk = Tensor::empty(k.shape(), k.dtype(), k.device()),
+           dv = Tensor::empty(v.shape(), v.dtype(), v.device());
     backend::LinearAttentionBackwardParams p{params};
     p.q = q.raw_data();
     p.k = k.raw_data();
@@ -97,8 +97,8 @@ Tensor linear_attention(const Tensor& q, const Tensor& k, const Tensor& v, const
   backend::LinearAttentionForwardParams p{check_and_describe(q, k, v, projection, causal)};
   const Tensor qc = contiguous_data(q), kc = contiguous_data(k), vc = contiguous_data(v),
                wc = contiguous_data(projection);
-  Tensor out = Tensor::empty({p.batch, p.q_heads, p.q_len, p.value_dim}, q.dtype());
-  Tensor den = Tensor::empty({p.batch, p.q_heads, p.q_len}, q.dtype());
+  Tensor out = Tensor::empty({p.batch, p.q_heads, p.q_len, p.value_dim}, q.dtype(), q.device());
+  Tensor den = Tensor::empty({p.batch, p.q_heads, p.q_len}, q.dtype(), q.device());
   p.q = qc.raw_data();
   p.k = kc.raw_data();
   p.v = vc.raw_data();

@@ -242,26 +242,24 @@ TEST_F(TrainerTest, NoCheckpointHoldsNonFiniteWeights) {
 }
 
 TEST_F(TrainerTest, ResumingOnOtherDataSaysSo) {
+  // What a resumed run prints, captured.
+  auto printed = [&](const Config& config) {
+    std::FILE* out = std::tmpfile();
+    EXPECT_NE(out, nullptr);
+    TrainerOptions options;
+    options.out = out;
+    train(config, options);
+    std::rewind(out);
+    std::string text;
+    for (int c; (c = std::fgetc(out)) != EOF;) text += static_cast<char>(c);
+    std::fclose(out);
+    return text;
+  };
   train(tiny("d", {"train.steps=10"}));
-  std::FILE* out = std::tmpfile();
-  ASSERT_NE(out, nullptr);
-  TrainerOptions options;
-  options.out = out;
-  train(tiny("d", {"train.steps=12", "data.task=copy"}), options);
-  std::rewind(out);
-  std::string text;
-  for (int c; (c = std::fgetc(out)) != EOF;) text += static_cast<char>(c);
-  std::fclose(out);
-  EXPECT_CONTAINS(text, "warning: " + ckpt("d", 10) + " was trained on data.task assoc_recall, this run has copy");
-  // The same data: no warning.
-  out = std::tmpfile();
-  options.out = out;
-  train(tiny("d", {"train.steps=14", "data.task=copy"}), options);
-  std::rewind(out);
-  text.clear();
-  for (int c; (c = std::fgetc(out)) != EOF;) text += static_cast<char>(c);
-  std::fclose(out);
-  EXPECT_EQ(text.find("was trained on"), std::string::npos) << text;
+  EXPECT_CONTAINS(printed(tiny("d", {"train.steps=12", "data.task=copy"})),
+                  "warning: " + ckpt("d", 10) + " was trained on data.task assoc_recall, this run has copy");
+  const std::string same = printed(tiny("d", {"train.steps=14", "data.task=copy"}));
+  EXPECT_EQ(same.find("was trained on"), std::string::npos) << same;
 }
 
 TEST_F(TrainerTest, ResumingAFinishedRunDoesNothing) {
