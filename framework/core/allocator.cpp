@@ -22,21 +22,32 @@ size_t size_class(size_t n) {
   return (n + unit - 1) / unit * unit;
 }
 
+// The blocks of one size class. Note [No allocation on free]: `free` always has room for every
+// block of the class that exists (`blocks`), reserved when a block is made, so that
+// deallocate — called from destructors — never allocates and so never throws.
+struct SizeClass {
+  std::vector<void*> free;
+  size_t blocks = 0;  // live + cached blocks of this class
+};
+
 struct Pool {
   Device device;
   std::mutex mu;
-  std::map<size_t, std::vector<void*>> free_blocks;
+  std::map<size_t, SizeClass> classes;
   Stats st;
 
   void* raw_alloc(size_t n) { return device_runtime(device.type).allocate(n, device.index); }
   void raw_free(void* p) { device_runtime(device.type).deallocate(p, device.index); }
+  // Entries and their reserved room stay: live blocks of each class still come back.
   void release_cache() {
-    for (auto& [sz, blocks] : free_blocks)
-      for (void* p : blocks) {
+    for (auto& [sz, c] : classes) {
+      for (void* p : c.free) {
         raw_free(p);
         st.reserved_bytes -= static_cast<int64_t>(sz);
       }
-    free_blocks.clear();
+      c.blocks -= c.free.size();
+      c.free.clear();
+    }
   }
 };
 
@@ -59,18 +70,22 @@ void* allocate(Device device, size_t nbytes) {
   const size_t sz = size_class(nbytes);
   std::lock_guard lock(p.mu);
   void* ptr = nullptr;
-  auto it = p.free_blocks.find(sz);
-  if (it != p.free_blocks.end() && !it->second.empty()) {
-    ptr = it->second.back();
-    it->second.pop_back();
+  SizeClass& c = p.classes[sz];
+  if (!c.free.empty()) {
+    ptr = c.free.back();
+    c.free.pop_back();
     ++p.st.cache_hits;
   } else {
+    // Room for this block's return first (Note [No allocation on free]), doubling as a
+    // vector would, so that many blocks of one class cost amortised constant time.
+    if (c.free.capacity() < c.blocks + 1) c.free.reserve(2 * (c.blocks + 1));
     try {
       ptr = p.raw_alloc(sz);
     } catch (const std::bad_alloc&) {
       p.release_cache();  // give the cache back and try once more before failing
       ptr = p.raw_alloc(sz);
     }
+    ++c.blocks;
     p.st.reserved_bytes += static_cast<int64_t>(sz);
   }
   ++p.st.allocations;
@@ -79,12 +94,14 @@ void* allocate(Device device, size_t nbytes) {
   return ptr;
 }
 
-void deallocate(Device device, void* ptr, size_t nbytes) {
+void deallocate(Device device, void* ptr, size_t nbytes) noexcept {
   if (!ptr) return;
-  Pool& p = pool(device);
+  Pool& p = pool(device);  // the pool exists: it made this block
   const size_t sz = size_class(nbytes);
   std::lock_guard lock(p.mu);
-  p.free_blocks[sz].push_back(ptr);
+  // The class exists and has room (Note [No allocation on free]): neither line allocates.
+  SizeClass& c = p.classes.find(sz)->second;
+  c.free.push_back(ptr);
   p.st.current_bytes -= static_cast<int64_t>(sz);
 }
 

@@ -18,8 +18,9 @@ struct Stats {
 
 // Returns a block of at least nbytes, 64-byte aligned. Never returns null; throws on failure.
 void* allocate(Device device, size_t nbytes);
-// Returns a block to the cache; nbytes must be the size passed to allocate.
-void deallocate(Device device, void* ptr, size_t nbytes);
+// Returns a block to the cache; nbytes must be the size passed to allocate. Never allocates
+// and never throws, so that destructors may call it whatever memory is left.
+void deallocate(Device device, void* ptr, size_t nbytes) noexcept;
 
 Stats stats(Device device);
 void reset_peak(Device device);
