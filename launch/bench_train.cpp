@@ -51,7 +51,8 @@ void run_bench_train(const BenchTrainArgs& args, parallel::Group& world) {
     if (r.step > args.warmup) step_seconds.push_back(r.seconds);
     loss = r.loss;
   };
-  train::check_memory_fits(config, true);  // before the first allocation
+  // Before the first allocation; the ranks on this machine share its memory.
+  train::check_memory_fits(config, true, train::machine_memory_bytes(), parallel::ranks_on_this_machine(world));
   std::shared_ptr<models::Model> model = models::build_model(config);
   const int64_t params = model->parameter_count();
   train::Trainer trainer(train::build_trainer_parts(config, model, &world), options);

@@ -39,7 +39,8 @@ void run_eval(const EvalArgs& args, parallel::Group& world) {
                "--data ", args.data, ": ", args.config, " has data.format synthetic, which reads no files (drop "
                "--data, or set data.format to bin or hdf5)");
 
-  train::check_memory_fits(config, false);  // before the first allocation
+  // Before the first allocation; the ranks on this machine share its memory.
+  train::check_memory_fits(config, false, train::machine_memory_bytes(), parallel::ranks_on_this_machine(world));
   const io::CheckpointData ckpt = io::read_checkpoint(args.checkpoint);
   std::shared_ptr<models::Model> model = models::build_model(config);
   io::load_into(model->named_parameters(), ckpt);

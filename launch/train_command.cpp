@@ -35,7 +35,8 @@ int g_exit_status = 0;
 void run_train(const TrainArgs& args, parallel::Group& world) {
   const train::Config config = train::load_config(args.config, args.overrides);
   try {
-    train::check_memory_fits(config, true);  // before the first allocation
+    // Before the first allocation; the ranks on this machine share its memory.
+    train::check_memory_fits(config, true, train::machine_memory_bytes(), parallel::ranks_on_this_machine(world));
   } catch (const train::ConfigError& e) {
     throw train::ConfigError(args.config + ": " + e.what());
   }

@@ -182,20 +182,24 @@ double machine_memory_bytes() {
   return pages > 0 && page > 0 ? static_cast<double>(pages) * static_cast<double>(page) : 0.0;
 }
 
-void check_memory_fits(const Config& config, bool training, double available) {
+void check_memory_fits(const Config& config, bool training, double available, int ranks_here) {
   if (available <= 0) return;
   const MemoryEstimate e = estimate_memory(config, training);
-  if (e.total() <= available) return;
+  if (e.total() * ranks_here <= available) return;
   const auto gib = [](double bytes) { return detail::concat(std::fixed, std::setprecision(1), bytes / 1073741824.0, " GiB"); };
   const bool params = e.state_bytes >= e.activation_bytes;
+  const std::string machine =
+      ranks_here > 1 ? detail::concat(ranks_here, " ranks on this machine need ", gib(e.total() * ranks_here), "; it has ")
+                     : std::string("the machine has ");
   throw ConfigError(detail::concat(
       params ? "keys 'model.d_model', 'model.n_layer', 'model.vocab_size', 'model.d_ff'"
              : "keys 'data.batch_size', 'data.seq_len', 'model.n_layer', 'model.d_model'",
       ": this config needs at least ", gib(e.total()), " on each rank (",
       e.parameters < 1e15 ? std::to_string(static_cast<int64_t>(e.parameters)) : detail::concat(std::setprecision(3), e.parameters),
       " parameters: ", gib(e.state_bytes), training ? " with gradients and AdamW moments" : "",
-      "; activations: ", gib(e.activation_bytes), "), the machine has ", gib(available),
-      params ? "; shrink the model" : "; shorten the rows or split them over more ranks (parallel.sp)"));
+      "; activations: ", gib(e.activation_bytes), "), ", machine, gib(available),
+      params ? "; shrink the model" : "; shorten the rows or split them over more ranks (parallel.sp)",
+      ranks_here > 1 ? " or place fewer ranks on each machine" : ""));
 }
 
 void check_ranks_agree(const Config& config, parallel::Group& group) {

@@ -105,9 +105,10 @@ struct MemoryEstimate {
 MemoryEstimate estimate_memory(const Config& config, bool training);
 // The machine's physical memory in bytes.
 double machine_memory_bytes();
-// A ConfigError naming the keys that dominate when estimate_memory(config, training).total()
-// exceeds `available` bytes.
-void check_memory_fits(const Config& config, bool training, double available = machine_memory_bytes());
+// A ConfigError naming the keys that dominate when `ranks_here` ranks on this machine, each
+// holding estimate_memory(config, training).total(), exceed its `available` bytes.
+void check_memory_fits(const Config& config, bool training, double available = machine_memory_bytes(),
+                       int ranks_here = 1);
 
 // Every rank of `group` holds the same resolved config, or a ConfigError on each rank that
 // differs names the first differing key and both values (collective; compares a hash first).

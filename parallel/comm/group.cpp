@@ -1,4 +1,6 @@
 // The world group (MPI under a launcher, else local), finalize(), and the single-process group.
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
@@ -187,6 +189,16 @@ void finalize() {
   state.group.reset();  // frees the communicator while MPI still runs
   internal::finalize_mpi();
   state.finalized = true;
+}
+
+int ranks_on_this_machine(Group& group) {
+  if (group.size() == 1) return 1;
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  // Ranks with equal host names share a color (a 31-bit FNV-1a hash of the name).
+  uint32_t hash = 2166136261u;
+  for (const char* c = host; *c != 0; ++c) hash = (hash ^ static_cast<unsigned char>(*c)) * 16777619u;
+  return group.split(static_cast<int>(hash & 0x7fffffffu), group.rank())->size();
 }
 
 }  // namespace strand::parallel

@@ -61,6 +61,10 @@ class Group {
 // launcher's environment is present), else a single-process group. Initialises MPI on first use.
 Group& world();
 
+// How many ranks of `group` run on this machine (same host name), for checks of what they
+// hold together against its memory. Collective; 1 for a one-rank group.
+int ranks_on_this_machine(Group& group);
+
 // Finalises MPI if world() initialised it (called once at program exit).
 void finalize();
 

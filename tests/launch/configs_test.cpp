@@ -84,6 +84,22 @@ TEST(ConfigsTest, TheMemoryEstimateIsALowerBoundOfEveryShippedModel) {
   }
 }
 
+TEST(ConfigsTest, RanksSharingAMachineAreCheckedTogether) {
+  // The quickstart fits a 1 GiB machine as one rank, not as 64 ranks on it.
+  const Config c = load_config((configs_dir() / "quickstart.yaml").string());
+  const double need = estimate_memory(c, true).total();
+  const double available = 4.0 * need;
+  EXPECT_NO_THROW(check_memory_fits(c, true, available, 1));
+  EXPECT_NO_THROW(check_memory_fits(c, true, available, 4));
+  try {
+    check_memory_fits(c, true, available, 5);
+    ADD_FAILURE() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("5 ranks on this machine need"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("place fewer ranks on each machine"), std::string::npos) << e.what();
+  }
+}
+
 class ConfigRunTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ConfigRunTest, TrainsTwoStepsWithAFiniteLoss) {

@@ -278,6 +278,11 @@ TEST(Comm, SplitByColorOrdersByKey) {
   }
 }
 
+TEST(Comm, EveryRankOfAOneMachineJobSharesItsMachine) {
+  // mpiexec started every rank here: all of them share this machine's memory.
+  EXPECT_EQ(ranks_on_this_machine(W()), W().size());
+}
+
 TEST(Comm, DeviceTensorsAreStagedThroughHost) {
   // Skips uniformly: every rank of a test job sees the same machine.
   if (device_count(DeviceType::CUDA) == 0) GTEST_SKIP() << "no GPU";
