@@ -30,8 +30,12 @@ Environment:
   STRAND_BIN           the strand program (default: $STRAND_BUILD_DIR/strand)
   STRAND_BUILD_DIR     build folder, relative to the repository or absolute (default: build)
   MPIRUN               the launcher (default: mpirun)
-  STRAND_STOP_GRACE_S  seconds Open MPI waits after forwarding a stop signal before it kills
-                       the ranks, so that they save a checkpoint (default: 30)
+  STRAND_STOP_GRACE_S  seconds Open MPI waits after a SIGTERM or SIGINT sent to mpirun itself
+                       before it kills the ranks, so that they save a checkpoint (default: 30)
+
+Stopping: SIGTERM, SIGINT or SIGHUP to this script reach every rank (through mpirun, as
+SIGUSR1); each saves the checkpoint of its step and the job exits 0. Run the same command
+to resume.
 
 Examples:
   launch/train.sh -n 2 configs/quickstart.yaml --set train.steps=50
@@ -183,4 +187,21 @@ for word in "${cmd[@]}"; do
 done
 echo "train.sh: OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads$shown" >&2
 ((dry_run)) && exit 0
-exec "${cmd[@]}"
+[[ "$flavour" == openmpi ]] || exec "${cmd[@]}"
+
+# A stop asked of this script (a scheduler's SIGTERM, Ctrl-C, a hangup) reaches the ranks as
+# SIGUSR1, which mpirun forwards to every rank on every host without ending the job: each rank
+# saves the checkpoint of its step and exits 0, and so does mpirun. A SIGTERM or SIGINT sent to
+# mpirun itself makes it kill the ranks after odls_base_sigkill_timeout (set above) instead.
+# Job control puts mpirun in its own process group, so that a terminal's Ctrl-C reaches this
+# script only; its stdin is closed (no rank reads it, and a background read would stop it).
+set -m
+"${cmd[@]}" </dev/null &
+mpirun_pid=$!
+trap 'kill -USR1 "$mpirun_pid" 2>/dev/null || true' TERM INT HUP
+while true; do
+  status=0
+  wait "$mpirun_pid" || status=$?
+  kill -0 "$mpirun_pid" 2>/dev/null || break  # ended; else a trapped signal interrupted wait
+done
+exit "$status"

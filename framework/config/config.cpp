@@ -222,6 +222,7 @@ void visit_config(Config& c, KeyVisitor& v) {
   choice(v, "layout", c.parallel.layout);
   choice(v, "backend", c.parallel.backend);
   v.integer("bucket_mb", c.parallel.bucket_mb, at_least(1));
+  v.real("timeout_s", c.parallel.timeout_s, at_least(0));
   v.end();
 
   v.begin("train");

@@ -109,6 +109,7 @@ struct ParallelConfig {
   SeqLayout layout = SeqLayout::Auto;  // resolved when parsed (resolved_layout)
   CommBackend backend = CommBackend::Mpi;
   int64_t bucket_mb = 25;      // gradient all-reduce bucket size (MiB), parallel/grad_sync.h
+  double timeout_s = 300;      // a rank without progress this long ends the job (0: never), parallel/watchdog.h
   bool operator==(const ParallelConfig&) const = default;
 };
 

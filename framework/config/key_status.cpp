@@ -50,6 +50,7 @@ constexpr KeyStatus kStatuses[] = {
     {"parallel.layout", kOn, "SpTrainTest.RingContiguousOverTwoRanks"},
     {"parallel.backend", kOn, "TrainerTest.RefusesTheNcclBackendForCpuModels"},
     {"parallel.bucket_mb", kOn, "GradSync.SumsOverRanksWithBucketsStartedDuringBackward"},
+    {"parallel.timeout_s", kOn, "StopJob.AStoppedRankEndsTheJobAfterTheTimeout"},
 
     {"train.steps", kOn, "TrainerTest.ResumingAFinishedRunDoesNothing"},
     {"train.lr", kOn, "TrainerTest.MetricsJsonlHasEveryFieldOnEveryLoggedStep"},

@@ -16,6 +16,7 @@
 #include "parallel/comm/backends.h"
 #include "parallel/comm/group.h"
 #include "parallel/grad_sync.h"
+#include "parallel/watchdog.h"
 
 namespace strand::train {
 
@@ -237,10 +238,12 @@ void check_ranks_agree(const Config& config, parallel::Group& group) {
 
 TrainerParts build_trainer_parts(Config config, std::shared_ptr<models::Model> model, parallel::Group* group) {
   STRAND_CHECK(model != nullptr, ValueError, "Trainer: no model");
+  TrainerParts parts;
+  parts.watchdog = std::make_unique<parallel::Watchdog>(config.parallel.timeout_s, group ? group->rank() : 0,
+                                                        group ? group->size() : 1);
   // Before any other collective: ranks with different configs would otherwise hang or train
   // silently wrong in the grid and the gradient sum.
   if (group != nullptr) check_ranks_agree(config, *group);
-  TrainerParts parts;
   parts.ranks = build_training_ranks(config, group);
   STRAND_CHECK(config.precision.compute == ComputePrecision::Fp32, train::ConfigError,
                "key 'precision.compute': only fp32 training is available yet, got ", name_of(config.precision.compute));

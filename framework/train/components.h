@@ -17,7 +17,10 @@
 #include "parallel/grid.h"
 #include "parallel/layout.h"
 
-namespace strand::parallel { class GradSync; }
+namespace strand::parallel {
+class GradSync;
+class Watchdog;
+}  // namespace strand::parallel
 
 namespace strand::train {
 
@@ -78,6 +81,8 @@ std::unique_ptr<parallel::GradSync> build_grad_sync(const Config& config, const 
 // Everything a Trainer runs. Members are declared so that each is destroyed before what it
 // points into (the gradient sum before the ranks' groups).
 struct TrainerParts {
+  // Started first, so that it also watches the collectives that build the other parts.
+  std::unique_ptr<parallel::Watchdog> watchdog;  // parallel.timeout_s; idle on one rank
   Config config;
   std::shared_ptr<models::Model> model;
   TrainingRanks ranks;

@@ -1,4 +1,4 @@
-// SIGINT / SIGTERM / SIGHUP / SIGPIPE handlers that set an async-signal-safe flag for the loop.
+// SIGINT / SIGTERM / SIGHUP / SIGPIPE / SIGUSR1 handlers that set an async-signal-safe flag for the loop.
 #include "framework/train/signals.h"
 
 #include <atomic>
@@ -30,7 +30,9 @@ extern "C" void record_broken_pipe(int signal_number) {
   g_stop_signal.compare_exchange_strong(none, signal_number);
 }
 
-constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+// SIGUSR1 is how launch/train.sh passes a stop on: Open MPI's mpirun forwards it to every rank
+// without ending the job, as it does after SIGTERM (docs/reliability.md).
+constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGUSR1};
 
 }  // namespace
 
@@ -70,6 +72,7 @@ const char* signal_name(int signal_number) {
     case SIGTERM: return "SIGTERM";
     case SIGHUP: return "SIGHUP";
     case SIGPIPE: return "SIGPIPE";
+    case SIGUSR1: return "SIGUSR1";
     default: return "a signal";
   }
 }

@@ -36,6 +36,7 @@
 #include "models/model.h"
 #include "parallel/comm/group.h"
 #include "parallel/grad_sync.h"
+#include "parallel/watchdog.h"
 
 namespace strand::train {
 
@@ -60,7 +61,8 @@ void LogInterval::add(const StepReport& report) {
 }
 
 Trainer::Trainer(TrainerParts parts, TrainerOptions options)
-    : config_(std::move(parts.config)),
+    : watchdog_(std::move(parts.watchdog)),
+      config_(std::move(parts.config)),
       model_(std::move(parts.model)),
       ranks_(std::move(parts.ranks)),
       grad_sync_(std::move(parts.grad_sync)),

@@ -156,6 +156,7 @@ class Trainer {
  private:
   uint64_t parameter_fingerprint() const;
 
+  std::unique_ptr<parallel::Watchdog> watchdog_;  // first: it outlives every part it watches
   Config config_;
   std::shared_ptr<models::Model> model_;
   TrainingRanks ranks_;

@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "launch/job.h"
 #include "launch/run_compare.h"
 
 namespace strand {
@@ -28,98 +29,12 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using testing_support::read_text;
 using testing_support::strand_binary;
+using testing_support::Job;
+using testing_support::RankProcess;
+using testing_support::rank_processes;
 
 constexpr std::chrono::seconds kStartLimit{120};  // a loaded machine may take a while to step
 constexpr std::chrono::seconds kEndLimit{30};     // the contract: the job ends within 30 s
-
-// /proc/PID/cmdline (or environ): the NUL-separated strings.
-std::vector<std::string> proc_strings(const fs::path& file) {
-  std::vector<std::string> out;
-  const std::string text = read_text(file.string());
-  size_t at = 0;
-  while (at < text.size()) {
-    const size_t end = text.find('\0', at);
-    out.push_back(text.substr(at, end == std::string::npos ? std::string::npos : end - at));
-    if (end == std::string::npos) break;
-    at = end + 1;
-  }
-  return out;
-}
-
-struct RankProcess {
-  pid_t pid = 0;
-  int rank = -1;
-};
-
-// The strand processes of this job: argv[0] is the strand program and an argument names our
-// unique run directory; the rank comes from the environment Open MPI (or PMI) gives each rank.
-std::vector<RankProcess> rank_processes(const std::string& run_dir) {
-  std::vector<RankProcess> found;
-  for (const fs::directory_entry& entry : fs::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    const std::vector<std::string> argv = proc_strings(entry.path() / "cmdline");
-    if (argv.empty() || fs::path(argv[0]).filename() != "strand") continue;
-    bool ours = false;
-    for (const std::string& arg : argv) ours = ours || arg.find(run_dir) != std::string::npos;
-    if (!ours) continue;
-    RankProcess p;
-    p.pid = static_cast<pid_t>(std::stol(name));
-    for (const std::string& var : proc_strings(entry.path() / "environ")) {
-      for (const char* key : {"OMPI_COMM_WORLD_RANK=", "PMI_RANK="}) {
-        if (var.rfind(key, 0) == 0) p.rank = std::atoi(var.c_str() + std::strlen(key));
-      }
-    }
-    found.push_back(p);
-  }
-  return found;
-}
-
-// mpiexec started in its own process group, output to files, reaped by wait_for_exit().
-class Job {
- public:
-  Job(const std::string& command, const fs::path& out) {
-    pid_ = fork();
-    if (pid_ == 0) {
-      setpgid(0, 0);
-      const int fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      dup2(fd, STDOUT_FILENO);
-      dup2(fd, STDERR_FILENO);
-      const int null_in = open("/dev/null", O_RDONLY);
-      dup2(null_in, STDIN_FILENO);
-      execl("/bin/sh", "sh", "-c", ("exec " + command).c_str(), static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    if (pid_ > 0) setpgid(pid_, pid_);  // also here: the destructor may run before the child does
-  }
-  ~Job() {
-    if (running()) {  // a failed assertion left it running: take the whole group down
-      kill(-pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  bool started() const { return pid_ > 0; }
-  bool running() const { return pid_ > 0 && !status_; }
-
-  // The exit code (128 + signal when killed), or nullopt if still running after `limit`.
-  std::optional<int> wait_for_exit(std::chrono::milliseconds limit) {
-    const auto deadline = Clock::now() + limit;
-    while (!status_) {
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        break;
-      }
-      if (Clock::now() >= deadline) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return status_;
-  }
-
- private:
-  pid_t pid_ = -1;
-  std::optional<int> status_;
-};
 
 class KillRank : public ::testing::Test {
  protected:
@@ -157,14 +72,9 @@ TEST_F(KillRank, KilledRankEndsTheJobWithAnErrorWithin30Seconds) {
   ASSERT_TRUE(job.started());
 
   // Training has started once a step is logged.
-  const auto start_deadline = Clock::now() + kStartLimit;
   const std::string metrics = run_dir + "/metrics.jsonl";
-  while (!(fs::exists(metrics) && fs::file_size(metrics) > 0)) {
-    ASSERT_FALSE(job.wait_for_exit(std::chrono::milliseconds(100)).has_value())
-        << "the job ended before its first step:\n" << read_text(output.string());
-    ASSERT_LT(Clock::now(), start_deadline) << "no step logged in " << kStartLimit.count() << " s:\n"
-                                            << read_text(output.string());
-  }
+  const std::string waited = testing_support::wait_for_lines(job, metrics, 1, kStartLimit);
+  ASSERT_EQ(waited, "") << read_text(output.string());
 
   std::vector<RankProcess> ranks = rank_processes(run_dir);
   ASSERT_EQ(ranks.size(), 2u) << "expected the two strand ranks of this job";

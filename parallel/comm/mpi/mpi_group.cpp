@@ -8,6 +8,7 @@
 
 #include "framework/core/error.h"
 #include "parallel/comm/checks.h"
+#include "parallel/watchdog.h"
 
 namespace strand::parallel::mpi {
 namespace {
@@ -78,8 +79,13 @@ class HostView {
 class MpiRequest final : public Request {
  public:
   using Finish = std::function<void(const MPI_Status&)>;
-  MpiRequest(MPI_Request request, std::string op, std::vector<Tensor> buffers, Finish finish)
-      : request_(request), op_(std::move(op)), buffers_(std::move(buffers)), finish_(std::move(finish)) {}
+  // `waiting_in` (a string literal) names the wait for the stall watchdog.
+  MpiRequest(MPI_Request request, const char* waiting_in, std::string op, std::vector<Tensor> buffers, Finish finish)
+      : request_(request),
+        waiting_in_(waiting_in),
+        op_(std::move(op)),
+        buffers_(std::move(buffers)),
+        finish_(std::move(finish)) {}
 
   ~MpiRequest() override {
     // A dropped request is completed so that MPI never writes into freed buffers.
@@ -90,6 +96,7 @@ class MpiRequest final : public Request {
 
   void wait() override {
     if (done_) return;
+    const WaitScope waiting(waiting_in_);
     MPI_Status status;
     const int rc = MPI_Wait(&request_, &status);
     complete(rc, status);
@@ -108,12 +115,14 @@ class MpiRequest final : public Request {
  private:
   void complete(int rc, const MPI_Status& status) {
     done_ = true;
+    note_progress("computing");
     check(rc, op_.c_str());
     if (finish_) finish_(status);
     buffers_.clear();
   }
 
   MPI_Request request_;
+  const char* waiting_in_;
   std::string op_;
   std::vector<Tensor> buffers_;
   Finish finish_;
@@ -142,7 +151,7 @@ std::unique_ptr<Request> MpiGroup::isend(const Tensor& t, int dst, int tag) {
   MPI_Request request;
   check(MPI_Isend(send.data(), count_of(t.numel(), op), data_type(t.dtype()), dst, tag, comm_, &request),
         "mpi isend (MPI_Isend)");
-  return std::make_unique<MpiRequest>(request, "mpi isend (MPI_Wait)", std::vector<Tensor>{t, send.host()},
+  return std::make_unique<MpiRequest>(request, "mpi isend", "mpi isend (MPI_Wait)", std::vector<Tensor>{t, send.host()},
                                       nullptr);
 }
 
@@ -163,7 +172,7 @@ std::unique_ptr<Request> MpiGroup::irecv(Tensor& t, int src, int tag) {
                  shape, ") from rank ", src, " with tag ", tag, ", got ", received);
     recv.write_back();
   };
-  return std::make_unique<MpiRequest>(request, "mpi irecv (MPI_Wait)", std::vector<Tensor>{t, recv.host()},
+  return std::make_unique<MpiRequest>(request, "mpi irecv", "mpi irecv (MPI_Wait)", std::vector<Tensor>{t, recv.host()},
                                       finish);
 }
 
@@ -172,6 +181,7 @@ void MpiGroup::all_reduce(Tensor& t, ReduceOp op) {
   check_contiguous(t, name, "t");
   const MPI_Datatype type = reduce_type(t.dtype(), name);
   HostView view(t, /*copy_in=*/true);
+  const WaitScope waiting("mpi all_reduce");
   check(MPI_Allreduce(MPI_IN_PLACE, view.data(), count_of(t.numel(), name), type, reduce_op(op), comm_),
         "mpi all_reduce (MPI_Allreduce)");
   view.write_back();
@@ -186,7 +196,7 @@ std::unique_ptr<Request> MpiGroup::iall_reduce(Tensor& t, ReduceOp op) {
   check(MPI_Iallreduce(MPI_IN_PLACE, view.data(), count_of(t.numel(), name), type, reduce_op(op), comm_,
                        &request),
         "mpi iall_reduce (MPI_Iallreduce)");
-  return std::make_unique<MpiRequest>(request, "mpi iall_reduce (MPI_Wait)",
+  return std::make_unique<MpiRequest>(request, "mpi iall_reduce", "mpi iall_reduce (MPI_Wait)",
                                       std::vector<Tensor>{t, view.host()},
                                       [view](const MPI_Status&) { view.write_back(); });
 }
@@ -199,6 +209,7 @@ void MpiGroup::all_gather(const Tensor& t, Tensor& out) {
   HostView send(source, true), recv(out, false);
   const int n = count_of(t.numel(), name);
   const MPI_Datatype type = data_type(t.dtype());
+  const WaitScope waiting("mpi all_gather");
   check(MPI_Allgather(send.data(), n, type, recv.data(), n, type, comm_), "mpi all_gather (MPI_Allgather)");
   recv.write_back();
 }
@@ -209,6 +220,7 @@ void MpiGroup::reduce_scatter(const Tensor& t, Tensor& out, ReduceOp op) {
   const MPI_Datatype type = reduce_type(t.dtype(), name);
   const Tensor source = internal::overlaps(t, out) ? t.copy_as(t.dtype(), Device::cpu()) : t;
   HostView send(source, true), recv(out, false);
+  const WaitScope waiting("mpi reduce_scatter");
   check(MPI_Reduce_scatter_block(send.data(), recv.data(), count_of(out.numel(), name), type, reduce_op(op),
                                  comm_),
         "mpi reduce_scatter (MPI_Reduce_scatter_block)");
@@ -222,6 +234,7 @@ void MpiGroup::all_to_all(const Tensor& t, Tensor& out) {
   HostView send(source, true), recv(out, false);
   const int block = count_of(t.numel() / size_, name);
   const MPI_Datatype type = data_type(t.dtype());
+  const WaitScope waiting("mpi all_to_all");
   check(MPI_Alltoall(send.data(), block, type, recv.data(), block, type, comm_), "mpi all_to_all (MPI_Alltoall)");
   recv.write_back();
 }
@@ -231,20 +244,26 @@ void MpiGroup::broadcast(Tensor& t, int root) {
   check_contiguous(t, name, "t");
   check_rank(root, size_, name, "root");
   HostView view(t, /*copy_in=*/rank_ == root);
+  const WaitScope waiting("mpi broadcast");
   check(MPI_Bcast(view.data(), count_of(t.numel(), name), data_type(t.dtype()), root, comm_),
         "mpi broadcast (MPI_Bcast)");
   if (rank_ != root) view.write_back();
 }
 
-void MpiGroup::barrier() { check(MPI_Barrier(comm_), "mpi barrier (MPI_Barrier)"); }
+void MpiGroup::barrier() {
+  const WaitScope waiting("mpi barrier");
+  check(MPI_Barrier(comm_), "mpi barrier (MPI_Barrier)");
+}
 
 void MpiGroup::all_reduce(std::span<double> values, ReduceOp op) {
+  const WaitScope waiting("mpi all_reduce");
   check(MPI_Allreduce(MPI_IN_PLACE, values.data(), count_of(static_cast<int64_t>(values.size()), "mpi all_reduce"),
                       MPI_DOUBLE, reduce_op(op), comm_),
         "mpi all_reduce of doubles (MPI_Allreduce)");
 }
 
 void MpiGroup::all_reduce(std::span<int64_t> values, ReduceOp op) {
+  const WaitScope waiting("mpi all_reduce");
   check(MPI_Allreduce(MPI_IN_PLACE, values.data(), count_of(static_cast<int64_t>(values.size()), "mpi all_reduce"),
                       MPI_INT64_T, reduce_op(op), comm_),
         "mpi all_reduce of int64s (MPI_Allreduce)");
@@ -252,6 +271,7 @@ void MpiGroup::all_reduce(std::span<int64_t> values, ReduceOp op) {
 
 std::unique_ptr<Group> MpiGroup::split(int color, int key) {
   MPI_Comm sub = MPI_COMM_NULL;
+  const WaitScope waiting("mpi split");
   check(MPI_Comm_split(comm_, color < 0 ? MPI_UNDEFINED : color, key, &sub), "mpi split (MPI_Comm_split)");
   if (sub == MPI_COMM_NULL) return nullptr;
   return std::make_unique<MpiGroup>(sub);
