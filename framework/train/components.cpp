@@ -3,6 +3,10 @@
 
 #include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
+#include <string_view>
+
 #include <algorithm>
 #include <array>
 #include <iomanip>
@@ -19,6 +23,7 @@
 #include "parallel/watchdog.h"
 
 namespace strand::train {
+namespace fs = std::filesystem;
 
 int ulysses_degree_of(const Config& config) {
   const ParallelConfig& par = config.parallel;
@@ -203,9 +208,31 @@ void check_memory_fits(const Config& config, bool training, double available, in
       ranks_here > 1 ? " or place fewer ranks on each machine" : ""));
 }
 
+std::string launch_environment() {
+  std::string text = "launch:\n";
+  // The subcommand (argv[1]): ranks running train beside eval would wait on each other.
+  std::ifstream cmdline("/proc/self/cmdline");
+  std::string program, command;
+  std::getline(cmdline, program, '\0');
+  std::getline(cmdline, command, '\0');
+  text += "  command: " + command + "\n";
+  std::error_code ec;
+  text += "  cwd: " + fs::current_path(ec).string() + "\n";
+  // strand's own variables, in a fixed order.
+  std::vector<std::string> vars;
+  for (char** e = environ; *e != nullptr; ++e)
+    if (std::string_view(*e).starts_with("STRAND_")) vars.emplace_back(*e);
+  std::sort(vars.begin(), vars.end());
+  for (const std::string& v : vars) {
+    const size_t eq = v.find('=');
+    text += "  " + v.substr(0, eq) + ": " + v.substr(eq + 1) + "\n";
+  }
+  return text;
+}
+
 void check_ranks_agree(const Config& config, parallel::Group& group) {
   if (group.size() <= 1) return;
-  const std::string mine = to_yaml(config);
+  const std::string mine = to_yaml(config) + launch_environment();
   std::array<int64_t, 2> lo{text_hash(mine), static_cast<int64_t>(mine.size())}, hi = lo;
   group.all_reduce(std::span<int64_t>(lo), parallel::ReduceOp::Min);
   group.all_reduce(std::span<int64_t>(hi), parallel::ReduceOp::Max);
@@ -221,7 +248,8 @@ void check_ranks_agree(const Config& config, parallel::Group& group) {
   for (int64_t i = 0; i < hi[1] && chars[i] != 0; ++i) root += static_cast<char>(chars[i]);
   if (root == mine) {
     group.barrier();  // a rank that differs reports; this one waits to be ended with the job
-    throw ConfigError("the ranks were started with different configs (another rank names the first difference)");
+    throw ConfigError("the ranks were started with different configs or environments (another rank names the first "
+                      "difference)");
   }
   const auto a = keyed_lines(root), b = keyed_lines(mine);
   for (size_t i = 0; i < std::max(a.size(), b.size()); ++i) {
@@ -229,6 +257,10 @@ void check_ranks_agree(const Config& config, parallel::Group& group) {
     const std::string key = i < b.size() ? b[i].first : a[i].first;
     const std::string on_root = i < a.size() && a[i].first == key ? a[i].second : " (absent)";
     const std::string here = i < b.size() && b[i].first == key ? b[i].second : " (absent)";
+    if (key.starts_with("launch."))
+      throw ConfigError(detail::concat(key, ": the ranks were started in different environments: rank 0 has", on_root,
+                                       ", rank ", group.rank(), " has", here,
+                                       " (start every rank with the same command, directory and STRAND_* variables)"));
     throw ConfigError(detail::concat("key '", key, "': the ranks were started with different configs: rank 0 has",
                                      on_root, ", rank ", group.rank(), " has", here,
                                      " (every rank must run the same config and --set options)"));

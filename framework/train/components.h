@@ -115,8 +115,13 @@ double machine_memory_bytes();
 void check_memory_fits(const Config& config, bool training, double available = machine_memory_bytes(),
                        int ranks_here = 1);
 
-// Every rank of `group` holds the same resolved config, or a ConfigError on each rank that
-// differs names the first differing key and both values (collective; compares a hash first).
+// This process's launch environment as YAML lines under "launch:": the subcommand, the working
+// directory (relative paths in the config resolve against it) and every STRAND_* variable.
+std::string launch_environment();
+
+// Every rank of `group` holds the same resolved config and launch environment, or a
+// ConfigError on each rank that differs names the first differing key and both values
+// (collective; compares a hash first).
 void check_ranks_agree(const Config& config, parallel::Group& group);
 
 // Builds every part for `model` with the factories above, in the order the ranks must agree

@@ -3,6 +3,8 @@
 // that another rank reports (train::check_ranks_agree, called first by build_trainer_parts).
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <filesystem>
 #include <string>
 
 #include "framework/config/config.h"
@@ -64,6 +66,29 @@ TEST(ConfigAgreement, ADifferentLayoutOfRanksIsNamed) {
   } else {
     EXPECT_CONTAINS(message, "another rank names the first difference");
   }
+}
+
+TEST(ConfigAgreement, ADifferentEnvironmentIsNamed) {
+  // The same config, but the last rank has another value of a STRAND_* variable (as
+  // STRAND_PEAK_FLOPS set in one node's environment only would be).
+  const bool last = world().rank() == world().size() - 1;
+  ::setenv("STRAND_AGREEMENT_TEST", last ? "b" : "a", 1);
+  const train::Config config = train::parse_config(kYaml, "cfg.yaml", {});
+  std::string message;
+  try {
+    train::check_ranks_agree(config, world());
+  } catch (const train::ConfigError& e) {
+    message = e.what();
+  }
+  ::unsetenv("STRAND_AGREEMENT_TEST");
+  if (last) {
+    EXPECT_CONTAINS(message, "launch.STRAND_AGREEMENT_TEST: the ranks were started in different environments: rank 0 "
+                             "has a, rank " + std::to_string(world().rank()) + " has b");
+    world().barrier();
+  } else {
+    EXPECT_CONTAINS(message, "another rank names the first difference");
+  }
+  EXPECT_CONTAINS(train::launch_environment(), "\n  cwd: " + std::filesystem::current_path().string() + "\n");
 }
 
 }  // namespace
