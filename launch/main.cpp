@@ -7,6 +7,7 @@
 #include <string>
 
 #include "framework/backend/cpu/blas_setup.h"
+#include "framework/core/json.h"
 #include "launch/commands.h"
 #include "parallel/comm/group.h"
 #include "parallel/comm/launcher.h"
@@ -17,7 +18,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   // A command-line mistake is one line, like every other error.
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
-    return "strand: error: " + std::string(e.what()) + " (see strand --help)\n";
+    return "strand: error: " + strand::printable(e.what()) + " (see strand --help)\n";
   });
   strand::launch::add_train_command(app);
   strand::launch::add_eval_command(app);

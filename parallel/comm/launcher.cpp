@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "framework/core/error.h"
+#include "framework/core/json.h"
 
 namespace strand::parallel {
 namespace {
@@ -81,7 +82,8 @@ LaunchInfo detect_launch() {
 }
 
 std::string error_line(const std::string& message, int rank, int size) {
-  std::string line = "strand: error: " + message;
+  // Bytes quoted from a file (a config value, a data header) stay one line of plain text.
+  std::string line = "strand: error: " + printable(message);
   if (size > 1) line = "[rank " + std::to_string(rank) + "] " + line;
   return line;
 }

@@ -29,7 +29,8 @@ using EnvReader = std::function<const char*(const char*)>;
 LaunchInfo detect_launch(const EnvReader& env);
 LaunchInfo detect_launch();  // the process environment
 
-// The error line for `message` on rank `rank` of `size`: "strand: error: <message>", prefixed
+// The error line for `message` on rank `rank` of `size`: "strand: error: <message>" (the
+// message in printable form: no control bytes or broken UTF-8 reach the terminal), prefixed
 // "[rank r] " when size > 1 so that interleaved output says which rank failed.
 std::string error_line(const std::string& message, int rank, int size);
 

@@ -78,6 +78,16 @@ TEST_F(TrainCliTest, WrongTypeNamesTheKey) {
   EXPECT_CONTAINS(line, "fast");
 }
 
+TEST_F(TrainCliTest, BytesQuotedFromAFileArePrintable) {
+  // A value with a terminal escape sequence, a carriage return and a byte that is not UTF-8:
+  // the error quotes it as \xNN, keeps valid UTF-8, and stays one line of plain text.
+  const std::string cfg = write("bad.yaml", "train: {lr: \"\x1b[2J\r\xff caf\xc3\xa9\"}\n");
+  const std::string line = one_error_line(strand("train " + cfg));
+  EXPECT_CONTAINS(line, "train.lr");
+  EXPECT_CONTAINS(line, "\\x1b[2J\\x0d\\xff caf\xc3\xa9");
+  for (const char c : line) EXPECT_FALSE(static_cast<unsigned char>(c) < 0x20 || c == 0x7f) << line;
+}
+
 TEST_F(TrainCliTest, WrongTypeInASetOverrideNamesTheOverride) {
   const std::string line = one_error_line(strand("train " + tiny_config("c.yaml") + " --set train.steps=two"));
   EXPECT_CONTAINS(line, "--set train.steps=two");
