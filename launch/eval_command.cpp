@@ -49,7 +49,8 @@ void run_eval(const EvalArgs& args, parallel::Group& world) {
   // data-parallel row rule), each sp rank its shard of them; sums are all-reduced.
   const int64_t sp = config.parallel.sp;
   STRAND_CHECK(world.size() % sp == 0, train::ConfigError, args.config, ": key 'parallel.sp': ", sp,
-               " sequence ranks do not divide the job's ", world.size(), " ranks");
+               " sequence ranks do not divide the job's ", world.size(), " ranks (run with mpirun -np ", sp,
+               ", or --set parallel.sp=", world.size(), ")");
   const int64_t dp = world.size() / sp;
   train::BatchSharder sharder;
   try {
