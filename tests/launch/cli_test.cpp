@@ -273,6 +273,13 @@ TEST_F(CliTest, UnderMpirunAConfigErrorIsOneLineAndNoConfig) {
   EXPECT_EQ(errors[0].rfind("[rank 0] strand: error: ", 0), 0u) << errors[0];
   EXPECT_CONTAINS(errors[0], "but the job has 2 (run with mpirun -np 1, or --set parallel.dp=2)");
   EXPECT_LACKS(job.out, "--- resolved config");
+  // strand eval checks alike: a checkpoint that is not there is named once.
+  const CommandResult eval = mpirun(2, "eval " + tiny_config() + " --checkpoint " + path("nope.h5"));
+  EXPECT_NE(eval.exit_code, 0);
+  int eval_errors = 0;
+  for (const std::string& line : lines_of(eval.out + eval.err))
+    eval_errors += line.find("strand: error:") != std::string::npos && line.find(path("nope.h5")) != std::string::npos;
+  EXPECT_EQ(eval_errors, 1) << eval.out << eval.err;
   // A usage mistake is printed by rank 0 alone too.
   const CommandResult typo = mpirun(2, "trian");
   EXPECT_NE(typo.exit_code, 0);
