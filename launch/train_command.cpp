@@ -3,8 +3,8 @@
 // framework/train/run_log.h); the first ones name the run dir, the metrics file and the
 // checkpoint dir, then comes the resolved config (printed once every rank validated it).
 // Exit status: 0 when the run reaches train.steps, also when it had reached them before (the
-// rerun says so and trains nothing: a script may rerun until done), and after SIGINT / SIGTERM / SIGHUP once
-// the checkpoint of the current step is saved (running the same command resumes it; under
+// rerun says so and trains nothing: a script may rerun until done), and after SIGINT / SIGTERM /
+// SIGHUP once the checkpoint of the current step is saved (running the same command resumes it; under
 // mpirun, mpirun itself still exits non-zero after forwarding a signal, as Open MPI does); 141
 // (128 + SIGPIPE, as a shell reports a process the signal ended) after a closed stdout, also
 // once the checkpoint is saved; non-zero after an error, which is one line
