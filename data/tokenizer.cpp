@@ -4,6 +4,7 @@
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -112,8 +113,28 @@ std::unique_ptr<SentencePieceTokenizer> SentencePieceTokenizer::train(std::strin
   LineIterator lines(corpus);
   std::string serialized;
   const auto status = sentencepiece::SentencePieceTrainer::Train(args, &lines, &serialized);
-  STRAND_CHECK(status.ok(), ValueError, "sentencepiece train (vocab_size ", options.vocab_size, ", ",
-               options.model_type, ") for ", model_path, ": ", status.ToString());
+  if (!status.ok()) {
+    // SentencePiece's text names its own flags (--character_coverage), which strand does not
+    // pass on; the bounds it reports are what a user needs, as --vocab-size of `strand data prepare`.
+    const std::string text = status.ToString();
+    const auto number_after = [&](const std::string& marker) -> std::string {
+      const size_t at = text.find(marker);
+      if (at == std::string::npos) return "";
+      size_t begin = at + marker.size(), end = begin;
+      while (end < text.size() && std::isdigit(static_cast<unsigned char>(text[end]))) ++end;
+      return text.substr(begin, end - begin);
+    };
+    const std::string at_most = number_after("Please set it to a value <= ");
+    const std::string at_least = number_after(std::to_string(options.vocab_size) + " vs ");
+    const std::string what = !at_most.empty()
+        ? detail::concat("vocab_size ", options.vocab_size, " is more pieces than this corpus has; use --vocab-size ",
+                         at_most, " or less, or more text")
+        : !at_least.empty() && text.find("required_chars") != std::string::npos
+        ? detail::concat("vocab_size ", options.vocab_size, " is fewer pieces than the corpus's ", at_least,
+                         " distinct characters and byte pieces; use --vocab-size ", at_least, " or more")
+        : text;
+    throw ValueError(detail::concat("sentencepiece train (", options.model_type, ") for ", model_path, ": ", what));
+  }
 
   const std::string tmp = detail::concat(model_path, ".tmp.", ::getpid());
   {

@@ -2,7 +2,8 @@
 // useful GFLOP/s over the unmasked pairs only, peak bytes; --check adds the largest absolute errors
 // of o, lse, dq, dk, dv against the materialised float64 reference; --tiles adds the rates of
 // one tile product by the kernels' micro-kernel and by cblas_sgemm. With --sp P under
-// `mpirun -np P`, ring attention over the world (--layout contiguous|zigzag) against the same
+// `mpirun -np P`, ring attention over the world (--layout auto|contiguous|zigzag; auto picks what
+// training picks: zigzag for a causal mask, else contiguous) against the same
 // blocks computed with no message (RingOptions::compute_only). Prints one JSON line.
 #include <cblas.h>
 #include <omp.h>
@@ -53,7 +54,7 @@ struct BenchAttentionOptions {
   bool check = false;
   bool tiles = false;
   int sp = 1;                       // sequence-parallel ranks: the world size under mpirun
-  std::string layout = "contiguous";  // sp > 1: contiguous or zigzag
+  std::string layout = "auto";  // sp > 1: contiguous or zigzag; auto: zigzag when causal, as training
 };
 
 using Clock = std::chrono::steady_clock;
@@ -171,12 +172,14 @@ double median(std::vector<double> xs) {
 // largest of those (ratio_per_rank_max, which also picks up noise in one rank's compute-only run).
 void run_bench_ring(const BenchAttentionOptions& opt, const MaskSpec& mask, DType dt, int64_t hkv) {
   parallel::Group& world = parallel::world();
-  STRAND_CHECK(opt.layout == "contiguous" || opt.layout == "zigzag", ValueError, "bench attention: --layout ",
-               opt.layout, " (expected contiguous or zigzag)");
+  STRAND_CHECK(opt.layout == "auto" || opt.layout == "contiguous" || opt.layout == "zigzag", ValueError,
+               "bench attention: --layout ", opt.layout, " (expected auto, contiguous or zigzag)");
+  // auto: the layout training resolves for a causal model (parallel.layout auto, ring).
+  const std::string layout_name = opt.layout != "auto" ? opt.layout : mask.causal ? "zigzag" : "contiguous";
   STRAND_CHECK(!opt.check, ValueError, "bench attention: --check runs the materialised reference of the whole "
                "sequence on one rank; use it with --sp 1");
   const parallel::LayoutKind kind =
-      opt.layout == "zigzag" ? parallel::LayoutKind::Zigzag : parallel::LayoutKind::Contiguous;
+      layout_name == "zigzag" ? parallel::LayoutKind::Zigzag : parallel::LayoutKind::Contiguous;
   const parallel::SequenceLayout layout = parallel::SequenceLayout::make(kind, opt.seq, opt.sp);
   const int64_t b = opt.batch, d = opt.head_dim, rows = layout.local_len();
   // Every rank draws the same global tensors and keeps its rows.
@@ -246,7 +249,7 @@ void run_bench_ring(const BenchAttentionOptions& opt, const MaskSpec& mask, DTyp
   const double useful = 4.0 * static_cast<double>(pairs) * static_cast<double>(opt.heads) * static_cast<double>(d);
   const double ring_s = median(ring_slowest), only_s = median(only_slowest);
   std::ostringstream os;
-  os << "{\"bench\":\"attention\",\"impl\":\"strand-cpu-ring\",\"sp\":" << opt.sp << ",\"layout\":\"" << opt.layout
+  os << "{\"bench\":\"attention\",\"impl\":\"strand-cpu-ring\",\"sp\":" << opt.sp << ",\"layout\":\"" << layout_name
      << "\",\"seq\":" << opt.seq << ",\"rows_per_rank\":" << rows << ",\"heads\":" << opt.heads
      << ",\"kv_heads\":" << hkv << ",\"head_dim\":" << d << ",\"batch\":" << b << ",\"pattern\":\""
      << mask_pattern_name(mask) << "\"";
@@ -361,7 +364,7 @@ void add_bench_attention(CLI::App& bench) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--sp", opt->sp, "sequence-parallel ranks: ring attention over mpirun's ranks (must equal -np)")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--layout", opt->layout, "with --sp > 1: contiguous or zigzag");
+  cmd->add_option("--layout", opt->layout, "with --sp > 1: contiguous, zigzag, or auto (zigzag for a causal mask, as training)");
   cmd->add_flag("--check", opt->check, "also report the largest errors against the float64 reference");
   cmd->add_flag("--tiles", opt->tiles, "also report one tile product's rate: micro-kernel vs cblas_sgemm");
   cmd->callback([opt] { run_bench_attention(*opt); });

@@ -2,6 +2,9 @@
 #pragma once
 #include <CLI/CLI.hpp>
 
+#include <string>
+#include <vector>
+
 namespace strand::launch {
 
 // A CLI11 check that the option's value is a number > 0 ("must be > 0, got -5").
@@ -14,6 +17,14 @@ inline CLI::Validator positive() {
       },
       "POSITIVE");
 }
+
+// `strand --version`: version, git commit, build options, BLAS kernels, MPI library, CUDA (cli.cpp).
+std::string version_text();
+// Throws a CLI::ParseError "unknown command 'trian'; did you mean 'train'?" when argv names a
+// command that `app` (or the command it selects) does not have (cli.cpp).
+void check_command_names(const CLI::App& app, int argc, const char* const* argv);
+// The name of `names` closest to `typed` by edit distance, or "" when none is close.
+std::string suggest_name(const std::string& typed, const std::vector<std::string>& names);
 
 // `strand bench ...`: registers the benchmarks below under one `bench` subcommand.
 void add_bench_command(CLI::App& app);

@@ -15,6 +15,7 @@
 #include "launch/commands.h"
 #include "models/model.h"
 #include "parallel/comm/group.h"
+#include "parallel/comm/launcher.h"
 #include "parallel/grid.h"
 
 namespace strand::launch {
@@ -30,27 +31,37 @@ struct EvalArgs {
 };
 
 void run_eval(const EvalArgs& args, parallel::Group& world) {
-  train::Config config = train::load_config(args.config, args.overrides);
-  if (args.batches > 0) config.train.eval_batches = args.batches;
-  STRAND_CHECK(!args.data.empty() || train::has_val_split(config), ValueError, args.config,
-               ": key 'data.val': no validation data; set it or pass --data PATH");
-  // A synthetic task makes its own rows: a data file would be silently unused.
-  STRAND_CHECK(args.data.empty() || config.data.format != train::DataFormat::Synthetic, ValueError,
-               "--data ", args.data, ": ", args.config, " has data.format synthetic, which reads no files (drop "
-               "--data, or set data.format to bin or hdf5)");
+  // Checks every rank makes alike, with no message between ranks: one error line for the job
+  // (Note [One error line per job], parallel/comm/launcher.h).
+  train::Config config;
+  io::CheckpointData ckpt;
+  std::shared_ptr<models::Model> model;
+  // Collective, so outside the checks below: the ranks on this machine share its memory.
+  const int ranks_here = parallel::ranks_on_this_machine(world);
+  parallel::agree_on_errors(world, [&] {
+    config = train::load_config(args.config, args.overrides);
+    if (args.batches > 0) config.train.eval_batches = args.batches;
+    STRAND_CHECK(!args.data.empty() || train::has_val_split(config), ValueError, args.config,
+                 ": key 'data.val': no validation data; set it or pass --data PATH");
+    // A synthetic task makes its own rows: a data file would be silently unused.
+    STRAND_CHECK(args.data.empty() || config.data.format != train::DataFormat::Synthetic, ValueError,
+                 "--data ", args.data, ": ", args.config, " has data.format synthetic, which reads no files (drop "
+                 "--data, or set data.format to bin or hdf5)");
+    // The ranks form world / sp replicas of parallel.sp sequence ranks (parallel.dp is not
+    // needed: any number of replicas evaluates).
+    STRAND_CHECK(world.size() % config.parallel.sp == 0, train::ConfigError, args.config, ": key 'parallel.sp': ",
+                 config.parallel.sp, " sequence ranks do not divide the job's ", world.size(),
+                 " ranks (run with mpirun -np ", config.parallel.sp, ", or --set parallel.sp=", world.size(), ")");
 
-  // Before the first allocation; the ranks on this machine share its memory.
-  train::check_memory_fits(config, false, train::machine_memory_bytes(), parallel::ranks_on_this_machine(world));
-  const io::CheckpointData ckpt = io::read_checkpoint(args.checkpoint);
-  std::shared_ptr<models::Model> model = models::build_model(config);
-  io::load_into(model->named_parameters(), ckpt);
+    train::check_memory_fits(config, false, train::machine_memory_bytes(), ranks_here);  // before allocating
+    ckpt = io::read_checkpoint(args.checkpoint);
+    model = models::build_model(config);
+    io::load_into(model->named_parameters(), ckpt);
+  });
 
-  // The ranks form world / sp replicas of parallel.sp sequence ranks (parallel.dp is not
-  // needed: any number of replicas evaluates). Each replica reads its own rows (the
-  // data-parallel row rule), each sp rank its shard of them; sums are all-reduced.
+  // Each replica reads its own rows (the data-parallel row rule), each sp rank its shard of
+  // them; sums are all-reduced.
   const int64_t sp = config.parallel.sp;
-  STRAND_CHECK(world.size() % sp == 0, train::ConfigError, args.config, ": key 'parallel.sp': ", sp,
-               " sequence ranks do not divide the job's ", world.size(), " ranks");
   const int64_t dp = world.size() / sp;
   train::BatchSharder sharder;
   try {

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <ostream>
 #include <string>
 
 #include "framework/backend/cpu/blas_setup.h"
@@ -20,6 +21,10 @@ int main(int argc, char** argv) {
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
     return "strand: error: " + strand::printable(e.what()) + " (see strand --help)\n";
   });
+  app.set_version_flag("--version", [] { return strand::launch::version_text(); },
+                       "Print the version, git commit, build options, BLAS kernels, MPI library and CUDA devices");
+  // Every --help shows each option's default (subcommands inherit this when added).
+  app.option_defaults()->always_capture_default();
   strand::launch::add_train_command(app);
   strand::launch::add_eval_command(app);
   strand::launch::add_data_command(app);
@@ -40,9 +45,12 @@ int main(int argc, char** argv) {
   int parse_status = 0;
   const int status = strand::parallel::run_guarded(*world, [&] {
     try {
+      strand::launch::check_command_names(app, argc, argv);
       app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
-      parse_status = app.exit(e);
+      // Every rank parses the same arguments: rank 0 alone prints help, version or the error.
+      std::ostream quiet(nullptr);
+      parse_status = world->rank() == 0 ? app.exit(e) : app.exit(e, quiet, quiet);
     }
   });
   strand::parallel::finalize();

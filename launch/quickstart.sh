@@ -32,12 +32,11 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 cores=$(nproc)
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(( cores / ranks > 0 ? cores / ranks : 1 ))}"
 
-mkdir -p "$run_dir"
 echo "quickstart: mpirun -np $ranks $build_dir/strand train $config ($OMP_NUM_THREADS thread(s) per rank)"
 start=$(date +%s)
 # checkpoint.resume=none: every quickstart is a fresh run (resume one with `strand train` itself).
-mpirun -np "$ranks" --oversubscribe "$build_dir/strand" train "$config" \
-  --set checkpoint.resume=none "$@" | tee "$run_dir/train.log"
+# strand keeps a copy of what it prints in RUN_DIR/train.log.
+mpirun -np "$ranks" --oversubscribe "$build_dir/strand" train "$config" --set checkpoint.resume=none "$@"
 seconds=$(( $(date +%s) - start ))
 
 final=$(grep '^final:' "$run_dir/train.log" | tail -n 1 || true)

@@ -1,12 +1,17 @@
 // `strand train CONFIG [--set key=value ...]`: language-model pretraining (framework/train).
-// Exit status: 0 when the run reaches train.steps, and also after SIGINT / SIGTERM / SIGHUP once
-// the checkpoint of the current step is saved (running the same command resumes it; under
+// Rank 0's lines go to the console and to RUN_DIR/train.log (Note [train.log] in
+// framework/train/run_log.h); the first ones name the run dir, the metrics file and the
+// checkpoint dir, then comes the resolved config (printed once every rank validated it).
+// Exit status: 0 when the run reaches train.steps, also when it had reached them before (the
+// rerun says so and trains nothing: a script may rerun until done), and after SIGINT / SIGTERM /
+// SIGHUP once the checkpoint of the current step is saved (running the same command resumes it; under
 // mpirun, mpirun itself still exits non-zero after forwarding a signal, as Open MPI does); 141
 // (128 + SIGPIPE, as a shell reports a process the signal ended) after a closed stdout, also
 // once the checkpoint is saved; non-zero after an error, which is one line
 // "strand: error: ..." on stderr.
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,10 +19,12 @@
 #include "framework/config/config.h"
 #include "framework/train/components.h"
 #include "framework/train/metrics.h"
+#include "framework/train/run_log.h"
 #include "framework/train/trainer.h"
 #include "launch/commands.h"
 #include "models/model.h"
 #include "parallel/comm/group.h"
+#include "parallel/comm/launcher.h"
 
 namespace strand::launch {
 
@@ -32,46 +39,78 @@ struct TrainArgs {
 
 int g_exit_status = 0;
 
-void run_train(const TrainArgs& args, parallel::Group& world) {
-  const train::Config config = train::load_config(args.config, args.overrides);
-  try {
-    // Before the first allocation; the ranks on this machine share its memory.
-    train::check_memory_fits(config, true, train::machine_memory_bytes(), parallel::ranks_on_this_machine(world));
-  } catch (const train::ConfigError& e) {
-    throw train::ConfigError(args.config + ": " + e.what());
-  }
-  const bool root = world.rank() == 0;
-  if (root && !args.quiet_config) {
-    std::printf("strand train %s (%d %s)\n--- resolved config\n%s---\n", args.config.c_str(), world.size(),
-                world.size() == 1 ? "rank" : "ranks", train::to_yaml(config).c_str());
-    std::fflush(stdout);
-  }
+// The run itself, once the config is validated and its header printed.
+void train_with_log(const TrainArgs& args, train::Config config, std::shared_ptr<models::Model> model,
+                    double peak_flops, parallel::Group& world, const std::shared_ptr<train::RunLog>& log) {
   train::TrainerOptions options;
-  options.peak_flops = train::peak_flops_per_rank(args.peak_tflops);
+  options.peak_flops = peak_flops;
+  options.log = log;
   std::unique_ptr<train::Trainer> trainer;
   try {
-    // The model and the parts built from the config (framework/train/components.h).
-    trainer = std::make_unique<train::Trainer>(train::build_trainer_parts(config, models::build_model(config), &world),
-                                               options);
+    // The parts built from the config (framework/train/components.h).
+    trainer = std::make_unique<train::Trainer>(train::build_trainer_parts(config, std::move(model), &world), options);
   } catch (const train::ConfigError& e) {
-    // Cross-section rules checked by the model and trainer: name the file they came from.
     throw train::ConfigError(args.config + ": " + e.what());
   }
   const train::TrainResult result = trainer->run();
   // Whoever read stdout is gone: the run is saved, but the pipeline failed.
   if (result.stop_signal == SIGPIPE) g_exit_status = 128 + SIGPIPE;
   // The final line reads the evaluation of the last step (a stopped run has none).
-  if (root && result.eval && result.eval_step == result.end_step) {
+  if (world.rank() == 0 && result.eval && result.eval_step == result.end_step) {
     const train::EvalResult& e = *result.eval;
+    char line[256];
     if (e.score) {
-      std::printf("final: step %lld, val loss %.4f, task accuracy %.1f%% of answer tokens (chance %.1f%%), "
-                  "%.1f%% of rows exact\n",
-                  static_cast<long long>(result.end_step), e.loss(), 100.0 * e.score->token_accuracy(),
-                  100.0 * train::chance_accuracy(config).value_or(0.0), 100.0 * e.score->row_accuracy());
+      std::snprintf(line, sizeof line,
+                    "final: step %lld, val loss %.4f, task accuracy %.1f%% of answer tokens (chance %.1f%%), "
+                    "%.1f%% of rows exact",
+                    static_cast<long long>(result.end_step), e.loss(), 100.0 * e.score->token_accuracy(),
+                    100.0 * train::chance_accuracy(config).value_or(0.0), 100.0 * e.score->row_accuracy());
     } else {
-      std::printf("final: step %lld, val loss %.4f\n", static_cast<long long>(result.end_step), e.loss());
+      std::snprintf(line, sizeof line, "final: step %lld, val loss %.4f", static_cast<long long>(result.end_step),
+                    e.loss());
     }
-    std::fflush(stdout);
+    log->line(line);
+  }
+}
+
+void run_train(const TrainArgs& args, parallel::Group& world) {
+  // Checks every rank makes alike, with no message between ranks, agreed on before anything is
+  // printed: one error line for the job (Note [One error line per job], parallel/comm/launcher.h).
+  train::Config config;
+  std::shared_ptr<models::Model> model;
+  double peak_flops = 0.0;
+  // Collective, so outside the checks below: the ranks on this machine share its memory.
+  const int ranks_here = parallel::ranks_on_this_machine(world);
+  parallel::agree_on_errors(world, [&] {
+    config = train::load_config(args.config, args.overrides);
+    peak_flops = train::peak_flops_per_rank(args.peak_tflops);
+    try {
+      train::check_memory_fits(config, true, train::machine_memory_bytes(), ranks_here);  // before allocating
+      train::check_job_size(config, world.size());
+      if (config.parallel.sp > 1) (void)train::sequence_layout_of(config);
+      model = models::build_model(config);
+    } catch (const train::ConfigError& e) {
+      // Cross-section rules checked by the model and trainer: name the file they came from.
+      throw train::ConfigError(args.config + ": " + e.what());
+    }
+  });
+  const bool root = world.rank() == 0;
+  // A closed stdout must not end the process before the trainer saves: with SIGPIPE ignored a
+  // write fails with EPIPE, which the log takes as a stop request (Note [train.log]).
+  std::signal(SIGPIPE, SIG_IGN);
+  auto log = std::make_shared<train::RunLog>(root ? stdout : nullptr);
+  const std::string run_dir = config.run.dir;
+  log->line(detail::concat("strand train ", args.config, " (", world.size(), world.size() == 1 ? " rank)" : " ranks)"));
+  log->line("run dir:     " + run_dir + " (train.log, config.yaml)");
+  log->line("metrics:     " + (std::filesystem::path(run_dir) / "metrics.jsonl").string());
+  log->line("checkpoints: " + config.checkpoint.dir);
+  if (!args.quiet_config) log->line("--- resolved config\n" + train::to_yaml(config) + "---");
+  try {
+    train_with_log(args, std::move(config), std::move(model), peak_flops, world, log);
+  } catch (const std::exception& e) {
+    // main prints the error; train.log keeps it too.
+    if (root) log->file_line(parallel::error_line(e.what(), world.rank(), world.size()));
+    throw;
   }
 }
 

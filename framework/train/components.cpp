@@ -80,6 +80,23 @@ data::DataSpec data_spec_of(const Config& config, int64_t dp_rank, int64_t dp_si
   return spec;
 }
 
+void check_job_size(const Config& config, int world) {
+  const ParallelConfig& par = config.parallel;
+  // The --set that makes the config fit the job as it was started: keep sp when it divides the
+  // ranks, else put every rank on the sequence (one process: sp 1).
+  const std::string fix = world % par.sp == 0
+                              ? detail::concat("--set parallel.dp=", world / par.sp)
+                              : detail::concat(par.dp == 1 ? "" : "--set parallel.dp=1 ", "--set parallel.sp=", world);
+  STRAND_CHECK(par.dp * par.sp == world, train::ConfigError, "key 'parallel.dp': dp x sp = ", par.dp, " x ", par.sp,
+               " = ", par.dp * par.sp, " ranks, but the job has ", world, " (run with mpirun -np ", par.dp * par.sp,
+               ", or ", fix, ")");
+  // NCCL moves device buffers; until the ops run on CUDA a model lives on the cpu, so the
+  // backend would only add two copies per message. Refused rather than silently ignored.
+  STRAND_CHECK(par.backend == CommBackend::Mpi, train::ConfigError,
+               "key 'parallel.backend': nccl needs GPU ranks, and models run on the cpu in this version",
+               parallel::built_with_nccl() ? "" : " (this build has no NCCL either)", "; use mpi");
+}
+
 TrainingRanks build_training_ranks(const Config& config, parallel::Group* group) {
   TrainingRanks ranks;
   ranks.group = group;
@@ -87,16 +104,8 @@ TrainingRanks build_training_ranks(const Config& config, parallel::Group* group)
     ranks.rank = group->rank();
     ranks.world = group->size();
   }
-  const int world = ranks.world;
   const ParallelConfig& par = config.parallel;
-  STRAND_CHECK(par.dp * par.sp == world, train::ConfigError, "key 'parallel.dp': dp x sp = ", par.dp, " x ", par.sp,
-               " = ", par.dp * par.sp, " ranks, but the job has ", world, " (run with mpirun -np ", par.dp * par.sp,
-               world % par.sp == 0 ? detail::concat(", or --set parallel.dp=", world / par.sp) : std::string(), ")");
-  // NCCL moves device buffers; until the ops run on CUDA a model lives on the cpu, so the
-  // backend would only add two copies per message. Refused rather than silently ignored.
-  STRAND_CHECK(par.backend == CommBackend::Mpi, train::ConfigError,
-               "key 'parallel.backend': nccl needs GPU ranks, and models run on the cpu in this version",
-               parallel::built_with_nccl() ? "" : " (this build has no NCCL either)", "; use mpi");
+  check_job_size(config, ranks.world);
   if (group != nullptr) {
     ranks.sharder = build_batch_sharder(config, *group, par.dp);
     ranks.dp_rank = ranks.sharder.grid().dp_rank();

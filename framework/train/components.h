@@ -60,8 +60,12 @@ struct TrainingRanks {
   parallel::Group& sum_group() const { return group != nullptr ? *group : *local_group; }
 };
 
-// Checks that parallel.dp x parallel.sp equals the job's ranks and that the backend can run,
-// then arranges `group` (nullptr: one process) as a ProcessGrid: replica d reads loader rows d
+// A ConfigError unless parallel.dp x parallel.sp equals `world` ranks (naming the mpirun -np and
+// the --set that fix it) and parallel.backend can run. No collective: every rank checks alike.
+void check_job_size(const Config& config, int world);
+
+// Checks that parallel.dp x parallel.sp equals the job's ranks and that the backend can run
+// (check_job_size), then arranges `group` (nullptr: one process) as a ProcessGrid: replica d reads loader rows d
 // of dp, and each of its sp ranks runs the rows of its layout (sequence_layout_of). Collective.
 TrainingRanks build_training_ranks(const Config& config, parallel::Group* group);
 

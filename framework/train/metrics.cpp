@@ -21,7 +21,11 @@ std::string metrics_json(const StepMetrics& m) {
                   ", \"tokens_per_s\": " + json_number(m.tokens_per_s) +
                   ", \"mfu\": " + (m.mfu ? json_number(*m.mfu) : "null") +
                   ", \"peak_mem_bytes\": " + std::to_string(m.peak_mem_bytes) +
-                  ", \"loss_scale\": " + json_number(m.loss_scale);
+                  ", \"loss_scale\": " + json_number(m.loss_scale) +
+                  ", \"step_ms\": " + json_number(std::round(m.step_ms * 1e3) / 1e3) +
+                  ", \"tokens_seen\": " + std::to_string(m.tokens_seen) +
+                  ", \"elapsed_s\": " + json_number(std::round(m.elapsed_s * 1e3) / 1e3) +
+                  ", \"timestamp\": " + json_number(std::round(m.timestamp * 1e3) / 1e3);
   if (m.val_loss) s += ", \"val_loss\": " + json_number(*m.val_loss);
   if (m.val_accuracy) s += ", \"val_accuracy\": " + json_number(*m.val_accuracy);
   if (m.val_row_accuracy) s += ", \"val_row_accuracy\": " + json_number(*m.val_row_accuracy);
@@ -57,14 +61,17 @@ std::string format_bytes(int64_t bytes) {
 
 namespace {
 
-std::string format_rate(double tokens_per_s) {
+// "1.23B", "4.56M", "12.3k", "950".
+std::string format_count(double count) {
   char buf[32];
-  if (tokens_per_s >= 1e6) {
-    std::snprintf(buf, sizeof buf, "%.2fM", tokens_per_s / 1e6);
-  } else if (tokens_per_s >= 1e3) {
-    std::snprintf(buf, sizeof buf, "%.1fk", tokens_per_s / 1e3);
+  if (count >= 1e9) {
+    std::snprintf(buf, sizeof buf, "%.2fB", count / 1e9);
+  } else if (count >= 1e6) {
+    std::snprintf(buf, sizeof buf, "%.2fM", count / 1e6);
+  } else if (count >= 1e3) {
+    std::snprintf(buf, sizeof buf, "%.1fk", count / 1e3);
   } else {
-    std::snprintf(buf, sizeof buf, "%.0f", tokens_per_s);
+    std::snprintf(buf, sizeof buf, "%.0f", count);
   }
   return buf;
 }
@@ -74,15 +81,18 @@ std::string format_rate(double tokens_per_s) {
 std::string metrics_line(const StepMetrics& m) {
   const int width = static_cast<int>(std::to_string(m.total_steps).size());
   char buf[256];
-  std::snprintf(buf, sizeof buf, "step %*lld/%lld | loss %.4f | lr %.2e | grad %.3g | %s tok/s", width,
-                static_cast<long long>(m.step), static_cast<long long>(m.total_steps), m.loss, m.lr, m.grad_norm,
-                format_rate(m.tokens_per_s).c_str());
+  // Fixed digits for loss and grad norm, so that successive lines line up.
+  std::snprintf(buf, sizeof buf, "step %*lld/%lld | loss %.4f | lr %.2e | grad %.4f | %.1f ms | %s tok/s | %s tok",
+                width, static_cast<long long>(m.step), static_cast<long long>(m.total_steps), m.loss, m.lr,
+                m.grad_norm, m.step_ms, format_count(m.tokens_per_s).c_str(),
+                format_count(static_cast<double>(m.tokens_seen)).c_str());
   std::string s = buf;
   if (m.mfu) {
     std::snprintf(buf, sizeof buf, " | mfu %.1f%%", *m.mfu * 100.0);
     s += buf;
   }
-  s += " | mem " + format_bytes(m.peak_mem_bytes) + " | eta " + format_duration(m.eta_s);
+  s += " | mem " + format_bytes(m.peak_mem_bytes) + " | " + format_duration(m.elapsed_s) + " elapsed, eta " +
+       format_duration(m.eta_s);
   if (m.val_loss) {
     std::snprintf(buf, sizeof buf, " | val loss %.4f", *m.val_loss);
     s += buf;

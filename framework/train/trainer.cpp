@@ -77,6 +77,7 @@ Trainer::Trainer(TrainerParts parts, TrainerOptions options)
   for (const auto& named : model_->named_parameters()) params_.push_back(named.second);
   state_.seed = static_cast<uint64_t>(config_.run.seed);
   state_.loader = train_loader_->position();
+  log_ = options_.log != nullptr ? options_.log : std::make_shared<RunLog>(options_.print ? options_.out : nullptr);
 
   if (options_.allow_resume) {
     if (auto path = io::resolve_resume(config_.checkpoint.resume, config_.checkpoint.dir)) restore(*path);
@@ -91,9 +92,8 @@ Trainer make_trainer(Config config, std::shared_ptr<models::Model> model, parall
 }
 
 void Trainer::print_line(const std::string& line) const {
-  if (ranks_.rank != 0 || !options_.print || options_.out == nullptr) return;
-  std::fprintf(options_.out, "%s\n", line.c_str());
-  std::fflush(options_.out);
+  if (ranks_.rank != 0) return;
+  log_->line(line);
 }
 
 void Trainer::restore(const std::string& path) {
@@ -106,20 +106,34 @@ void Trainer::restore(const std::string& path) {
                               config_.run.seed, "; random streams follow the new seed"));
     state.seed = static_cast<uint64_t>(config_.run.seed);
   }
-  warn_if_data_changed(path, data.config_yaml);
+  report_config_changes(path, data.config_yaml);
   state_ = state;
   resumed_from_ = path;
 }
 
-void Trainer::warn_if_data_changed(const std::string& path, const std::string& saved_yaml) const {
-  // The loader resumes at its saved position whatever the data: a resume on other data is
-  // allowed (fine-tuning does it), but never silent.
+void Trainer::report_config_changes(const std::string& path, const std::string& saved_yaml) const {
   Config saved;
   try {
     saved = parse_config(saved_yaml, path);
   } catch (const ConfigError&) {
     return;  // a config this build no longer accepts: nothing to compare against
   }
+  // Every key whose value differs, old -> new; run.seed and the data's identity have their own
+  // warnings below, and checkpoint.resume says how the run was started, not what it trains.
+  std::vector<std::string> changed;
+  for (const std::string& key : config_keys()) {
+    if (key == "checkpoint.resume" || key == "run.seed" || key == "data.format" || key == "data.task" ||
+        key == "data.train")
+      continue;
+    const std::string was = value_of(saved, key), now = value_of(config_, key);
+    if (was != now) changed.push_back(detail::concat("  ", key, ": ", was, " \u2192 ", now));
+  }
+  if (!changed.empty()) {
+    print_line(detail::concat("config changed since ", path, " (old \u2192 new):"));
+    for (const std::string& line : changed) print_line(line);
+  }
+  // The loader resumes at its saved position whatever the data: a resume on other data is
+  // allowed (fine-tuning does it), but never silent.
   const DataConfig &was = saved.data, &now = config_.data;
   std::string what;
   if (was.format != now.format) what = detail::concat("data.format ", name_of(was.format), ", this run has ", name_of(now.format));
@@ -246,6 +260,7 @@ std::string Trainer::save_checkpoint() {
                  state_.step, " (a non-deterministic reduction?); refusing to save a checkpoint of one of them");
   }
   if (ranks_.rank != 0) return dir.path_for_step(state_.step);
+  const auto start = Clock::now();
   const io::CheckpointData data = make_checkpoint(config_, *model_, *optimizer_, schedule_, state_);
   // Never a checkpoint of a diverged model: with keep-N it would push out the good ones.
   for (const auto* group : {&data.model, &data.optimizer}) {
@@ -256,7 +271,13 @@ std::string Trainer::save_checkpoint() {
                                            "one in ", dir.dir(), " holds finite weights)"));
     }
   }
-  return dir.save(state_.step, data);
+  const std::string path = dir.save(state_.step, data);
+  std::error_code ec;
+  const auto bytes = std::filesystem::file_size(path, ec);
+  char what[64];
+  std::snprintf(what, sizeof what, " (%.1f MB, %.2f s)", ec ? 0.0 : static_cast<double>(bytes) / 1e6, seconds_since(start));
+  print_line("checkpoint " + path + what);
+  return path;
 }
 
 bool Trainer::stop_requested_anywhere() const {
@@ -316,9 +337,15 @@ StepMetrics Trainer::step_metrics(const StepReport& report, const LogInterval& i
   }
   m.peak_mem_bytes = memory::stats(Device::cpu()).peak_bytes;
   m.loss_scale = state_.loss_scale;
-  m.eta_s = interval.steps > 0 ? interval.seconds / static_cast<double>(interval.steps) *
-                                     static_cast<double>(config_.train.steps - report.step)
-                               : 0.0;
+  m.step_ms = interval.steps > 0 ? 1e3 * interval.seconds / static_cast<double>(interval.steps) : 0.0;
+  m.tokens_seen = state_.tokens_seen;
+  m.elapsed_s = seconds_since(run_started_);
+  m.timestamp = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  // The mean wall time per step of this run so far (evaluations and saves included), which
+  // a slow or fast last interval does not swing.
+  const int64_t done = report.step - run_start_step_;
+  m.eta_s = done > 0 ? m.elapsed_s / static_cast<double>(done) * static_cast<double>(config_.train.steps - report.step)
+                     : 0.0;
   if (eval) {
     m.val_loss = eval->loss();
     if (eval->score) {
@@ -350,12 +377,11 @@ void Trainer::finish_run(TrainResult& result, bool saved_this_step) {
     const std::string line = detail::concat("stopped by ", signal_name(result.stop_signal), " after step ", state_.step,
                                             result.checkpoint.empty() ? "" : "; checkpoint " + result.checkpoint,
                                             "; run the same command to resume");
-    // After a hangup or a broken pipe stdout is likely gone: the line goes to stderr.
-    const bool stdout_gone = result.stop_signal == SIGHUP || result.stop_signal == SIGPIPE;
-    if (stdout_gone && ranks_.rank == 0 && options_.print) std::fprintf(stderr, "%s\n", line.c_str());
+    // After a hangup or a broken pipe stdout is likely gone: the line goes to stderr (and
+    // train.log).
+    const bool stdout_gone = result.stop_signal == SIGHUP || result.stop_signal == SIGPIPE || log_->console_gone();
+    if (stdout_gone && ranks_.rank == 0 && options_.print) log_->error_line(line);
     else print_line(line);
-  } else if (!result.checkpoint.empty()) {
-    print_line(detail::concat("saved ", result.checkpoint));
   }
   // The file is complete before any rank returns.
   if (ranks_.group != nullptr && ranks_.world > 1) ranks_.group->barrier();
@@ -380,14 +406,35 @@ std::vector<io::DirectoryLock> Trainer::hold_run_dirs() const {
   return locks;
 }
 
+void Trainer::open_run_files() {
+  log_->open(config_.run.dir, !resumed_from_.empty());
+  write_run_config(config_.run.dir, to_yaml(config_));
+}
+
 TrainResult Trainer::run() {
   std::vector<io::DirectoryLock> locks;
-  if (ranks_.rank == 0 && options_.write_files) locks = hold_run_dirs();
+  if (ranks_.rank == 0 && options_.write_files) {
+    locks = hold_run_dirs();
+    open_run_files();
+  }
   StopSignalGuard signals;
   clear_stop_signal();
+  // Note [train.log]: a stdout that closed before the run began (`| head -1`) is a stop request.
+  if (ranks_.rank == 0 && log_->console_gone()) request_stop(SIGPIPE);
   TrainResult result;
   result.start_step = state_.step;
+  result.end_step = state_.step;
   result.resumed_from = resumed_from_;
+  if (!resumed_from_.empty() && state_.step >= config_.train.steps) {
+    // Running a finished run's command again is not an error (a script may rerun until done).
+    print_line(detail::concat(config_.run.dir, " already reached step ", state_.step,
+                              "; raise train.steps to continue"));
+    result.already_finished = true;
+    clear_stop_signal();
+    return result;
+  }
+  run_started_ = Clock::now();
+  run_start_step_ = state_.step;
   MetricsLog metrics;
   if (ranks_.rank == 0 && options_.write_files) {
     metrics = MetricsLog(config_.run.dir, resumed_from_.empty() ? -1 : state_.step);

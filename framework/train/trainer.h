@@ -5,6 +5,7 @@
 // what makes a resumed run bit-identical to an uninterrupted one; Note [Trainer seams] below
 // says where distillation and pruning plug in.
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <functional>
@@ -21,6 +22,7 @@
 #include "framework/train/components.h"
 #include "framework/train/eval.h"
 #include "framework/train/metrics.h"
+#include "framework/train/run_log.h"
 #include "framework/train/train_state.h"
 
 namespace strand::parallel { class Group; class GradSync; }
@@ -50,6 +52,9 @@ struct TrainerOptions {
   bool print = true;         // rank 0 prints the log lines
   bool final_eval = true;    // evaluate once more after the last step when there is a val split
   std::FILE* out = stdout;
+  // Where rank 0's lines go (console and RUN_DIR/train.log, Note [train.log]); null: the trainer
+  // makes its own on `out`. The CLI passes one so that its own lines land in train.log too.
+  std::shared_ptr<RunLog> log;
   // Called on every rank after each step (tests use it to raise signals, bench to time steps).
   std::function<void(const StepReport&)> on_step;
 };
@@ -58,6 +63,7 @@ struct TrainResult {
   int64_t start_step = 0;            // steps already done when run() began (resumed)
   int64_t end_step = 0;              // completed steps when run() returned
   int stop_signal = 0;               // SIGINT / SIGTERM that stopped the run early, or 0
+  bool already_finished = false;     // resumed at or past train.steps: nothing to do
   std::string resumed_from;          // checkpoint file resumed from, or empty
   std::string checkpoint;            // last checkpoint written, or empty
   std::vector<StepReport> steps;     // every step this run() made
@@ -149,9 +155,12 @@ class Trainer {
   // Rank 0's hold on run.dir and checkpoint.dir for the run: locks, a writability probe, stale
   // temp files removed.
   std::vector<io::DirectoryLock> hold_run_dirs() const;
-  // A warning line when the checkpoint being resumed was trained on other data.
-  void warn_if_data_changed(const std::string& path, const std::string& saved_yaml) const;
-  void print_line(const std::string& line) const;            // rank 0, when options.print
+  // The keys whose values differ from the resumed checkpoint's config (old -> new), with a
+  // warning when the run continues on other data or another seed.
+  void report_config_changes(const std::string& path, const std::string& saved_yaml) const;
+  void print_line(const std::string& line) const;            // rank 0: console and train.log
+  // Rank 0's start of the files of the run: train.log opened, config.yaml written.
+  void open_run_files();
 
  private:
   uint64_t parameter_fingerprint() const;
@@ -171,6 +180,9 @@ class Trainer {
   LoopState state_;
   std::string resumed_from_;
   int64_t skipped_in_a_row_ = 0;  // optimizer steps skipped for non-finite gradients, in a row
+  std::shared_ptr<RunLog> log_;   // options_.log, or the trainer's own
+  std::chrono::steady_clock::time_point run_started_;  // when run() began: elapsed time, eta
+  int64_t run_start_step_ = 0;
 };
 
 // A Trainer of `model` with every other part built from the config (build_trainer_parts):

@@ -2,6 +2,7 @@
 // its stand-in (no_mpi/, no_nccl/) when CMake builds without it, so callers need no #ifdefs.
 #pragma once
 #include <memory>
+#include <string>
 
 #include "parallel/comm/group.h"
 
@@ -9,6 +10,8 @@ namespace strand::parallel {
 
 bool built_with_mpi();
 bool built_with_nccl();
+// The MPI library's own version line (MPI_Get_library_version, first line), or "" without MPI.
+std::string mpi_library_version();
 
 // A single-process group (rank 0 of 1): collectives are identities, and point-to-point
 // messages go to itself (an isend to rank 0 is received by a later irecv from rank 0).

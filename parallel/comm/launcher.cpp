@@ -1,12 +1,17 @@
 // Launcher detection from the environment, and run_guarded (see launcher.h).
 #include "parallel/comm/launcher.h"
 
+#include <array>
 #include <charconv>
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <optional>
+#include <span>
+#include <thread>
 
 #include "framework/core/error.h"
 #include "framework/core/json.h"
@@ -88,18 +93,61 @@ std::string error_line(const std::string& message, int rank, int size) {
   return line;
 }
 
+namespace {
+
+std::string message_of(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "an exception that is not a std::exception";
+  }
+}
+
+}  // namespace
+
+void agree_on_errors(Group& group, const std::function<void()>& body) {
+  std::exception_ptr error;
+  try {
+    body();
+  } catch (...) {
+    error = std::current_exception();
+  }
+  if (group.size() <= 1) {
+    if (error) std::rethrow_exception(error);
+    return;
+  }
+  std::array<int64_t, 1> first{error ? group.rank() : group.size()};
+  group.all_reduce(std::span<int64_t>(first), ReduceOp::Min);
+  if (first[0] == group.size()) return;
+  const std::string message = error ? message_of(error) : std::string();
+  if (first[0] == group.rank()) {
+    std::fprintf(stderr, "%s\n", error_line(message, group.rank(), group.size()).c_str());
+    std::fflush(stderr);
+  }
+  group.barrier();  // the line is out before any rank ends
+  throw ErrorReported(message.empty() ? "reported by rank " + std::to_string(first[0]) : message);
+}
+
 int run_guarded(Group& group, const std::function<void()>& body, int exit_code) {
   std::string message;
   try {
     body();
     return 0;
+  } catch (const ErrorReported&) {
+    return exit_code;  // printed once already, and every rank is here
   } catch (const std::exception& e) {
     message = e.what();
   } catch (...) {
     message = "an exception that is not a std::exception";
   }
   const std::string line = error_line(message, group.rank(), group.size());
-  if (group.size() > 1) group.abort(line, exit_code);  // prints the line, ends every rank
+  if (group.size() > 1) {
+    // Note [One error line per job]: rank 0's MPI_Abort may end this rank first.
+    if (group.rank() != 0) std::this_thread::sleep_for(std::chrono::milliseconds(kOtherRankGraceMs));
+    group.abort(line, exit_code);  // prints the line, ends every rank
+  }
   std::fprintf(stderr, "%s\n", line.c_str());
   std::fflush(stderr);
   return exit_code;

@@ -281,5 +281,25 @@ TEST_F(Corpus, SentencePieceErrorsNameTheModelOrOption) {
   EXPECT_THROW(load_tokenizer("bpe"), ValueError);
 }
 
+TEST_F(Corpus, AVocabularyTheCorpusCannotFillNamesTheBoundAsStrandsOption) {
+  // SentencePiece's own text suggests its --character_coverage flag, which strand does not have.
+  std::string corpus;
+  for (int i = 0; i < 20; ++i) corpus += "hello world this is a tiny corpus\n";
+  SentencePieceTrainOptions opts;
+  for (const int64_t vocab : {2000, 10}) {
+    opts.vocab_size = vocab;
+    try {
+      SentencePieceTokenizer::train(corpus, opts, tmp("v.model"));
+      ADD_FAILURE() << "expected ValueError for vocab_size " << vocab;
+    } catch (const ValueError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("use --vocab-size "), std::string::npos) << what;
+      EXPECT_NE(what.find(vocab == 2000 ? " or less" : " or more"), std::string::npos) << what;
+      EXPECT_EQ(what.find("character_coverage"), std::string::npos) << what;
+      EXPECT_EQ(what.find('\n'), std::string::npos) << what;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace strand::data

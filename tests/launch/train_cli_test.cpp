@@ -352,6 +352,9 @@ TEST_F(TrainCliTest, AWriteThatFailsHalfwayIsOneLineNotACrash) {
   EXPECT_CONTAINS(line, path("run/checkpoints/step_00000001.h5") + ": cannot finish writing ");
   EXPECT_CONTAINS(line, "File too large");
   EXPECT_TRUE(temp_files_in(path("run/checkpoints")).empty());
+  // The error that ended the run is the last line of train.log too.
+  const std::string log = testing_support::read_text(path("run/train.log"));
+  EXPECT_EQ(log.substr(log.rfind('\n', log.size() - 2) + 1), line + "\n");
 }
 
 }  // namespace

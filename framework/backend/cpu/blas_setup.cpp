@@ -7,10 +7,12 @@
 #include <cstring>
 
 extern "C" char* openblas_get_corename(void);
+extern "C" char* openblas_get_config(void);
 
 namespace strand::cpu {
 
 const char* blas_kernel_name() { return openblas_get_corename(); }
+const char* blas_config() { return openblas_get_config(); }
 
 void select_blas_kernels(char** argv) {
   if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return;

@@ -14,5 +14,8 @@ void select_blas_kernels(char** argv);
 
 // The kernel set OpenBLAS runs ("SkylakeX", "Prescott", ...), for benchmark reports.
 const char* blas_kernel_name();
+// OpenBLAS's build description ("OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY SkylakeX MAX_THREADS=64"),
+// for `strand --version`.
+const char* blas_config();
 
 }  // namespace strand::cpu

@@ -24,6 +24,17 @@ void mpi::check(int rc, const char* op) {
 
 bool built_with_mpi() { return true; }
 
+std::string mpi_library_version() {
+  // Callable before MPI_Init. Open MPI's text is several lines; the first names library and version.
+  char text[MPI_MAX_LIBRARY_VERSION_STRING] = {};
+  int length = 0;
+  if (MPI_Get_library_version(text, &length) != MPI_SUCCESS) return "unknown";
+  std::string line(text, static_cast<size_t>(length));
+  line = line.substr(0, line.find('\n'));
+  while (!line.empty() && (line.back() == ',' || line.back() == ' ' || line.back() == '\0')) line.pop_back();
+  return line;
+}
+
 std::unique_ptr<Group> internal::make_mpi_world(int expected_size, const char* size_source) {
   int initialized = 0;
   mpi::check(MPI_Initialized(&initialized), "parallel::world (MPI_Initialized)");

@@ -5,6 +5,7 @@
 namespace strand::parallel {
 
 bool built_with_mpi() { return false; }
+std::string mpi_library_version() { return ""; }
 
 std::unique_ptr<Group> internal::make_mpi_world(int expected_size, const char* size_source) {
   // mpirun -np 1 of a build without MPI is still a valid single-process run.
