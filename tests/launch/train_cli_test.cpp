@@ -340,6 +340,34 @@ TEST_F(TrainCliTest, ADiskTooFullForTheNextSaveKeepsThePreviousCheckpoint) {
   EXPECT_CONTAINS(inspect.out, "step: 1");
 }
 
+TEST_F(TrainCliTest, ADiskTooFullUnderMpirunIsOneErrorLineForTheJob) {
+  // The same full disk with two data-parallel ranks: rank 0 saves, its error ends the job, and
+  // the job prints one strand error line (Open MPI adds its own banner about the abort).
+  if (std::system("command -v mpiexec >/dev/null 2>&1") != 0) GTEST_SKIP() << "mpiexec not found (openmpi-bin)";
+  const std::string disk = path("disk");
+  fs::create_directories(disk);
+  if (std::system(("mount -t tmpfs -o size=8m tmpfs " + disk + " 2>/dev/null").c_str()) != 0)
+    GTEST_SKIP() << "cannot mount a small tmpfs here (needs root)";
+  struct Unmount {
+    std::string dir;
+    ~Unmount() { (void)std::system(("umount " + dir).c_str()); }
+  } unmount{disk};
+  const std::string cfg = write("full.yaml", five_megabyte_model(disk + "/run") + "parallel: {dp: 2}\n");
+  const CommandResult r = run_command("env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 "
+                                      "mpiexec -np 2 --oversubscribe " + strand_binary() + " train " + cfg +
+                                          " --quiet-config --set data.batch_size=1",
+                                      dir_);
+  EXPECT_NE(r.exit_code, 0);
+  std::vector<std::string> strand_lines;
+  for (const std::string& l : r.error_lines())
+    if (l.find("strand: error:") != std::string::npos) strand_lines.push_back(l);
+  ASSERT_EQ(strand_lines.size(), 1u) << r.err;
+  EXPECT_CONTAINS(strand_lines[0], "[rank 0] strand: error: " + disk + "/run/checkpoints/step_00000002.h5: needs about ");
+  EXPECT_TRUE(temp_files_in(disk + "/run/checkpoints").empty());
+  const CommandResult inspect = strand("inspect " + disk + "/run/checkpoints/step_00000001.h5");
+  EXPECT_EQ(inspect.exit_code, 0) << inspect.err;
+}
+
 TEST_F(TrainCliTest, AWriteThatFailsHalfwayIsOneLineNotACrash) {
   // A file-size limit makes the first save fail inside HDF5's writes, past any check of free
   // space; HDF5's own shutdown used to crash on the half-closed file at exit.
