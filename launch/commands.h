@@ -42,5 +42,7 @@ void add_eval_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
 // `strand bench train CONFIG [--steps N]`: tokens/s and peak memory, one JSON line (bench_train.cpp).
 void add_bench_train(CLI::App& bench);
+// `strand bench generate CONFIG`: KV cache vs recomputing, and a long stream's memory (bench_generate.cpp).
+void add_bench_generate(CLI::App& bench);
 
 }  // namespace strand::launch

@@ -90,6 +90,7 @@ void run_generate(const GenerateArgs& args, bool prompt_given, parallel::Group& 
   options.max_new_tokens = args.max_new_tokens;
   options.sampling = {args.temperature, args.top_k, args.top_p, static_cast<uint64_t>(args.seed)};
   options.use_cache = !args.no_cache;
+  options.keep_tokens = false;  // printed as they come
   train::TextStream stream(*tokenizer);
   const auto start = std::chrono::steady_clock::now();
   models::generate(gpt, prompt, options, [&](int32_t id) {

@@ -1,6 +1,7 @@
 // The run's tokenizer, streaming decode, and the trainer's text samples.
 #include "framework/train/sample.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "data/token_source.h"
@@ -72,9 +73,14 @@ std::string TextStream::push(int32_t id) {
   // Printed text cannot be taken back: should a later piece change earlier text (a decoder that
   // joins pieces), only what lies past the printed bytes is printed.
   const size_t end = complete_utf8(text);
-  if (end <= printed_) return "";
-  std::string out = text.substr(printed_, end - printed_);
-  printed_ = end;
+  std::string out = end > printed_ ? text.substr(printed_, end - printed_) : std::string();
+  printed_ = std::max(printed_, end);
+  // Decoding grows with the stream: once everything is printed, keep only the last few ids as
+  // the context the next pieces join to, so that a stream of any length costs the same per token.
+  if (ids_.size() >= kWindow && printed_ == text.size()) {
+    ids_.erase(ids_.begin(), ids_.end() - kContext);
+    printed_ = decoded().size();
+  }
   return out;
 }
 

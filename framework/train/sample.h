@@ -30,6 +30,8 @@ class TextStream {
 
  private:
   std::string decoded() const;
+  static constexpr size_t kWindow = 64;  // ids decoded at most, past which the window restarts
+  static constexpr size_t kContext = 4;  // ids kept as context when it does
   const data::Tokenizer& tokenizer_;
   std::vector<int32_t> ids_;
   size_t printed_ = 0;  // bytes of decoded() already returned

@@ -105,7 +105,13 @@ Tensor GptDecoder::step(const Tensor& ids) {
 
 Tensor recompute_last_logits(Gpt& model, const Tensor& ids) {
   autograd::NoGradGuard no_grad;
-  return last_row(model.logits(ids));
+  // The blocks run over every position, as training's forward does; only the last row goes
+  // through the output projection (what a recomputing generator needs, and a fair baseline).
+  const Stack& stack = model.transformer();
+  const Tensor positions = position_range(0, ids.size(1));
+  Tensor x = stack.embed(ids, positions, stack.wte(), DropoutPlan{});
+  x = stack.run(x, positions, Tensor(), DropoutPlan{}, parallel::SequenceShard{});
+  return lm_logits(last_row(x), model.output_embedding());
 }
 
 std::vector<int32_t> generate(Gpt& model, std::span<const int32_t> prompt, const GenerateOptions& o,
@@ -137,12 +143,15 @@ std::vector<int32_t> generate(Gpt& model, std::span<const int32_t> prompt, const
   for (int64_t i = 0; i < o.max_new_tokens; ++i) {
     const std::vector<double> row = logits.to_vector();
     const int32_t token = sample_token(row, o.sampling, static_cast<uint64_t>(i));
-    out.push_back(token);
+    if (o.keep_tokens) out.push_back(token);
     if (on_token) on_token(token);
     if (i + 1 == o.max_new_tokens) break;
-    sequence.push_back(token);
-    logits = o.use_cache ? decoder->step(ids_of(std::span<const int32_t>(&token, 1)))
-                         : recompute_last_logits(model, ids_of(sequence));
+    if (o.use_cache) {
+      logits = decoder->step(ids_of(std::span<const int32_t>(&token, 1)));
+    } else {
+      sequence.push_back(token);  // only recomputing needs the whole sequence
+      logits = recompute_last_logits(model, ids_of(sequence));
+    }
   }
   return out;
 }

@@ -40,18 +40,20 @@ class GptDecoder {
 // patterns without a cached form (nn::cache_reach) are named.
 void check_generation(const config::ModelConfig& c, int64_t total, bool use_cache);
 
-// Logits [B, V] of the last row of ids [B, T], from a forward pass over the whole sequence: the
-// reference generation with a cache must match.
+// Logits [B, V] of the last row of ids [B, T], from a forward pass of the blocks over the whole
+// sequence (training's path, no dropout): the reference generation with a cache must match.
 Tensor recompute_last_logits(Gpt& model, const Tensor& ids);
 
 struct GenerateOptions {
   int64_t max_new_tokens = 64;
   SamplingOptions sampling;
   bool use_cache = true;  // false: recompute the whole sequence for every token (the reference)
+  bool keep_tokens = true;  // false: the tokens go only to on_token (a stream of any length in bounded memory)
 };
 
-// The tokens generated after `prompt` (one row), in evaluation mode (the model's mode is
-// restored after). on_token, when given, sees each token as soon as it is picked.
+// The tokens generated after `prompt` (one row; none kept with keep_tokens false), in evaluation
+// mode (the model's mode is restored after). on_token, when given, sees each token as soon as it
+// is picked.
 std::vector<int32_t> generate(Gpt& model, std::span<const int32_t> prompt, const GenerateOptions& options,
                               const std::function<void(int32_t)>& on_token = {});
 

@@ -113,6 +113,12 @@ TEST(TextStream, HoldsBackAMultiByteCharacterUntilItsLastByte) {
   std::vector<std::string> pieces;
   for (int32_t id : bytes_of("a\xC3\xA9\xE2\x82\xAC!")) pieces.push_back(stream.push(id));  // a é € !
   EXPECT_EQ(pieces, (std::vector<std::string>{"a", "", "\xC3\xA9", "", "", "\xE2\x82\xAC", "!"}));
+  // A long stream (past the decode window) prints exactly its text.
+  std::string text;
+  for (int i = 0; i < 50; ++i) text += "caf\xC3\xA9 \xE2\x82\xAC ";
+  std::string printed;
+  for (int32_t id : bytes_of(text)) printed += stream.push(id);
+  EXPECT_EQ(printed, text);
   EXPECT_EQ(stream.push(0xC3), "");
   EXPECT_EQ(stream.finish(), "\xC3") << "an unfinished character comes out at the end";
 }
