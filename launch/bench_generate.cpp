@@ -5,6 +5,7 @@
 // memory do not depend on the weights); the prompt is random tokens.
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -106,7 +107,8 @@ void run_bench_generate(const BenchGenerateArgs& args, parallel::Group& world) {
       ++recompute_timed;
     }
   }
-  const double recompute_s = recompute_timed_s * static_cast<double>(N) / static_cast<double>(std::max<int64_t>(1, recompute_timed));
+  const double recompute_s =
+      recompute_timed_s * static_cast<double>(N) / static_cast<double>(std::max<int64_t>(1, recompute_timed));
 
   // A long cached stream: resident memory every rss_every tokens.
   std::vector<int64_t> rss;

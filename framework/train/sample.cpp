@@ -36,6 +36,34 @@ size_t complete_utf8(const std::string& s) {
   return n;  // not UTF-8 at all: print the bytes as they come
 }
 
+// s with every byte that does not start a well-formed UTF-8 character, and every control
+// character but tab and newline, replaced by U+FFFD: an untrained byte-level model emits
+// arbitrary bytes, escape sequences included, and a terminal or log should get plain text.
+std::string valid_utf8(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    const bool control = (c < 0x20 && c != '\n' && c != '\t') || c == 0x7F;
+    const size_t len = control                 ? 0
+                       : c < 0x80                ? 1
+                       : c >= 0xC2 && c < 0xE0   ? 2
+                       : c >= 0xE0 && c < 0xF0   ? 3
+                       : c >= 0xF0 && c < 0xF5   ? 4
+                                                 : 0;  // 0: not a valid first byte
+    bool ok = len > 0 && i + len <= s.size();
+    for (size_t j = 1; ok && j < len; ++j) ok = (static_cast<unsigned char>(s[i + j]) & 0xC0) == 0x80;
+    if (ok) {
+      out.append(s, i, len);
+      i += len;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 std::unique_ptr<data::Tokenizer> run_tokenizer(const config::Config& config) {
@@ -81,14 +109,14 @@ std::string TextStream::push(int32_t id) {
     ids_.erase(ids_.begin(), ids_.end() - kContext);
     printed_ = decoded().size();
   }
-  return out;
+  return valid_utf8(out);
 }
 
 std::string TextStream::finish() {
   const std::string text = decoded();
   std::string out = text.size() > printed_ ? text.substr(printed_) : std::string();
   printed_ = text.size();
-  return out;
+  return valid_utf8(out);
 }
 
 bool sample_due(const config::Config& config, int64_t step) {

@@ -20,8 +20,8 @@ std::unique_ptr<data::Tokenizer> run_tokenizer(const config::Config& config);
 
 // Decodes a growing stream of tokens into text that can be printed piece by piece: push() returns
 // the new complete UTF-8 text since the last call (a multi-byte character split over tokens waits
-// for its last byte; a SentencePiece piece whose text depends on the next one waits too), finish()
-// whatever is left. Ids the tokenizer does not know print as U+FFFD.
+// for its last byte), finish() whatever is left. Bytes that are not well-formed UTF-8, control
+// characters other than tab and newline, and ids the tokenizer does not know come out as U+FFFD.
 class TextStream {
  public:
   explicit TextStream(const data::Tokenizer& tokenizer) : tokenizer_(tokenizer) {}

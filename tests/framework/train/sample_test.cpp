@@ -34,7 +34,8 @@ std::string text_config(const testing::TempDir& dir, const std::string& train_ex
   data::write_token_shard(dir.file("t_val.bin"), bytes_of("Once upon a time, there was a test."));
   return "run: {dir: " + dir.file("run") + ", seed: 2}\n"
          "model: {vocab_size: 256, n_layer: 1, n_head: 2, d_model: 16, max_seq_len: 64, pos: rope}\n"
-         "data: {train: " + dir.file("t_train.bin") + ", val: " + dir.file("t_val.bin") + ", seq_len: 16, batch_size: 2}\n"
+         "data: {train: " + dir.file("t_train.bin") + ", val: " + dir.file("t_val.bin") +
+         ", seq_len: 16, batch_size: 2}\n"
          "train: {steps: 5, log_every: 5, " + train_extra + "}\n";
 }
 
@@ -119,8 +120,18 @@ TEST(TextStream, HoldsBackAMultiByteCharacterUntilItsLastByte) {
   std::string printed;
   for (int32_t id : bytes_of(text)) printed += stream.push(id);
   EXPECT_EQ(printed, text);
+  // Bytes that are not UTF-8 come out as U+FFFD: a lone continuation byte, a lead byte followed
+  // by ASCII, and an unfinished character at the end.
+  EXPECT_EQ(stream.push(0x80), "\xEF\xBF\xBD");
   EXPECT_EQ(stream.push(0xC3), "");
-  EXPECT_EQ(stream.finish(), "\xC3") << "an unfinished character comes out at the end";
+  EXPECT_EQ(stream.push('A'), "\xEF\xBF\xBD" "A");
+  EXPECT_EQ(stream.push(0x1B), "\xEF\xBF\xBD") << "no terminal escape sequences";
+  EXPECT_EQ(stream.push('\n'), "\n");
+  EXPECT_EQ(stream.push(0xE2), "");
+  EXPECT_EQ(stream.finish(), "\xEF\xBF\xBD");
+  const data::ByteTokenizer other;
+  TextStream unknown(other);
+  EXPECT_EQ(unknown.push(300), "\xEF\xBF\xBD") << "an id past the tokenizer's vocabulary";
 }
 
 }  // namespace
