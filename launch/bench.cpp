@@ -9,6 +9,7 @@ void add_bench_command(CLI::App& app) {
   add_bench_ops(*bench);
   add_bench_attention(*bench);
   add_bench_train(*bench);
+  add_bench_generate(*bench);
 }
 
 }  // namespace strand::launch

@@ -49,7 +49,11 @@ void add_train_command(CLI::App& app);
 int train_exit_status();
 // `strand eval CONFIG --checkpoint CKPT [--data PATH]`: loss and accuracy, one JSON line (eval_command.cpp).
 void add_eval_command(CLI::App& app);
+// `strand generate CONFIG --checkpoint CKPT --prompt TEXT`: text from a GPT (generate_command.cpp).
+void add_generate_command(CLI::App& app);
 // `strand bench train CONFIG [--steps N]`: tokens/s and peak memory, one JSON line (bench_train.cpp).
 void add_bench_train(CLI::App& bench);
+// `strand bench generate CONFIG`: KV cache vs recomputing, and a long stream's memory (bench_generate.cpp).
+void add_bench_generate(CLI::App& bench);
 
 }  // namespace strand::launch

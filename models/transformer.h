@@ -126,6 +126,11 @@ class Block : public nn::Module {
   Tensor forward(const Tensor& x, const Tensor& positions, const Tensor& memory, const DropoutPlan& dropout,
                  const parallel::SequenceShard& shard) const;
   const nn::MultiHeadAttention& attn() const { return *attn_; }
+  // The pieces a cached decoder (models/gpt/decoder.h) runs one token through.
+  const Norm& ln_1() const { return ln_1_; }
+  const Norm& ln_2() const { return ln_2_; }
+  const nn::Mlp& mlp() const { return *mlp_; }
+  bool has_cross_attention() const { return cross_ != nullptr; }
 
  private:
   int64_t layer_;
@@ -152,6 +157,7 @@ class Stack : public nn::Module {
   int64_t n_layer() const { return static_cast<int64_t>(blocks_.size()); }
   const Block& block(int64_t i) const { return *blocks_[static_cast<size_t>(i)]; }
   const StackOptions& options() const { return options_; }
+  const Norm& ln_f() const { return ln_f_; }
 
  private:
   StackOptions options_;

@@ -209,6 +209,7 @@ void visit_config(Config& c, KeyVisitor& v) {
   choice(v, "format", c.data.format);
   v.text("train", c.data.train);
   v.text("val", c.data.val);
+  v.text("tokenizer", c.data.tokenizer);
   choice(v, "task", c.data.task);
   v.integer("seq_len", c.data.seq_len, at_least(1));
   v.integer("batch_size", c.data.batch_size, at_least(1));
@@ -237,6 +238,7 @@ void visit_config(Config& c, KeyVisitor& v) {
   v.integer("grad_accum", c.train.grad_accum, at_least(1));
   v.integer("max_skipped_steps", c.train.max_skipped_steps, at_least(1));
   v.integer("log_every", c.train.log_every, at_least(1));
+  v.integer("sample_every", c.train.sample_every, at_least(0));
   v.integer("eval_every", c.train.eval_every, at_least(0));
   v.integer("eval_batches", c.train.eval_batches, at_least(1));
   v.end();

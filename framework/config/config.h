@@ -95,6 +95,7 @@ struct DataConfig {
   DataFormat format = DataFormat::Bin;
   std::string train;           // shard path or glob; required unless format is synthetic
   std::string val;             // optional
+  std::string tokenizer = "auto";  // auto | byte | PATH of a SentencePiece .model (generation, samples)
   SyntheticTask task = SyntheticTask::Passkey;  // format: synthetic only
   int64_t seq_len = 1024;      // global sequence length (split over parallel.sp ranks)
   int64_t batch_size = 8;      // rows per data-parallel replica per micro-step
@@ -126,6 +127,7 @@ struct TrainConfig {
   int64_t max_skipped_steps = 10;  // >= 1: this many optimizer steps skipped in a row (non-finite
                                    // gradients) stop the run with an error
   int64_t log_every = 10;
+  int64_t sample_every = 0;    // 0: no text samples during training (framework/train/sample.h)
   int64_t eval_every = 0;      // 0: no evaluation during training
   int64_t eval_batches = 10;
   bool operator==(const TrainConfig&) const = default;

@@ -39,6 +39,7 @@ constexpr KeyStatus kStatuses[] = {
     {"data.format", kOn, "MakeLoader.BuildsEachFormatAndNamesBadKeys"},
     {"data.train", kOn, "MakeLoader.BuildsEachFormatAndNamesBadKeys"},
     {"data.val", kOn, "MakeLoader.BuildsEachFormatAndNamesBadKeys"},
+    {"data.tokenizer", kOn, "RunTokenizer.AutoFindsTheSentencePieceModelBesideTheShardsElseBytes"},
     {"data.task", kOn, "TrainerTest.EvaluationCountsAnswersOverEvalBatches"},
     {"data.seq_len", kOn, "Loader.RowRuleMatchesManualSlicing"},
     {"data.batch_size", kOn, "TrainerTest.LossIsNormalisedByTheTokensOfTheWholeStep"},
@@ -63,6 +64,7 @@ constexpr KeyStatus kStatuses[] = {
     {"train.grad_accum", kOn, "TrainerTest.LossIsNormalisedByTheTokensOfTheWholeStep"},
     {"train.max_skipped_steps", kOn, "TrainerTest.ARunWhoseGradientsStayNonFiniteStops"},
     {"train.log_every", kOn, "TrainerTest.MetricsJsonlHasEveryFieldOnEveryLoggedStep"},
+    {"train.sample_every", kOn, "TrainSample.PrintsATextSampleEverySampleEverySteps"},
     {"train.eval_every", kOn, "TrainerTest.MetricsJsonlHasEveryFieldOnEveryLoggedStep"},
     {"train.eval_batches", kOn, "TrainerTest.EvaluationCountsAnswersOverEvalBatches"},
 

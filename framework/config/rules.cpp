@@ -117,6 +117,21 @@ void resolve_and_check(Config& c, const KeySource& p) {
   }
 
   const TrainConfig& t = c.train;
+  if (t.sample_every > 0) {
+    // A sample is text decoded from a GPT's cached generation (framework/train/sample.h).
+    if (m.arch != Arch::Gpt)
+      p.fail("train.sample_every", std::string("text samples need a decoder (model.arch gpt), not model.arch ") +
+                                       name_of(m.arch) + "; set train.sample_every 0");
+    else if (m.attention.pattern != AttentionPattern::Causal && m.attention.pattern != AttentionPattern::Sliding &&
+             m.attention.pattern != AttentionPattern::Dilated)
+      p.fail("train.sample_every", std::string("attention pattern ") + name_of(m.attention.pattern) +
+                                       " has no cached generation (causal, sliding and dilated do); set "
+                                       "train.sample_every 0");
+    if (c.data.format == DataFormat::Synthetic)
+      p.fail("train.sample_every", "data.format synthetic has no tokenizer to decode a sample; set "
+                                   "train.sample_every 0");
+  }
+  if (c.data.tokenizer.empty()) p.fail("data.tokenizer", "expected auto, byte or the path of a SentencePiece .model");
   if (t.warmup_steps > t.steps)
     p.fail("train.warmup_steps", "warmup_steps " + num(t.warmup_steps) + " exceeds steps " + num(t.steps));
   if (t.min_lr > t.lr)

@@ -32,6 +32,7 @@
 #include "framework/io/checkpoint_dir.h"
 #include "framework/io/run_dir.h"
 #include "framework/optim/clip.h"
+#include "framework/train/sample.h"
 #include "framework/train/signals.h"
 #include "models/model.h"
 #include "parallel/comm/group.h"
@@ -459,6 +460,8 @@ TrainResult Trainer::run() {
       result.eval_step = report.step;
     }
     if (log_due(report.step, eval.has_value())) log_step(report, eval, interval, metrics);
+    if (sample_due(config_, report.step) && ranks_.rank == 0 && options_.print)
+      print_line(training_sample(config_, *model_));  // rank 0's full model copy, no collective
     if (stop_requested_anywhere()) {
       result.stop_signal = stop_signal();
       break;

@@ -1,5 +1,6 @@
 // Registers the CPU implementation of every kernel family with the device seam (registry.h).
 #include "framework/backend/cpu/adamw.h"
+#include "framework/backend/cpu/attention_decode.h"
 #include "framework/backend/cpu/attention_kernels.h"
 #include "framework/backend/cpu/attention_reference.h"
 #include "framework/backend/cpu/clip.h"
@@ -42,6 +43,7 @@ void register_cpu_kernels() {
   register_kernel<AttentionMergeParams>(kCpu, &cpu::attention_merge_forward_kernel);
   register_kernel<AttentionMergeBackwardParams>(kCpu, &cpu::attention_merge_backward_kernel);
   register_kernel<AttentionAddRowsParams>(kCpu, &cpu::attention_add_rows_kernel);
+  register_kernel<AttentionDecodeParams>(kCpu, &cpu::attention_decode_kernel);
   register_kernel<AttentionReferenceForwardParams>(kCpu, &cpu::attention_reference_forward_kernel);
   register_kernel<AttentionReferenceBackwardParams>(kCpu, &cpu::attention_reference_backward_kernel);
   register_kernel<LinearAttentionForwardParams>(kCpu, &cpu::linear_attention_forward_kernel);
