@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "launch/run_compare.h"
+#include "support/temp_dir.h"
 
 namespace strand {
 namespace {
@@ -45,14 +46,7 @@ std::vector<std::string> lines_of(const std::string& text) {
 
 class CliTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / ("strand_cli2_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    ASSERT_TRUE(fs::exists(strand_binary())) << strand_binary();
-  }
-  void TearDown() override { fs::remove_all(dir_); }
+  void SetUp() override { ASSERT_TRUE(fs::exists(strand_binary())) << strand_binary(); }
 
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
   // A tiny synthetic run: 4 steps of 64 tokens, a checkpoint every 2 steps.
@@ -75,7 +69,8 @@ class CliTest : public ::testing::Test {
   }
   static bool have_mpirun() { return std::system("command -v mpirun >/dev/null 2>&1") == 0; }
 
-  fs::path dir_;
+  strand::testing::TempDir temp_{"strand_cli2"};
+  const fs::path& dir_ = temp_.path;
 };
 
 TEST_F(CliTest, VersionNamesCommitBuildBlasMpiAndCuda) {

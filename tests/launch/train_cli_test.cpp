@@ -318,16 +318,25 @@ std::vector<std::string> temp_files_in(const std::string& dir) {
   return found;
 }
 
+// An 8 MB tmpfs at `dir` while this lives (mounting needs root, as CI runs): it holds one
+// 5.2 MB checkpoint, not two.
+struct SmallDisk {
+  explicit SmallDisk(std::string path) : dir(std::move(path)) {
+    fs::create_directories(dir);
+    mounted = std::system(("mount -t tmpfs -o size=8m tmpfs " + dir + " 2>/dev/null").c_str()) == 0;
+  }
+  ~SmallDisk() {
+    if (mounted) (void)std::system(("umount " + dir).c_str());
+  }
+  std::string dir;
+  bool mounted = false;
+};
+
 TEST_F(TrainCliTest, ADiskTooFullForTheNextSaveKeepsThePreviousCheckpoint) {
   // An 8 MB file system holds one 5.2 MB checkpoint, not two (needs root, as CI runs).
-  const std::string disk = path("disk");
-  fs::create_directories(disk);
-  if (std::system(("mount -t tmpfs -o size=8m tmpfs " + disk + " 2>/dev/null").c_str()) != 0)
-    GTEST_SKIP() << "cannot mount a small tmpfs here (needs root)";
-  struct Unmount {
-    std::string dir;
-    ~Unmount() { (void)std::system(("umount " + dir).c_str()); }
-  } unmount{disk};
+  const SmallDisk small(path("disk"));
+  if (!small.mounted) GTEST_SKIP() << "cannot mount a small tmpfs here (needs root)";
+  const std::string& disk = small.dir;
   const std::string cfg = write("full.yaml", five_megabyte_model(disk + "/run"));
   const CommandResult r = strand("train " + cfg + " --quiet-config");
   const std::string line = one_error_line(r);
@@ -344,14 +353,9 @@ TEST_F(TrainCliTest, ADiskTooFullUnderMpirunIsOneErrorLineForTheJob) {
   // The same full disk with two data-parallel ranks: rank 0 saves, its error ends the job, and
   // the job prints one strand error line (Open MPI adds its own banner about the abort).
   if (std::system("command -v mpiexec >/dev/null 2>&1") != 0) GTEST_SKIP() << "mpiexec not found (openmpi-bin)";
-  const std::string disk = path("disk");
-  fs::create_directories(disk);
-  if (std::system(("mount -t tmpfs -o size=8m tmpfs " + disk + " 2>/dev/null").c_str()) != 0)
-    GTEST_SKIP() << "cannot mount a small tmpfs here (needs root)";
-  struct Unmount {
-    std::string dir;
-    ~Unmount() { (void)std::system(("umount " + dir).c_str()); }
-  } unmount{disk};
+  const SmallDisk small(path("disk"));
+  if (!small.mounted) GTEST_SKIP() << "cannot mount a small tmpfs here (needs root)";
+  const std::string& disk = small.dir;
   const std::string cfg = write("full.yaml", five_megabyte_model(disk + "/run") + "parallel: {dp: 2}\n");
   const CommandResult r = run_command("env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 "
                                       "mpiexec -np 2 --oversubscribe " + strand_binary() + " train " + cfg +
