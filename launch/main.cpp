@@ -8,7 +8,7 @@
 #include <string>
 
 #include "framework/backend/cpu/blas_setup.h"
-#include "framework/core/json.h"
+#include "framework/core/text.h"
 #include "launch/commands.h"
 #include "parallel/comm/group.h"
 #include "parallel/comm/launcher.h"

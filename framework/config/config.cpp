@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "framework/config/rules.h"
+#include "framework/core/text.h"
 
 namespace strand::config {
 
@@ -111,20 +112,6 @@ IntParse parse_integer(const std::string& s, int64_t& out) {
   return IntParse::Ok;
 }
 
-size_t levenshtein(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
 bool close_enough(size_t distance, const std::string& word) {
   return distance <= std::max<size_t>(2, word.size() / 3);
 }
@@ -327,14 +314,14 @@ std::string unknown_key_message(const std::string& key) {
   size_t best_d = std::numeric_limits<size_t>::max();
   for (const auto& k : all) {
     if (parent_of(k) != parent) continue;
-    const size_t d = levenshtein(name, last_part(k));
+    const size_t d = edit_distance(name, last_part(k));
     if (d < best_d) best_d = d, best = k;
   }
   if (!best.empty() && close_enough(best_d, name)) return "unknown key; did you mean '" + best + "'?";
   best.clear();
   best_d = std::numeric_limits<size_t>::max();
   for (const auto& k : all) {
-    const size_t d = levenshtein(key, k);
+    const size_t d = edit_distance(key, k);
     if (d < best_d) best_d = d, best = k;
   }
   if (!best.empty() && close_enough(best_d, key)) return "unknown key; did you mean '" + best + "'?";
@@ -418,7 +405,7 @@ class Parser : public KeyVisitor, public detail::KeySource {
     std::string hint;
     size_t best = std::numeric_limits<size_t>::max();
     for (const char* name : names) {
-      const size_t d = levenshtein(s, name);
+      const size_t d = edit_distance(s, name);
       if (d < best && close_enough(d, s)) best = d, hint = std::string(" (did you mean '") + name + "'?)";
     }
     fail(key, "'" + s + "' is not one of " + all + hint);

@@ -1,9 +1,7 @@
 // The JSON text of a string and of a number, shared by every writer of JSON (checkpoint headers,
-// metrics.jsonl, the eval and bench reports), so all of them escape and round-trip alike; and
-// the printable form of text quoted from files into messages.
+// metrics.jsonl, the eval and bench reports), so all of them escape and round-trip alike.
 #pragma once
 #include <string>
-#include <string_view>
 
 namespace strand {
 
@@ -16,11 +14,5 @@ void append_json_string(std::string& out, const std::string& text);
 // A finite number in the shortest form that reads back to the same double (at most 17
 // significant digits), or `null` for NaN and infinities (JSON has neither).
 std::string json_number(double value);
-
-// `text` with every byte that is not printable UTF-8 written as \xNN: control characters (a
-// newline and a terminal's escape sequences included), DEL, and bytes outside well-formed
-// UTF-8. Error messages pass through it, so that bytes quoted from a file stay one line of
-// plain text.
-std::string printable(std::string_view text);
 
 }  // namespace strand

@@ -14,7 +14,7 @@
 #include <thread>
 
 #include "framework/core/error.h"
-#include "framework/core/json.h"
+#include "framework/core/text.h"
 
 namespace strand::parallel {
 namespace {
