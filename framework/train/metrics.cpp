@@ -22,6 +22,7 @@ std::string metrics_json(const StepMetrics& m) {
                   ", \"mfu\": " + (m.mfu ? json_number(*m.mfu) : "null") +
                   ", \"peak_mem_bytes\": " + std::to_string(m.peak_mem_bytes) +
                   ", \"loss_scale\": " + json_number(m.loss_scale);
+  if (m.epoch) s += ", \"epoch\": " + std::to_string(*m.epoch);
   if (m.val_loss) s += ", \"val_loss\": " + json_number(*m.val_loss);
   if (m.val_accuracy) s += ", \"val_accuracy\": " + json_number(*m.val_accuracy);
   if (m.val_row_accuracy) s += ", \"val_row_accuracy\": " + json_number(*m.val_row_accuracy);
@@ -83,6 +84,7 @@ std::string metrics_line(const StepMetrics& m) {
     s += buf;
   }
   s += " | mem " + format_bytes(m.peak_mem_bytes) + " | eta " + format_duration(m.eta_s);
+  if (m.epoch) s += " | epoch " + std::to_string(*m.epoch);
   if (m.val_loss) {
     std::snprintf(buf, sizeof buf, " | val loss %.4f", *m.val_loss);
     s += buf;

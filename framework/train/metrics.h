@@ -25,13 +25,14 @@ struct StepMetrics {
   int64_t peak_mem_bytes = 0;   // the allocator's peak on this rank
   double loss_scale = 1.0;
   double eta_s = 0.0;           // seconds left at the recent step rate
+  std::optional<int64_t> epoch;  // token data: passes over the training rows completed before the step's last batch
   std::optional<double> val_loss;
   std::optional<double> val_accuracy;      // answer-token accuracy (synthetic tasks)
   std::optional<double> val_row_accuracy;  // rows with every answer token right
 };
 
 // One JSON object (one line, no newline): step, loss, lr, grad_norm, tokens_per_s, mfu,
-// peak_mem_bytes, loss_scale, and val_* where evaluated.
+// peak_mem_bytes, loss_scale, epoch (token data), and val_* where evaluated.
 std::string metrics_json(const StepMetrics& m);
 // "step   20/200 | loss 2.3456 | lr 3.00e-04 | grad 1.23 | 12.3k tok/s | mfu 4.1% | mem 85.2 MiB | eta 3m12s"
 std::string metrics_line(const StepMetrics& m);
