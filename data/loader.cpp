@@ -3,11 +3,15 @@
 
 #include <vector>
 
+#include "framework/core/random.h"
+
 namespace strand::data {
 
 namespace {
 
 constexpr int64_t kPositionVersion = 1;
+// Keeps the shuffle stream apart from the synthetic rows drawn from the same run.seed.
+constexpr uint64_t kShuffleSeedSalt = 0x73687566666c6521ull;  // "shuffle!"
 
 void check_loader_options(const LoaderOptions& o) {
   STRAND_CHECK(o.batch_size >= 1, ValueError, "loader: batch_size ", o.batch_size, " must be positive");
@@ -85,6 +89,30 @@ void Loader::restore(const LoaderPosition& pos) {
   step_ = pos.step;
 }
 
+int64_t shuffled_row(int64_t row, int64_t n, uint64_t seed, int64_t epoch) {
+  STRAND_CHECK(n >= 1 && row >= 0 && row < n && epoch >= 0, ValueError, "shuffled_row: row ", row,
+               " outside [0, ", n, ") or negative epoch ", epoch);
+  int half_bits = 1;  // each Feistel half; the network permutes [0, 4^half_bits) >= n
+  while ((int64_t{1} << (2 * half_bits)) < n) ++half_bits;
+  const uint64_t mask = (uint64_t{1} << half_bits) - 1;
+  const uint64_t key = seed ^ kShuffleSeedSalt;
+  uint64_t x = static_cast<uint64_t>(row);
+  // Cycle walking: the network is a bijection of the larger domain, so following it from a row
+  // below n until it lands below n again is a bijection of [0, n) (at most 4n / n = 4 tries
+  // on average).
+  do {
+    uint64_t left = x >> half_bits, right = x & mask;
+    for (uint64_t round = 0; round < 4; ++round) {
+      const uint64_t f = random::philox4x32(key, static_cast<uint64_t>(epoch), (round << 32) | right)[0] & mask;
+      const uint64_t next = left ^ f;
+      left = right;
+      right = next;
+    }
+    x = (left << half_bits) | right;
+  } while (x >= static_cast<uint64_t>(n));
+  return static_cast<int64_t>(x);
+}
+
 int64_t Loader::global_row(int64_t step_in_epoch, int64_t r) const {
   return (step_in_epoch * options_.dp_size + options_.dp_rank) * options_.batch_size + r;
 }
@@ -111,9 +139,12 @@ Batch TokenLoader::batch_at(int64_t step) const {
   batch.targets = Tensor::empty({B, T}, DType::I32);
   int32_t* inputs = batch.inputs.data<int32_t>();
   int32_t* targets = batch.targets.data<int32_t>();
+  const int64_t epoch_rows = steps_per_epoch_ * options().dp_size * B;
   std::vector<int32_t> window(static_cast<size_t>(T + 1));
   for (int64_t r = 0; r < B; ++r) {
-    const int64_t start = global_row(step_in_epoch, r) * T;
+    const int64_t row = global_row(step_in_epoch, r);
+    const int64_t start =
+        (options().shuffle ? shuffled_row(row, epoch_rows, options().shuffle_seed, batch.epoch) : row) * T;
     source_->read(start, T + 1, window.data());
     for (int64_t t = 0; t <= T; ++t) {
       const int32_t id = window[t];
@@ -166,8 +197,14 @@ Batch SyntheticLoader::batch_at(int64_t step) const {
 std::unique_ptr<Loader> make_loader(const DataSpec& spec, Split split) {
   STRAND_CHECK(spec.seq_len >= 1, ValueError, "data.seq_len: ", spec.seq_len, " must be positive");
   STRAND_CHECK(spec.batch_size >= 1, ValueError, "data.batch_size: ", spec.batch_size, " must be positive");
-  const LoaderOptions options{spec.batch_size, spec.seq_len, spec.dp_rank, spec.dp_size, spec.vocab_size};
+  LoaderOptions options{spec.batch_size, spec.seq_len, spec.dp_rank, spec.dp_size, spec.vocab_size};
+  // Evaluation reads the same val rows every time, in order.
+  options.shuffle = spec.shuffle && split == Split::train;
+  options.shuffle_seed = spec.seed;
   if (spec.format == config::DataFormat::Synthetic) {
+    STRAND_CHECK(!options.shuffle, ValueError,
+                 "data.shuffle: synthetic rows are drawn at random from run.seed and never repeat; shuffle applies "
+                 "to bin and hdf5 data");
     STRAND_CHECK(spec.vocab_size >= 1, ValueError, "data.task: synthetic tasks need model.vocab_size, got ",
                  spec.vocab_size);
     SyntheticSpec task;

@@ -20,6 +20,8 @@ struct LoaderOptions {
   int64_t dp_rank = 0;     // d, this replica
   int64_t dp_size = 1;     // K, replicas
   int64_t vocab_size = 0;  // when > 0, every token read is checked to lie in [0, vocab_size)
+  bool shuffle = false;    // token streams: epoch e reads the rows of the epoch in a permutation
+  uint64_t shuffle_seed = 0;  // of (shuffle_seed, e), the same for every split of the global batch
 };
 
 // Where a loader stands: the next step, plus the geometry it was saved with, which restore()
@@ -72,7 +74,10 @@ class Loader {
 
 // Rows of a token stream (.bin shards, HDF5 datasets). Epoch e covers steps
 // [e*E, (e+1)*E) with E = floor(floor((N - 1) / T) / (K*B)); the tokens past the last whole
-// step of an epoch are not read, and step e*E + i reads what step i reads.
+// step of an epoch are not read, and step e*E + i reads what step i reads. With
+// options.shuffle, global row g of epoch e reads the stream window shuffled_row(g, E*K*B,
+// shuffle_seed, e) instead of window g: still a pure function of the step, so resume and any
+// split of the global batch read the same rows at every step.
 class TokenLoader final : public Loader {
  public:
   // Throws DataError naming the source when it holds fewer than K*B*T + 1 tokens.
@@ -102,6 +107,11 @@ class SyntheticLoader final : public Loader {
   SyntheticSpec spec_;
 };
 
+// A permutation of [0, n) for each (seed, epoch): a 4-round Feistel network over the smallest
+// even power of two >= n with Philox rounds, walked until it lands below n. O(1) time and memory
+// per row, so an epoch of millions of rows needs no table.
+int64_t shuffled_row(int64_t row, int64_t n, uint64_t seed, int64_t epoch);
+
 // The `data:` section of a config, resolved (architecture.md §5); format and task keep the
 // config's types.
 struct DataSpec {
@@ -112,7 +122,8 @@ struct DataSpec {
   int64_t seq_len = 0;
   int64_t batch_size = 0;
   int64_t vocab_size = 0;          // the model's; checked against every token read
-  uint64_t seed = 0;               // run.seed, for synthetic tasks
+  uint64_t seed = 0;               // run.seed: synthetic tasks and the shuffle order
+  bool shuffle = false;            // data.shuffle (training split of bin and hdf5 only)
   int64_t dp_rank = 0;
   int64_t dp_size = 1;
 };

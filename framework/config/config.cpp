@@ -200,6 +200,7 @@ void visit_config(Config& c, KeyVisitor& v) {
   choice(v, "task", c.data.task);
   v.integer("seq_len", c.data.seq_len, at_least(1));
   v.integer("batch_size", c.data.batch_size, at_least(1));
+  v.boolean("shuffle", c.data.shuffle);
   v.end();
 
   v.begin("parallel");

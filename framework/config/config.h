@@ -99,6 +99,7 @@ struct DataConfig {
   SyntheticTask task = SyntheticTask::Passkey;  // format: synthetic only
   int64_t seq_len = 1024;      // global sequence length (split over parallel.sp ranks)
   int64_t batch_size = 8;      // rows per data-parallel replica per micro-step
+  bool shuffle = false;        // bin/hdf5: a seeded permutation of the training rows per epoch
   bool operator==(const DataConfig&) const = default;
 };
 

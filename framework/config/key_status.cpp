@@ -43,6 +43,7 @@ constexpr KeyStatus kStatuses[] = {
     {"data.task", kOn, "TrainerTest.EvaluationCountsAnswersOverEvalBatches"},
     {"data.seq_len", kOn, "Loader.RowRuleMatchesManualSlicing"},
     {"data.batch_size", kOn, "TrainerTest.LossIsNormalisedByTheTokensOfTheWholeStep"},
+    {"data.shuffle", kOn, "Loader.ShuffleReadsEachRowOncePerEpochInAnotherOrderEachEpoch"},
 
     {"parallel.dp", kOn, "ResumeDpTest.TwoRankLossAndGradNormEqualTheOneProcessOnesOfTheSameRows"},
     {"parallel.sp", kOn, "SpTrainTest.RingZigzagOverFourRanks"},

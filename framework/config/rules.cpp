@@ -42,6 +42,9 @@ void check_architecture(const Config& c, const KeySource& p) {
     p.fail("model.vocab_size", "arch encoder needs vocab_size >= 2 (the last id is the mask token), got " +
                                    num(m.vocab_size));
   const int64_t seq_len = c.data.seq_len;
+  if (c.data.shuffle && c.data.format == DataFormat::Synthetic)
+    p.fail("data.shuffle", "synthetic rows are drawn at random from run.seed and never repeat; shuffle applies to bin "
+                           "and hdf5 data");
   if (m.arch == Arch::EncDec && seq_len < 2)
     p.fail("data.seq_len", "arch encdec splits each row into source and target halves, so seq_len must be >= 2, got " +
                                num(seq_len));

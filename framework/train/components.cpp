@@ -75,6 +75,7 @@ data::DataSpec data_spec_of(const Config& config, int64_t dp_rank, int64_t dp_si
   spec.batch_size = config.data.batch_size;
   spec.vocab_size = config.model.vocab_size;
   spec.seed = static_cast<uint64_t>(config.run.seed);
+  spec.shuffle = config.data.shuffle;
   spec.dp_rank = dp_rank;
   spec.dp_size = dp_size;
   return spec;

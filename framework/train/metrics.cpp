@@ -26,6 +26,7 @@ std::string metrics_json(const StepMetrics& m) {
                   ", \"tokens_seen\": " + std::to_string(m.tokens_seen) +
                   ", \"elapsed_s\": " + json_number(std::round(m.elapsed_s * 1e3) / 1e3) +
                   ", \"timestamp\": " + json_number(std::round(m.timestamp * 1e3) / 1e3);
+  if (m.epoch) s += ", \"epoch\": " + std::to_string(*m.epoch);
   if (m.val_loss) s += ", \"val_loss\": " + json_number(*m.val_loss);
   if (m.val_accuracy) s += ", \"val_accuracy\": " + json_number(*m.val_accuracy);
   if (m.val_row_accuracy) s += ", \"val_row_accuracy\": " + json_number(*m.val_row_accuracy);
@@ -93,6 +94,7 @@ std::string metrics_line(const StepMetrics& m) {
   }
   s += " | mem " + format_bytes(m.peak_mem_bytes) + " | " + format_duration(m.elapsed_s) + " elapsed, eta " +
        format_duration(m.eta_s);
+  if (m.epoch) s += " | epoch " + std::to_string(*m.epoch);
   if (m.val_loss) {
     std::snprintf(buf, sizeof buf, " | val loss %.4f", *m.val_loss);
     s += buf;

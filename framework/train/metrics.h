@@ -29,14 +29,15 @@ struct StepMetrics {
   double elapsed_s = 0.0;       // wall time since this process began training (a resume starts at 0)
   double timestamp = 0.0;       // wall clock: unix seconds (UTC), to the millisecond
   double eta_s = 0.0;           // seconds left at the mean wall time per step of this process
+  std::optional<int64_t> epoch;  // token data: passes over the training rows completed before the step's last batch
   std::optional<double> val_loss;
   std::optional<double> val_accuracy;      // answer-token accuracy (synthetic tasks)
   std::optional<double> val_row_accuracy;  // rows with every answer token right
 };
 
 // One JSON object (one line, no newline): step, loss, lr, grad_norm, tokens_per_s, mfu,
-// peak_mem_bytes, loss_scale, step_ms, tokens_seen, elapsed_s, timestamp, and val_* where
-// evaluated.
+// peak_mem_bytes, loss_scale, step_ms, tokens_seen, elapsed_s, timestamp, epoch (token data),
+// and val_* where evaluated.
 std::string metrics_json(const StepMetrics& m);
 // "step   20/200 | loss 2.3456 | lr 3.00e-04 | grad 1.2345 | 41.7 ms | 12.3k tok/s | 246k tok |
 //  mfu 4.1% | mem 85.2 MiB | 0m52s elapsed, eta 3m12s" (one line)

@@ -338,6 +338,8 @@ StepMetrics Trainer::step_metrics(const StepReport& report, const LogInterval& i
   }
   m.peak_mem_bytes = memory::stats(Device::cpu()).peak_bytes;
   m.loss_scale = state_.loss_scale;
+  if (const int64_t per_epoch = train_loader_->steps_per_epoch(); per_epoch > 0)
+    m.epoch = (train_loader_->step() - 1) / per_epoch;  // the epoch of the step's last batch
   m.step_ms = interval.steps > 0 ? 1e3 * interval.seconds / static_cast<double>(interval.steps) : 0.0;
   m.tokens_seen = state_.tokens_seen;
   m.elapsed_s = seconds_since(run_started_);

@@ -1,4 +1,4 @@
-// Tests of the loader: the row rule against manual slicing, epochs, dp sharding, O(1) resume, scoring.
+// Tests of the loader: the row rule against manual slicing, epochs, dp sharding, O(1) resume, shuffle, scoring.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -114,6 +114,123 @@ TEST(Loader, DataParallelReplicasPartitionTheSingleProcessBatch) {
   std::set<int32_t> all_rows;
   for (int64_t g = 0; g < E * K * B; ++g) all_rows.insert(static_cast<int32_t>(g * T));
   EXPECT_EQ(seen, all_rows);
+}
+
+TEST(Loader, ShuffledRowIsAPermutationForEverySize) {
+  for (int64_t n : {1, 2, 3, 5, 16, 17, 100, 1000}) {
+    std::set<int64_t> seen;
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t j = shuffled_row(i, n, 7, 0);
+      ASSERT_GE(j, 0);
+      ASSERT_LT(j, n);
+      seen.insert(j);
+    }
+    EXPECT_EQ(static_cast<int64_t>(seen.size()), n) << "n = " << n;
+  }
+  // Another seed or epoch gives another order.
+  std::vector<int64_t> a, b, c;
+  for (int64_t i = 0; i < 100; ++i) {
+    a.push_back(shuffled_row(i, 100, 7, 0));
+    b.push_back(shuffled_row(i, 100, 7, 1));
+    c.push_back(shuffled_row(i, 100, 8, 0));
+  }
+  EXPECT_NE(a, b);
+  EXPECT_NE(a, c);
+}
+
+TEST(Loader, ShuffleReadsEachRowOncePerEpochInAnotherOrderEachEpoch) {
+  const int64_t B = 2, T = 4, N = 201;  // 50 rows, 25 steps per epoch
+  std::vector<int32_t> counting(N);
+  for (int64_t i = 0; i < N; ++i) counting[i] = static_cast<int32_t>(i);
+  const auto src = std::make_shared<MemoryTokens>(counting);
+  LoaderOptions options{B, T};
+  options.shuffle = true;
+  options.shuffle_seed = 3;
+  TokenLoader shuffled(src, options);
+  TokenLoader ordered(src, {B, T});
+  const int64_t E = shuffled.steps_per_epoch();
+  ASSERT_EQ(E, 25);
+  std::vector<std::vector<int32_t>> order(3);
+  for (int64_t e = 0; e < 3; ++e) {
+    std::set<int32_t> seen;
+    for (int64_t s = e * E; s < (e + 1) * E; ++s) {
+      const Batch b = shuffled.batch_at(s);
+      EXPECT_EQ(b.epoch, e);
+      const auto in = values(b.inputs), tg = values(b.targets);
+      for (int64_t r = 0; r < B; ++r) {
+        const int32_t start = in[r * T];
+        EXPECT_EQ(start % T, 0) << "row not on a window boundary: " << start;
+        for (int64_t t = 0; t < T; ++t) {  // a whole window: inputs and the shifted targets
+          EXPECT_EQ(in[r * T + t], start + t);
+          EXPECT_EQ(tg[r * T + t], start + t + 1);
+        }
+        EXPECT_TRUE(seen.insert(start).second) << "epoch " << e << " reads row " << start << " twice";
+        order[e].push_back(start);
+      }
+    }
+    EXPECT_EQ(static_cast<int64_t>(seen.size()), E * B) << "epoch " << e;  // every row once
+  }
+  EXPECT_NE(order[0], order[1]);
+  EXPECT_NE(order[1], order[2]);
+  std::vector<int32_t> in_order;
+  for (int64_t s = 0; s < E; ++s) {
+    for (int32_t start : row_starts(ordered.batch_at(s))) in_order.push_back(start);
+  }
+  EXPECT_NE(order[0], in_order);  // shuffle on is not the stream order
+  // A pure function of the step: another loader (a resumed run) reads the same rows.
+  TokenLoader again(src, options);
+  again.restore(shuffled.position());
+  for (int64_t s : {0, 7, 31, 74}) EXPECT_EQ(values(again.batch_at(s).inputs), values(shuffled.batch_at(s).inputs));
+  // Replicas of a dp split read the single process's shuffled rows, in rank order.
+  LoaderOptions half = options;
+  half.batch_size = 1;
+  half.dp_size = 2;
+  for (int64_t s : {0, 13, 26, 60}) {
+    std::vector<int32_t> joined;
+    for (int64_t d = 0; d < 2; ++d) {
+      half.dp_rank = d;
+      const auto in = values(TokenLoader(src, half).batch_at(s).inputs);
+      joined.insert(joined.end(), in.begin(), in.end());
+    }
+    EXPECT_EQ(joined, values(shuffled.batch_at(s).inputs)) << "step " << s;
+  }
+}
+
+TEST(MakeLoader, ShufflesTheTrainingSplitOnlyAndRefusesSyntheticData) {
+  TempDir dir;
+  std::vector<int32_t> counting(400);
+  for (int64_t i = 0; i < 400; ++i) counting[i] = static_cast<int32_t>(i);
+  write_token_shard(dir.file("c.bin"), counting);
+  DataSpec spec;
+  spec.format = config::DataFormat::Bin;
+  spec.train = {dir.file("c.bin")};
+  spec.val = {dir.file("c.bin")};
+  spec.seq_len = 8;
+  spec.batch_size = 4;
+  spec.vocab_size = 1000;
+  spec.seed = 1;
+  const auto plain = make_loader(spec, Split::train);
+  spec.shuffle = true;
+  const auto train = make_loader(spec, Split::train);
+  const auto val = make_loader(spec, Split::val);
+  EXPECT_NE(values(train->batch_at(0).inputs), values(plain->batch_at(0).inputs));
+  EXPECT_EQ(values(val->batch_at(0).inputs), values(plain->batch_at(0).inputs));
+  spec.seed = 2;  // the order follows the seed
+  EXPECT_NE(values(make_loader(spec, Split::train)->batch_at(0).inputs), values(train->batch_at(0).inputs));
+
+  DataSpec synthetic;
+  synthetic.format = config::DataFormat::Synthetic;
+  synthetic.task = config::SyntheticTask::Copy;
+  synthetic.seq_len = 32;
+  synthetic.batch_size = 2;
+  synthetic.vocab_size = 64;
+  synthetic.shuffle = true;
+  try {
+    make_loader(synthetic, Split::train);
+    ADD_FAILURE() << "expected ValueError naming data.shuffle";
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("data.shuffle"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Loader, ResumeFromASavedPositionGivesTheSameNextBatches) {

@@ -1,7 +1,7 @@
 // Exact resume with two data-parallel ranks: `mpiexec -np 2 strand train` for 20 steps straight,
 // and 10 + resume + 10, give identical losses and gradient norms at every step and bit-identical
 // final weights and moments; and the two-rank loss and gradient norm of each of five steps are
-// the one-process ones of the same rows.
+// the one-process ones of the same rows; both also with data.shuffle on token data.
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -22,6 +22,7 @@ using testing_support::CommandResult;
 using testing_support::expect_checkpoints_identical;
 using testing_support::grad_norms_by_step;
 using testing_support::losses_by_step;
+using testing_support::metric_by_step;
 using testing_support::run_command;
 using testing_support::strand_binary;
 
@@ -108,6 +109,71 @@ TEST_F(ResumeDpTest, TwoRankLossAndGradNormEqualTheOneProcessOnesOfTheSameRows) 
     EXPECT_NEAR(loss2.at(step), loss1.at(step), 512 * testing::kEpsF32 * loss1.at(step)) << "step " << step;
     EXPECT_NEAR(norm2.at(step), norm1.at(step), kGradNormRelTol * norm1.at(step)) << "grad norm, step " << step;
   }
+}
+
+// data.shuffle on a byte-token file small enough that 20 steps cross epochs: the shuffled
+// order is a function of the step, so a resumed run and any split of the global batch read the
+// rows an uninterrupted single process reads.
+class ResumeDpShuffleTest : public ResumeDpTest {
+ protected:
+  void SetUp() override {
+    ResumeDpTest::SetUp();
+    if (IsSkipped()) return;
+    std::string text;  // 1200 bytes of varied text: 840 training tokens, 26 rows of 32
+    for (int i = 0; text.size() < 1200; ++i) text += "line " + std::to_string(i * 7919 % 1000) + " of the play;\n";
+    text.resize(1200);
+    std::ofstream(dir_ / "text.txt") << text;
+    const CommandResult prepared = run_command(strand_binary() + " data prepare --quiet --val-fraction 0.3 --input " +
+                                                   (dir_ / "text.txt").string() + " --out " + (dir_ / "tok").string(),
+                                               dir_);
+    ASSERT_EQ(prepared.exit_code, 0) << prepared.out << prepared.err;
+  }
+  std::string token_data(bool shuffle) const {
+    return "--set data.format=bin --set data.train=" + (dir_ / "tok_train.bin").string() +
+           " --set data.val=" + (dir_ / "tok_val.bin").string() +
+           " --set model.vocab_size=256 --set data.shuffle=" + (shuffle ? "true " : "false ");
+  }
+};
+
+TEST_F(ResumeDpShuffleTest, TwoRanksResumeBitForBitAcrossEpochs) {
+  const CommandResult straight = train(2, "a", token_data(true));
+  ASSERT_EQ(straight.exit_code, 0) << straight.out << straight.err;
+  const auto epochs = metric_by_step(run_dir("a") + "/metrics.jsonl", "epoch");
+  ASSERT_EQ(epochs.size(), 20u);
+  EXPECT_EQ(epochs.at(1), 0);
+  EXPECT_EQ(epochs.at(20), 6);  // an epoch is 6 batches of 4 rows, 2 batches per step
+  const CommandResult resumed = train(2, "b", token_data(true) + "--set checkpoint.resume=" + ckpt("a", 10));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
+  const auto a = losses_by_step(run_dir("a") + "/metrics.jsonl");
+  const auto b = losses_by_step(run_dir("b") + "/metrics.jsonl");
+  ASSERT_EQ(b.size(), 10u);
+  for (const auto& [step, loss] : b) EXPECT_EQ(loss, a.at(step)) << "step " << step;
+  expect_checkpoints_identical(ckpt("a", 20), ckpt("b", 20));
+}
+
+TEST_F(ResumeDpShuffleTest, TwoRanksReadTheOneProcessRowsOfEachStep) {
+  // Eight steps read 16 batches of 4 rows: an epoch is 6 batches, so later epochs' orders are
+  // compared as well.
+  const std::string same = "--set train.steps=8 --set train.warmup_steps=0 --set model.dropout=0 ";
+  const CommandResult two = train(2, "two", same + token_data(true));
+  ASSERT_EQ(two.exit_code, 0) << two.err;
+  const CommandResult one = train(1, "one", same + token_data(true) + "--set parallel.dp=1 --set data.batch_size=4");
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  const CommandResult ordered =
+      train(1, "ordered", same + token_data(false) + "--set parallel.dp=1 --set data.batch_size=4");
+  ASSERT_EQ(ordered.exit_code, 0) << ordered.err;
+  const auto loss2 = losses_by_step(run_dir("two") + "/metrics.jsonl");
+  const auto loss1 = losses_by_step(run_dir("one") + "/metrics.jsonl");
+  const auto loss0 = losses_by_step(run_dir("ordered") + "/metrics.jsonl");
+  ASSERT_EQ(loss1.size(), 8u);
+  ASSERT_EQ(loss2.size(), 8u);
+  ASSERT_EQ(loss0.size(), 8u);
+  int differs_from_ordered = 0;
+  for (int64_t step = 1; step <= 8; ++step) {
+    EXPECT_NEAR(loss2.at(step), loss1.at(step), 512 * testing::kEpsF32 * loss1.at(step)) << "step " << step;
+    differs_from_ordered += std::abs(loss1.at(step) - loss0.at(step)) > 1e-3 * loss0.at(step);
+  }
+  EXPECT_GT(differs_from_ordered, 0) << "shuffled and ordered runs read the same rows";
 }
 
 }  // namespace

@@ -348,6 +348,7 @@ TEST(Config, ArchitectureRulesNameTheKey) {
   error_names({"model.arch=encdec", "model.attention.pattern=longformer", "model.attention.global_tokens=9"},
               "model.attention.global_tokens", "encdec global tokens past half the row");
   error_names({"model.arch=encdec", "data.seq_len=1"}, "data.seq_len", "encdec row of one token");
+  error_names({"data.shuffle=true"}, "data.shuffle", "shuffle of synthetic rows");
   error_names({"model.n_head=3"}, "model.n_head", "heads not dividing d_model");
   error_names({"model.n_head=2", "model.n_kv_head=3"}, "model.n_kv_head", "kv heads not dividing heads");
   error_names({"model.n_head=8", "model.n_kv_head=8", "model.pos=rope"}, "model.pos", "rope with odd head size");
