@@ -139,13 +139,15 @@ std::vector<float> widen(const char* x, int64_t rows, int64_t cols, int64_t ld, 
   return out;
 }
 
-// bfloat16 / float16 A and B. bfloat16 runs on oneDNN's matmul (native bf16 dot products where
-// the CPU has them); otherwise, and for float16, the operands are widened to float32 and the
+// bfloat16 / float16 A and B. bfloat16 runs on oneDNN's matmul where the CPU has native bf16
+// dot products; otherwise, and for float16, the operands are widened to float32 and the
 // float32 GEMM runs. Sums are float32 throughout; a 16-bit C is rounded once, at the end.
 void gemm_half(const backend::GemmParams& p, DType c_type) {
   const DType in = p.dtype;
   const bool c_f32 = c_type == DType::F32;
-  const bool native = in == DType::BF16 && onednn::available() && forced_library() != GemmLibrary::OpenBlas;
+  // oneDNN's bf16 matmul only where the CPU has bf16 dot products; elsewhere it would emulate
+  // them (or, on AVX2, refuse), and the float32 copy is as fast.
+  const bool native = in == DType::BF16 && onednn::has_bf16_isa() && forced_library() != GemmLibrary::OpenBlas;
   // A 16-bit C summed over the batch is summed in a float32 scratch C, rounded once.
   const bool scratch_c = !c_f32 && (p.sum_over_batch || !native);
   std::vector<float> sum;
