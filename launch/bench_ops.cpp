@@ -132,6 +132,42 @@ std::string bench_gemm(int64_t m, int64_t k, int64_t n, int reps) {
   return os.str();
 }
 
+// Small square products (A @ B^T, as a linear layer's forward), where call overhead decides: the
+// microseconds per product of each library, and the one strand's rule picks for the shape.
+std::string bench_gemm_small(int reps) {
+  std::ostringstream os;
+  os << "[";
+  for (int64_t s : {16, 32, 48, 64, 96, 128}) {
+    std::vector<float> a(static_cast<size_t>(s * s), 0.5f), b(a.size(), 0.25f), c(a.size());
+    const int iters = static_cast<int>(std::max<int64_t>(20, 4000000 / (s * s * s)));
+    auto repeat = [&](auto&& one) {
+      return [&, one] {
+        for (int i = 0; i < iters; ++i) one();
+      };
+    };
+    auto openblas = repeat([&] {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(s), static_cast<int>(s),
+                  static_cast<int>(s), 1.0f, a.data(), static_cast<int>(s), b.data(), static_cast<int>(s), 0.0f,
+                  c.data(), static_cast<int>(s));
+    });
+    auto onednn = repeat([&] { cpu::onednn::sgemm(false, true, s, s, s, a.data(), s, b.data(), s, false, c.data(), s); });
+    double best_openblas = 1e30, best_onednn = 1e30;
+    openblas();
+    if (cpu::onednn::available()) onednn();
+    for (int r = 0; r < reps; ++r) {
+      best_openblas = std::min(best_openblas, seconds_of(openblas));
+      if (cpu::onednn::available()) best_onednn = std::min(best_onednn, seconds_of(onednn));
+    }
+    os << (s == 16 ? "" : ",") << "{\"size\":" << s << ",\"strand_library\":"
+       << json_string(cpu::gemm_library_name(cpu::gemm_library(s, s, s))) << ",\"openblas_us\":"
+       << fixed(best_openblas / iters * 1e6, 2);
+    if (cpu::onednn::available()) os << ",\"onednn_us\":" << fixed(best_onednn / iters * 1e6, 2);
+    os << "}";
+  }
+  os << "]";
+  return os.str();
+}
+
 std::string bench_add(int reps) {
   autograd::NoGradGuard no_grad;
   const int64_t n = int64_t{1} << 24;
@@ -252,7 +288,7 @@ void run_bench_ops(const BenchOpsOptions& opt) {
      << ",\"config\":" << json_string(cpu::blas_config()) << "},\"onednn\":{\"version\":"
      << json_string(cpu::onednn::version()) << ",\"isa\":" << json_string(cpu::onednn::isa())
      << "},\"gemm\":[" << bench_gemm(1024, 1024, 1024, opt.reps) << "," << bench_gemm(4096, 768, 3072, opt.reps)
-     << "],\"add\":" << bench_add(opt.reps) << ",\"layer_norm\":" << bench_layer_norm(opt.reps)
+     << "],\"gemm_small\":" << bench_gemm_small(opt.reps) << ",\"add\":" << bench_add(opt.reps) << ",\"layer_norm\":" << bench_layer_norm(opt.reps)
      << ",\"gelu\":" << bench_gelu(opt.reps) << ",\"adamw\":" << bench_adamw(opt.reps)
      << ",\"cross_entropy\":" << bench_cross_entropy(opt.reps) << "}";
   std::printf("%s\n", os.str().c_str());
