@@ -55,7 +55,8 @@ void backward_row(int64_t n, const T* x, const T* g, const T* w, T mean, T rstd,
   const T b = static_cast<T>(sum_dxhat_xhat / static_cast<Acc>(n));
   if (dx && pw && pb) {
     // Training's case: dx and both parameter rows in one pass over x and g instead of three,
-    // with the same arithmetic per element as the separate loops below.
+    // with the same arithmetic per element as the separate loops below, so the same bits
+    // (tests/framework/ops/norm_test.cpp checks it).
     #pragma omp simd
     for (int64_t j = 0; j < n; ++j) {
       const T xhat = Centred ? (x[j] - mean) * rstd : x[j] * rstd;
