@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "framework/backend/cpu/blas_setup.h"
+#include "framework/backend/cpu/onednn.h"
 #include "framework/core/device_runtime.h"
 #include "framework/core/text.h"
 #include "launch/commands.h"
@@ -38,7 +39,9 @@ std::string version_text() {
   os << "strand " << STRAND_VERSION << " (git " << STRAND_GIT_COMMIT << ")\n"
      << "build: " << STRAND_BUILD_TYPE << ", CUDA " << STRAND_BUILD_CUDA << ", MPI " << STRAND_BUILD_MPI
      << ", portable " << STRAND_BUILD_PORTABLE << ", sanitizers " << STRAND_BUILD_SANITIZE << "\n"
-     << "BLAS: " << cpu::blas_config() << "; kernels " << cpu::blas_kernel_name() << "\n"
+     << "BLAS: " << cpu::blas_config() << "; kernels " << cpu::blas_kernel_name() << "; "
+     << cpu::onednn::version() << (cpu::onednn::available() ? std::string(" (") + cpu::onednn::isa() + ")" : "")
+     << "\n"
      << "MPI: " << (parallel::built_with_mpi() ? parallel::mpi_library_version() : "not built (STRAND_MPI=OFF)")
      << "\n"
      << "CUDA: " << cuda_line();

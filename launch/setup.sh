@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake ninja-build pkg-config ccache
-          libopenblas-openmp-dev libopenmpi-dev openmpi-bin libhdf5-dev libyaml-cpp-dev
+          libopenblas-openmp-dev libdnnl-dev libopenmpi-dev openmpi-bin libhdf5-dev libyaml-cpp-dev
           libgtest-dev libcli11-dev libsentencepiece-dev
           python3 python3-torch python3-h5py python3-numpy)  # parity tests and benchmark peers
 

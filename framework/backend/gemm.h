@@ -1,6 +1,7 @@
 // Device-neutral entry point of the matrix product: one GEMM, or a batch of them.
 #pragma once
 #include <cstdint>
+#include <optional>
 
 #include "framework/backend/registry.h"
 #include "framework/core/dtype.h"
@@ -17,9 +18,15 @@ struct GemmOperand {
 };
 
 // C[m, n] = op(A)[m, k] @ op(B)[k, n], for every entry of an optional batch.
+//
+// Types: A and B are `dtype`; C is `c_dtype`, or `dtype` when c_dtype is unset. The CPU backend
+// takes float32 and float64 (C of the same type), and bfloat16 or float16 A and B with a float32
+// C (sums in float32: mixed precision's matmul, set c_dtype = DType::F32) or a C of their own
+// type (summed in float32, rounded once when written).
 struct GemmParams {
   Device device;
-  DType dtype = DType::F32;  // of A, B and C
+  DType dtype = DType::F32;        // of A and B (and of C when c_dtype is unset)
+  std::optional<DType> c_dtype;    // of C when it differs from A and B's
   int64_t m = 0, n = 0, k = 0;
   GemmOperand a, b;
   void* c = nullptr;  // row-major, written with beta = 0 (never read, so it needs no fill)

@@ -1,4 +1,5 @@
-// GEMM kernels: thin wrappers of cblas_sgemm/cblas_dgemm, and the loop over batch entries.
+// GEMM kernels: the library chosen per shape (oneDNN or OpenBLAS) for float32, OpenBLAS for
+// float64, oneDNN's bf16 matmul (or a float32 copy) for 16-bit inputs, and the batch loop.
 #include "framework/backend/cpu/gemm.h"
 
 #include <cblas.h>
@@ -6,16 +7,52 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string_view>
+#include <vector>
 
-#include "framework/backend/cpu/dispatch.h"
+#include "framework/backend/cpu/onednn.h"
 #include "framework/core/error.h"
 
 namespace strand::cpu {
 namespace {
 
-// Below this many multiply-adds per product, a batch runs one product per thread: OpenBLAS
-// would not split such a product across threads anyway, so the batch is the parallelism.
+// Below this many multiply-adds per product, a batch runs one product per thread: neither
+// library would split such a product across threads anyway, so the batch is the parallelism.
 constexpr int64_t kSmallProduct = int64_t{128} * 128 * 128;
+
+// Products of fewer multiply-adds than this run through OpenBLAS: its lower call overhead made
+// it 1.1-3x faster than oneDNN's sgemm below 64^3 on an AVX-512 Zen machine, oneDNN faster from
+// there up (docs/benchmarks.md, "GEMMs through oneDNN").
+constexpr int64_t kOneDnnMinProduct = int64_t{64} * 64 * 64;
+
+// STRAND_GEMM=onednn|openblas forces one library for every float32 product (tests, benchmarks).
+// Read once, so that one shape takes one library for the whole run.
+std::optional<GemmLibrary> forced_library() {
+  static const std::optional<GemmLibrary> forced = []() -> std::optional<GemmLibrary> {
+    const char* v = std::getenv("STRAND_GEMM");
+    if (v == nullptr || *v == '\0') return std::nullopt;
+    if (std::strcmp(v, "openblas") == 0) return GemmLibrary::OpenBlas;
+    STRAND_CHECK(std::strcmp(v, "onednn") == 0, ValueError, "STRAND_GEMM=", v,
+                 ": expected onednn or openblas (unset: chosen per shape)");
+    STRAND_CHECK(onednn::available(), DeviceError,
+                 "STRAND_GEMM=onednn: strand was built without oneDNN (install libdnnl-dev and configure again)");
+    return GemmLibrary::OneDnn;
+  }();
+  return forced;
+}
+
+// oneDNN's sgemm JIT-compiles AVX2 and AVX-512 kernels; on older ISAs OpenBLAS is the better choice.
+bool onednn_has_fast_sgemm() {
+  static const bool fast = [] {
+    if (!onednn::available()) return false;
+    const std::string_view isa = onednn::isa();
+    return isa.starts_with("avx2") || isa.starts_with("avx512");
+  }();
+  return fast;
+}
 
 blasint to_blas(int64_t v, const char* what) {
   STRAND_CHECK(v >= 0 && v <= INT_MAX, ValueError, "gemm: ", what, " = ", v, " does not fit a BLAS int");
@@ -23,15 +60,6 @@ blasint to_blas(int64_t v, const char* what) {
 }
 
 CBLAS_TRANSPOSE blas_trans(bool t) { return t ? CblasTrans : CblasNoTrans; }
-
-void blas_gemm(bool ta, bool tb, blasint m, blasint n, blasint k, const float* a, blasint lda, const float* b,
-               blasint ldb, float beta, float* c, blasint ldc) {
-  cblas_sgemm(CblasRowMajor, blas_trans(ta), blas_trans(tb), m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
-}
-void blas_gemm(bool ta, bool tb, blasint m, blasint n, blasint k, const double* a, blasint lda, const double* b,
-               blasint ldb, double beta, double* c, blasint ldc) {
-  cblas_dgemm(CblasRowMajor, blas_trans(ta), blas_trans(tb), m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc);
-}
 
 // Element offset of batch entry `index` (row-major over `shape`) under `strides`.
 int64_t batch_offset(int64_t index, const Shape& shape, const Shape& strides) {
@@ -43,43 +71,169 @@ int64_t batch_offset(int64_t index, const Shape& shape, const Shape& strides) {
   return off;
 }
 
-template <class T>
-void gemm_typed(const backend::GemmParams& p) {
+// Byte pointers of one batch entry's operands.
+struct Entry {
+  const char* a;
+  const char* b;
+  char* c;
+};
+
+// Calls product(entry, accumulate) for every product of p: in batch order into the one C when
+// summing over the batch (the same sum for every thread count), otherwise each entry into its
+// own C, one per thread when the products are small.
+template <class Product>
+void for_each_product(const backend::GemmParams& p, size_t in_size, size_t c_size, Product&& product) {
   const int64_t count = numel_of(p.batch);
-  STRAND_CHECK(p.a_batch_strides.size() == p.batch.size() && p.b_batch_strides.size() == p.batch.size() &&
-                   (p.sum_over_batch || p.c_batch_strides.size() == p.batch.size()),
-               ValueError, "gemm: batch ", shape_str(p.batch), " needs one stride per axis for each operand");
-  if (p.m == 0 || p.n == 0) return;
-  if (p.k == 0 || count == 0) {
-    // An empty sum: C is zero (the only case where C is filled rather than written by BLAS).
-    const int64_t entries = p.sum_over_batch || count == 0 ? 1 : count;
-    for (int64_t e = 0; e < entries; ++e) {
-      T* c = static_cast<T*>(p.c) + (p.sum_over_batch ? 0 : batch_offset(e, p.batch, p.c_batch_strides));
-      for (int64_t i = 0; i < p.m; ++i) std::fill(c + i * p.ldc, c + i * p.ldc + p.n, T(0));
-    }
-    return;
-  }
-  const blasint m = to_blas(p.m, "m"), n = to_blas(p.n, "n"), k = to_blas(p.k, "k");
-  const blasint lda = to_blas(p.a.ld, "lda"), ldb = to_blas(p.b.ld, "ldb"), ldc = to_blas(p.ldc, "ldc");
-  auto product = [&](int64_t e, T beta, T* c) {
-    const T* a = static_cast<const T*>(p.a.data) + batch_offset(e, p.batch, p.a_batch_strides);
-    const T* b = static_cast<const T*>(p.b.data) + batch_offset(e, p.batch, p.b_batch_strides);
-    blas_gemm(p.a.trans, p.b.trans, m, n, k, a, lda, b, ldb, beta, c, ldc);
+  auto entry = [&](int64_t e) {
+    return Entry{static_cast<const char*>(p.a.data) + batch_offset(e, p.batch, p.a_batch_strides) * in_size,
+                 static_cast<const char*>(p.b.data) + batch_offset(e, p.batch, p.b_batch_strides) * in_size,
+                 static_cast<char*>(p.c) + (p.sum_over_batch ? 0 : batch_offset(e, p.batch, p.c_batch_strides)) * c_size};
   };
   if (p.sum_over_batch) {
-    // In batch order, so the sum is the same for every thread count.
-    for (int64_t e = 0; e < count; ++e) product(e, e == 0 ? T(0) : T(1), static_cast<T*>(p.c));
+    for (int64_t e = 0; e < count; ++e) product(entry(e), e > 0);
     return;
   }
   const bool per_thread = count > 1 && p.m * p.n * p.k <= kSmallProduct && omp_get_max_threads() > 1;
   #pragma omp parallel for schedule(static) if (per_thread)
-  for (int64_t e = 0; e < count; ++e) product(e, T(0), static_cast<T*>(p.c) + batch_offset(e, p.batch, p.c_batch_strides));
+  for (int64_t e = 0; e < count; ++e) product(entry(e), false);
+}
+
+// float32 and float64: C = op(A) op(B) (+ C) through the library chosen for the shape.
+void gemm_float(const backend::GemmParams& p) {
+  const blasint m = to_blas(p.m, "m"), n = to_blas(p.n, "n"), k = to_blas(p.k, "k");
+  const blasint lda = to_blas(p.a.ld, "lda"), ldb = to_blas(p.b.ld, "ldb"), ldc = to_blas(p.ldc, "ldc");
+  if (p.dtype == DType::F64) {
+    for_each_product(p, sizeof(double), sizeof(double), [&](const Entry& e, bool acc) {
+      cblas_dgemm(CblasRowMajor, blas_trans(p.a.trans), blas_trans(p.b.trans), m, n, k, 1.0,
+                  reinterpret_cast<const double*>(e.a), lda, reinterpret_cast<const double*>(e.b), ldb,
+                  acc ? 1.0 : 0.0, reinterpret_cast<double*>(e.c), ldc);
+    });
+    return;
+  }
+  const bool use_onednn = gemm_library(p.m, p.n, p.k) == GemmLibrary::OneDnn;
+  for_each_product(p, sizeof(float), sizeof(float), [&](const Entry& e, bool acc) {
+    const auto* a = reinterpret_cast<const float*>(e.a);
+    const auto* b = reinterpret_cast<const float*>(e.b);
+    auto* c = reinterpret_cast<float*>(e.c);
+    if (use_onednn)
+      onednn::sgemm(p.a.trans, p.b.trans, m, n, k, a, lda, b, ldb, acc, c, ldc);
+    else
+      cblas_sgemm(CblasRowMajor, blas_trans(p.a.trans), blas_trans(p.b.trans), m, n, k, 1.0f, a, lda, b, ldb,
+                  acc ? 1.0f : 0.0f, c, ldc);
+  });
+}
+
+float to_float(const char* base, int64_t i, DType t) {
+  uint16_t bits;
+  std::memcpy(&bits, base + i * 2, 2);
+  return t == DType::BF16 ? bf16_bits_to_float(bits) : f16_bits_to_float(bits);
+}
+
+uint16_t from_float(float v, DType t) { return t == DType::BF16 ? float_to_bf16_bits(v) : float_to_f16_bits(v); }
+
+// The stored [rows, cols] matrix (leading dimension ld) of 16-bit values as contiguous float32.
+std::vector<float> widen(const char* x, int64_t rows, int64_t cols, int64_t ld, DType t) {
+  std::vector<float> out(static_cast<size_t>(rows * cols));
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) out[static_cast<size_t>(i * cols + j)] = to_float(x, i * ld + j, t);
+  return out;
+}
+
+// bfloat16 / float16 A and B. bfloat16 runs on oneDNN's matmul where the CPU has native bf16
+// dot products; otherwise, and for float16, the operands are widened to float32 and the
+// float32 GEMM runs. Sums are float32 throughout; a 16-bit C is rounded once, at the end.
+void gemm_half(const backend::GemmParams& p, DType c_type) {
+  const DType in = p.dtype;
+  const bool c_f32 = c_type == DType::F32;
+  // oneDNN's bf16 matmul only where the CPU has bf16 dot products; elsewhere it would emulate
+  // them (or, on AVX2, refuse), and the float32 copy is as fast.
+  const bool native = in == DType::BF16 && onednn::has_bf16_isa() && forced_library() != GemmLibrary::OpenBlas;
+  // A 16-bit C summed over the batch is summed in a float32 scratch C, rounded once.
+  const bool scratch_c = !c_f32 && (p.sum_over_batch || !native);
+  std::vector<float> sum;
+  if (scratch_c && p.sum_over_batch) sum.assign(static_cast<size_t>(p.m * p.n), 0.0f);
+  for_each_product(p, 2, c_f32 ? sizeof(float) : 2, [&](const Entry& e, bool acc) {
+    std::vector<float> local;
+    float* c32 = c_f32 ? reinterpret_cast<float*>(e.c) : nullptr;
+    int64_t ldc = p.ldc;
+    if (scratch_c) {
+      if (p.sum_over_batch) {
+        c32 = sum.data();
+      } else {
+        local.resize(static_cast<size_t>(p.m * p.n));
+        c32 = local.data();
+      }
+      ldc = p.n;
+    }
+    if (native) {
+      onednn::matmul_bf16(p.a.trans, p.b.trans, p.m, p.n, p.k, reinterpret_cast<const bfloat16*>(e.a), p.a.ld,
+                          reinterpret_cast<const bfloat16*>(e.b), p.b.ld, acc,
+                          c32 ? static_cast<void*>(c32) : static_cast<void*>(e.c),
+                          c32 ? DType::F32 : c_type, c32 ? ldc : p.ldc);
+    } else {
+      const std::vector<float> a = widen(e.a, p.a.trans ? p.k : p.m, p.a.trans ? p.m : p.k, p.a.ld, in);
+      const std::vector<float> b = widen(e.b, p.b.trans ? p.n : p.k, p.b.trans ? p.k : p.n, p.b.ld, in);
+      const int64_t lda = p.a.trans ? p.m : p.k, ldb = p.b.trans ? p.k : p.n;
+      if (gemm_library(p.m, p.n, p.k) == GemmLibrary::OneDnn)
+        onednn::sgemm(p.a.trans, p.b.trans, p.m, p.n, p.k, a.data(), lda, b.data(), ldb, acc, c32, ldc);
+      else
+        cblas_sgemm(CblasRowMajor, blas_trans(p.a.trans), blas_trans(p.b.trans), to_blas(p.m, "m"),
+                    to_blas(p.n, "n"), to_blas(p.k, "k"), 1.0f, a.data(), to_blas(lda, "lda"), b.data(),
+                    to_blas(ldb, "ldb"), acc ? 1.0f : 0.0f, c32, to_blas(ldc, "ldc"));
+    }
+    if (scratch_c && !p.sum_over_batch) {
+      for (int64_t i = 0; i < p.m; ++i)
+        for (int64_t j = 0; j < p.n; ++j) {
+          const uint16_t bits = from_float(local[static_cast<size_t>(i * p.n + j)], c_type);
+          std::memcpy(e.c + (i * p.ldc + j) * 2, &bits, 2);
+        }
+    }
+  });
+  if (scratch_c && p.sum_over_batch) {
+    for (int64_t i = 0; i < p.m; ++i)
+      for (int64_t j = 0; j < p.n; ++j) {
+        const uint16_t bits = from_float(sum[static_cast<size_t>(i * p.n + j)], c_type);
+        std::memcpy(static_cast<char*>(p.c) + (i * p.ldc + j) * 2, &bits, 2);
+      }
+  }
 }
 
 }  // namespace
 
+GemmLibrary gemm_library(int64_t m, int64_t n, int64_t k) {
+  if (auto forced = forced_library()) return *forced;
+  if (!onednn_has_fast_sgemm()) return GemmLibrary::OpenBlas;
+  return m * n * k < kOneDnnMinProduct ? GemmLibrary::OpenBlas : GemmLibrary::OneDnn;
+}
+
+const char* gemm_library_name(GemmLibrary lib) { return lib == GemmLibrary::OneDnn ? "onednn" : "openblas"; }
+
 void gemm(const backend::GemmParams& p) {
-  by_float("gemm", p.dtype, [&]<class T>() { gemm_typed<T>(p); });
+  const DType c_type = p.c_dtype.value_or(p.dtype);
+  const bool half_in = p.dtype == DType::BF16 || p.dtype == DType::F16;
+  STRAND_CHECK(((p.dtype == DType::F32 || p.dtype == DType::F64) && c_type == p.dtype) ||
+                   (half_in && (c_type == DType::F32 || c_type == p.dtype)),
+               DTypeError, "gemm: the cpu kernel takes float32 or float64 (C of the same type), or bfloat16/float16 A "
+                           "and B with a float32 C or one of their type; got ",
+               dtype_name(p.dtype), " inputs and a ", dtype_name(c_type), " output");
+  STRAND_CHECK(p.a_batch_strides.size() == p.batch.size() && p.b_batch_strides.size() == p.batch.size() &&
+                   (p.sum_over_batch || p.c_batch_strides.size() == p.batch.size()),
+               ValueError, "gemm: batch ", shape_str(p.batch), " needs one stride per axis for each operand");
+  if (p.m == 0 || p.n == 0) return;
+  const int64_t count = numel_of(p.batch);
+  if (p.k == 0 || count == 0) {
+    // An empty sum: C is zero (the only case where C is filled rather than written by a GEMM).
+    // Zero has all bits clear in every float type.
+    const size_t c_size = dtype_size(c_type);
+    const int64_t entries = p.sum_over_batch || count == 0 ? 1 : count;
+    for (int64_t e = 0; e < entries; ++e) {
+      char* c = static_cast<char*>(p.c) + (p.sum_over_batch ? 0 : batch_offset(e, p.batch, p.c_batch_strides)) * c_size;
+      for (int64_t i = 0; i < p.m; ++i) std::memset(c + i * p.ldc * c_size, 0, static_cast<size_t>(p.n) * c_size);
+    }
+    return;
+  }
+  if (half_in) gemm_half(p, c_type);
+  else gemm_float(p);
 }
 
 }  // namespace strand::cpu

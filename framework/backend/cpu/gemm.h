@@ -1,14 +1,27 @@
-// Row-major GEMM through OpenBLAS (cblas_sgemm/cblas_dgemm) on the parameters of backend/gemm.h:
-// one product, or a batch of them.
+// Row-major GEMM on the parameters of backend/gemm.h (one product, or a batch of them): float32
+// through oneDNN or OpenBLAS, chosen per shape; float64 through OpenBLAS; bfloat16/float16 inputs
+// with a float32 (or own-type) C through oneDNN's bf16 matmul or a float32 copy.
 #pragma once
+#include <cstdint>
+
 #include "framework/backend/gemm.h"
 
 namespace strand::cpu {
 
-// Runs the product(s) for p.dtype (float32 or float64). Small batched products run one per
-// OpenMP thread (OpenBLAS then stays single-threaded inside the region); large ones run in
-// order, each on all of OpenBLAS's threads. Each C entry is written by exactly one call, so
-// results are deterministic for a thread count. The family entry registered with the seam.
+// Runs the product(s) of p. Small batched products run one per OpenMP thread (the libraries
+// then stay single-threaded inside the region); large ones run in order, each on all threads.
+// Each C entry is written by exactly one call, so results are deterministic for a thread
+// count. The family entry registered with the seam.
 void gemm(const backend::GemmParams& p);
+
+enum class GemmLibrary { OpenBlas, OneDnn };
+
+// The library a float32 product of this shape runs on. A rule, not a timing: it depends only
+// on the shape, the CPU (oneDNN's ISA) and STRAND_GEMM (onednn|openblas, read once), so a shape
+// takes the same library for the whole run, and in every process of a job or a resume.
+GemmLibrary gemm_library(int64_t m, int64_t n, int64_t k);
+
+// "onednn" or "openblas", for benchmark reports.
+const char* gemm_library_name(GemmLibrary lib);
 
 }  // namespace strand::cpu

@@ -53,6 +53,20 @@ void backward_row(int64_t n, const T* x, const T* g, const T* w, T mean, T rstd,
   }
   const T a = Centred ? static_cast<T>(sum_dxhat / static_cast<Acc>(n)) : T(0);
   const T b = static_cast<T>(sum_dxhat_xhat / static_cast<Acc>(n));
+  if (dx && pw && pb) {
+    // Training's case: dx and both parameter rows in one pass over x and g instead of three,
+    // with the same arithmetic per element as the separate loops below, so the same bits
+    // (tests/framework/ops/norm_test.cpp checks it).
+    #pragma omp simd
+    for (int64_t j = 0; j < n; ++j) {
+      const T xhat = Centred ? (x[j] - mean) * rstd : x[j] * rstd;
+      const T dxhat = HasWeight ? g[j] * w[j] : g[j];
+      dx[j] = rstd * (dxhat - a - xhat * b);
+      pw[j] += static_cast<Acc>(g[j]) * ((Centred ? x[j] - mean : x[j]) * rstd);
+      pb[j] += g[j];
+    }
+    return;
+  }
   if (dx) {
     #pragma omp simd
     for (int64_t j = 0; j < n; ++j) {

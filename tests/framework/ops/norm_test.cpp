@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 
+#include "framework/backend/norm.h"
 #include "framework/core/error.h"
 #include "framework/ops/norm.h"
 #include "support/gradcheck.h"
@@ -237,6 +238,36 @@ void expect_error(Fn&& fn, const std::vector<std::string>& needles) {
     ADD_FAILURE() << "expected an error naming " << needles[0];
   } catch (const Err& e) {
     for (const std::string& s : needles) EXPECT_NE(std::string(e.what()).find(s), std::string::npos) << e.what();
+  }
+}
+
+// The backward kernel's one-pass loop (dx, dweight and dbias all wanted, training's case) gives
+// the bits of its separate loops (dx alone, then dweight and dbias alone), for both norms.
+TEST(NormOps, FusedBackwardPassEqualsSeparatePassesBitForBit) {
+  const int64_t rows = 37, n = 203;
+  const Tensor x = Tensor::randn({rows, n}, 21), g = Tensor::randn({rows, n}, 22), w = Tensor::randn({n}, 23),
+               b = Tensor::randn({n}, 24);
+  for (bool centred : {true, false}) {
+    Tensor y = Tensor::empty({rows, n}), mean = Tensor::empty({rows}), rstd = Tensor::empty({rows});
+    backend::NormParams f;
+    f.op = centred ? backend::NormOp::LayerNorm : backend::NormOp::RmsNorm;
+    f.rows = rows, f.n = n, f.x = x.raw_data(), f.weight = w.raw_data(), f.bias = centred ? b.raw_data() : nullptr;
+    f.eps = 1e-5, f.y = y.raw_data(), f.mean = centred ? mean.raw_data() : nullptr, f.rstd = rstd.raw_data();
+    backend::norm_rows(f);
+    backend::NormParams bw = f;
+    bw.op = backend::NormOp::Backward;
+    bw.g = g.raw_data();
+    Tensor dx1 = Tensor::empty({rows, n}), dw1 = Tensor::empty({n}), db1 = Tensor::empty({n});
+    bw.dx = dx1.raw_data(), bw.dweight = dw1.raw_data(), bw.dbias = db1.raw_data();
+    backend::norm_rows(bw);
+    Tensor dx2 = Tensor::empty({rows, n}), dw2 = Tensor::empty({n}), db2 = Tensor::empty({n});
+    bw.dx = dx2.raw_data(), bw.dweight = nullptr, bw.dbias = nullptr;
+    backend::norm_rows(bw);
+    bw.dx = nullptr, bw.dweight = dw2.raw_data(), bw.dbias = db2.raw_data();
+    backend::norm_rows(bw);
+    EXPECT_EQ(dx1.to_vector(), dx2.to_vector()) << (centred ? "layer_norm" : "rms_norm");
+    EXPECT_EQ(dw1.to_vector(), dw2.to_vector()) << (centred ? "layer_norm" : "rms_norm");
+    EXPECT_EQ(db1.to_vector(), db2.to_vector()) << (centred ? "layer_norm" : "rms_norm");
   }
 }
 
