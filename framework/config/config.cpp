@@ -246,6 +246,7 @@ void visit_config(Config& c, KeyVisitor& v) {
   v.begin("precision");
   choice(v, "compute", c.precision.compute);
   v.loss_scale("loss_scale", c.precision.loss_scale);
+  v.integer("scale_window", c.precision.scale_window, at_least(1));
   v.end();
 
   v.begin("memory");

@@ -137,6 +137,7 @@ struct PrecisionConfig {
   ComputePrecision compute = ComputePrecision::Fp32;
   double loss_scale = 0.0;     // YAML `dynamic` is 0; a number > 0 is a fixed scale
   bool dynamic_loss_scale() const { return loss_scale == 0.0; }
+  int64_t scale_window = 1000;  // dynamic scaling doubles the scale after this many clean steps
   bool operator==(const PrecisionConfig&) const = default;
 };
 
