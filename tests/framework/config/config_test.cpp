@@ -372,7 +372,7 @@ TEST(Config, ArchitectureRulesNameTheKey) {
 // naming the key; the default, written or not, parses, and so does every config to_yaml writes.
 TEST(Config, KeysOfFeaturesNotBuiltAreRefusedUnlessDefault) {
   const std::vector<std::pair<std::string, std::string>> refused = {
-      {"memory.checkpointing", "full"},    {"memory.checkpointing", "selective"},
+      {"memory.checkpointing", "full"},    {"memory.checkpointing", "selective"}, {"parallel.grad_dtype", "bf16"},
       {"memory.offload", "host"},          {"memory.offload", "disk"},       {"distill.teacher", "t.h5"},
       {"distill.temperature", "1.5"},      {"distill.alpha", "0.25"},        {"distill.attention_weight", "1"},
       {"distill.hidden_weight", "1"},      {"prune.heads_fraction", "0.5"},  {"prune.iterations", "3"},
