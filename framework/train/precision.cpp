@@ -2,6 +2,7 @@
 #include "framework/train/precision.h"
 
 #include <algorithm>
+#include <bit>
 
 #include "framework/core/error.h"
 
@@ -26,6 +27,12 @@ DType compute_dtype(const Config& config) {
 double initial_loss_scale(const Config& config) {
   if (config.precision.compute != ComputePrecision::Fp16) return 1.0;
   return config.precision.dynamic_loss_scale() ? kInitialLossScale : config.precision.loss_scale;
+}
+
+double backward_scale(const Config& config, double loss_scale) {
+  if (config.precision.compute != ComputePrecision::Fp16) return 1.0;
+  const int64_t tokens = std::max<int64_t>(config.data.batch_size * config.data.seq_len, 1);
+  return loss_scale / static_cast<double>(std::bit_floor(static_cast<uint64_t>(tokens)));
 }
 
 ScaleUpdate update_loss_scale(const Config& config, LoopState& state, bool finite) {

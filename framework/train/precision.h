@@ -2,10 +2,13 @@
 // fp16 loss scaler (its state lives in LoopState and so in every checkpoint).
 //
 // Note [Loss scaling]
-// Under fp16 compute the loss is multiplied by the scale S before the backward, so that small
-// gradients survive fp16's range, and the gradients are divided by S again where they are
-// normalised by the token count (one multiply by 1/(N S); S is a power of two under dynamic
-// scaling, so this unscaling is exact). A step whose gradient norm is not finite is skipped.
+// Under fp16 compute each micro-batch's summed loss back-propagates with the gradient S / T,
+// with S the loss scale and T the largest power of two <= data.batch_size * data.seq_len (the
+// micro-batch's tokens): S scales the *mean* token loss, as PyTorch's GradScaler does, so one
+// starting scale suits every batch size. The gradients are divided by S / T again where they
+// are normalised by the token count (one multiply by 1/(N S/T); S / T is a power of two under
+// dynamic scaling, so this unscaling is exact). A step whose gradient norm is not finite is
+// skipped.
 // Dynamic scaling (precision.loss_scale: dynamic) starts at 2^16, halves on such a step and
 // doubles after precision.scale_window clean steps in a row. Overflows are then the scaler's
 // normal probing and do not count toward train.max_skipped_steps, except those at the floor
@@ -27,6 +30,9 @@ constexpr double kMinLossScale = 1.0;
 
 // The scale a fresh run starts at: 2^16 (dynamic fp16), the fixed value (fp16), else 1.
 double initial_loss_scale(const Config& config);
+
+// The gradient the summed loss of a micro-batch back-propagates with: S / T under fp16, 1 else.
+double backward_scale(const Config& config, double loss_scale);
 
 // What the scaler did after one step.
 struct ScaleUpdate {

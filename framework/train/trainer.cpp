@@ -176,9 +176,9 @@ GradientPass Trainer::forward_backward(data::Loader& loader, int64_t micro_batch
     // all-reduces (parallel/grad_sync.h); earlier ones accumulate locally.
     if (micro + 1 == micro_batches) grad_sync_->arm();
     // Note [Loss scaling]: the scaled loss back-propagates; finish() divides the scale out.
-    if (state_.loss_scale == 1.0) out.loss_sum.backward();
-    else out.loss_sum.backward(Tensor::full(out.loss_sum.shape(), state_.loss_scale, out.loss_sum.dtype(),
-                                            out.loss_sum.device()));
+    const double scale = backward_scale(config_, state_.loss_scale);
+    if (scale == 1.0) out.loss_sum.backward();
+    else out.loss_sum.backward(Tensor::full(out.loss_sum.shape(), scale, out.loss_sum.dtype(), out.loss_sum.device()));
   }
   // Over every rank: dp replicas and the sp shards of each row.
   std::array<double, 1> sums{loss_sum};
@@ -192,7 +192,7 @@ GradientPass Trainer::forward_backward(data::Loader& loader, int64_t micro_batch
   pass.scored_tokens = counts[0];
   STRAND_CHECK(pass.scored_tokens > 0, ValueError, "trainer: step ", state_.step,
                " scored no tokens (every target is ignored); check data.* and the model objective");
-  grad_sync_->finish(1.0 / (static_cast<double>(pass.scored_tokens) * state_.loss_scale));
+  grad_sync_->finish(1.0 / (static_cast<double>(pass.scored_tokens) * backward_scale(config_, state_.loss_scale)));
   return pass;
 }
 

@@ -86,6 +86,9 @@ TEST_F(MixedPrecision, DynamicScaleDoublesAfterTheWindowAndHalvesOnOverflow) {
   LoopState state;
   state.loss_scale = initial_loss_scale(config);
   EXPECT_EQ(state.loss_scale, 65536.0);
+  // S scales the mean token loss: the summed loss of 2 x 32 tokens back-propagates S / 64.
+  EXPECT_EQ(backward_scale(config, state.loss_scale), 1024.0);
+  EXPECT_EQ(backward_scale(tiny("b", {"precision.compute=bf16"}), 1.0), 1.0);
   EXPECT_FALSE(update_loss_scale(config, state, true).counts_as_divergence);
   EXPECT_FALSE(update_loss_scale(config, state, true).counts_as_divergence);
   EXPECT_EQ(state.loss_scale, 65536.0);
