@@ -7,6 +7,7 @@
 
 #include "framework/autograd/engine.h"
 #include "framework/core/error.h"
+#include "framework/nn/attention.h"
 #include "framework/nn/autocast.h"
 #include "framework/nn/linear.h"
 #include "framework/ops/elementwise.h"
@@ -14,6 +15,7 @@
 #include "framework/ops/reduce.h"
 #include "framework/ops/view.h"
 #include "support/gradcheck.h"
+#include "support/tolerance.h"
 
 namespace strand::nn {
 namespace {
@@ -95,6 +97,33 @@ TEST(Autocast, GuardMakesLinearReadTheComputeDtypeAndRestoresFloat32After) {
   EXPECT_EQ(autocast_dtype(), DType::F32);
   EXPECT_EQ(lin.forward(x).to_vector(), fp32.to_vector());
   EXPECT_THROW(AutocastGuard(DType::I32), DTypeError);
+}
+
+TEST(Autocast, AttentionInBf16StaysWithinBf16RoundingOfFloat32) {
+  // bf16 keeps 8 significant bits: each rounding moves a value by at most 2^-9 of itself. The
+  // block rounds x and the weights (c_attn), q, k, v, then o and c_proj's weight: a few such
+  // roundings, scaled by the output's magnitude, bound the difference.
+  constexpr double kBf16Eps = 1.0 / 256;
+  AttentionOptions options;
+  options.mask.causal = true;
+  options.init_std = options.proj_init_std = 0.3;
+  options.seed = 21;
+  const MultiHeadAttention attn(32, 4, options);
+  const Tensor x = Tensor::randn({2, 24, 32}, 22);
+  const Tensor positions = Tensor::arange(24, DType::I32);
+  const std::vector<double> ref = attn.forward(x, positions).to_vector();
+  std::vector<double> low;
+  {
+    const AutocastGuard guard(DType::BF16);
+    low = attn.forward(x, positions).to_vector();
+  }
+  double scale = 0, worst = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    scale = std::max(scale, std::abs(ref[i]));
+    worst = std::max(worst, std::abs(low[i] - ref[i]));
+  }
+  EXPECT_GT(worst, 0.0) << "q, k, v and the projections really are rounded";
+  EXPECT_LE(worst, 8 * kBf16Eps * scale + 64 * testing::dtype_eps(DType::F32));
 }
 
 }  // namespace
