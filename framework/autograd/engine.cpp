@@ -14,7 +14,15 @@ namespace {
 
 // a + b for two gradients of the same shape, dtype and device (a fresh contiguous buffer),
 // through the elementwise kernel, which reads both through their strides.
+// bfloat16 and float16 gradients (of the compute-dtype tensors of mixed precision) are summed
+// in float32 and rounded once, as their arithmetic is float32 everywhere (core/dtype.h).
 Tensor sum_gradients(const Tensor& a, const Tensor& b) {
+  if (a.dtype() == DType::BF16 || a.dtype() == DType::F16) {
+    STRAND_CHECK(b.dtype() == a.dtype(), DTypeError, "backward: cannot sum a ", dtype_name(a.dtype()), " and a ",
+                 dtype_name(b.dtype()), " gradient");
+    return sum_gradients(a.copy_as(DType::F32, a.device()), b.copy_as(DType::F32, b.device()))
+        .copy_as(a.dtype(), a.device());
+  }
   STRAND_CHECK(a.dtype() == DType::F32 || a.dtype() == DType::F64, DTypeError, "backward: cannot sum ",
                dtype_name(a.dtype()), " gradients");
   Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());

@@ -39,6 +39,7 @@ STRAND_CHOICES(LrScheduleKind, "cosine", "linear", "constant")
 STRAND_CHOICES(ComputePrecision, "fp32", "bf16", "fp16")
 STRAND_CHOICES(Checkpointing, "none", "full", "selective")
 STRAND_CHOICES(Offload, "none", "host", "disk")
+STRAND_CHOICES(GradDtype, "fp32", "bf16")
 #undef STRAND_CHOICES
 
 namespace detail {
@@ -212,6 +213,7 @@ void visit_config(Config& c, KeyVisitor& v) {
   choice(v, "backend", c.parallel.backend);
   v.integer("bucket_mb", c.parallel.bucket_mb, at_least(1));
   v.real("timeout_s", c.parallel.timeout_s, at_least(0));
+  choice(v, "grad_dtype", c.parallel.grad_dtype);
   v.end();
 
   v.begin("train");
@@ -234,6 +236,7 @@ void visit_config(Config& c, KeyVisitor& v) {
   v.begin("precision");
   choice(v, "compute", c.precision.compute);
   v.loss_scale("loss_scale", c.precision.loss_scale);
+  v.integer("scale_window", c.precision.scale_window, at_least(1));
   v.end();
 
   v.begin("memory");

@@ -32,6 +32,7 @@ using LrScheduleKind = optim::DecayKind;  // the schedule's own type: no transla
 enum class ComputePrecision { Fp32, Bf16, Fp16 };
 enum class Checkpointing { None, Full, Selective };
 enum class Offload { None, Host, Disk };
+enum class GradDtype { Fp32, Bf16 };
 
 template <class E> std::span<const char* const> choices();
 template <> std::span<const char* const> choices<Arch>();
@@ -48,6 +49,7 @@ template <> std::span<const char* const> choices<LrScheduleKind>();
 template <> std::span<const char* const> choices<ComputePrecision>();
 template <> std::span<const char* const> choices<Checkpointing>();
 template <> std::span<const char* const> choices<Offload>();
+template <> std::span<const char* const> choices<GradDtype>();
 
 // "rope", "zigzag", ...: the YAML spelling.
 template <class E>
@@ -112,6 +114,7 @@ struct ParallelConfig {
   CommBackend backend = CommBackend::Mpi;
   int64_t bucket_mb = 25;      // gradient all-reduce bucket size (MiB), parallel/grad_sync.h
   double timeout_s = 300;      // a rank without progress this long ends the job (0: never), parallel/watchdog.h
+  GradDtype grad_dtype = GradDtype::Fp32;  // dtype of the gradient all-reduce (bf16: not built yet)
   bool operator==(const ParallelConfig&) const = default;
 };
 
@@ -138,6 +141,7 @@ struct PrecisionConfig {
   ComputePrecision compute = ComputePrecision::Fp32;
   double loss_scale = 0.0;     // YAML `dynamic` is 0; a number > 0 is a fixed scale
   bool dynamic_loss_scale() const { return loss_scale == 0.0; }
+  int64_t scale_window = 1000;  // dynamic scaling doubles the scale after this many clean steps
   bool operator==(const PrecisionConfig&) const = default;
 };
 

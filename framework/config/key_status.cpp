@@ -53,6 +53,7 @@ constexpr KeyStatus kStatuses[] = {
     {"parallel.backend", kOn, "TrainerTest.RefusesTheNcclBackendForCpuModels"},
     {"parallel.bucket_mb", kOn, "GradSync.SumsOverRanksWithBucketsStartedDuringBackward"},
     {"parallel.timeout_s", kOn, "StopJob.AStoppedRankEndsTheJobAfterTheTimeout"},
+    {"parallel.grad_dtype", kOff, "the bf16 gradient all-reduce"},
 
     {"train.steps", kOn, "TrainerTest.ResumingAFinishedRunDoesNothing"},
     {"train.lr", kOn, "TrainerTest.MetricsJsonlHasEveryFieldOnEveryLoggedStep"},
@@ -69,8 +70,9 @@ constexpr KeyStatus kStatuses[] = {
     {"train.eval_every", kOn, "TrainerTest.MetricsJsonlHasEveryFieldOnEveryLoggedStep"},
     {"train.eval_batches", kOn, "TrainerTest.EvaluationCountsAnswersOverEvalBatches"},
 
-    {"precision.compute", kOff, "mixed precision (bf16 / fp16 compute)"},
-    {"precision.loss_scale", kOff, "loss scaling (with fp16 compute)"},
+    {"precision.compute", kOn, "MixedPrecision.Bf16AndFp16LossesStayCloseToFp32"},
+    {"precision.loss_scale", kOn, "MixedPrecision.AFixedScaleMultipliesTheLossAndIsDividedOutOfTheGradients"},
+    {"precision.scale_window", kOn, "MixedPrecision.DynamicScaleDoublesAfterTheWindowAndHalvesOnOverflow"},
 
     {"memory.checkpointing", kOff, "gradient checkpointing"},
     {"memory.offload", kOff, "activation offloading"},

@@ -119,6 +119,11 @@ void resolve_and_check(Config& c, const KeySource& p) {
                                             "or parallel.sp 1");
   }
 
+  // Loss scaling guards fp16's narrow range; bf16 has float32's range and fp32 needs none.
+  if (!c.precision.dynamic_loss_scale() && c.precision.compute != ComputePrecision::Fp16)
+    p.fail("precision.loss_scale", std::string("a fixed scale applies to precision.compute fp16, compute is ") +
+                                       name_of(c.precision.compute) + "; leave it at dynamic");
+
   const TrainConfig& t = c.train;
   if (t.sample_every > 0) {
     // A sample is text decoded from a GPT's cached generation (framework/train/sample.h).

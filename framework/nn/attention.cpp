@@ -13,6 +13,7 @@
 #include <cmath>
 
 #include "framework/core/error.h"
+#include "framework/nn/autocast.h"
 #include "framework/ops/join.h"
 #include "framework/ops/linear_attention.h"
 #include "framework/ops/rope.h"
@@ -89,7 +90,9 @@ Tensor MultiHeadAttention::forward(const Tensor& x, const Tensor& positions, con
                  " sequence ranks is not built yet");
     o = ops::linear_attention(q, k, v, projection_, options_.mask.causal);
   } else {
-    o = parallel::attention(q, k, v, options_.mask, 0.0, shard).o;
+    // Under autocast q, k and v are rounded to the compute dtype; the kernels keep float32
+    // softmax statistics and accumulators (Note [Mixed precision] in nn/autocast.h).
+    o = parallel::attention(autocast_round(q), autocast_round(k), autocast_round(v), options_.mask, 0.0, shard).o;
   }
   return c_proj_->forward(merge_heads(o));
 }
@@ -119,7 +122,8 @@ Tensor CrossAttention::forward(const Tensor& x, const Tensor& memory, const para
   const int64_t kv_width = n_kv_head_ * head_dim_;
   Tensor q = split_heads(q_attn_->forward(x), n_head_, head_dim_);
   std::vector<Tensor> kv = ops::split(c_attn_->forward(memory), {kv_width, kv_width}, -1);
-  Tensor o = parallel::attention(q, split_heads(kv[0], n_kv_head_, head_dim_), split_heads(kv[1], n_kv_head_, head_dim_),
+  Tensor o = parallel::attention(autocast_round(q), autocast_round(split_heads(kv[0], n_kv_head_, head_dim_)),
+                                 autocast_round(split_heads(kv[1], n_kv_head_, head_dim_)),
                                  MaskSpec{}, 0.0, shard)
                  .o;
   return c_proj_->forward(merge_heads(o));

@@ -2,6 +2,7 @@
 #include "framework/nn/linear.h"
 
 #include "framework/core/error.h"
+#include "framework/nn/autocast.h"
 #include "framework/ops/elementwise.h"
 #include "framework/ops/matmul.h"
 #include "framework/ops/view.h"
@@ -25,8 +26,10 @@ Tensor Linear::forward(const Tensor& x) const {
   STRAND_CHECK(x.dim() >= 1 && x.size(-1) == in_features_, ShapeError, "linear: input ", describe(x),
                " does not end in in_features ", in_features_, " (weight ", shape_str(weight_.shape()), ")");
   // matmul wants a matrix on the left: a single vector goes through as one row.
-  Tensor y = x.dim() == 1 ? ops::reshape(ops::matmul(ops::reshape(x, {1, in_features_}), weight_), {out_features_})
-                          : ops::matmul(x, weight_);
+  // Under autocast both operands are rounded to the compute dtype; the product is float32.
+  const Tensor xc = autocast(x), w = autocast(weight_);
+  Tensor y = x.dim() == 1 ? ops::reshape(ops::matmul(ops::reshape(xc, {1, in_features_}), w), {out_features_})
+                          : ops::matmul(xc, w);
   return bias_.defined() ? ops::add(y, bias_) : y;
 }
 

@@ -1,5 +1,7 @@
 // Matrix products through backend::gemm, with views passed to BLAS as transposes, and the
 // hand-written backward: dA = dC @ B^T, dB = A^T @ dC (summed over the batch for a shared B).
+// Two bfloat16 (or float16) operands give a float32 product (Note [Mixed precision] in
+// framework/nn/autocast.h).
 #include "framework/ops/matmul.h"
 
 #include <algorithm>
@@ -101,14 +103,25 @@ backend::GemmParams gemm_params(const MatrixArg& a, const MatrixArg& b, const Te
   return p;
 }
 
+bool is_low_precision(DType t) { return t == DType::BF16 || t == DType::F16; }
+
+// A bfloat16/float16 operand as float32 (exact: every such value is a float32), since the
+// float32 GEMM kernel accumulates in float32 as a bf16 x bf16 -> f32 GEMM does.
+Tensor widen(const Tensor& t) { return is_low_precision(t.dtype()) ? t.copy_as(DType::F32, t.device()) : t; }
+
 // a [..., M, K] @ b [K, N] (shared) or b [..., K, N] (a's batch axes) into a fresh contiguous
 // [..., M, N], written once by BLAS. Records no gradient; forward and backward both use it.
-Tensor matmul_values(const Tensor& a, const Tensor& b) {
+Tensor matmul_values(const Tensor& a_in, const Tensor& b_in) {
+  // Two operands of one low precision go to the GEMM as they are, with a float32 C (the
+  // backend sums in float32: oneDNN's bf16 dot products where the CPU has them); a mix is
+  // widened to float32 first.
+  const bool low = is_low_precision(a_in.dtype()) && a_in.dtype() == b_in.dtype();
+  const Tensor a = low ? a_in : widen(a_in), b = low ? b_in : widen(b_in);
   const bool shared_b = b.dim() == 2;
   Shape out_shape = batch_shape(a);
   out_shape.push_back(a.size(-2));
   out_shape.push_back(b.size(-1));
-  Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
+  Tensor out = Tensor::empty(out_shape, low ? DType::F32 : a.dtype(), a.device());
 
   Tensor lhs = a;
   if (shared_b && a.dim() > 2)
@@ -120,13 +133,18 @@ Tensor matmul_values(const Tensor& a, const Tensor& b) {
   p.b_batch_strides = shared_b ? Shape(batch.size(), 0) : batch_strides(B.data);
   p.c_batch_strides = Shape(out.strides().begin(), out.strides().begin() + static_cast<int64_t>(batch.size()));
   p.batch = std::move(batch);
+  if (low) {
+    p.dtype = a.dtype();
+    p.c_dtype = DType::F32;
+  }
   backend::gemm(p);
   return out;
 }
 
 // Sum over the batch of a_i^T @ g_i -> [K, N], for a [..., M, K] and g [..., M, N]: the
 // gradient of a shared right-hand matrix. One GEMM over the flattened rows when both flatten.
-Tensor matmul_tn_summed(const Tensor& a, const Tensor& g) {
+Tensor matmul_tn_summed(const Tensor& a_in, const Tensor& g) {
+  const Tensor a = widen(a_in);
   auto flat_a = flatten_rows(a), flat_g = flatten_rows(g);
   if (flat_a && flat_g) return matmul_values(matrix_transpose(*flat_a), *flat_g);
   Tensor out = Tensor::empty({a.size(-1), g.size(-1)}, a.dtype(), a.device());
@@ -151,6 +169,9 @@ struct MatmulBackward final : Node {
       Tensor a = saved(a_slot);
       db = shared_b ? matmul_tn_summed(a, g[0]) : matmul_values(matrix_transpose(a), g[0]);
     }
+    // A low-precision operand takes its gradient in its own dtype (rounded from float32).
+    if (da.defined() && is_low_precision(input_meta[0].dtype)) da = da.copy_as(input_meta[0].dtype, da.device());
+    if (db.defined() && is_low_precision(input_meta[1].dtype)) db = db.copy_as(input_meta[1].dtype, db.device());
     return {da, db};
   }
 };
@@ -159,7 +180,7 @@ void check_matmul_inputs(const Tensor& a, const Tensor& b) {
   STRAND_CHECK(a.defined() && b.defined(), ValueError, "matmul: an input is undefined");
   check_same_device("matmul", {&a, &b});
   check_same_dtype("matmul", a, b);
-  check_float("matmul", a);
+  if (!is_low_precision(a.dtype())) check_float("matmul", a);
   STRAND_CHECK(a.dim() >= 2 && b.dim() >= 2, ShapeError,
                "matmul: expects a [..., M, K] and b [K, N] or [..., K, N] (reshape a vector to [1, K] or "
                "[K, 1]), got a ",

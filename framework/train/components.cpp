@@ -287,8 +287,6 @@ TrainerParts build_trainer_parts(Config config, std::shared_ptr<models::Model> m
   // silently wrong in the grid and the gradient sum.
   if (group != nullptr) check_ranks_agree(config, *group);
   parts.ranks = build_training_ranks(config, group);
-  STRAND_CHECK(config.precision.compute == ComputePrecision::Fp32, train::ConfigError,
-               "key 'precision.compute': only fp32 training is available yet, got ", name_of(config.precision.compute));
   // Gradients are summed over every rank (dp x sp: each holds the whole model). Collective.
   parts.grad_sync = build_grad_sync(config, *model, parts.ranks.sum_group());
   parts.optimizer = build_optimizer(config, *model);

@@ -21,7 +21,7 @@ std::string metrics_json(const StepMetrics& m) {
                   ", \"tokens_per_s\": " + json_number(m.tokens_per_s) +
                   ", \"mfu\": " + (m.mfu ? json_number(*m.mfu) : "null") +
                   ", \"peak_mem_bytes\": " + std::to_string(m.peak_mem_bytes) +
-                  ", \"loss_scale\": " + json_number(m.loss_scale) +
+                  ", \"loss_scale\": " + json_number(m.loss_scale) + ", \"skipped\": " + std::to_string(m.skipped) +
                   ", \"step_ms\": " + json_number(std::round(m.step_ms * 1e3) / 1e3) +
                   ", \"tokens_seen\": " + std::to_string(m.tokens_seen) +
                   ", \"elapsed_s\": " + json_number(std::round(m.elapsed_s * 1e3) / 1e3) +
@@ -90,6 +90,11 @@ std::string metrics_line(const StepMetrics& m) {
   std::string s = buf;
   if (m.mfu) {
     std::snprintf(buf, sizeof buf, " | mfu %.1f%%", *m.mfu * 100.0);
+    s += buf;
+  }
+  // Mixed precision only: fp32 lines keep their shape.
+  if (m.loss_scale != 1.0 || m.skipped > 0) {
+    std::snprintf(buf, sizeof buf, " | scale %g skipped %lld", m.loss_scale, static_cast<long long>(m.skipped));
     s += buf;
   }
   s += " | mem " + format_bytes(m.peak_mem_bytes) + " | " + format_duration(m.elapsed_s) + " elapsed, eta " +

@@ -24,6 +24,7 @@ struct StepMetrics {
   std::optional<double> mfu;    // model FLOPs utilisation in [0, 1]; empty without a peak
   int64_t peak_mem_bytes = 0;   // the allocator's peak on this rank
   double loss_scale = 1.0;
+  int64_t skipped = 0;          // optimizer steps skipped for non-finite gradients since the run began
   double step_ms = 0.0;         // mean wall time of the steps since the last logged one
   int64_t tokens_seen = 0;      // input tokens of all ranks since the run's first step (resumes included)
   double elapsed_s = 0.0;       // wall time since this process began training (a resume starts at 0)
@@ -36,8 +37,8 @@ struct StepMetrics {
 };
 
 // One JSON object (one line, no newline): step, loss, lr, grad_norm, tokens_per_s, mfu,
-// peak_mem_bytes, loss_scale, step_ms, tokens_seen, elapsed_s, timestamp, epoch (token data),
-// and val_* where evaluated.
+// peak_mem_bytes, loss_scale, skipped, step_ms, tokens_seen, elapsed_s, timestamp, epoch (token
+// data), and val_* where evaluated.
 std::string metrics_json(const StepMetrics& m);
 // "step   20/200 | loss 2.3456 | lr 3.00e-04 | grad 1.2345 | 41.7 ms | 12.3k tok/s | 246k tok |
 //  mfu 4.1% | mem 85.2 MiB | 0m52s elapsed, eta 3m12s" (one line)

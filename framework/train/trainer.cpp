@@ -31,7 +31,9 @@
 #include "framework/core/allocator.h"
 #include "framework/io/checkpoint_dir.h"
 #include "framework/io/run_dir.h"
+#include "framework/nn/autocast.h"
 #include "framework/optim/clip.h"
+#include "framework/train/precision.h"
 #include "framework/train/sample.h"
 #include "framework/train/signals.h"
 #include "models/model.h"
@@ -78,6 +80,7 @@ Trainer::Trainer(TrainerParts parts, TrainerOptions options)
   for (const auto& named : model_->named_parameters()) params_.push_back(named.second);
   state_.seed = static_cast<uint64_t>(config_.run.seed);
   state_.loader = train_loader_->position();
+  state_.loss_scale = initial_loss_scale(config_);  // Note [Loss scaling]; a resume restores it
   log_ = options_.log != nullptr ? options_.log : std::make_shared<RunLog>(options_.print ? options_.out : nullptr);
 
   if (options_.allow_resume) {
@@ -154,6 +157,7 @@ models::LossOutput Trainer::micro_batch_loss(const data::Batch& batch) {
 GradientPass Trainer::forward_backward(data::Loader& loader, int64_t micro_batches) {
   model_->train(true);
   model_->zero_grad();
+  const nn::AutocastGuard autocast(compute_dtype(config_));  // Note [Mixed precision] (nn/autocast.h)
   for (const Tensor& p : params_) {
     STRAND_CHECK(p.dtype() == DType::F32, DTypeError, "trainer: parameter ", describe(p),
                  " is not float32 (only fp32 training is available)");
@@ -171,7 +175,10 @@ GradientPass Trainer::forward_backward(data::Loader& loader, int64_t micro_batch
     // Note [Loss normalisation]: only the last micro-batch's backward starts the bucketed
     // all-reduces (parallel/grad_sync.h); earlier ones accumulate locally.
     if (micro + 1 == micro_batches) grad_sync_->arm();
-    out.loss_sum.backward();
+    // Note [Loss scaling]: the scaled loss back-propagates; finish() divides the scale out.
+    const double scale = backward_scale(config_, state_.loss_scale);
+    if (scale == 1.0) out.loss_sum.backward();
+    else out.loss_sum.backward(Tensor::full(out.loss_sum.shape(), scale, out.loss_sum.dtype(), out.loss_sum.device()));
   }
   // Over every rank: dp replicas and the sp shards of each row.
   std::array<double, 1> sums{loss_sum};
@@ -185,7 +192,7 @@ GradientPass Trainer::forward_backward(data::Loader& loader, int64_t micro_batch
   pass.scored_tokens = counts[0];
   STRAND_CHECK(pass.scored_tokens > 0, ValueError, "trainer: step ", state_.step,
                " scored no tokens (every target is ignored); check data.* and the model objective");
-  grad_sync_->finish(1.0 / static_cast<double>(pass.scored_tokens));
+  grad_sync_->finish(1.0 / (static_cast<double>(pass.scored_tokens) * backward_scale(config_, state_.loss_scale)));
   return pass;
 }
 
@@ -198,19 +205,24 @@ StepReport Trainer::train_step() {
   report.grad_norm = config_.train.grad_clip > 0 ? optim::clip_grad_norm(params_, config_.train.grad_clip)
                                                  : optim::grad_norm(params_);
   report.lr = schedule_.lr_at(state_.step);
-  if (std::isfinite(report.grad_norm)) {
+  const bool finite = std::isfinite(report.grad_norm);
+  if (finite) {
     optimizer_->set_lr(report.lr);
     optimizer_->step();
   } else {
-    // fp32 has no loss scaler to back off: skip the update rather than write NaN into the weights.
+    // Skip the update rather than write NaN into the weights (fp16: the scaler backs off).
     report.skipped = true;
     ++state_.skipped_steps;
-    print_line(detail::concat("warning: step ", state_.step + 1, ": gradient norm is ", report.grad_norm,
-                              "; optimizer step skipped"));
   }
+  const ScaleUpdate scale = update_loss_scale(config_, state_, finite);
+  if (!finite)
+    print_line(detail::concat("warning: step ", state_.step + 1, ": gradient norm is ", report.grad_norm,
+                              "; optimizer step skipped", scale.note));
   model_->zero_grad();
-  // Every rank sees the same norm (the gradients are summed first), so all stop together.
-  skipped_in_a_row_ = report.skipped ? skipped_in_a_row_ + 1 : 0;
+  // Every rank sees the same norm (the gradients are summed first), so all stop together. An
+  // fp16 overflow the scaler absorbs neither counts nor breaks the run of skips (Note [Loss scaling]).
+  if (finite) skipped_in_a_row_ = 0;
+  else if (scale.counts_as_divergence) ++skipped_in_a_row_;
   if (skipped_in_a_row_ >= config_.train.max_skipped_steps)
     throw DivergedError(detail::concat("train.max_skipped_steps: ", skipped_in_a_row_,
                                        " optimizer steps in a row were skipped for non-finite gradients (steps ",
@@ -230,6 +242,7 @@ StepReport Trainer::train_step() {
 
 EvalResult Trainer::evaluate_val() {
   if (!val_loader_) val_loader_ = data::make_loader(data_spec_, data::Split::val);
+  const nn::AutocastGuard autocast(compute_dtype(config_));
   // A stop signal ends a long evaluation between batches (every rank agrees on it).
   return evaluate(*model_, *val_loader_, config_.train.eval_batches, ranks_.group, sharder(),
                   [this] { return stop_requested_anywhere(); });
@@ -338,6 +351,7 @@ StepMetrics Trainer::step_metrics(const StepReport& report, const LogInterval& i
   }
   m.peak_mem_bytes = memory::stats(Device::cpu()).peak_bytes;
   m.loss_scale = state_.loss_scale;
+  m.skipped = state_.skipped_steps;
   if (const int64_t per_epoch = train_loader_->steps_per_epoch(); per_epoch > 0)
     m.epoch = (train_loader_->step() - 1) / per_epoch;  // the epoch of the step's last batch
   m.step_ms = interval.steps > 0 ? 1e3 * interval.seconds / static_cast<double>(interval.steps) : 0.0;

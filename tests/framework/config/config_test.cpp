@@ -373,8 +373,7 @@ TEST(Config, ArchitectureRulesNameTheKey) {
 // naming the key; the default, written or not, parses, and so does every config to_yaml writes.
 TEST(Config, KeysOfFeaturesNotBuiltAreRefusedUnlessDefault) {
   const std::vector<std::pair<std::string, std::string>> refused = {
-      {"precision.compute", "bf16"},       {"precision.compute", "fp16"},    {"precision.loss_scale", "65536"},
-      {"memory.checkpointing", "full"},    {"memory.checkpointing", "selective"},
+      {"memory.checkpointing", "full"},    {"memory.checkpointing", "selective"}, {"parallel.grad_dtype", "bf16"},
       {"memory.offload", "host"},          {"memory.offload", "disk"},       {"distill.teacher", "t.h5"},
       {"distill.temperature", "1.5"},      {"distill.alpha", "0.25"},        {"distill.attention_weight", "1"},
       {"distill.hidden_weight", "1"},      {"prune.heads_fraction", "0.5"},  {"prune.iterations", "3"},
@@ -388,7 +387,9 @@ TEST(Config, KeysOfFeaturesNotBuiltAreRefusedUnlessDefault) {
   EXPECT_CONTAINS(parse_error(kData + "memory:\n  checkpointing: full\n"),
                   "cfg.yaml:4: key 'memory.checkpointing': full is not yet available (gradient checkpointing is not "
                   "built); leave the key at none");
-  EXPECT_CONTAINS(parse_error(kData + "precision: {compute: bf16}\n"), "key 'precision.compute': bf16 is not yet available");
+  // precision.* is built; a fixed loss scale is for fp16 only.
+  EXPECT_CONTAINS(parse_error(kData + "precision: {compute: bf16, loss_scale: 1024}\n"),
+                  "key 'precision.loss_scale': a fixed scale applies to precision.compute fp16, compute is bf16");
   // Defaults written out are accepted; a stored config (to_yaml writes every key) parses back.
   const Config c = parse_config(kData + "precision: {compute: fp32, loss_scale: dynamic}\n"
                                         "memory: {checkpointing: none, offload: none}\n"
@@ -398,12 +399,12 @@ TEST(Config, KeysOfFeaturesNotBuiltAreRefusedUnlessDefault) {
   EXPECT_EQ(parse_config(to_yaml(c), "stored"), c);
   // The emitter still writes any value of a refused key; parsing it back names the key.
   Config odd = c;
-  odd.precision.loss_scale = 65536.0;
-  EXPECT_CONTAINS(to_yaml(odd), "loss_scale: 65536.0");
+  odd.distill.temperature = 1.5;
+  EXPECT_CONTAINS(to_yaml(odd), "temperature: 1.5");
   EXPECT_CONTAINS(config_error([&] { parse_config(to_yaml(odd), "stored"); }),
                   "stored:");
   EXPECT_CONTAINS(config_error([&] { parse_config(to_yaml(odd), "stored"); }),
-                  "key 'precision.loss_scale': 65536.0 is not yet available");
+                  "key 'distill.temperature': 1.5 is not yet available");
 }
 
 // The names of every TEST, TEST_F and TEST_P under tests/ ("Suite.Name").

@@ -281,7 +281,7 @@ TEST_F(TrainerTest, MetricsJsonlHasEveryFieldOnEveryLoggedStep) {
   for (const auto& row : rows) steps.push_back(static_cast<int64_t>(*row.at("step")));
   EXPECT_EQ(steps, (std::vector<int64_t>{4, 5, 8, 10, 12, 15, 16, 20}));
   for (const auto& row : rows) {
-    for (const char* key : {"step", "loss", "lr", "grad_norm", "tokens_per_s", "mfu", "peak_mem_bytes", "loss_scale"}) {
+    for (const char* key : {"step", "loss", "lr", "grad_norm", "tokens_per_s", "mfu", "peak_mem_bytes", "loss_scale", "skipped"}) {
       EXPECT_TRUE(row.count(key)) << key;
     }
     EXPECT_TRUE(std::isfinite(*row.at("loss")));
