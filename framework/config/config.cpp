@@ -251,6 +251,7 @@ void visit_config(Config& c, KeyVisitor& v) {
   v.begin("memory");
   choice(v, "checkpointing", c.memory.checkpointing);
   choice(v, "offload", c.memory.offload);
+  v.integer("loss_chunk", c.memory.loss_chunk, at_least(0));
   v.end();
 
   v.begin("checkpoint");

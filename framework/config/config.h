@@ -143,6 +143,7 @@ struct PrecisionConfig {
 struct MemoryConfig {
   Checkpointing checkpointing = Checkpointing::None;
   Offload offload = Offload::None;
+  int64_t loss_chunk = 0;  // rows per chunk of the LM head + loss; 0: auto (see docs/memory.md)
   bool operator==(const MemoryConfig&) const = default;
 };
 

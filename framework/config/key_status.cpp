@@ -73,6 +73,7 @@ constexpr KeyStatus kStatuses[] = {
 
     {"memory.checkpointing", kOff, "gradient checkpointing"},
     {"memory.offload", kOff, "activation offloading"},
+    {"memory.loss_chunk", kOn, "ChunkedLoss.GptLossAndGradientsMatchTheUnchunkedHead"},
 
     {"checkpoint.dir", kOn, "TrainerTest.ResumeFromStepFileMatchesStraightRunBitForBit"},
     {"checkpoint.every", kOn, "TrainerTest.ResumeFromStepFileMatchesStraightRunBitForBit"},
