@@ -20,6 +20,6 @@ ChunkedLoss chunked_cross_entropy(const Tensor& h, const Tensor& weight, const T
                                   int32_t ignore_index = -100, Reduction reduction = Reduction::Mean);
 
 // Rows per chunk so that one chunk of logits takes about target_bytes (at least 1 row).
-int64_t auto_chunk_rows(int64_t vocab, DType dtype, int64_t target_bytes = int64_t{16} << 20);
+int64_t auto_chunk_rows(int64_t vocab, DType dtype, int64_t target_bytes = int64_t{64} << 20);
 
 }  // namespace strand::ops

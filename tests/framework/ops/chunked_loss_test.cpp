@@ -119,8 +119,8 @@ TEST(ChunkedLoss, PeakTensorBytesStayFarBelowTheFullLogits) {
   EXPECT_EQ(g[1].shape(), w.shape());
 }
 
-TEST(ChunkedLoss, AutoChunkRowsTargetsAFewMegabytes) {
-  EXPECT_EQ(ops::auto_chunk_rows(50257, DType::F32), (int64_t{16} << 20) / (50257 * 4));
+TEST(ChunkedLoss, AutoChunkRowsTargets64MiBOfLogits) {
+  EXPECT_EQ(ops::auto_chunk_rows(50257, DType::F32), (int64_t{64} << 20) / (50257 * 4));
   EXPECT_EQ(ops::auto_chunk_rows(int64_t{1} << 30, DType::F64), 1);
 }
 
