@@ -47,7 +47,11 @@ std::shared_ptr<Model> build_model(const config::Config& config) {
       gpt->set_loss_chunk(config.memory.loss_chunk);
       return gpt;
     }
-    case Arch::Encoder: return std::make_shared<Encoder>(config.model, seed);
+    case Arch::Encoder: {
+      auto encoder = std::make_shared<Encoder>(config.model, seed);
+      encoder->set_loss_chunk(config.memory.loss_chunk);
+      return encoder;
+    }
     case Arch::EncDec: return std::make_shared<EncDec>(config.model, seed);
   }
   throw ValueError("build_model: unknown model.arch");
