@@ -42,8 +42,16 @@ std::shared_ptr<Model> build_model(const config::Config& config) {
                config::name_of(pattern), " (a config parse_config would refuse)");
   const uint64_t seed = static_cast<uint64_t>(config.run.seed);
   switch (config.model.arch) {
-    case Arch::Gpt: return std::make_shared<Gpt>(config.model, seed);
-    case Arch::Encoder: return std::make_shared<Encoder>(config.model, seed);
+    case Arch::Gpt: {
+      auto gpt = std::make_shared<Gpt>(config.model, seed);
+      gpt->set_loss_chunk(config.memory.loss_chunk);
+      return gpt;
+    }
+    case Arch::Encoder: {
+      auto encoder = std::make_shared<Encoder>(config.model, seed);
+      encoder->set_loss_chunk(config.memory.loss_chunk);
+      return encoder;
+    }
     case Arch::EncDec: return std::make_shared<EncDec>(config.model, seed);
   }
   throw ValueError("build_model: unknown model.arch");

@@ -242,6 +242,9 @@ void visit_config(Config& c, KeyVisitor& v) {
   v.begin("memory");
   choice(v, "checkpointing", c.memory.checkpointing);
   choice(v, "offload", c.memory.offload);
+  v.integer("loss_chunk", c.memory.loss_chunk, at_least(0));
+  v.integer("offload_min_bytes", c.memory.offload_min_bytes, at_least(0));
+  v.text("offload_dir", c.memory.offload_dir);
   v.end();
 
   v.begin("checkpoint");

@@ -75,7 +75,10 @@ constexpr KeyStatus kStatuses[] = {
     {"precision.scale_window", kOn, "MixedPrecision.DynamicScaleDoublesAfterTheWindowAndHalvesOnOverflow"},
 
     {"memory.checkpointing", kOff, "gradient checkpointing"},
-    {"memory.offload", kOff, "activation offloading"},
+    {"memory.offload", kOn, "Offload.DiskOffloadGivesTheSameLossAndGradientsBitForBit"},
+    {"memory.loss_chunk", kOn, "ChunkedLoss.GptLossAndGradientsMatchTheUnchunkedHead"},
+    {"memory.offload_min_bytes", kOn, "Offload.SmallTensorsStayInMemory"},
+    {"memory.offload_dir", kOn, "Offload.SpillFilesAreGoneAfterTheRunAndAfterAnError"},
 
     {"checkpoint.dir", kOn, "TrainerTest.ResumeFromStepFileMatchesStraightRunBitForBit"},
     {"checkpoint.every", kOn, "TrainerTest.ResumeFromStepFileMatchesStraightRunBitForBit"},

@@ -64,6 +64,10 @@ void resolve_and_check(Config& c, const KeySource& p) {
   if (m.n_kv_head == 0) m.n_kv_head = m.n_head;
   if (m.d_ff == 0) m.d_ff = 4 * m.d_model;
   if (c.checkpoint.dir.empty()) c.checkpoint.dir = c.run.dir + "/checkpoints";
+  if (c.memory.offload_dir.empty()) c.memory.offload_dir = c.run.dir + "/offload";
+  if (c.memory.offload == Offload::Host)
+    p.fail("memory.offload", "host offloads device tensors to pinned host memory; this run's tensors are on the "
+                             "CPU already: use disk");
   refuse_unbuilt(c, p);
 
   if (m.d_model % m.n_head != 0)

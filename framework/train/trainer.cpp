@@ -32,6 +32,7 @@
 #include "framework/io/checkpoint_dir.h"
 #include "framework/io/run_dir.h"
 #include "framework/nn/autocast.h"
+#include "framework/train/offload.h"
 #include "framework/optim/clip.h"
 #include "framework/train/precision.h"
 #include "framework/train/sample.h"
@@ -154,6 +155,22 @@ models::LossOutput Trainer::micro_batch_loss(const data::Batch& batch) {
   return model_->forward(batch, sharder().sequence_shard());
 }
 
+DiskOffload* Trainer::activation_offload() {
+  if (config_.memory.offload != config::Offload::Disk) return nullptr;
+  if (!offload_) {
+    const std::string& dir = config_.memory.offload_dir;
+    if (const int removed = remove_stale_spill_files(dir); removed > 0)
+      print_line(detail::concat("removed ", removed, " spill file", removed == 1 ? "" : "s",
+                                " of an interrupted run from ", dir));
+    offload_ = std::make_unique<DiskOffload>(
+        OffloadOptions{dir, ranks_.rank, config_.memory.offload_min_bytes});
+    std::vector<const void*> params;  // parameters stay in memory: they live for the whole run
+    for (const Tensor& p : params_) params.push_back(p.storage().get());
+    offload_->keep_storages(std::move(params));
+  }
+  return offload_.get();
+}
+
 GradientPass Trainer::forward_backward(data::Loader& loader, int64_t micro_batches) {
   model_->train(true);
   model_->zero_grad();
@@ -169,7 +186,10 @@ GradientPass Trainer::forward_backward(data::Loader& loader, int64_t micro_batch
   for (int64_t micro = 0; micro < micro_batches; ++micro) {
     // Each sp rank keeps its shard of the rows only (the whole rows are freed here).
     const data::Batch batch = sharder().shard(loader.next());
+    std::optional<autograd::SavedTensorHooksGuard> offloading;  // framework/train/offload.h
+    if (DiskOffload* offload = activation_offload()) offloading.emplace(offload->hooks());
     models::LossOutput out = micro_batch_loss(batch);
+    offloading.reset();
     loss_sum += out.loss_sum.item();
     scored += out.tokens;
     // Note [Loss normalisation]: only the last micro-batch's backward starts the bucketed
@@ -179,6 +199,7 @@ GradientPass Trainer::forward_backward(data::Loader& loader, int64_t micro_batch
     const double scale = backward_scale(config_, state_.loss_scale);
     if (scale == 1.0) out.loss_sum.backward();
     else out.loss_sum.backward(Tensor::full(out.loss_sum.shape(), scale, out.loss_sum.dtype(), out.loss_sum.device()));
+    if (offload_) offload_->reset();
   }
   // Over every rank: dp replicas and the sp shards of each row.
   std::array<double, 1> sums{loss_sum};

@@ -28,6 +28,7 @@
 namespace strand::parallel { class Group; class GradSync; }
 
 namespace strand::train {
+class DiskOffload;
 
 // A run that cannot go on: gradients non-finite train.max_skipped_steps steps in a row, or
 // weights or optimizer moments non-finite at a save.
@@ -164,6 +165,7 @@ class Trainer {
 
  private:
   uint64_t parameter_fingerprint() const;
+  DiskOffload* activation_offload();  // null unless memory.offload is disk
 
   std::unique_ptr<parallel::Watchdog> watchdog_;  // first: it outlives every part it watches
   Config config_;
@@ -183,6 +185,7 @@ class Trainer {
   std::shared_ptr<RunLog> log_;   // options_.log, or the trainer's own
   std::chrono::steady_clock::time_point run_started_;  // when run() began: elapsed time, eta
   int64_t run_start_step_ = 0;
+  std::unique_ptr<DiskOffload> offload_;  // memory.offload: disk, made at the first step
 };
 
 // A Trainer of `model` with every other part built from the config (build_trainer_parts):

@@ -5,10 +5,14 @@
 
 #include "framework/core/error.h"
 #include "framework/core/random.h"
+#include "framework/ops/chunked_loss.h"
 #include "framework/ops/loss.h"
 #include "framework/ops/view.h"
 
 namespace strand::models {
+
+// The largest logits the unchunked head forms when memory.loss_chunk is 0 (as the GPT's).
+constexpr int64_t kUnchunkedLogitsBytes = int64_t{256} << 20;
 
 namespace {
 
@@ -72,14 +76,17 @@ MaskedTokens Encoder::mask_tokens(const Tensor& inputs, int64_t step, const Tens
   return m;
 }
 
-Tensor Encoder::logits(const Tensor& inputs, const parallel::SequenceShard& shard, int64_t step) {
+Tensor Encoder::hidden(const Tensor& inputs, const parallel::SequenceShard& shard, int64_t step) {
   STRAND_CHECK(inputs.defined() && inputs.dim() == 2, ShapeError, "encoder: inputs must be int32 [B, T], got ",
                inputs.defined() ? describe(inputs) : "undefined");
   const Tensor positions = shard_positions(shard, inputs.size(1), "encoder");
   const DropoutPlan dropout = DropoutPlan::make(is_training() ? config_.dropout : 0.0, run_seed_, step, shard, positions);
   Tensor x = encoder_->embed(inputs, positions, encoder_->wte(), dropout);
-  x = encoder_->run(x, positions, Tensor(), dropout, shard);
-  return lm_logits(x, output_embedding());
+  return encoder_->run(x, positions, Tensor(), dropout, shard);
+}
+
+Tensor Encoder::logits(const Tensor& inputs, const parallel::SequenceShard& shard, int64_t step) {
+  return lm_logits(hidden(inputs, shard, step), output_embedding());
 }
 
 LossOutput Encoder::forward(const data::Batch& batch, const parallel::SequenceShard& shard) {
@@ -88,12 +95,22 @@ LossOutput Encoder::forward(const data::Batch& batch, const parallel::SequenceSh
   const Tensor positions = shard_positions(shard, batch.inputs.size(1), "encoder");
   const MaskedTokens m =
       mask_tokens(batch.inputs, batch.step, positions, global_seq_len(shard, batch.inputs.size(1)));
-  const Tensor logits3 = logits(m.inputs, shard, batch.step);
-  const int64_t rows = m.inputs.numel();
+  const Tensor x = hidden(m.inputs, shard, batch.step);
+  const Tensor& w = output_embedding();
+  const int64_t rows = m.inputs.numel(), V = config_.vocab_size;
+  const Tensor targets = ops::reshape(m.targets, {rows});
   LossOutput out;
-  out.loss_sum = ops::cross_entropy(ops::reshape(logits3, {rows, config_.vocab_size}), ops::reshape(m.targets, {rows}),
-                                    data::kIgnoreIndex, ops::Reduction::Sum);
   out.tokens = count_scored(m.targets, data::kIgnoreIndex);
+  // As the GPT's head (models/gpt/gpt.cpp): unchunked while the logits are small.
+  const int64_t logits_bytes = rows * V * static_cast<int64_t>(dtype_size(w.dtype()));
+  if (loss_chunk_ > 0 || logits_bytes > kUnchunkedLogitsBytes) {
+    const int64_t chunk = loss_chunk_ > 0 ? loss_chunk_ : ops::auto_chunk_rows(V, w.dtype());
+    out.loss_sum = ops::chunked_cross_entropy(ops::reshape(x, {rows, x.size(-1)}), w, targets, chunk,
+                                              data::kIgnoreIndex, ops::Reduction::Sum).loss;
+    return out;
+  }
+  out.loss_sum = ops::cross_entropy(ops::reshape(lm_logits(x, w), {rows, V}), targets, data::kIgnoreIndex,
+                                    ops::Reduction::Sum);
   return out;
 }
 

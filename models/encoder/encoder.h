@@ -44,6 +44,8 @@ class Encoder : public Model {
   MaskedTokens mask_tokens(const Tensor& inputs, int64_t step, const Tensor& positions, int64_t seq_len = 0) const;
   // Logits [B, T, V] of (already masked) inputs.
   Tensor logits(const Tensor& inputs, const parallel::SequenceShard& shard = {}, int64_t step = 0);
+  // memory.loss_chunk, as Gpt::set_loss_chunk: 0 keeps the unchunked head up to 256 MiB of logits.
+  void set_loss_chunk(int64_t rows) { loss_chunk_ = rows; }
 
   int32_t mask_token() const { return static_cast<int32_t>(config_.vocab_size - 1); }
   const Stack& encoder() const { return *encoder_; }
@@ -54,6 +56,8 @@ class Encoder : public Model {
   uint64_t run_seed_;
   std::shared_ptr<Stack> encoder_;
   Tensor lm_head_;
+  int64_t loss_chunk_ = 0;
+  Tensor hidden(const Tensor& inputs, const parallel::SequenceShard& shard, int64_t step);
 };
 
 }  // namespace strand::models

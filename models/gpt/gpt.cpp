@@ -2,6 +2,7 @@
 #include "models/gpt/gpt.h"
 
 #include "framework/core/error.h"
+#include "framework/ops/chunked_loss.h"
 #include "framework/ops/loss.h"
 #include "framework/ops/view.h"
 
@@ -29,26 +30,42 @@ const Tensor& Gpt::output_embedding() const {
   return lm_head_.defined() ? lm_head_ : transformer_->wte().weight();
 }
 
-Tensor Gpt::logits(const Tensor& inputs, const parallel::SequenceShard& shard, int64_t step) {
+Tensor Gpt::hidden(const Tensor& inputs, const parallel::SequenceShard& shard, int64_t step) {
   STRAND_CHECK(inputs.defined() && inputs.dim() == 2, ShapeError, "gpt: inputs must be int32 [B, T], got ",
                inputs.defined() ? describe(inputs) : "undefined");
   const Tensor positions = shard_positions(shard, inputs.size(1), "gpt");
   const DropoutPlan dropout = DropoutPlan::make(is_training() ? config_.dropout : 0.0, run_seed_, step, shard, positions);
   Tensor x = transformer_->embed(inputs, positions, transformer_->wte(), dropout);
-  x = transformer_->run(x, positions, Tensor(), dropout, shard);
-  return lm_logits(x, output_embedding());
+  return transformer_->run(x, positions, Tensor(), dropout, shard);
+}
+
+Tensor Gpt::logits(const Tensor& inputs, const parallel::SequenceShard& shard, int64_t step) {
+  return lm_logits(hidden(inputs, shard, step), output_embedding());
 }
 
 LossOutput Gpt::forward(const data::Batch& batch, const parallel::SequenceShard& shard) {
   STRAND_CHECK(batch.targets.defined() && batch.targets.shape() == batch.inputs.shape(), ShapeError,
                "gpt: targets ", batch.targets.defined() ? describe(batch.targets) : "undefined",
                " must match inputs ", describe(batch.inputs));
-  const Tensor logits3 = logits(batch.inputs, shard, batch.step);
-  const int64_t rows = batch.inputs.numel();
-  const Tensor flat = ops::reshape(logits3, {rows, config_.vocab_size});
+  const Tensor x = hidden(batch.inputs, shard, batch.step);
+  const Tensor& w = output_embedding();
+  const int64_t rows = batch.inputs.numel(), V = config_.vocab_size;
+  const Tensor targets = ops::reshape(batch.targets, {rows});
   LossOutput out;
-  out.loss_sum = ops::cross_entropy(flat, ops::reshape(batch.targets, {rows}), data::kIgnoreIndex, ops::Reduction::Sum);
   out.tokens = count_scored(batch.targets, data::kIgnoreIndex);
+  // The unchunked head by default while its logits are small (its results are today's bits);
+  // chunks when asked or when [rows, V] would be large (the weight gradient then sums by chunk).
+  const int64_t logits_bytes = rows * V * static_cast<int64_t>(dtype_size(w.dtype()));
+  if (loss_chunk_ > 0 || logits_bytes > kUnchunkedLogitsBytes) {
+    const int64_t chunk = loss_chunk_ > 0 ? loss_chunk_ : ops::auto_chunk_rows(V, w.dtype());
+    ops::ChunkedLoss head = ops::chunked_cross_entropy(ops::reshape(x, {rows, x.size(-1)}), w, targets, chunk,
+                                                       data::kIgnoreIndex, ops::Reduction::Sum);
+    out.loss_sum = head.loss;
+    out.predictions = ops::reshape(head.predictions, batch.inputs.shape());
+    return out;
+  }
+  const Tensor flat = ops::reshape(lm_logits(x, w), {rows, V});
+  out.loss_sum = ops::cross_entropy(flat, targets, data::kIgnoreIndex, ops::Reduction::Sum);
   out.predictions = argmax_last(flat, batch.inputs.shape());
   return out;
 }

@@ -40,6 +40,10 @@ class Gpt : public Model {
   Tensor logits(const Tensor& inputs, const parallel::SequenceShard& shard = {}, int64_t step = 0);
 
   const config::ModelConfig& config() const { return config_; }
+  // memory.loss_chunk: rows per chunk of the fused LM head + loss (ops/chunked_loss.h); 0: the
+  // unchunked head while the [B*T, V] logits take at most kUnchunkedLogitsBytes, auto chunks above.
+  void set_loss_chunk(int64_t rows) { loss_chunk_ = rows; }
+  static constexpr int64_t kUnchunkedLogitsBytes = int64_t{256} << 20;
   const Stack& transformer() const { return *transformer_; }
   // The output embedding W [V, C]: transformer.wte.weight, or lm_head.weight when untied.
   const Tensor& output_embedding() const;
@@ -49,6 +53,8 @@ class Gpt : public Model {
   uint64_t run_seed_;
   std::shared_ptr<Stack> transformer_;
   Tensor lm_head_;  // untied only
+  int64_t loss_chunk_ = 0;
+  Tensor hidden(const Tensor& inputs, const parallel::SequenceShard& shard, int64_t step);
 };
 
 }  // namespace strand::models

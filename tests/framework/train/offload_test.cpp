@@ -1,0 +1,215 @@
+// memory.offload: disk: the same loss and gradients bit for bit as keeping activations in memory,
+// spill files written and gone after the run and after an error, a dead run's files removed, a
+// full disk an error (never a wrong gradient), small tensors kept, and peak tensor bytes lower.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+
+#include "framework/autograd/engine.h"
+#include "framework/core/allocator.h"
+#include "framework/ops/elementwise.h"
+#include "framework/train/offload.h"
+#include "framework/train/trainer.h"
+#include "models/gpt/gpt.h"
+#include "support/temp_dir.h"
+
+namespace strand::train {
+namespace {
+namespace fs = std::filesystem;
+using testing::TempDir;
+
+int spill_files(const fs::path& dir) {
+  int n = 0;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return 0;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().rfind("spill-", 0) == 0) ++n;
+  return n;
+}
+
+Config tiny(const fs::path& root, const std::string& offload, const std::vector<std::string>& more = {}) {
+  const std::string yaml =
+      "run: {name: o, dir: " + (root / "run").string() + ", seed: 7}\n"
+      "model: {arch: gpt, vocab_size: 32, n_layer: 2, n_head: 2, d_model: 32, max_seq_len: 64, dropout: 0.1}\n"
+      "data: {format: synthetic, task: assoc_recall, seq_len: 64, batch_size: 2}\n"
+      "train: {steps: 3, lr: 0.003, grad_accum: 2, log_every: 1, eval_every: 0}\n"
+      "memory: {offload: " + offload + ", offload_min_bytes: 4096}\n";
+  std::vector<std::string> overrides = more;
+  return parse_config(yaml, "o.yaml", overrides);
+}
+
+TrainerOptions quiet() {
+  TrainerOptions o;
+  o.print = false;
+  o.write_files = false;
+  return o;
+}
+
+TEST(Offload, DiskOffloadGivesTheSameLossAndGradientsBitForBit) {
+  TempDir root("offload");
+  const Config plain_cfg = tiny(root.path, "none"), disk_cfg = tiny(root.path, "disk");
+  Trainer plain = make_trainer(plain_cfg, models::build_model(plain_cfg), nullptr, quiet());
+  Trainer disk = make_trainer(disk_cfg, models::build_model(disk_cfg), nullptr, quiet());
+  // Gradients of one pass (two micro-batches), then three optimizer steps: losses, norms and
+  // parameters stay bitwise equal.
+  const auto loader_a = data::make_loader(data_spec_of(plain_cfg, 0, 1), data::Split::val);
+  const auto loader_b = data::make_loader(data_spec_of(disk_cfg, 0, 1), data::Split::val);
+  const GradientPass ga = plain.forward_backward(*loader_a, 2), gb = disk.forward_backward(*loader_b, 2);
+  EXPECT_EQ(ga.loss_sum, gb.loss_sum);
+  const auto pa = plain.model().named_parameters(), pb = disk.model().named_parameters();
+  for (size_t i = 0; i < pa.size(); ++i)
+    ASSERT_EQ(pa[i].second.grad().to_vector(), pb[i].second.grad().to_vector()) << pa[i].first;
+  for (int step = 0; step < 3; ++step) {
+    const StepReport a = plain.train_step(), b = disk.train_step();
+    EXPECT_EQ(a.loss, b.loss) << "step " << step;
+    EXPECT_EQ(a.grad_norm, b.grad_norm) << "step " << step;
+    for (size_t i = 0; i < pa.size(); ++i)
+      ASSERT_EQ(pa[i].second.to_vector(), pb[i].second.to_vector()) << pa[i].first << " step " << step;
+  }
+  // The spill file was used; it is still there while the trainer lives, empty between steps.
+  EXPECT_EQ(spill_files(disk_cfg.memory.offload_dir), 1);
+}
+
+// One GPT forward + backward under the offload hooks; returns bytes spilled and the peak.
+struct Pass {
+  int64_t spilled = 0, peak = 0;
+  std::vector<std::vector<double>> grads;
+};
+Pass gpt_pass(DiskOffload* offload) {
+  config::ModelConfig c;
+  c.vocab_size = 64;
+  c.n_layer = 2;
+  c.n_head = 2;
+  c.n_kv_head = 2;
+  c.d_model = 64;
+  c.d_ff = 256;
+  c.max_seq_len = 256;
+  c.attention.pattern = config::AttentionPattern::Causal;
+  models::Gpt gpt(c, 3);
+  data::Batch batch;
+  std::vector<double> ids;
+  for (int i = 0; i < 2 * 256; ++i) ids.push_back((i * 7) % 64);
+  batch.inputs = Tensor::from_vector(ids, {2, 256}, DType::I32);
+  batch.targets = batch.inputs;
+  const int64_t base = memory::stats(Device::cpu()).current_bytes;
+  memory::reset_peak(Device::cpu());
+  Pass pass;
+  {
+    std::optional<autograd::SavedTensorHooksGuard> guard;
+    if (offload) guard.emplace(offload->hooks());
+    models::LossOutput out = gpt.forward(batch);
+    guard.reset();
+    if (offload) pass.spilled = offload->bytes_written();
+    out.loss_sum.backward();
+  }
+  pass.peak = memory::stats(Device::cpu()).peak_bytes - base;
+  for (const auto& [name, p] : gpt.named_parameters()) pass.grads.push_back(p.grad().to_vector());
+  if (offload) offload->reset();
+  return pass;
+}
+
+TEST(Offload, SmallTensorsStayInMemory) {
+  TempDir root("offload");
+  DiskOffload all({root.path.string(), 0, 0}), none({root.path.string(), 1, int64_t{1} << 40});
+  const Pass a = gpt_pass(&all), b = gpt_pass(&none), plain = gpt_pass(nullptr);
+  EXPECT_GT(a.spilled, 0);
+  EXPECT_EQ(b.spilled, 0);
+  EXPECT_EQ(a.grads, plain.grads);
+  EXPECT_EQ(b.grads, plain.grads);
+}
+
+TEST(Offload, PeakTensorBytesDropWithDiskOffload) {
+  TempDir root("offload");
+  DiskOffload offload({root.path.string(), 0, 64 << 10, 256 << 10});
+  const Pass plain = gpt_pass(nullptr), disk = gpt_pass(&offload);
+  EXPECT_EQ(disk.grads, plain.grads);
+  std::printf("peak tensor bytes: %lld with offload, %lld without\n", static_cast<long long>(disk.peak), static_cast<long long>(plain.peak));
+  EXPECT_LT(disk.peak, plain.peak * 3 / 4) << "peak with offload " << disk.peak << " bytes, without " << plain.peak;
+}
+
+TEST(Offload, SpillFilesAreGoneAfterTheRunAndAfterAnError) {
+  TempDir root("offload");
+  {
+    const Config cfg = tiny(root.path, "disk");
+    Trainer t = make_trainer(cfg, models::build_model(cfg), nullptr, quiet());
+    t.train_step();
+    EXPECT_EQ(spill_files(cfg.memory.offload_dir), 1);
+  }
+  EXPECT_EQ(spill_files(root.path / "run" / "offload"), 0);
+  // An error in the middle of an offloaded forward unwinds through the offload's destructor.
+  const fs::path dir = root.path / "err";
+  try {
+    DiskOffload offload({dir.string(), 0, 0});
+    autograd::SavedTensorHooksGuard guard(offload.hooks());
+    Tensor x = Tensor::randn({64, 64}, 1).set_requires_grad(true);
+    Tensor y = ops::mul(x, x);
+    EXPECT_EQ(spill_files(dir), 1);
+    throw ValueError("boom");
+  } catch (const ValueError&) {
+  }
+  EXPECT_EQ(spill_files(dir), 0);
+}
+
+TEST(Offload, SpillFilesOfADeadProcessAreRemovedAndLiveOnesKept) {
+  TempDir root("offload");
+  const std::string dir = root.path.string();
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    DiskOffload offload({dir, 1, 0});
+    ::kill(::getpid(), SIGKILL);  // no destructor runs
+    _exit(3);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  EXPECT_EQ(spill_files(dir), 1);
+  DiskOffload live({dir, 0, 0});
+  EXPECT_EQ(remove_stale_spill_files(dir), 1);
+  EXPECT_EQ(spill_files(dir), 1);  // the live one
+  EXPECT_TRUE(fs::exists(live.path()));
+}
+
+TEST(Offload, AFullDiskIsAnErrorNotAWrongGradient) {
+  // A file size limit makes the spill writes fail as a full disk would (EFBIG instead of ENOSPC).
+  TempDir root("offload");
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &saved), 0);
+  auto* old_handler = ::signal(SIGXFSZ, SIG_IGN);
+  std::string what;
+  {
+    DiskOffload offload({root.path.string(), 0, 0});
+    rlimit limit{64 << 10, saved.rlim_max};
+    ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limit), 0);
+    try {
+      gpt_pass(&offload);
+    } catch (const Error& e) {
+      what = e.what();
+    }
+    ::setrlimit(RLIMIT_FSIZE, &saved);
+  }
+  ::signal(SIGXFSZ, old_handler);
+  EXPECT_NE(what.find("memory.offload: cannot write the spill file"), std::string::npos)
+      << "no error (or another): '" << what << "'; a gradient from a partial file would be wrong";
+  EXPECT_EQ(spill_files(root.path), 0);
+}
+
+TEST(Offload, HostIsRefusedOnACpuRun) {
+  TempDir root("offload");
+  try {
+    tiny(root.path, "host");
+    FAIL() << "host accepted";
+  } catch (const config::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("memory.offload"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("use disk"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace strand::train
