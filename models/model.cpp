@@ -41,12 +41,15 @@ std::shared_ptr<Model> build_model(const config::Config& config) {
                ValueError, "build_model: arch ", config::name_of(config.model.arch), " with attention pattern ",
                config::name_of(pattern), " (a config parse_config would refuse)");
   const uint64_t seed = static_cast<uint64_t>(config.run.seed);
+  std::shared_ptr<Model> model;
   switch (config.model.arch) {
-    case Arch::Gpt: return std::make_shared<Gpt>(config.model, seed);
-    case Arch::Encoder: return std::make_shared<Encoder>(config.model, seed);
-    case Arch::EncDec: return std::make_shared<EncDec>(config.model, seed);
+    case Arch::Gpt: model = std::make_shared<Gpt>(config.model, seed); break;
+    case Arch::Encoder: model = std::make_shared<Encoder>(config.model, seed); break;
+    case Arch::EncDec: model = std::make_shared<EncDec>(config.model, seed); break;
   }
-  throw ValueError("build_model: unknown model.arch");
+  STRAND_CHECK(model != nullptr, ValueError, "build_model: unknown model.arch");
+  set_checkpointing(*model, config.memory);
+  return model;
 }
 
 }  // namespace strand::models

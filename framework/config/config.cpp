@@ -250,6 +250,7 @@ void visit_config(Config& c, KeyVisitor& v) {
 
   v.begin("memory");
   choice(v, "checkpointing", c.memory.checkpointing);
+  v.integer("checkpoint_layers", c.memory.checkpoint_layers, at_least(0));
   choice(v, "offload", c.memory.offload);
   v.end();
 

@@ -142,6 +142,7 @@ struct PrecisionConfig {
 
 struct MemoryConfig {
   Checkpointing checkpointing = Checkpointing::None;
+  int64_t checkpoint_layers = 0;  // the first k blocks of each stack are checkpointed; 0: all
   Offload offload = Offload::None;
   bool operator==(const MemoryConfig&) const = default;
 };

@@ -71,7 +71,8 @@ constexpr KeyStatus kStatuses[] = {
     {"precision.compute", kOff, "mixed precision (bf16 / fp16 compute)"},
     {"precision.loss_scale", kOff, "loss scaling (with fp16 compute)"},
 
-    {"memory.checkpointing", kOff, "gradient checkpointing"},
+    {"memory.checkpointing", kOn, "Checkpointing.FullAndSelectiveGiveTheGradientsOfThePlainRunBitForBit"},
+    {"memory.checkpoint_layers", kOn, "Checkpointing.CheckpointLayersChecksTheFirstKBlocks"},
     {"memory.offload", kOff, "activation offloading"},
 
     {"checkpoint.dir", kOn, "TrainerTest.ResumeFromStepFileMatchesStraightRunBitForBit"},
