@@ -11,6 +11,7 @@
 #include "framework/autograd/node.h"
 #include "framework/config/config.h"
 #include "framework/core/allocator.h"
+#include "framework/train/components.h"
 #include "models/model.h"
 #include "models/model_testing.h"
 
@@ -160,6 +161,23 @@ TEST(Checkpointing, FullCheckpointingLowersThePeakTensorBytes) {
               static_cast<long long>(full), static_cast<long long>(selective));
   EXPECT_LT(full, none * 4 / 10);
   EXPECT_LT(selective, none * 8 / 10);
+}
+
+// The trainer's memory check counts one [rows, C] input per fully checkpointed block (plus one
+// block's rerun), so a long row that fits only with checkpointing is not refused.
+TEST(Checkpointing, MemoryEstimateCountsTheBlockInputsOfFullCheckpointing) {
+  config::Config c = tiny(Arch::Gpt, 12);
+  c.model.d_model = 768;
+  c.model.d_ff = 3072;
+  c.data.seq_len = 8192;
+  c.data.batch_size = 1;
+  const double none = train::estimate_memory(c, true).activation_bytes;
+  c.memory.checkpointing = Checkpointing::Full;
+  const double rows = 8192, bytes = 4;
+  EXPECT_DOUBLE_EQ(train::estimate_memory(c, true).activation_bytes, (12 * 768 + 768 + 3072) * rows * bytes);
+  c.memory.checkpoint_layers = 4;
+  EXPECT_DOUBLE_EQ(train::estimate_memory(c, true).activation_bytes, (4 * 768 + 9 * (768 + 3072)) * rows * bytes);
+  EXPECT_LT(train::estimate_memory(c, true).activation_bytes, none);
 }
 
 }  // namespace
