@@ -41,20 +41,25 @@ std::shared_ptr<Model> build_model(const config::Config& config) {
                ValueError, "build_model: arch ", config::name_of(config.model.arch), " with attention pattern ",
                config::name_of(pattern), " (a config parse_config would refuse)");
   const uint64_t seed = static_cast<uint64_t>(config.run.seed);
+  std::shared_ptr<Model> model;
   switch (config.model.arch) {
     case Arch::Gpt: {
       auto gpt = std::make_shared<Gpt>(config.model, seed);
       gpt->set_loss_chunk(config.memory.loss_chunk);
-      return gpt;
+      model = gpt;
+      break;
     }
     case Arch::Encoder: {
       auto encoder = std::make_shared<Encoder>(config.model, seed);
       encoder->set_loss_chunk(config.memory.loss_chunk);
-      return encoder;
+      model = encoder;
+      break;
     }
-    case Arch::EncDec: return std::make_shared<EncDec>(config.model, seed);
+    case Arch::EncDec: model = std::make_shared<EncDec>(config.model, seed); break;
   }
-  throw ValueError("build_model: unknown model.arch");
+  STRAND_CHECK(model != nullptr, ValueError, "build_model: unknown model.arch");
+  set_checkpointing(*model, config.memory);
+  return model;
 }
 
 }  // namespace strand::models

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "framework/autograd/checkpoint.h"
 #include "framework/core/error.h"
 #include "framework/ops/dispatch.h"
 #include "framework/ops/dropout.h"
@@ -23,6 +24,12 @@ uint64_t mix64(uint64_t z) {
 
 // Residual dropout sites of a block, and the embedding site of a stack.
 enum DropoutSite : int64_t { kAttnSite = 0, kCrossSite = 1, kMlpSite = 2, kEmbeddingSite = 3 };
+
+// norm(x), marked for selective checkpointing: recomputed from x (which the norm keeps anyway)
+// where a later op saves it (autograd::recomputable; a no-op outside a RecomputeScope).
+Tensor recomputable_norm(const Norm& norm, const Tensor& x) {
+  return autograd::recomputable(norm.forward(x), [norm, xd = x.detach()] { return norm.forward(xd); });
+}
 
 }  // namespace
 
@@ -169,12 +176,13 @@ Block::Block(const StackOptions& o, int64_t layer, ParameterSeeds& seeds) : laye
 
 Tensor Block::forward(const Tensor& x, const Tensor& positions, const Tensor& memory, const DropoutPlan& dropout,
                       const parallel::SequenceShard& shard) const {
-  Tensor h = ops::add(x, dropout.apply(attn_->forward(ln_1_.forward(x), positions, shard), layer_, kAttnSite));
+  Tensor h =
+      ops::add(x, dropout.apply(attn_->forward(recomputable_norm(ln_1_, x), positions, shard), layer_, kAttnSite));
   if (cross_) {
     STRAND_CHECK(memory.defined(), ValueError, "block ", layer_, ": cross-attention needs the encoder output");
-    h = ops::add(h, dropout.apply(cross_->forward(ln_cross_.forward(h), memory, shard), layer_, kCrossSite));
+    h = ops::add(h, dropout.apply(cross_->forward(recomputable_norm(ln_cross_, h), memory, shard), layer_, kCrossSite));
   }
-  return ops::add(h, dropout.apply(mlp_->forward(ln_2_.forward(h)), layer_, kMlpSite));
+  return ops::add(h, dropout.apply(mlp_->forward(recomputable_norm(ln_2_, h)), layer_, kMlpSite));
 }
 
 StackOptions stack_options(const config::ModelConfig& c, uint64_t run_seed, DType dtype) {
@@ -227,8 +235,36 @@ Tensor Stack::embed(const Tensor& ids, const Tensor& positions, const nn::Embedd
 
 Tensor Stack::run(Tensor x, const Tensor& positions, const Tensor& memory, const DropoutPlan& dropout,
                   const parallel::SequenceShard& shard) const {
-  for (const auto& block : blocks_) x = block->forward(x, positions, memory, dropout, shard);
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    const std::shared_ptr<Block>& block = blocks_[i];
+    const bool checked = checkpointing_ != config::Checkpointing::None &&
+                         (checkpoint_layers_ == 0 || static_cast<int64_t>(i) < checkpoint_layers_);
+    if (!checked) {
+      x = block->forward(x, positions, memory, dropout, shard);
+    } else if (checkpointing_ == config::Checkpointing::Full) {
+      // The block keeps only its inputs; its forward (the sequence-parallel exchange included)
+      // reruns in the backward with the same positions, dropout seeds and groups (docs/memory.md).
+      auto rerun = [block, positions, dropout, shard](const std::vector<Tensor>& in) {
+        return block->forward(in[0], positions, in[1], dropout, shard);
+      };
+      x = autograd::checkpoint(rerun, {x, memory}, block->parameters(), "checkpoint_block");
+    } else {
+      autograd::RecomputeScope scope;  // norms and activations saved as recipes
+      x = block->forward(x, positions, memory, dropout, shard);
+    }
+  }
   return ln_f_.forward(x);
+}
+
+void Stack::set_checkpointing(config::Checkpointing mode, int64_t layers) {
+  checkpointing_ = mode;
+  checkpoint_layers_ = layers;
+}
+
+void set_checkpointing(nn::Module& model, const config::MemoryConfig& memory) {
+  model.visit([&](nn::Module& m) {
+    if (auto* stack = dynamic_cast<Stack*>(&m)) stack->set_checkpointing(memory.checkpointing, memory.checkpoint_layers);
+  });
 }
 
 Tensor untied_lm_head(Container& lm_head, int64_t vocab, int64_t d_model, ParameterSeeds& seeds, DType dtype) {

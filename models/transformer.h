@@ -158,14 +158,21 @@ class Stack : public nn::Module {
   const Block& block(int64_t i) const { return *blocks_[static_cast<size_t>(i)]; }
   const StackOptions& options() const { return options_; }
   const Norm& ln_f() const { return ln_f_; }
+  // memory.checkpointing for the first `layers` blocks (0: all) of this stack, in run().
+  void set_checkpointing(config::Checkpointing mode, int64_t layers);
 
  private:
   StackOptions options_;
+  config::Checkpointing checkpointing_ = config::Checkpointing::None;
+  int64_t checkpoint_layers_ = 0;
   std::shared_ptr<nn::Embedding> wte_, wpe_;
   std::shared_ptr<Container> h_;
   std::vector<std::shared_ptr<Block>> blocks_;
   Norm ln_f_;
 };
+
+// Applies memory.checkpointing and memory.checkpoint_layers to every stack of a model.
+void set_checkpointing(nn::Module& model, const config::MemoryConfig& memory);
 
 // The MaskSpec of model.attention for a stack: causal (decoder) or bidirectional (encoder) form.
 // The pattern `linear` has no mask (None). Sliding window w: keys q-w+1..q (decoder) or

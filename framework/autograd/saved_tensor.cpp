@@ -13,6 +13,8 @@ thread_local std::vector<SavedTensorHooks> g_hooks;
 SavedTensorHooksGuard::SavedTensorHooksGuard(SavedTensorHooks hooks) { g_hooks.push_back(std::move(hooks)); }
 SavedTensorHooksGuard::~SavedTensorHooksGuard() { g_hooks.pop_back(); }
 
+const SavedTensorHooks* active_saved_tensor_hooks() { return g_hooks.empty() ? nullptr : &g_hooks.back(); }
+
 SavedTensor::SavedTensor(const Tensor& t) : defined_(t.defined()) {
   if (!defined_) return;
   storage_ = t.storage();

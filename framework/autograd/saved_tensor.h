@@ -24,6 +24,10 @@ class SavedTensorHooksGuard {
   SavedTensorHooksGuard& operator=(const SavedTensorHooksGuard&) = delete;
 };
 
+// The hooks a SavedTensor made now would use (the innermost guard's), or null when none is
+// active; a guard that handles only some tensors hands the others to these.
+const SavedTensorHooks* active_saved_tensor_hooks();
+
 class SavedTensor {
  public:
   SavedTensor() = default;

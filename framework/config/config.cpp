@@ -241,6 +241,7 @@ void visit_config(Config& c, KeyVisitor& v) {
 
   v.begin("memory");
   choice(v, "checkpointing", c.memory.checkpointing);
+  v.integer("checkpoint_layers", c.memory.checkpoint_layers, at_least(0));
   choice(v, "offload", c.memory.offload);
   v.integer("loss_chunk", c.memory.loss_chunk, at_least(0));
   v.integer("offload_min_bytes", c.memory.offload_min_bytes, at_least(0));

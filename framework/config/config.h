@@ -147,6 +147,7 @@ struct PrecisionConfig {
 
 struct MemoryConfig {
   Checkpointing checkpointing = Checkpointing::None;
+  int64_t checkpoint_layers = 0;  // the first k blocks of each stack are checkpointed; 0: all
   Offload offload = Offload::None;
   int64_t loss_chunk = 0;  // rows per chunk of the LM head + loss; 0: auto (see docs/memory.md)
   int64_t offload_min_bytes = int64_t{1} << 20;  // saved tensors at least this large are offloaded

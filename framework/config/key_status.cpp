@@ -74,7 +74,8 @@ constexpr KeyStatus kStatuses[] = {
     {"precision.loss_scale", kOn, "MixedPrecision.AFixedScaleMultipliesTheLossAndIsDividedOutOfTheGradients"},
     {"precision.scale_window", kOn, "MixedPrecision.DynamicScaleDoublesAfterTheWindowAndHalvesOnOverflow"},
 
-    {"memory.checkpointing", kOff, "gradient checkpointing"},
+    {"memory.checkpointing", kOn, "Checkpointing.FullAndSelectiveGiveTheGradientsOfThePlainRunBitForBit"},
+    {"memory.checkpoint_layers", kOn, "Checkpointing.CheckpointLayersChecksTheFirstKBlocks"},
     {"memory.offload", kOn, "Offload.DiskOffloadGivesTheSameLossAndGradientsBitForBit"},
     {"memory.loss_chunk", kOn, "ChunkedLoss.GptLossAndGradientsMatchTheUnchunkedHead"},
     {"memory.offload_min_bytes", kOn, "Offload.SmallTensorsStayInMemory"},

@@ -1,6 +1,7 @@
 // The feed-forward block: expand, activate (GELU, or SiLU-gated for SwiGLU), project back.
 #include "framework/nn/mlp.h"
 
+#include "framework/autograd/checkpoint.h"
 #include "framework/core/error.h"
 #include "framework/ops/elementwise.h"
 #include "framework/ops/join.h"
@@ -23,11 +24,16 @@ Tensor Mlp::forward(const Tensor& x) const {
   STRAND_CHECK(x.defined() && x.dim() >= 1 && x.size(-1) == d_model_, ShapeError, "mlp: input ",
                x.defined() ? describe(x) : "undefined", " does not end in d_model ", d_model_);
   Tensor h = c_fc_->forward(x);
+  // The activation's outputs are marked for selective checkpointing (autograd::recomputable, a
+  // no-op outside a RecomputeScope): remade from c_fc's output, which is kept anyway.
   if (swiglu_) {
     std::vector<Tensor> gate_up = ops::split(h, {d_ff_, d_ff_}, -1);
-    h = ops::mul(ops::silu(gate_up[0]), gate_up[1]);
+    const Tensor gate = gate_up[0].detach(), up = gate_up[1].detach();
+    const Tensor act = autograd::recomputable(ops::silu(gate_up[0]), [gate] { return ops::silu(gate); });
+    h = autograd::recomputable(ops::mul(act, gate_up[1]), [gate, up] { return ops::mul(ops::silu(gate), up); });
   } else {
-    h = ops::gelu(h);
+    const Tensor pre = h.detach();
+    h = autograd::recomputable(ops::gelu(h), [pre] { return ops::gelu(pre); });
   }
   return c_proj_->forward(h);
 }

@@ -29,6 +29,11 @@ std::vector<std::pair<std::string, Tensor>> Module::named_parameters(const std::
   return out;
 }
 
+void Module::visit(const std::function<void(Module&)>& fn) {
+  fn(*this);
+  for (auto& [n, m] : children_) m->visit(fn);
+}
+
 std::vector<std::pair<std::string, Tensor>> Module::named_buffers(const std::string& prefix) const {
   std::vector<std::pair<std::string, Tensor>> out;
   for (auto& [n, t] : buffers_) out.emplace_back(prefix + n, t);

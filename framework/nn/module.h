@@ -1,6 +1,7 @@
 // Module: a node in a tree of named parameters, buffers and submodules. The dotted names
 // ("transformer.h.0.ln_1.weight") are the checkpoint dataset names (architecture.md §6).
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -26,6 +27,8 @@ class Module {
   // left without a value is a ValueError; nothing is copied unless every check passes.
   void load_parameters(const std::vector<std::pair<std::string, Tensor>>& values, bool strict = true);
   void zero_grad();
+  // Calls fn on this module and every submodule, depth first in registration order.
+  void visit(const std::function<void(Module&)>& fn);
   // Training mode (dropout on) or evaluation mode, for this module and every submodule.
   void train(bool on = true);
   bool is_training() const { return training_; }

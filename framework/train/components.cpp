@@ -190,6 +190,11 @@ MemoryEstimate estimate_memory(const Config& config, bool training) {
   const double rows = static_cast<double>(config.data.batch_size) * static_cast<double>(config.data.seq_len) /
                       static_cast<double>(config.parallel.sp);
   e.activation_bytes = training ? static_cast<double>(m.n_layer) * rows * (c + f) * 4.0 : rows * (c + f) * 4.0;
+  if (training && config.memory.checkpointing == strand::config::Checkpointing::Full) {
+    // A checkpointed block keeps only its [rows, C] input; one block's rerun is held at a time.
+    const int64_t k = config.memory.checkpoint_layers == 0 ? m.n_layer : std::min(config.memory.checkpoint_layers, m.n_layer);
+    e.activation_bytes = (static_cast<double>(m.n_layer - k) + 1.0) * rows * (c + f) * 4.0 + static_cast<double>(k) * rows * c * 4.0;
+  }
   return e;
 }
 

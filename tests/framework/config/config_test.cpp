@@ -102,7 +102,7 @@ TEST(Config, UnknownKeyNamesKeyLineAndClosestKey) {
   EXPECT_CONTAINS(parse_error(kData + "train:\n  warmup: 5\n"), "key 'train.warmup': unknown key; did you mean 'train.warmup_steps'?");
   // Nothing close: the valid keys of the section are listed.
   const std::string far = parse_error(kData + "memory:\n  zzzzzzzzzzzz: 1\n");
-  EXPECT_CONTAINS(far, "cfg.yaml:4: key 'memory.zzzzzzzzzzzz': unknown key; valid keys in 'memory': checkpointing, offload");
+  EXPECT_CONTAINS(far, "cfg.yaml:4: key 'memory.zzzzzzzzzzzz': unknown key; valid keys in 'memory': checkpointing, checkpoint_layers, offload");
 }
 
 TEST(Config, WrongTypesNameKeyAndLine) {
@@ -265,7 +265,7 @@ TEST(Config, EmittedYamlParsesBackToTheSameConfig) {
       "parallel:\n  dp: 2\n  sp: 1\n  sp_mode: ulysses\n  layout: contiguous\n  backend: nccl\n"
       "train:\n  lr: 0.1\n  min_lr: 1e-7\n  schedule: linear\n  betas: [0.9, 0.999]\n  grad_clip: 0\n"
       "precision:\n  compute: fp32\n  loss_scale: dynamic\n"
-      "memory:\n  checkpointing: none\n  offload: none\n"
+      "memory:\n  checkpointing: selective\n  checkpoint_layers: 4\n  offload: none\n"
       "checkpoint:\n  dir: ck\u00e9\n  every: 50\n  keep: 0\n  resume: none\n"
       "distill:\n  temperature: 2.0\n",
       "cfg.yaml");
@@ -375,8 +375,7 @@ TEST(Config, ArchitectureRulesNameTheKey) {
 // naming the key; the default, written or not, parses, and so does every config to_yaml writes.
 TEST(Config, KeysOfFeaturesNotBuiltAreRefusedUnlessDefault) {
   const std::vector<std::pair<std::string, std::string>> refused = {
-      {"memory.checkpointing", "full"},    {"memory.checkpointing", "selective"}, {"parallel.grad_dtype", "bf16"},
-      {"distill.teacher", "t.h5"},
+      {"parallel.grad_dtype", "bf16"},     {"distill.teacher", "t.h5"},
       {"distill.temperature", "1.5"},      {"distill.alpha", "0.25"},        {"distill.attention_weight", "1"},
       {"distill.hidden_weight", "1"},      {"prune.heads_fraction", "0.5"},  {"prune.iterations", "3"},
       {"prune.importance_batches", "2"},   {"prune.finetune_steps", "7"}};
@@ -386,9 +385,9 @@ TEST(Config, KeysOfFeaturesNotBuiltAreRefusedUnlessDefault) {
     EXPECT_CONTAINS(msg, "is not yet available");
     EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
   }
-  EXPECT_CONTAINS(parse_error(kData + "memory:\n  checkpointing: full\n"),
-                  "cfg.yaml:4: key 'memory.checkpointing': full is not yet available (gradient checkpointing is not "
-                  "built); leave the key at none");
+  EXPECT_CONTAINS(parse_error(kData + "prune:\n  iterations: 3\n"),
+                  "cfg.yaml:4: key 'prune.iterations': 3 is not yet available (head pruning (strand prune) is not "
+                  "built); leave the key at 1");
   // precision.* is built; a fixed loss scale is for fp16 only.
   EXPECT_CONTAINS(parse_error(kData + "precision: {compute: bf16, loss_scale: 1024}\n"),
                   "key 'precision.loss_scale': a fixed scale applies to precision.compute fp16, compute is bf16");

@@ -1,0 +1,171 @@
+// Checkpoint node (rerun a piece of the forward in the backward) and recompute-on-unpack saved
+// tensors (selective checkpointing).
+#include "framework/autograd/checkpoint.h"
+
+#include <any>
+#include <memory>
+#include <utility>
+
+#include "framework/autograd/engine.h"
+#include "framework/autograd/grad_mode.h"
+#include "framework/autograd/node.h"
+#include "framework/autograd/saved_tensor.h"
+#include "framework/core/error.h"
+
+namespace strand::autograd {
+namespace {
+
+class GradModeGuard {
+ public:
+  explicit GradModeGuard(bool on) : prev_(grad_enabled()) { set_grad_enabled(on); }
+  ~GradModeGuard() { set_grad_enabled(prev_); }
+  GradModeGuard(const GradModeGuard&) = delete;
+  GradModeGuard& operator=(const GradModeGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
+// Keeps saved tensors as they are: the rerun's intermediates live only for this node's backward,
+// so offloading them (the hooks outside) would only add traffic.
+SavedTensorHooks plain_hooks() {
+  return {[](const Tensor& t) { return std::any(t); }, [](const std::any& a) { return std::any_cast<Tensor>(a); }};
+}
+
+class CheckpointBackward final : public Node {
+ public:
+  CheckpointBackward(const char* name, CheckpointFn fn, size_t n_inputs, std::vector<Tensor> params)
+      : Node(name), fn_(std::move(fn)), n_inputs_(n_inputs), params_(std::move(params)) {}
+
+  std::vector<Tensor> apply(std::vector<Tensor>&& grads) override {
+    // The rerun: detached inputs (leaves of a graph of its own), grad mode on.
+    std::vector<Tensor> inputs, wrt;
+    std::vector<size_t> slot_of;  // index into this node's inputs of each wrt entry
+    for (size_t i = 0; i < n_inputs_; ++i) {
+      Tensor t = saved(i);
+      if (t.defined() && next_edges[i].node) {
+        t = t.detach();
+        t.set_requires_grad(true);
+        wrt.push_back(t);
+        slot_of.push_back(i);
+      }
+      inputs.push_back(t);
+    }
+    for (size_t j = 0; j < params_.size(); ++j)
+      if (next_edges[n_inputs_ + j].node) {
+        wrt.push_back(params_[j]);
+        slot_of.push_back(n_inputs_ + j);
+      }
+    std::vector<Tensor> out(next_edges.size());
+    if (wrt.empty()) return out;
+    Tensor y;
+    {
+      GradModeGuard on(true);
+      SavedTensorHooksGuard plain(plain_hooks());
+      y = fn_(inputs);
+    }
+    STRAND_CHECK(y.defined() && y.shape() == output_meta[0].shape, AutogradError, "backward of '", name(),
+                 "': the rerun returned ", y.defined() ? describe(y) : "undefined", ", the forward ",
+                 shape_str(output_meta[0].shape));
+    if (!y.requires_grad()) return out;  // nothing in the piece depends on what needs a gradient
+    // grad() captures the gradients at the inputs' and parameters' accumulators without running
+    // them; the parameters' own accumulators then run once, in this (outer) pass.
+    std::vector<Tensor> g = grad({y}, {grads[0]}, wrt, /*retain_graph=*/false);
+    for (size_t k = 0; k < wrt.size(); ++k) out[slot_of[k]] = g[k];
+    return out;
+  }
+
+ private:
+  CheckpointFn fn_;
+  size_t n_inputs_;
+  std::vector<Tensor> params_;
+};
+
+// A tensor marked recomputable in the current scope: its storage and how to make it again.
+struct Recipe {
+  std::weak_ptr<Storage> storage;
+  int64_t offset = 0;
+  std::shared_ptr<std::function<Tensor()>> make;
+};
+
+// What a pack stored: a recipe and the view of its result that was saved, a value packed by the
+// outer hooks, or a plain tensor.
+struct RecipeView {
+  std::shared_ptr<std::function<Tensor()>> make;
+  Shape shape, strides;
+  int64_t offset = 0;  // relative to the recomputed tensor's
+};
+struct OuterPacked {
+  std::any packed;
+  std::function<Tensor(const std::any&)> unpack;
+};
+
+thread_local std::vector<std::vector<Recipe>> g_scopes;
+
+SavedTensorHooks recompute_hooks(const SavedTensorHooks* outer) {
+  SavedTensorHooks outer_copy = outer ? *outer : SavedTensorHooks{};
+  SavedTensorHooks h;
+  h.pack = [outer_copy](const Tensor& t) -> std::any {
+    if (!g_scopes.empty())
+      for (const Recipe& r : g_scopes.back())
+        if (r.storage.lock() == t.storage()) return RecipeView{r.make, t.shape(), t.strides(), t.offset() - r.offset};
+    if (outer_copy.pack) return OuterPacked{outer_copy.pack(t), outer_copy.unpack};
+    return t;
+  };
+  h.unpack = [](const std::any& a) -> Tensor {
+    if (const auto* r = std::any_cast<RecipeView>(&a)) {
+      Tensor base;
+      {
+        GradModeGuard off(false);
+        base = (*r->make)();
+      }
+      return base.as_strided(r->shape, r->strides, base.offset() + r->offset);
+    }
+    if (const auto* o = std::any_cast<OuterPacked>(&a)) return o->unpack(o->packed);
+    return std::any_cast<Tensor>(a);
+  };
+  return h;
+}
+
+}  // namespace
+
+Tensor checkpoint(const CheckpointFn& fn, const std::vector<Tensor>& inputs, const std::vector<Tensor>& params,
+                  const char* name) {
+  std::vector<const Tensor*> all;
+  for (const Tensor& t : inputs) all.push_back(&t);
+  for (const Tensor& p : params) all.push_back(&p);
+  bool any = false;
+  for (const Tensor* t : all) any = any || (t->defined() && t->requires_grad());
+  Tensor y;
+  {
+    NoGradGuard off;
+    y = fn(inputs);
+  }
+  if (!grad_enabled() || !any) return y;
+  auto node = std::make_shared<CheckpointBackward>(name, fn, inputs.size(), params);
+  connect_inputs(*node, all);
+  for (const Tensor& t : inputs) node->save(t);
+  set_history(node, {&y});
+  return y;
+}
+
+RecomputeScope::RecomputeScope() {
+  // The guard's hooks are built before it is pushed, so they see the hooks outside.
+  g_scopes.emplace_back();
+  guard_ = std::make_unique<SavedTensorHooksGuard>(recompute_hooks(active_saved_tensor_hooks()));
+}
+
+RecomputeScope::~RecomputeScope() {
+  guard_.reset();
+  g_scopes.pop_back();
+}
+
+Tensor recomputable(const Tensor& y, std::function<Tensor()> recipe) {
+  // Outside a scope, with nothing recording, or for a tensor the recipe could not rebuild as it
+  // is laid out, y is simply kept.
+  if (g_scopes.empty() || !grad_enabled() || !y.is_contiguous()) return y;
+  g_scopes.back().push_back({y.storage(), y.offset(), std::make_shared<std::function<Tensor()>>(std::move(recipe))});
+  return y;
+}
+
+}  // namespace strand::autograd

@@ -1,0 +1,45 @@
+// Gradient checkpointing: run a piece of the forward without recording and rerun it, recording,
+// inside the backward (full), or save chosen tensors as recipes rather than values (selective).
+// docs/memory.md describes both.
+#pragma once
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "framework/autograd/saved_tensor.h"
+#include "framework/core/tensor.h"
+
+namespace strand::autograd {
+
+// fn maps `inputs` to one tensor; it may also read `params` (leaves, which it reaches itself,
+// e.g. a module's parameters) and anything it captures that needs no gradient.
+using CheckpointFn = std::function<Tensor(const std::vector<Tensor>& inputs)>;
+
+// Returns fn(inputs), run with grad mode off, so none of its intermediates are kept. When
+// recording is on and an input or a parameter requires grad, the result gets a checkpoint node
+// that saves only `inputs` (through autograd::SavedTensor, so the saved-tensor hooks see them);
+// its backward reruns fn on detached copies of the inputs with grad mode on and backpropagates
+// the incoming gradient through that graph to the inputs and to `params`. fn must be a pure
+// function of its inputs (its random draws fixed by seeds, as dropout's are): then the rerun
+// computes the same values, and the gradients equal the unchecked ones bit for bit.
+Tensor checkpoint(const CheckpointFn& fn, const std::vector<Tensor>& inputs, const std::vector<Tensor>& params,
+                  const char* name = "checkpoint");
+
+// Selective checkpointing. Inside a RecomputeScope, recomputable(y, recipe) marks y: a node that
+// saves y (or a view of it) afterwards saves the recipe instead of the value, and calls it at
+// backward time (with grad mode off). The recipe must capture only tensors that are kept anyway
+// (the input of a norm its node saves), so dropping y frees its memory. Other tensors pass to
+// the hooks that were active outside the scope (activation offloading), or are kept as they are.
+class RecomputeScope {
+ public:
+  RecomputeScope();
+  ~RecomputeScope();
+  RecomputeScope(const RecomputeScope&) = delete;
+  RecomputeScope& operator=(const RecomputeScope&) = delete;
+
+ private:
+  std::unique_ptr<SavedTensorHooksGuard> guard_;
+};
+Tensor recomputable(const Tensor& y, std::function<Tensor()> recipe);
+
+}  // namespace strand::autograd
