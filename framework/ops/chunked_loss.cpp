@@ -12,6 +12,7 @@
 #include "framework/backend/gemm.h"
 #include "framework/ops/dispatch.h"
 #include "framework/ops/join.h"
+#include "framework/ops/loss.h"
 #include "framework/ops/reduce.h"
 
 namespace strand::ops {
@@ -127,6 +128,7 @@ ChunkedLoss chunked_cross_entropy(const Tensor& h, const Tensor& weight, const T
   const int64_t N = h.size(0), V = weight.size(0);
   const Tensor hc = contiguous_data(h), wc = contiguous_data(weight), tc = contiguous_data(targets);
 
+  const int64_t count = checked_target_count(tc, V, ignore_index, h.dtype(), op);
   backend::CrossEntropyParams p;
   p.device = device;
   p.dtype = h.dtype();
@@ -134,15 +136,6 @@ ChunkedLoss chunked_cross_entropy(const Tensor& h, const Tensor& weight, const T
   p.V = V;
   p.targets = tc.data<int32_t>();
   p.ignore_index = ignore_index;
-  int64_t bad = -1, count = 0;
-  int32_t bad_target = 0;
-  p.op = backend::CrossEntropyOp::CheckTargets;
-  p.first_bad = &bad;
-  p.bad_target = &bad_target;
-  p.count = &count;
-  backend::cross_entropy(p);
-  STRAND_CHECK(bad < 0, ValueError, op, ": target ", bad_target, " at row ", bad, " is outside [0, V) for V = ", V,
-               " and is not ignore_index ", ignore_index);
   const int64_t divisor = reduction == Reduction::Mean ? count : 1;
 
   const Tensor lse = Tensor::empty({N}, h.dtype(), device);

@@ -65,6 +65,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int32_t ignore
                shape_str(logits.shape()));
   const int64_t N = logits.shape()[0], V = logits.shape()[1];
   Tensor tc = contiguous_data(targets);
+  const int64_t count = checked_target_count(tc, V, ignore_index, logits.dtype(), "cross_entropy",
+                                             " (logits " + shape_str(logits.shape()) + ")");
   backend::CrossEntropyParams p;
   p.device = device;
   p.dtype = logits.dtype();
@@ -72,16 +74,6 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int32_t ignore
   p.V = V;
   p.targets = tc.data<int32_t>();
   p.ignore_index = ignore_index;
-  int64_t bad = -1, count = 0;
-  int32_t bad_target = 0;
-  p.op = backend::CrossEntropyOp::CheckTargets;
-  p.first_bad = &bad;
-  p.bad_target = &bad_target;
-  p.count = &count;
-  backend::cross_entropy(p);
-  STRAND_CHECK(bad < 0, ValueError, "cross_entropy: target ", bad_target, " at row ", bad,
-               " is outside [0, V) for V = ", V, " (logits ", shape_str(logits.shape()),
-               ") and is not ignore_index ", ignore_index);
 
   // The kernels read rows in place when they are unit-stride; other layouts are copied once.
   Tensor xc = row_stride(logits) > 0 ? logits : contiguous_data(logits);
@@ -107,6 +99,27 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int32_t ignore
     autograd::set_history(n, {&y});
   }
   return y;
+}
+
+int64_t checked_target_count(const Tensor& targets, int64_t V, int32_t ignore_index, DType dtype,
+                             const std::string& op, const std::string& context) {
+  backend::CrossEntropyParams p;
+  p.device = targets.device();
+  p.dtype = dtype;
+  p.N = targets.size(0);
+  p.V = V;
+  p.targets = targets.data<int32_t>();
+  p.ignore_index = ignore_index;
+  int64_t bad = -1, count = 0;
+  int32_t bad_target = 0;
+  p.op = backend::CrossEntropyOp::CheckTargets;
+  p.first_bad = &bad;
+  p.bad_target = &bad_target;
+  p.count = &count;
+  backend::cross_entropy(p);
+  STRAND_CHECK(bad < 0, ValueError, op, ": target ", bad_target, " at row ", bad, " is outside [0, V) for V = ", V,
+               context, " and is not ignore_index ", ignore_index);
+  return count;
 }
 
 }  // namespace strand::ops
