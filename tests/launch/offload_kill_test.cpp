@@ -13,6 +13,7 @@
 
 #include "launch/job.h"
 #include "launch/run_compare.h"
+#include "support/temp_dir.h"
 
 namespace strand {
 namespace {
@@ -22,12 +23,7 @@ using testing_support::read_text;
 using testing_support::strand_binary;
 
 int spill_files(const fs::path& dir) {
-  int n = 0;
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return 0;
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.path().filename().string().rfind("spill-", 0) == 0) ++n;
-  return n;
+  return static_cast<int>(strand::testing::files_starting_with(dir, "spill-").size());
 }
 
 TEST(OffloadKill, ASpillFileOfAKilledRunIsGoneAfterTheNextStart) {

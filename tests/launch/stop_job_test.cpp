@@ -17,6 +17,7 @@
 
 #include "launch/job.h"
 #include "launch/run_compare.h"
+#include "support/temp_dir.h"
 
 namespace strand {
 namespace {
@@ -97,14 +98,6 @@ TEST_F(StopJob, AStoppedRankEndsTheJobAfterTheTimeout) {
     ADD_FAILURE() << "rank " << p.rank << " (pid " << p.pid << ") still running";
 }
 
-// The checkpoint files of the run: name -> whether it is a finished one (step_*.h5).
-std::vector<std::string> files_in(const fs::path& dir) {
-  std::vector<std::string> names;
-  if (!fs::exists(dir)) return names;
-  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
-  return names;
-}
-
 TEST_F(StopJob, SigtermToTrainShDuringALargeSaveKeepsTheLastStep) {
   // About 230 MB per checkpoint (19 M parameters with AdamW moments), one after every step: the
   // ranks spend most of their time saving, and the signal comes while a temp file is written.
@@ -128,7 +121,7 @@ TEST_F(StopJob, SigtermToTrainShDuringALargeSaveKeepsTheLastStep) {
   const auto deadline = JobClock::now() + std::chrono::seconds(60);
   bool saving = false;
   while (!saving && JobClock::now() < deadline) {
-    for (const std::string& name : files_in(checkpoints)) saving = saving || name.rfind(".tmp-", 0) == 0;
+    saving = !strand::testing::files_starting_with(checkpoints, ".tmp-").empty();
     if (!saving) usleep(2000);
   }
   ASSERT_TRUE(saving) << "no save seen in 60 s:\n" << read_text(output.string());
@@ -152,7 +145,7 @@ TEST_F(StopJob, SigtermToTrainShDuringALargeSaveKeepsTheLastStep) {
   const long long last = static_cast<long long>(*rows.back().at("step"));
   char name[32];
   std::snprintf(name, sizeof name, "step_%08lld.h5", last);
-  for (const std::string& f : files_in(checkpoints)) EXPECT_NE(f.rfind(".tmp-", 0), 0u) << "left behind: " << f;
+  for (const std::string& f : strand::testing::files_starting_with(checkpoints, ".tmp-")) ADD_FAILURE() << "left behind: " << f;
   const fs::path latest = checkpoints / name;
   ASSERT_TRUE(fs::exists(latest)) << "no checkpoint of step " << last << " in " << checkpoints << ":\n" << text;
   const auto inspect = testing_support::run_command(strand_binary() + " inspect " + latest.string(), dir_);

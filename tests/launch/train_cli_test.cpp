@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "launch/run_compare.h"
+#include "support/temp_dir.h"
 
 namespace strand {
 namespace {
@@ -312,10 +313,7 @@ std::string five_megabyte_model(const std::string& run_dir) {
 }
 
 std::vector<std::string> temp_files_in(const std::string& dir) {
-  std::vector<std::string> found;
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.path().filename().string().rfind(".tmp-", 0) == 0) found.push_back(e.path().string());
-  return found;
+  return strand::testing::files_starting_with(dir, ".tmp-");
 }
 
 // An 8 MB tmpfs at `dir` while this lives (mounting needs root, as CI runs): it holds one

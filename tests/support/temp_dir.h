@@ -1,10 +1,13 @@
-// A fresh directory per test (named after the test and the process), removed afterwards.
+// A fresh directory per test (named after the test and the process), removed afterwards; and
+// the files of a directory with a given name prefix (temp files, spill files).
 #pragma once
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <string>
+#include <system_error>
+#include <vector>
 
 namespace strand::testing {
 
@@ -22,5 +25,15 @@ struct TempDir {
   TempDir& operator=(const TempDir&) = delete;
   std::string file(const std::string& name) const { return (path / name).string(); }
 };
+
+// The paths of the files in `dir` whose names start with `prefix` (".tmp-", "spill-"); none
+// when `dir` does not exist.
+inline std::vector<std::string> files_starting_with(const std::filesystem::path& dir, const std::string& prefix) {
+  std::vector<std::string> found;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    if (it->path().filename().string().rfind(prefix, 0) == 0) found.push_back(it->path().string());
+  return found;
+}
 
 }  // namespace strand::testing

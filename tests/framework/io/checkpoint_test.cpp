@@ -18,6 +18,7 @@
 
 #include "framework/io/checkpoint.h"
 #include "framework/io/checkpoint_dir.h"
+#include "support/temp_dir.h"
 
 namespace strand::io {
 namespace {
@@ -37,12 +38,7 @@ class CheckpointTest : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
   // Names in the directory that start with ".tmp-": leftovers of an unfinished write.
-  std::vector<std::string> temp_files() const {
-    std::vector<std::string> found;
-    for (const auto& e : fs::directory_iterator(dir_))
-      if (e.path().filename().string().rfind(".tmp-", 0) == 0) found.push_back(e.path().string());
-    return found;
-  }
+  std::vector<std::string> temp_files() const { return strand::testing::files_starting_with(dir_, ".tmp-"); }
   fs::path dir_;
 };
 

@@ -25,12 +25,7 @@ namespace fs = std::filesystem;
 using testing::TempDir;
 
 int spill_files(const fs::path& dir) {
-  int n = 0;
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return 0;
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.path().filename().string().rfind("spill-", 0) == 0) ++n;
-  return n;
+  return static_cast<int>(strand::testing::files_starting_with(dir, "spill-").size());
 }
 
 Config tiny(const fs::path& root, const std::string& offload, const std::vector<std::string>& more = {}) {
