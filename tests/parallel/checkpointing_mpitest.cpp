@@ -17,6 +17,7 @@
 #include "models/model.h"
 #include "parallel/comm/group.h"
 #include "support/temp_dir.h"
+#include "support/trainer_pass.h"
 
 namespace strand::parallel {
 namespace {
@@ -41,18 +42,10 @@ Pass gradient_pass(const std::vector<std::string>& overrides) {
   std::ofstream(path) << "model: {vocab_size: 16, n_layer: 3, n_head: 4, d_model: 16, max_seq_len: 32}\n"
                          "data: {format: synthetic, task: copy, seq_len: 32, batch_size: 2}\n";
   const train::Config config = train::load_config(path, overrides);
-  const std::shared_ptr<models::Model> model = models::build_model(config);
-  train::TrainerOptions options;
-  options.print = false;
-  options.write_files = false;
-  options.allow_resume = false;
-  train::Trainer trainer = train::make_trainer(config, model, &world(), options);
-  const std::unique_ptr<data::Loader> rows =
-      data::make_loader(train::data_spec_of(config, trainer.dp_rank(), config.parallel.dp), data::Split::train);
-  const train::GradientPass pass = trainer.forward_backward(*rows, 1);
+  const testing::TrainerPass run = testing::trainer_gradient_pass(config, world());
   Pass out;
-  out.loss = pass.loss_sum;
-  for (const auto& [name, p] : model->named_parameters()) out.grads.push_back(floats(p.grad()));
+  out.loss = run.pass.loss_sum;
+  for (const auto& [name, p] : run.model->named_parameters()) out.grads.push_back(floats(p.grad()));
   return out;
 }
 

@@ -14,6 +14,7 @@
 #include "models/model.h"
 #include "parallel/comm/group.h"
 #include "support/temp_dir.h"
+#include "support/trainer_pass.h"
 
 namespace strand::parallel {
 namespace {
@@ -24,16 +25,11 @@ struct PassResult {
 };
 
 PassResult gradient_pass(const train::Config& config) {
-  const std::shared_ptr<models::Model> model = models::build_model(config);
-  train::TrainerOptions options;
-  options.print = false;
-  options.write_files = false;
-  options.allow_resume = false;
-  train::Trainer trainer = train::make_trainer(config, model, &world(), options);
-  const std::unique_ptr<data::Loader> rows = data::make_loader(train::data_spec_of(config, 0, 1), data::Split::train);
+  // One replica (dp = 1): every rank reads replica 0's rows, its sequence shard of them.
+  const testing::TrainerPass run = testing::trainer_gradient_pass(config, world(), 2);
   PassResult r;
-  r.loss_sum = trainer.forward_backward(*rows, 2).loss_sum;
-  for (const auto& [name, p] : model->named_parameters()) r.grads.push_back(p.grad().to_vector());
+  r.loss_sum = run.pass.loss_sum;
+  for (const auto& [name, p] : run.model->named_parameters()) r.grads.push_back(p.grad().to_vector());
   return r;
 }
 

@@ -20,6 +20,7 @@
 #include "models/model.h"
 #include "parallel/comm/group.h"
 #include "support/temp_dir.h"
+#include "support/trainer_pass.h"
 
 namespace strand::parallel {
 namespace {
@@ -64,18 +65,10 @@ void expect_summed_gradient_equals_one_process(int dp, int sp) {
 
   // The job: the trainer's own gradient pass over this rank's shard of its replica's rows,
   // summed over every rank in buckets and scaled by the global token count, before any step.
-  const std::shared_ptr<models::Model> model = models::build_model(config);
-  train::TrainerOptions options;
-  options.print = false;
-  options.write_files = false;
-  options.allow_resume = false;
-  train::Trainer trainer = train::make_trainer(config, model, &world(), options);
-  const std::unique_ptr<data::Loader> mine =
-      data::make_loader(train::data_spec_of(config, trainer.dp_rank(), dp), data::Split::train);
-  const train::GradientPass pass = trainer.forward_backward(*mine, 1);
-  ASSERT_EQ(pass.scored_tokens, want.tokens) << label;
+  const testing::TrainerPass run = testing::trainer_gradient_pass(config, world());
+  ASSERT_EQ(run.pass.scored_tokens, want.tokens) << label;
 
-  const auto got_params = model->named_parameters(), want_params = reference->named_parameters();
+  const auto got_params = run.model->named_parameters(), want_params = reference->named_parameters();
   ASSERT_EQ(got_params.size(), want_params.size());
   double diff = 0, norm = 0;
   for (size_t i = 0; i < got_params.size(); ++i) {
