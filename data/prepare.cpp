@@ -1,10 +1,7 @@
 // The prepare pipeline: list inputs, tokenize with a progress bar, split train/val, write shards.
 #include "data/prepare.h"
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -14,6 +11,7 @@
 #include "data/hdf5_tokens.h"
 #include "data/shards.h"
 #include "data/token_source.h"
+#include "framework/core/progress.h"
 
 namespace strand::data {
 
@@ -49,60 +47,9 @@ std::string read_text_file(const std::string& path) {
   return text;
 }
 
-// One line on stderr: redrawn in place on a terminal (at most 10 times a second), or a single
-// summary line when stderr is a file or pipe, so logs do not fill with carriage returns.
-class ProgressBar {
- public:
-  ProgressBar(std::string label, int64_t total, bool enabled)
-      : label_(std::move(label)), total_(std::max<int64_t>(total, 1)), enabled_(enabled),
-        tty_(enabled && ::isatty(::fileno(stderr))), start_(Clock::now()), last_draw_(start_) {}
-
-  void update(int64_t done) {
-    done_ = done;
-    if (!tty_) return;
-    const auto now = Clock::now();
-    if (now - last_draw_ < std::chrono::milliseconds(100) && done_ < total_) return;
-    last_draw_ = now;
-    draw('\r');
-  }
-  void finish() {
-    if (!enabled_ || finished_) return;
-    finished_ = true;
-    done_ = total_;
-    draw(tty_ ? '\r' : '\0');
-    std::fputc('\n', stderr);
-    std::fflush(stderr);
-  }
-  // Unwinding from an error: end a half-drawn line so the error starts on its own line.
-  ~ProgressBar() {
-    if (tty_ && !finished_) std::fputc('\n', stderr);
-  }
-
- private:
-  using Clock = std::chrono::steady_clock;
-  void draw(char lead) {
-    constexpr int kWidth = 30;
-    const double frac = std::min(1.0, static_cast<double>(done_) / static_cast<double>(total_));
-    const double seconds = std::chrono::duration<double>(Clock::now() - start_).count();
-    const double mb = static_cast<double>(done_) / 1e6;
-    const int filled = static_cast<int>(frac * kWidth);
-    std::string bar(static_cast<size_t>(filled), '#');
-    bar.resize(kWidth, '.');
-    if (lead) std::fputc(lead, stderr);
-    std::fprintf(stderr, "%s [%s] %3d%%  %.1f/%.1f MB  %.1f MB/s", label_.c_str(), bar.c_str(),
-                 static_cast<int>(std::lround(frac * 100)), mb, static_cast<double>(total_) / 1e6,
-                 seconds > 0 ? mb / seconds : 0.0);
-    std::fflush(stderr);
-  }
-  std::string label_;
-  int64_t total_, done_ = 0;
-  bool enabled_, tty_, finished_ = false;
-  Clock::time_point start_, last_draw_;
-};
-
 // Appends the tokens of `text`, chunk by chunk, reporting bytes consumed.
 void encode_document(const Tokenizer& tok, std::string_view text, std::vector<int32_t>& out, int64_t& bytes_done,
-                     ProgressBar& bar) {
+                     Progress& bar) {
   size_t pos = 0;
   while (pos < text.size()) {
     size_t end = std::min(text.size(), pos + kEncodeChunkBytes);
@@ -214,7 +161,13 @@ PrepareResult prepare_dataset(const PrepareOptions& o) {
 
   std::vector<int32_t> stream;
   int64_t bytes_done = 0;
-  ProgressBar bar(detail::concat("tokenizing (", tokenizer->name(), ")"), total_bytes, o.progress);
+  ProgressOptions bar_options;
+  bar_options.label = detail::concat("tokenizing (", tokenizer->name(), ")");
+  bar_options.total = total_bytes;
+  bar_options.unit = "MB";
+  bar_options.unit_scale = 1e6;
+  if (!o.progress) bar_options.mode = ProgressMode::Off;
+  Progress bar(bar_options);
   for (const auto& f : files) {
     if (is_token_file(f)) {
       const bool hdf5 = lower_extension(f) != ".bin";

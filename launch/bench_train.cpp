@@ -14,6 +14,7 @@
 #include "framework/config/config.h"
 #include "framework/core/allocator.h"
 #include "framework/core/json.h"
+#include "framework/core/progress.h"
 #include "framework/train/components.h"
 #include "framework/train/trainer.h"
 #include "launch/commands.h"
@@ -47,9 +48,17 @@ void run_bench_train(const BenchTrainArgs& args, parallel::Group& world) {
   options.allow_resume = false;
   options.print = false;
   options.final_eval = false;
+  // Steps of a long sequence take minutes: rank 0 shows how far the bench is.
+  ProgressOptions shown;
+  shown.label = "bench train";
+  shown.unit = "steps";
+  shown.total = config.train.steps;
+  if (world.rank() != 0) shown.mode = ProgressMode::Off;
+  Progress progress(shown);
   options.on_step = [&](const train::StepReport& r) {
     if (r.step > args.warmup) step_seconds.push_back(r.seconds);
     loss = r.loss;
+    progress.update(r.step);
   };
   // Before the first allocation; the ranks on this machine share its memory.
   train::check_memory_fits(config, true, train::machine_memory_bytes(), parallel::ranks_on_this_machine(world));
@@ -57,6 +66,7 @@ void run_bench_train(const BenchTrainArgs& args, parallel::Group& world) {
   const int64_t params = model->parameter_count();
   train::Trainer trainer(train::build_trainer_parts(config, model, &world), options);
   trainer.run();
+  progress.finish();
 
   // The median step, as /work/shared/peers/torch_gpt.py reports it.
   std::sort(step_seconds.begin(), step_seconds.end());

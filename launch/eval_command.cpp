@@ -9,6 +9,7 @@
 
 #include "framework/config/config.h"
 #include "framework/core/json.h"
+#include "framework/core/progress.h"
 #include "framework/io/checkpoint.h"
 #include "framework/train/components.h"
 #include "framework/train/eval.h"
@@ -72,7 +73,21 @@ void run_eval(const EvalArgs& args, parallel::Group& world) {
   const parallel::ProcessGrid& grid = sharder.grid();
   const data::DataSpec spec = train::data_spec_of(config, grid.dp_rank(), dp, args.data);
   const std::unique_ptr<data::Loader> loader = data::make_loader(spec, data::Split::val);
-  const train::EvalResult result = train::evaluate(*model, *loader, config.train.eval_batches, &world, sharder);
+  // Rank 0 shows how far the batches are (every rank runs as many).
+  ProgressOptions shown;
+  shown.label = "eval";
+  shown.unit = "batches";
+  if (world.rank() != 0) shown.mode = ProgressMode::Off;
+  std::optional<Progress> progress;
+  const train::EvalResult result =
+      train::evaluate(*model, *loader, config.train.eval_batches, &world, sharder, {}, [&](int64_t done, int64_t all) {
+        if (!progress) {
+          shown.total = all;
+          progress.emplace(shown);
+        }
+        progress->update(done);
+      });
+  if (progress) progress->finish();
 
   if (world.rank() == 0) {
     const auto step = ckpt.trainer.int64s.find("step");

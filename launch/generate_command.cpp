@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "framework/config/config.h"
+#include "framework/core/progress.h"
 #include "framework/io/checkpoint.h"
 #include "framework/train/components.h"
 #include "framework/train/sample.h"
@@ -91,6 +92,18 @@ void run_generate(const GenerateArgs& args, bool prompt_given, parallel::Group& 
   options.sampling = {args.temperature, args.top_k, args.top_p, static_cast<uint64_t>(args.seed)};
   options.use_cache = !args.no_cache;
   options.keep_tokens = false;  // printed as they come
+  // A long prompt's prefill can take minutes on CPU: its progress, block by block (none for a
+  // prompt done within a second).
+  ProgressOptions shown;
+  shown.label = "prefill";
+  shown.unit = "blocks";
+  shown.total = config.model.n_layer;
+  shown.quiet_below_s = 1.0;
+  Progress prefill(shown);
+  options.on_prefill_layer = [&](int64_t done, int64_t) {
+    prefill.update(done);
+    if (done == shown.total) prefill.finish();
+  };
   train::TextStream stream(*tokenizer);
   const auto start = std::chrono::steady_clock::now();
   models::generate(gpt, prompt, options, [&](int32_t id) {

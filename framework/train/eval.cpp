@@ -46,7 +46,8 @@ std::optional<double> chance_accuracy(const Config& config) {
 }
 
 EvalResult evaluate(models::Model& model, const data::Loader& loader, int64_t batches, parallel::Group* group,
-                    const BatchSharder& sharder, const std::function<bool()>& stop) {
+                    const BatchSharder& sharder, const std::function<bool()>& stop,
+                    const std::function<void(int64_t, int64_t)>& on_batch) {
   STRAND_CHECK(batches >= 1, ValueError, "train.eval_batches: ", batches, " must be positive");
   if (loader.steps_per_epoch() > 0) batches = std::min(batches, loader.steps_per_epoch());
   const bool was_training = model.is_training();
@@ -57,6 +58,7 @@ EvalResult evaluate(models::Model& model, const data::Loader& loader, int64_t ba
   result.batches = batches;
   data::AnswerScore score;
   bool scored = false;
+  if (on_batch) on_batch(0, batches);
   for (int64_t b = 0; b < batches; ++b) {
     if (stop && stop()) {
       model.train(was_training);
@@ -72,6 +74,7 @@ EvalResult evaluate(models::Model& model, const data::Loader& loader, int64_t ba
                                  : data::score_answers(out.predictions, batch.answer_targets);
       scored = true;
     }
+    if (on_batch) on_batch(b + 1, batches);
   }
   model.train(was_training);
 

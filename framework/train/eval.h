@@ -36,10 +36,13 @@ struct EvalResult {
 // a row's verdict (all its answers right) gathers every sp rank's part of the row first. Every
 // rank must call this together. `stop`, when given, is asked before each batch (on every rank
 // alike: it must give every rank the same answer, e.g. a stop flag all-reduced over the group);
-// when it says yes the evaluation ends there, `interrupted` set and nothing reduced.
+// when it says yes the evaluation ends there, `interrupted` set and nothing reduced. `on_batch`,
+// when given, hears (batches done, batches in all) before the first batch and after each
+// (a progress display).
 EvalResult evaluate(models::Model& model, const data::Loader& loader, int64_t batches,
                     parallel::Group* group = nullptr, const BatchSharder& sharder = {},
-                    const std::function<bool()>& stop = {});
+                    const std::function<bool()>& stop = {},
+                    const std::function<void(int64_t, int64_t)>& on_batch = {});
 
 // The answer-token accuracy of guessing uniformly among the symbols a synthetic task can put at
 // an answer position (passkey: 10 digits; copy: every symbol; assoc_recall: every value symbol);

@@ -74,7 +74,7 @@ int64_t GptDecoder::cache_bytes() const {
   return total;
 }
 
-Tensor GptDecoder::forward(const Tensor& ids) {
+Tensor GptDecoder::forward(const Tensor& ids, const std::function<void(int64_t, int64_t)>& on_layer) {
   autograd::NoGradGuard no_grad;
   STRAND_CHECK(ids.defined() && ids.dtype() == DType::I32 && ids.dim() == 2 && ids.size(1) >= 1, ShapeError,
                "generation: ids must be int32 [B, T] with T >= 1, got ", ids.defined() ? describe(ids) : "undefined");
@@ -88,13 +88,14 @@ Tensor GptDecoder::forward(const Tensor& ids) {
     x = ops::add(x, nn::cached_self_attention(block.attn(), block.ln_1().forward(x), first,
                                               caches_[static_cast<size_t>(i)]));
     x = ops::add(x, block.mlp().forward(block.ln_2().forward(x)));
+    if (on_layer) on_layer(i + 1, stack.n_layer());
   }
   return lm_logits(last_row(stack.ln_f().forward(x)), model_.output_embedding());
 }
 
-Tensor GptDecoder::prefill(const Tensor& ids) {
+Tensor GptDecoder::prefill(const Tensor& ids, const std::function<void(int64_t, int64_t)>& on_layer) {
   STRAND_CHECK(length() == 0, ValueError, "generation: prefill after ", length(), " cached positions");
-  return forward(ids);
+  return forward(ids, on_layer);
 }
 
 Tensor GptDecoder::step(const Tensor& ids) {
@@ -135,7 +136,7 @@ std::vector<int32_t> generate(Gpt& model, std::span<const int32_t> prompt, const
   Tensor logits;
   if (o.use_cache) {
     decoder = std::make_unique<GptDecoder>(model, 1, T + o.max_new_tokens);
-    logits = decoder->prefill(ids_of(sequence));
+    logits = decoder->prefill(ids_of(sequence), o.on_prefill_layer);
   } else {
     logits = recompute_last_logits(model, ids_of(sequence));
   }

@@ -20,8 +20,9 @@ class GptDecoder {
   // tokens); ValueError when the model cannot generate that far (check_generation).
   GptDecoder(Gpt& model, int64_t batch, int64_t max_positions);
 
-  // ids int32 [B, T], the prompt (first call only) -> logits [B, V] of its last row.
-  Tensor prefill(const Tensor& ids);
+  // ids int32 [B, T], the prompt (first call only) -> logits [B, V] of its last row. `on_layer`,
+  // when given, hears (blocks done, blocks in all) after each block: a long prompt's progress.
+  Tensor prefill(const Tensor& ids, const std::function<void(int64_t, int64_t)>& on_layer = {});
   // ids int32 [B, 1], the token after the cached ones -> its logits [B, V].
   Tensor step(const Tensor& ids);
 
@@ -29,7 +30,7 @@ class GptDecoder {
   int64_t cache_bytes() const;
 
  private:
-  Tensor forward(const Tensor& ids);
+  Tensor forward(const Tensor& ids, const std::function<void(int64_t, int64_t)>& on_layer = {});
   Gpt& model_;
   int64_t max_positions_;
   std::vector<nn::KvCache> caches_;
@@ -49,6 +50,7 @@ struct GenerateOptions {
   SamplingOptions sampling;
   bool use_cache = true;  // false: recompute the whole sequence for every token (the reference)
   bool keep_tokens = true;  // false: the tokens go only to on_token (a stream of any length in bounded memory)
+  std::function<void(int64_t, int64_t)> on_prefill_layer;  // GptDecoder::prefill's progress (cached only)
 };
 
 // The tokens generated after `prompt` (one row; none kept with keep_tokens false), in evaluation

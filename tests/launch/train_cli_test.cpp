@@ -205,6 +205,8 @@ TEST_F(TrainCliTest, EvalPrintsOneJsonLineWithLossAndAccuracy) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   ASSERT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
   for (const char* key : {"\"loss\": ", "\"tokens\": ", "\"accuracy\": ", "\"step\": 2"}) EXPECT_CONTAINS(r.out, key);
+  // Progress goes to stderr (a file here: plain lines), never into the JSON on stdout.
+  EXPECT_CONTAINS(r.err, "eval 100%  10/10 batches");  // train.eval_batches default
 }
 
 TEST_F(TrainCliTest, BenchTrainPrintsOneJsonLineAndWritesNothing) {
@@ -219,6 +221,7 @@ TEST_F(TrainCliTest, BenchTrainPrintsOneJsonLineAndWritesNothing) {
   EXPECT_GT(*row.at("peak_mem_bytes"), 0.0);
   EXPECT_EQ(*row.at("threads"), 1.0);  // OMP_NUM_THREADS=1
   EXPECT_EQ(*row.at("steps"), 2.0);
+  EXPECT_CONTAINS(r.err, "bench train 100%  3/3 steps");  // 1 warm-up + 2 timed
   EXPECT_FALSE(fs::exists(path("run"))) << "bench writes no metrics or checkpoints";
 }
 
