@@ -21,6 +21,7 @@
 #include "framework/autograd/engine.h"
 #include "framework/autograd/grad_mode.h"
 #include "framework/ops/attention_contract.h"
+#include "framework/backend/cpu/attention_int8.h"
 #include "framework/backend/cpu/attention_tile.h"
 #include "framework/core/allocator.h"
 #include "framework/core/error.h"
@@ -269,13 +270,57 @@ void run_bench_ring(const BenchAttentionOptions& opt, const MaskSpec& mask, DTyp
   std::fflush(stdout);
 }
 
+// --dtype int8: the inference forward with INT8 scores beside the float32 kernel on the same
+// inputs, in one run (forward only: int8 attention has no backward), with both results' errors
+// against the float64 reference when --check is given.
+void run_bench_int8(const BenchAttentionOptions& opt, const MaskSpec& mask, int64_t hkv) {
+  STRAND_CHECK(opt.sp == 1, ValueError, "bench attention: --dtype int8 runs on one rank (--sp 1)");
+  const int64_t b = opt.batch, n = opt.seq, d = opt.head_dim;
+  const Tensor q = Tensor::randn({b, opt.heads, n, d}, 1), k = Tensor::randn({b, hkv, n, d}, 2),
+               v = Tensor::randn({b, hkv, n, d}, 3);
+  autograd::NoGradGuard no_grad;
+  const auto best_of = [&](bool int8, ops::AttentionOutput& out) {
+    double best = 1e30;
+    for (int rep = 0; rep <= opt.reps; ++rep) {  // rep 0 warms the allocator cache up
+      ops::Int8AttentionScope scope(int8);
+      const auto t0 = Clock::now();
+      out = ops::attention(q, k, v, mask);
+      if (rep > 0) best = std::min(best, seconds_since(t0));
+    }
+    return best;
+  };
+  ops::AttentionOutput f32_out, int8_out;
+  const double f32_s = best_of(false, f32_out), int8_s = best_of(true, int8_out);
+  const int64_t pairs = ops::attended_pairs(mask, b, n, n);
+  const double useful = 4.0 * static_cast<double>(pairs) * static_cast<double>(opt.heads) * static_cast<double>(d);
+  std::ostringstream os;
+  os << "{\"bench\":\"attention\",\"impl\":\"strand-cpu-int8\",\"seq\":" << n << ",\"heads\":" << opt.heads
+     << ",\"kv_heads\":" << hkv << ",\"head_dim\":" << d << ",\"batch\":" << b << ",\"pattern\":\""
+     << mask_pattern_name(mask) << "\",\"causal\":" << (mask.causal ? "true" : "false")
+     << ",\"dtype\":\"int8\",\"vnni\":" << (cpu::cpu_has_vnni() ? "true" : "false")
+     << ",\"threads\":" << omp_get_max_threads() << ",\"fwd_ms\":" << num(int8_s * 1e3, 2)
+     << ",\"f32_fwd_ms\":" << num(f32_s * 1e3, 2) << ",\"speedup\":" << num(f32_s / int8_s, 3)
+     << ",\"fwd_gflops\":" << num(useful / int8_s / 1e9, 2);
+  if (opt.check) {
+    auto f64 = [](const Tensor& t) { return t.copy_as(DType::F64, Device::cpu()); };
+    const ops::AttentionOutput ref = ops::attention_reference(f64(q), f64(k), f64(v), ops::dense_mask(mask, b, n, n));
+    os << ",\"o_max_err\":" << sci(max_abs_error(int8_out.o, ref.o)) << ",\"lse_max_err\":"
+       << sci(max_abs_error(int8_out.lse, ref.lse)) << ",\"f32_o_max_err\":" << sci(max_abs_error(f32_out.o, ref.o))
+       << ",\"f32_lse_max_err\":" << sci(max_abs_error(f32_out.lse, ref.lse));
+  }
+  os << "}";
+  std::printf("%s\n", os.str().c_str());
+  std::fflush(stdout);
+}
+
 void run_bench_attention(const BenchAttentionOptions& opt) {
   if (opt.threads > 0) omp_set_num_threads(opt.threads);
   const int64_t hkv = opt.kv_heads > 0 ? opt.kv_heads : opt.heads;
-  STRAND_CHECK(opt.dtype == "f32" || opt.dtype == "bf16", ValueError, "bench attention: --dtype ", opt.dtype,
-               " (expected f32 or bf16)");
+  STRAND_CHECK(opt.dtype == "f32" || opt.dtype == "bf16" || opt.dtype == "int8", ValueError,
+               "bench attention: --dtype ", opt.dtype, " (expected f32, bf16 or int8)");
   const DType dt = opt.dtype == "bf16" ? DType::BF16 : DType::F32;
   const MaskSpec mask = mask_of(opt);
+  if (opt.dtype == "int8") return run_bench_int8(opt, mask, hkv);
   const int ranks = parallel::world().size();
   STRAND_CHECK(opt.sp == ranks, ValueError, "bench attention: --sp ", opt.sp, " must equal the number of ranks, ",
                ranks, " (run `mpirun -np P strand bench attention --sp P ...`)");
@@ -358,7 +403,7 @@ void add_bench_attention(CLI::App& bench) {
   cmd->add_option("--block-size", opt->block_size, "bigbird: random block size")->check(CLI::PositiveNumber);
   cmd->add_option("--random-blocks", opt->random_blocks, "bigbird: random key blocks per query block")
       ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--dtype", opt->dtype, "f32 or bf16 (bf16 inputs, float32 compute)");
+  cmd->add_option("--dtype", opt->dtype, "f32, bf16 (bf16 inputs, float32 compute) or int8 (inference forward with INT8 scores, beside f32)");
   cmd->add_option("--threads", opt->threads, "OpenMP threads; 0 keeps OMP_NUM_THREADS")->check(CLI::NonNegativeNumber);
   cmd->add_option("--reps", opt->reps, "timed repetitions after a warm-up; the best is reported (--sp > 1: the median)")
       ->check(CLI::PositiveNumber);

@@ -1,6 +1,7 @@
-// `strand eval CONFIG --checkpoint CKPT [--data PATH]`: mean loss (and task accuracy) of a
-// checkpoint over train.eval_batches batches of the validation data, as one JSON line; under
-// mpirun with parallel.sp > 1 each sequence is split over sp ranks as in training.
+// `strand eval CONFIG --checkpoint CKPT [--data PATH] [--attention-precision int8]`: mean loss
+// (and task accuracy) of a checkpoint over train.eval_batches batches of the validation data, as
+// one JSON line; under mpirun with parallel.sp > 1 each sequence is split over sp ranks as in
+// training. With int8, attention takes its scores in INT8 (ops::Int8AttentionScope).
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -11,6 +12,7 @@
 #include "framework/core/json.h"
 #include "framework/core/progress.h"
 #include "framework/io/checkpoint.h"
+#include "framework/ops/attention_contract.h"
 #include "framework/train/components.h"
 #include "framework/train/eval.h"
 #include "launch/commands.h"
@@ -28,6 +30,7 @@ struct EvalArgs {
   std::string checkpoint;
   std::string data;
   std::vector<std::string> overrides;
+  std::string attention_precision = "fp32";  // or int8: inference attention with INT8 scores
   int64_t batches = 0;
 };
 
@@ -79,6 +82,7 @@ void run_eval(const EvalArgs& args, parallel::Group& world) {
   shown.unit = "batches";
   if (world.rank() != 0) shown.mode = ProgressMode::Off;
   std::optional<Progress> progress;
+  const ops::Int8AttentionScope attention_precision(args.attention_precision == "int8");
   const train::EvalResult result =
       train::evaluate(*model, *loader, config.train.eval_batches, &world, sharder, {}, [&](int64_t done, int64_t all) {
         if (!progress) {
@@ -108,6 +112,10 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--data", args->data, "Validation data (path or glob; format from data.format) instead of data.val");
   cmd->add_option("--batches", args->batches, "Batches per rank (default: train.eval_batches)")
       ->check(positive());
+  cmd->add_option("--attention-precision", args->attention_precision,
+                  "fp32, or int8: attention scores in INT8 (smoothed keys, per-block scales; docs/attention.md)")
+      ->check(CLI::IsMember({"fp32", "int8"}))
+      ->capture_default_str();
   cmd->add_option("--set", args->overrides, "Override a config key (repeatable)")->allow_extra_args(false)->take_all();
   // Errors propagate to main, whose guarded runner prints the one line and ends every rank.
   cmd->callback([args]() { run_eval(*args, parallel::world()); });

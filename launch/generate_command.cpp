@@ -14,6 +14,7 @@
 #include "framework/config/config.h"
 #include "framework/core/progress.h"
 #include "framework/io/checkpoint.h"
+#include "framework/ops/attention_contract.h"
 #include "framework/train/components.h"
 #include "framework/train/sample.h"
 #include "launch/commands.h"
@@ -30,6 +31,7 @@ struct GenerateArgs {
   std::string prompt;
   std::string prompt_file;
   std::vector<std::string> overrides;
+  std::string attention_precision = "fp32";  // or int8: inference attention with INT8 scores
   int64_t max_new_tokens = 256;
   double temperature = 1.0;
   int64_t top_k = 0;
@@ -106,6 +108,8 @@ void run_generate(const GenerateArgs& args, bool prompt_given, parallel::Group& 
   };
   train::TextStream stream(*tokenizer);
   const auto start = std::chrono::steady_clock::now();
+  // INT8 scores reach the prompt's prefill; each new token's single-query step reads the cache in float.
+  const ops::Int8AttentionScope attention_precision(args.attention_precision == "int8");
   models::generate(gpt, prompt, options, [&](int32_t id) {
     const std::string piece = stream.push(id);
     std::fwrite(piece.data(), 1, piece.size(), stdout);
@@ -136,6 +140,10 @@ void add_generate_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--seed", args->seed, "Seed of the sampling draws")->capture_default_str();
   cmd->add_flag("--no-cache", args->no_cache, "Recompute the whole sequence for every token (slow; the reference)");
+  cmd->add_option("--attention-precision", args->attention_precision,
+                  "fp32, or int8: the prefill's attention scores in INT8 (docs/attention.md)")
+      ->check(CLI::IsMember({"fp32", "int8"}))
+      ->capture_default_str();
   cmd->add_option("--set", args->overrides, "Override a config key (repeatable)")->allow_extra_args(false)->take_all();
   // Errors propagate to main, whose guarded runner prints the one line.
   cmd->callback([args, prompt]() { run_generate(*args, prompt->count() > 0, parallel::world()); });

@@ -109,6 +109,12 @@ struct AttentionForwardParams : AttentionParams {};
 // launch("attention_backward", ...): dq, dk, dv from q, k, v, o, lse, d_o (and d_lse).
 // Deterministic for a fixed thread count.
 struct AttentionBackwardParams : AttentionParams {};
+// launch("attention_forward_int8", ...): o and lse for inference with the scores Q . K^T taken in
+// INT8 (keys smoothed by their mean, per-block scales; P . V in float32): float32 q, k, v, o, lse;
+// no backward. Note [INT8 scores] in cpu/attention_int8.cpp.
+struct AttentionInt8ForwardParams : AttentionParams {
+  bool generic = false;  // the portable integer path even where the CPU has VNNI (tests compare them)
+};
 
 // `outer` blocks of `rows` rows of width `d` (a [B, H, N, D] tensor's rows [r0, r0 + rows) has
 // outer = B * H; an lse [B, H, N] has d = 1): element (t, i, x) sits at

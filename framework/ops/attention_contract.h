@@ -37,6 +37,25 @@ Tensor attention_rows(const Tensor& t, int64_t first, int64_t count);
 void attention_segment_forward(const Tensor& q, const Tensor& k, const Tensor& v, const MaskSpec& mask,
                                double scale, const Tensor& o, const Tensor& lse);
 
+// Inference with INT8 scores (eval, generate: `--attention-precision int8`): while an
+// Int8AttentionScope is alive on this thread, attention_segment_forward takes Q . K^T in INT8
+// (Note [INT8 scores], backend/cpu/attention_int8.cpp), on every attention path (local, ring,
+// Ulysses). Forward only: with gradients recording it is an error. float32 inputs only.
+class Int8AttentionScope {
+ public:
+  explicit Int8AttentionScope(bool on = true);
+  ~Int8AttentionScope();
+  Int8AttentionScope(const Int8AttentionScope&) = delete;
+  Int8AttentionScope& operator=(const Int8AttentionScope&) = delete;
+
+ private:
+  bool prev_;
+};
+bool int8_attention_enabled();
+// The INT8 forward itself, whatever the scope says; `generic` forces the portable integer path.
+void attention_segment_forward_int8(const Tensor& q, const Tensor& k, const Tensor& v, const MaskSpec& mask,
+                                    double scale, const Tensor& o, const Tensor& lse, bool generic = false);
+
 // Its backward, from the saved o, lse and the incoming d_o (laid out like o) and d_lse (laid out
 // like lse; undefined = zero). `accumulate` false: dq, dk, dv are overwritten; true: the step's
 // gradients are added into them (a ring adds one key block's share after another).

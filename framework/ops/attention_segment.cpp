@@ -4,6 +4,7 @@
 // device. Also the input checks and the dtype and scale rules every attention path shares.
 #include <cmath>
 
+#include "framework/autograd/grad_mode.h"
 #include "framework/backend/registry.h"
 #include "framework/ops/attention_contract.h"
 #include "framework/ops/dispatch.h"
@@ -94,8 +95,30 @@ Tensor attention_rows(const Tensor& t, int64_t first, int64_t count) {
 
 void attention_segment_forward(const Tensor& q, const Tensor& k, const Tensor& v, const MaskSpec& mask,
                                double scale, const Tensor& o, const Tensor& lse) {
+  if (int8_attention_enabled()) {
+    attention_segment_forward_int8(q, k, v, mask, scale, o, lse);
+    return;
+  }
   backend::launch("attention_forward", backend::AttentionForwardParams{make_params(q, k, v, mask, scale, o, lse)});
 }
+
+void attention_segment_forward_int8(const Tensor& q, const Tensor& k, const Tensor& v, const MaskSpec& mask,
+                                    double scale, const Tensor& o, const Tensor& lse, bool generic) {
+  STRAND_CHECK(!autograd::grad_enabled(), AutogradError,
+               "int8 attention is for inference: it has no backward (run it without gradients)");
+  STRAND_CHECK(q.dtype() == DType::F32, DTypeError, "int8 attention: takes float32 q, k, v, got q ", describe(q));
+  backend::AttentionInt8ForwardParams p{make_params(q, k, v, mask, scale, o, lse)};
+  p.generic = generic;
+  backend::launch("attention_forward_int8", p);
+}
+
+namespace {
+thread_local bool int8_attention = false;
+}  // namespace
+
+Int8AttentionScope::Int8AttentionScope(bool on) : prev_(int8_attention) { int8_attention = on; }
+Int8AttentionScope::~Int8AttentionScope() { int8_attention = prev_; }
+bool int8_attention_enabled() { return int8_attention; }
 
 void attention_segment_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& o,
                                 const Tensor& lse, const Tensor& d_o, const Tensor& d_lse, const MaskSpec& mask,

@@ -207,6 +207,16 @@ TEST_F(TrainCliTest, EvalPrintsOneJsonLineWithLossAndAccuracy) {
   for (const char* key : {"\"loss\": ", "\"tokens\": ", "\"accuracy\": ", "\"step\": 2"}) EXPECT_CONTAINS(r.out, key);
   // Progress goes to stderr (a file here: plain lines), never into the JSON on stdout.
   EXPECT_CONTAINS(r.err, "eval 100%  10/10 batches");  // train.eval_batches default
+  // INT8 attention scores: the same loss within 0.5% (this barely trained model's scores are so
+  // small that the two may agree to every float32 digit; ops.attention_int8_test shows the path).
+  const CommandResult int8 = strand("eval " + cfg + " --attention-precision int8 --checkpoint " +
+                                    path("run/checkpoints/step_00000002.h5"));
+  ASSERT_EQ(int8.exit_code, 0) << int8.err;
+  const double loss = *testing_support::parse_metrics_line(r.out).at("loss");
+  const double int8_loss = *testing_support::parse_metrics_line(int8.out).at("loss");
+  EXPECT_NEAR(int8_loss, loss, 0.005 * loss);
+  EXPECT_CONTAINS(one_error_line(strand("eval " + cfg + " --attention-precision int4 --checkpoint x.h5")),
+                  "--attention-precision: int4 not in {fp32,int8}");
 }
 
 TEST_F(TrainCliTest, BenchTrainPrintsOneJsonLineAndWritesNothing) {

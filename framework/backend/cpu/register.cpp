@@ -1,6 +1,7 @@
 // Registers the CPU implementation of every kernel family with the device seam (registry.h).
 #include "framework/backend/cpu/adamw.h"
 #include "framework/backend/cpu/attention_decode.h"
+#include "framework/backend/cpu/attention_int8.h"
 #include "framework/backend/cpu/attention_kernels.h"
 #include "framework/backend/cpu/attention_reference.h"
 #include "framework/backend/cpu/clip.h"
@@ -40,6 +41,7 @@ void register_cpu_kernels() {
   // Attention (framework/backend/attention.h).
   register_kernel<AttentionForwardParams>(kCpu, &cpu::attention_forward_kernel);
   register_kernel<AttentionBackwardParams>(kCpu, &cpu::attention_backward_kernel);
+  register_kernel<AttentionInt8ForwardParams>(kCpu, &cpu::attention_forward_int8_kernel);
   register_kernel<AttentionMergeParams>(kCpu, &cpu::attention_merge_forward_kernel);
   register_kernel<AttentionMergeBackwardParams>(kCpu, &cpu::attention_merge_backward_kernel);
   register_kernel<AttentionAddRowsParams>(kCpu, &cpu::attention_add_rows_kernel);
