@@ -51,6 +51,8 @@ int train_exit_status();
 void add_eval_command(CLI::App& app);
 // `strand generate CONFIG --checkpoint CKPT --prompt TEXT`: text from a GPT (generate_command.cpp).
 void add_generate_command(CLI::App& app);
+// `strand analyze CONFIG --checkpoint CKPT --text TEXT`: attention statistics and pictures (analyze_command.cpp).
+void add_analyze_command(CLI::App& app);
 // `strand bench train CONFIG [--steps N]`: tokens/s and peak memory, one JSON line (bench_train.cpp).
 void add_bench_train(CLI::App& bench);
 // `strand bench generate CONFIG`: KV cache vs recomputing, and a long stream's memory (bench_generate.cpp).

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake ninja-build pkg-config ccache
           libopenblas-openmp-dev libdnnl-dev libopenmpi-dev openmpi-bin libhdf5-dev libyaml-cpp-dev
-          libgtest-dev libcli11-dev libsentencepiece-dev
+          libgtest-dev libcli11-dev libsentencepiece-dev libpng-dev
           python3 python3-torch python3-h5py python3-numpy)  # parity tests and benchmark peers
 
 missing=()

@@ -72,18 +72,22 @@ MultiHeadAttention::MultiHeadAttention(int64_t d_model, int64_t n_head, const At
   }
 }
 
-Tensor MultiHeadAttention::forward(const Tensor& x, const Tensor& positions, const parallel::SequenceShard& shard) const {
+MultiHeadAttention::Heads MultiHeadAttention::heads(const Tensor& x, const Tensor& positions) const {
   check_input("multi_head_attention", "x", x, d_model_);
   const int64_t q_width = n_head_ * head_dim_, kv_width = n_kv_head_ * head_dim_;
   std::vector<Tensor> qkv = ops::split(c_attn_->forward(x), {q_width, kv_width, kv_width}, -1);
-  Tensor q = split_heads(qkv[0], n_head_, head_dim_);
-  Tensor k = split_heads(qkv[1], n_kv_head_, head_dim_);
-  Tensor v = split_heads(qkv[2], n_kv_head_, head_dim_);
+  Heads h{split_heads(qkv[0], n_head_, head_dim_), split_heads(qkv[1], n_kv_head_, head_dim_),
+          split_heads(qkv[2], n_kv_head_, head_dim_)};
   if (options_.rope) {
     STRAND_CHECK(positions.defined(), ValueError, "multi_head_attention: rope needs the token positions");
-    q = ops::rope(q, positions, options_.rope_base);
-    k = ops::rope(k, positions, options_.rope_base);
+    h.q = ops::rope(h.q, positions, options_.rope_base);
+    h.k = ops::rope(h.k, positions, options_.rope_base);
   }
+  return h;
+}
+
+Tensor MultiHeadAttention::forward(const Tensor& x, const Tensor& positions, const parallel::SequenceShard& shard) const {
+  const auto [q, k, v] = heads(x, positions);
   Tensor o;
   if (options_.linear) {
     STRAND_CHECK(shard.local(), ValueError, "multi_head_attention: linear attention over ", shard.size(),

@@ -44,6 +44,13 @@ class MultiHeadAttention : public Module {
   // them; the mask assumes local row t sits at q_offset + t of options.mask). -> [B, T, C].
   Tensor forward(const Tensor& x, const Tensor& positions, const parallel::SequenceShard& shard = {}) const;
 
+  // The heads forward attends with: q [B, n_head, T, D], k and v [B, n_kv_head, T, D], rope
+  // applied (attention analysis reads q and k).
+  struct Heads {
+    Tensor q, k, v;
+  };
+  Heads heads(const Tensor& x, const Tensor& positions) const;
+
   int64_t n_head() const { return n_head_; }
   int64_t n_kv_head() const { return n_kv_head_; }
   int64_t head_dim() const { return head_dim_; }

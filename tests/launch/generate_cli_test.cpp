@@ -82,6 +82,30 @@ TEST_F(GenerateCliTest, PrintsTextAndTheSameTextForTheSameSeed) {
   EXPECT_EQ(cached.out, recomputed.out);
 }
 
+TEST_F(GenerateCliTest, AnalyzeWritesStatisticsAndPicturesOfAShortInput) {
+  ASSERT_EQ(train_.exit_code, 0) << train_.err;
+  const std::string out = path("analysis");
+  const CommandResult r = strand("analyze " + path("gpt.yaml") + " --checkpoint " + checkpoint() +
+                                 " --text 'To be, or not' --out " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* file : {"analysis.json", "head_view.png", "rollout.png"})
+    EXPECT_TRUE(fs::exists(fs::path(out) / file)) << file << "\n" << r.out;
+  std::ifstream in(fs::path(out) / "analysis.json");
+  const std::string json((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const char* key : {"\"tokens\": 13", "\"entropy\": ", "\"distance\": ", "\"rollout\": ", "\"maps\": "})
+    EXPECT_CONTAINS(json, key);
+  // A long input gets the statistics only; bad inputs are one error line.
+  const CommandResult stats = strand("analyze " + path("gpt.yaml") + " --checkpoint " + checkpoint() +
+                                     " --data " + path("data/tiny_val.bin") + " --map-tokens 8 --out " + out + "2");
+  ASSERT_EQ(stats.exit_code, 0) << stats.err;
+  EXPECT_CONTAINS(stats.out, "no pictures");
+  EXPECT_FALSE(fs::exists(fs::path(out + "2") / "head_view.png"));
+  const std::string analyze = "analyze " + path("gpt.yaml") + " --checkpoint " + checkpoint();
+  EXPECT_CONTAINS(one_error_line(strand(analyze)), "exactly one of --text");
+  EXPECT_CONTAINS(one_error_line(strand(analyze + " --text x --map-tokens 600")), "--map-tokens");
+  EXPECT_CONTAINS(one_error_line(strand(analyze + " --data " + path("missing.bin"))), path("missing.bin"));
+}
+
 TEST_F(GenerateCliTest, BadInputsAreOneErrorLine) {
   ASSERT_EQ(train_.exit_code, 0) << train_.err;
   EXPECT_CONTAINS(one_error_line(generate("--prompt x --top-p 1.5")), "--top-p 1.5");
