@@ -233,7 +233,7 @@ std::string draw_y(const ChartSpec& spec, const std::vector<std::vector<Point>>&
     os << "<polyline class=\"series\" data-series=\"" << html_escape(spec_s.key) << "\" data-points=\"" << n
        << "\" fill=\"none\" stroke=\"" << spec_s.color << "\" stroke-width=\"1.6\" points=\"" << points << "\"/>";
     // Sparse curves (validation every few hundred steps, short runs) get markers at their points.
-    if (n <= 60) {
+    if (n <= 30) {
       std::istringstream each(points);
       for (std::string xy; each >> xy;) {
         const size_t comma = xy.find(',');
@@ -328,7 +328,11 @@ std::string summary_html(const RunReport& r, const std::string& generated_at) {
             number_text(last->second.value_or(NAN)));
     if (const auto v = last_value(r.rows, "loss")) row(os, "last train loss", number_text(*v));
     if (const auto v = last_value(r.rows, "val_loss")) row(os, "last val loss", number_text(*v));
-    if (const auto v = last_value(r.rows, "tokens_seen")) row(os, "tokens seen", number_text(*v));
+    if (const auto v = last_value(r.rows, "tokens_seen")) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.0f", *v);
+      row(os, "tokens seen", buf);
+    }
     if (const auto v = last_value(r.rows, "timestamp")) row(os, "last line logged at", utc_text(*v));
   }
   row(os, "page made at", html_escape(generated_at));
@@ -447,7 +451,7 @@ h3{font-size:14px;margin:16px 0 6px}nav a{margin-right:12px}
 table{border-collapse:collapse}th,td{text-align:left;padding:2px 10px 2px 0;vertical-align:top}
 table.records th,table.records td{border-bottom:1px solid #eee}
 pre{background:#f6f6f6;padding:8px;overflow-x:auto;max-height:480px;font-size:12px}
-.charts{display:flex;flex-wrap:wrap;gap:12px}.chart{margin:0;border:1px solid #e4e4e4;padding:6px}
+.charts{display:flex;flex-wrap:wrap;gap:12px}.chart{margin:0;border:1px solid #e4e4e4;padding:6px;width:560px}
 .chart svg{display:block;max-width:100%;height:auto}
 .key{margin-left:10px;font-size:12px}.key i{display:inline-block;width:12px;height:3px;margin:0 4px 3px 0}
 .grid{stroke:#eee}.axis{stroke:#999}.tick,.label,.note,.empty{font-size:11px;fill:#555}

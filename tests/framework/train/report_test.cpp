@@ -10,6 +10,7 @@
 #include <string>
 
 #include "framework/core/error.h"
+#include "framework/io/run_dir.h"
 #include "framework/train/report.h"
 #include "support/temp_dir.h"
 
@@ -115,6 +116,21 @@ TEST(Report, HalfWrittenLastLineIsLeftOut) {
   const std::string html = report_html(report, "now");
   EXPECT_NE(html.find("still being written"), std::string::npos);
   EXPECT_EQ(points(chart(html, "loss"), "loss"), 2);
+}
+
+TEST(Report, ARunHoldingTheDirectoryIsInProgress) {
+  testing::TempDir dir("report");
+  write(dir.path / "metrics.jsonl", metrics_line(1, 2.5));
+  EXPECT_FALSE(read_run_dir(dir.path.string()).in_progress);
+  {
+    // The lock `strand train` holds while it runs (flock: a second open file conflicts, also in
+    // this process).
+    io::DirectoryLock lock(dir.path.string(), "run.dir");
+    const RunReport report = read_run_dir(dir.path.string());
+    EXPECT_TRUE(report.in_progress);
+    EXPECT_NE(report_html(report, "now").find("<b>in progress</b>"), std::string::npos);
+  }
+  EXPECT_FALSE(read_run_dir(dir.path.string()).in_progress);
 }
 
 TEST(Report, MalformedLineIsNamedByFileAndLine) {
