@@ -465,13 +465,18 @@ const char* kErrorScript =
     "window.addEventListener('error',function(){var e=document.documentElement;"
     "e.setAttribute('data-report-errors',String(Number(e.getAttribute('data-report-errors')||0)+1));});";
 
-// The log-scale toggle: both drawings are in the page; the script only picks one (#log in the
-// address starts in log scale).
-const char* kToggleScript =
-    "(function(){var box=document.getElementById('logscale');"
-    "function apply(){document.body.classList.toggle('log',box.checked);}"
-    "box.addEventListener('change',apply);if(location.hash==='#logscale')box.checked=true;apply();"
-    "document.documentElement.setAttribute('data-report-ready','1');})();";
+// The log-scale toggle: both drawings are in the page; the script only picks one (#logscale in
+// the address starts in log scale). After loading, the page counts its pictures and those that
+// did not decode, for a test that reads the DOM.
+const char* kPageScript =
+    "(function(){var root=document.documentElement,box=document.getElementById('logscale');"
+    "if(box){var apply=function(){document.body.classList.toggle('log',box.checked);};"
+    "box.addEventListener('change',apply);if(location.hash==='#logscale')box.checked=true;apply();}"
+    "window.addEventListener('load',function(){var bad=0;for(var i=0;i<document.images.length;i++){"
+    "var im=document.images[i];if(!im.complete||im.naturalWidth===0)bad++;}"
+    "root.setAttribute('data-report-images',String(document.images.length));"
+    "root.setAttribute('data-report-broken-images',String(bad));});"
+    "root.setAttribute('data-report-ready','1');})();";
 
 }  // namespace
 
@@ -552,9 +557,7 @@ std::string report_html(const RunReport& r, const std::string& generated_at) {
     for (const std::string& line : r.log_tail) text += line + "\n";
     os << "<pre>" << html_escape(text) << "</pre>";
   }
-  // Without a metrics file there is no checkbox; the script's lookup would fail, so it is left out.
-  os << "\n<script>" << (r.metrics_present ? kToggleScript : "document.documentElement.setAttribute('data-report-ready','1');")
-     << "</script>\n</body></html>\n";
+  os << "\n<script>" << kPageScript << "</script>\n</body></html>\n";
   return os.str();
 }
 

@@ -81,10 +81,19 @@ TEST_F(ReportCliTest, MalformedMetricsLineIsOneErrorLineNamingIt) {
 
 TEST_F(ReportCliTest, PageOfAShortRunHasEveryCurveInChromium) {
   const std::string run = train_short_run();
+  // What analyze and prune leave in a run directory: a picture (a 1x1 PNG) and a JSON report.
+  fs::create_directories(run + "/analyze");
+  std::ofstream(run + "/analyze/head_view.png", std::ios::binary)
+      << std::string("\x89\x50\x4e\x47\x0d\x0a\x1a\x0a\x00\x00\x00\x0d\x49\x48\x44\x52\x00\x00\x00\x01\x00\x00"
+                     "\x00\x01\x08\x04\x00\x00\x00\xb5\x1c\x0c\x02\x00\x00\x00\x0b\x49\x44\x41\x54\x78\xda\x63"
+                     "\x64\x60\x00\x00\x00\x06\x00\x02\x30\x81\xd0\x2f\x00\x00\x00\x00\x49\x45\x4e\x44\xae\x42"
+                     "\x60\x82",
+                     68);
+  std::ofstream(run + "/prune_report.json") << R"({"heads_removed": 1, "heads": [{"layer": 0, "head": 1}]})";
   const std::string page = dir_.file("report.html");
   const CommandResult r = strand("report " + run + " --out " + page);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.out.find("report: wrote " + page + " (6 metrics lines, 2 checkpoints"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("report: wrote " + page + " (6 metrics lines, 2 checkpoints, 2 other files)"), std::string::npos) << r.out;
 
   // What the page must draw: for every field, the number of lines that give it a value.
   std::map<std::string, int> values;
@@ -104,6 +113,10 @@ TEST_F(ReportCliTest, PageOfAShortRunHasEveryCurveInChromium) {
   EXPECT_EQ(shown.err.find("Uncaught"), std::string::npos) << shown.err;
   EXPECT_EQ(shown.err.find("CONSOLE"), std::string::npos) << shown.err;
   EXPECT_EQ(dom.find("<body class=\"log\">"), std::string::npos);  // linear scale first
+  // The picture decoded; the JSON report is a table.
+  EXPECT_NE(dom.find("data-report-images=\"1\""), std::string::npos);
+  EXPECT_NE(dom.find("data-report-broken-images=\"0\""), std::string::npos);
+  EXPECT_NE(dom.find("<tr><th>heads_removed</th><td>1</td></tr>"), std::string::npos);
 
   // Every chart has its series, each with one point per value, in both drawings.
   const std::regex figure_re("<figure class=\"chart\" id=\"chart-([a-z_]+)\"[\\s\\S]*?</figure>");
