@@ -105,8 +105,10 @@ std::vector<CheckpointFile> list_checkpoints(const std::string& dir) {
     CheckpointFile f;
     f.name = it->path().filename().string();
     f.step = step_of_name(f.name);
-    if (f.step < 0 || !it->is_regular_file(ec)) continue;
-    f.bytes = static_cast<int64_t>(it->file_size(ec));
+    std::error_code entry_ec;  // a file removed meanwhile (pruned by the run) is passed over
+    if (f.step < 0 || !it->is_regular_file(entry_ec)) continue;
+    f.bytes = static_cast<int64_t>(it->file_size(entry_ec));
+    if (entry_ec) continue;
     f.mtime = mtime_of(it->path());
     f.latest = f.name == latest;
     found.push_back(f);
@@ -181,16 +183,17 @@ std::vector<ExtraFile> find_extras(const fs::path& run_dir, const std::string& c
   const fs::path ckpt = checkpoint_dir.empty() ? fs::path() : fs::weakly_canonical(checkpoint_dir, ec);
   for (fs::recursive_directory_iterator it(run_dir, fs::directory_options::skip_permission_denied, ec), end;
        !ec && it != end; it.increment(ec)) {
-    if (it->is_directory(ec)) {
-      std::error_code ec2;
-      if (it.depth() >= 1 || (!ckpt.empty() && fs::weakly_canonical(it->path(), ec2) == ckpt) ||
+    // An entry that cannot be examined (removed meanwhile) is passed over; `ec` is the walk's own.
+    std::error_code entry_ec;
+    if (it->is_directory(entry_ec)) {
+      if (it.depth() >= 1 || (!ckpt.empty() && fs::weakly_canonical(it->path(), entry_ec) == ckpt) ||
           it->path().filename() == "checkpoints")
         it.disable_recursion_pending();
       continue;
     }
-    if (!it->is_regular_file(ec)) continue;
-    const std::string relative = fs::relative(it->path(), run_dir, ec).generic_string();
-    if (ec || is_run_file(relative)) continue;
+    if (!it->is_regular_file(entry_ec)) continue;
+    const std::string relative = fs::relative(it->path(), run_dir, entry_ec).generic_string();
+    if (entry_ec || is_run_file(relative)) continue;
     if (auto extra = read_extra(it->path(), relative)) found.push_back(std::move(*extra));
   }
   std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.relative_path < b.relative_path; });
