@@ -1,8 +1,9 @@
-// `strand report` on a real short run: the page written, one error line for a missing run
-// directory, and the page loaded in headless Chromium (Debian's `chromium`): its script ran
-// without an error, every chart has its series with one point per logged value, the log-scale
-// toggle switches the drawing, and a screenshot is saved. Without chromium the browser test is
-// skipped ("skipped: no chromium"); launch/setup.sh installs it.
+// `strand report` on real runs: the page written, one error line for a missing run directory or
+// a malformed metrics line, a run reported while it trains, and the page loaded in headless
+// Chromium (Debian's `chromium`): its script ran without an error, every chart has its series
+// with one point per logged value, pictures decode, the log-scale toggle switches the drawing,
+// and a screenshot is saved. Without chromium the browser test is skipped ("skipped: no
+// chromium"); launch/setup.sh --tests installs it.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -11,8 +12,10 @@
 #include <fstream>
 #include <map>
 #include <regex>
+#include <signal.h>
 #include <string>
 
+#include "launch/job.h"
 #include "launch/run_compare.h"
 #include "support/temp_dir.h"
 
@@ -77,6 +80,31 @@ TEST_F(ReportCliTest, MalformedMetricsLineIsOneErrorLineNamingIt) {
   ASSERT_EQ(r.error_lines().size(), 1u) << r.err;
   EXPECT_EQ(r.error_lines()[0].rfind("strand: error: " + dir_.file("run/metrics.jsonl") + ":2: at byte 0:", 0), 0u)
       << r.err;
+}
+
+TEST_F(ReportCliTest, ARunInProgressIsReported) {
+  const std::string run = dir_.file("run");
+  std::ofstream(dir_.file("long.yaml"))
+      << "run: {dir: " << run << ", seed: 3}\n"
+      << "model: {vocab_size: 32, n_layer: 1, n_head: 2, d_model: 16, max_seq_len: 32}\n"
+      << "data: {format: synthetic, task: assoc_recall, seq_len: 32, batch_size: 2}\n"
+      << "train: {steps: 1000000, log_every: 1}\n";
+  testing_support::Job job("env OMP_NUM_THREADS=1 " + strand_binary() + " train " + dir_.file("long.yaml"),
+                           dir_.path / "train.out");
+  ASSERT_TRUE(job.started());
+  ASSERT_EQ(testing_support::wait_for_lines(job, run + "/metrics.jsonl", 3, std::chrono::seconds(120)), "")
+      << read_text(dir_.file("train.out"));
+  const CommandResult r = strand("report " + run);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string html = read_text(run + "/report.html");
+  EXPECT_NE(html.find("<b>in progress</b>"), std::string::npos);
+  EXPECT_NE(html.find("id=\"chart-loss\""), std::string::npos);
+  // The run goes on undisturbed and stops as asked: a checkpoint, exit status 0.
+  ::kill(job.pid(), SIGTERM);
+  EXPECT_EQ(job.wait_for_exit(std::chrono::seconds(120)), 0) << read_text(dir_.file("train.out"));
+  const CommandResult after = strand("report " + run);
+  ASSERT_EQ(after.exit_code, 0) << after.err;
+  EXPECT_EQ(read_text(run + "/report.html").find("<b>in progress</b>"), std::string::npos);
 }
 
 TEST_F(ReportCliTest, PageOfAShortRunHasEveryCurveInChromium) {
