@@ -144,8 +144,14 @@ std::vector<double> nice_ticks(double lo, double hi, int count) {
     step = m * power;
     if (step >= raw) break;
   }
+  // Counted, not accumulated: a step below the spacing of doubles near `lo` cannot stall the loop.
   std::vector<double> ticks;
-  for (double t = std::ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) ticks.push_back(std::fabs(t) < step * 1e-9 ? 0.0 : t);
+  const double first = std::ceil(lo / step);
+  for (int k = 0; k <= 4 * count; ++k) {
+    const double t = (first + k) * step;
+    if (t > hi + step * 1e-9) break;
+    if (ticks.empty() || t > ticks.back()) ticks.push_back(std::fabs(t) < step * 1e-9 ? 0.0 : t);
+  }
   return ticks;
 }
 
@@ -163,9 +169,10 @@ std::string coord(double v) {
   return buf;
 }
 
-// A range with room: equal ends are spread apart, then 4% added on each side.
+// A range with room: (nearly) equal ends are spread apart, then 4% added on each side.
 std::pair<double, double> padded(double lo, double hi) {
-  if (hi <= lo) {
+  // A range within rounding of its values (a constant loss scale) is drawn as a constant.
+  if (hi - lo <= 1e-9 * std::max(std::fabs(lo), std::fabs(hi))) {
     const double d = lo == 0.0 ? 1.0 : std::fabs(lo) * 0.1;
     lo -= d;
     hi += d;

@@ -222,6 +222,27 @@ TEST(Report, ChecksCheckpointsAndOtherCommandsOutputs) {
   EXPECT_NE(html.find("<code>[[1.5, 2.0], [0.5, 1.0]]</code>"), std::string::npos);
 }
 
+TEST(Report, NearlyConstantAndExtremeCurvesAreDrawn) {
+  // Values one ulp apart, zeros and negatives (no log drawing for those), huge and tiny numbers.
+  std::string text;
+  const double values[] = {1.0, 1.0000000000000002, 1.0};
+  for (int step = 1; step <= 3; ++step)
+    text += "{\"step\": " + std::to_string(step) + ", \"loss\": " + std::to_string(values[step - 1]) +
+            ", \"loss_scale\": " + (step == 2 ? "1.0000000000000002" : "1") + ", \"lr\": 0, \"grad_norm\": " +
+            (step == 1 ? "-1" : "1e300") + ", \"tokens_per_s\": 1e-300}\n";
+  RunReport report;
+  report.metrics_present = true;
+  report.rows = parse_metrics_text(text, "m", nullptr);
+  const std::string html = report_html(report, "now");
+  EXPECT_EQ(points(chart(html, "loss_scale"), "loss_scale"), 3);
+  EXPECT_EQ(points(chart(html, "lr"), "lr"), 3);
+  EXPECT_EQ(points(chart(html, "lr"), "lr", /*log=*/true), -1);
+  EXPECT_NE(chart(html, "lr").find("no positive values for a log scale"), std::string::npos);
+  EXPECT_EQ(points(chart(html, "grad_norm"), "grad_norm", /*log=*/true), 2);
+  EXPECT_NE(chart(html, "grad_norm").find("1 values &#8804; 0 not drawn"), std::string::npos);
+  EXPECT_EQ(points(chart(html, "tokens_per_s"), "tokens_per_s", /*log=*/true), 3);
+}
+
 TEST(Report, LongRunsAreThinnedKeepingTheLastPoint) {
   std::string text;
   for (int step = 1; step <= 5000; ++step) text += metrics_line(step, 1.0 + 1.0 / step);
