@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -42,8 +43,8 @@ std::optional<std::string> read_file(const fs::path& path) {
 MetricsRow row_of(const JsonValue& line, const std::string& where) {
   STRAND_CHECK(line.kind == JsonValue::Kind::Object, ValueError, where, ": expected a JSON object");
   const JsonValue* step = line.find("step");
-  STRAND_CHECK(step != nullptr && step->kind == JsonValue::Kind::Number, ValueError, where,
-               ": no numeric \"step\" field");
+  STRAND_CHECK(step != nullptr && step->kind == JsonValue::Kind::Number && std::isfinite(step->number), ValueError,
+               where, ": no numeric \"step\" field");
   MetricsRow row;
   for (const auto& [key, value] : line.members) {
     if (value.kind == JsonValue::Kind::Number) row[key] = value.number;
