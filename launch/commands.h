@@ -55,6 +55,8 @@ void add_generate_command(CLI::App& app);
 void add_analyze_command(CLI::App& app);
 // `strand bench train CONFIG [--steps N]`: tokens/s and peak memory, one JSON line (bench_train.cpp).
 void add_bench_train(CLI::App& bench);
+// `strand report RUN_DIR [--out FILE]`: one HTML page of a run (report_command.cpp).
+void add_report_command(CLI::App& app);
 // `strand bench generate CONFIG`: KV cache vs recomputing, and a long stream's memory (bench_generate.cpp).
 void add_bench_generate(CLI::App& bench);
 

@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   strand::launch::add_inspect_command(app);
   strand::launch::add_export_command(app);
   strand::launch::add_config_command(app);
+  strand::launch::add_report_command(app);
   strand::launch::add_bench_command(app);
 
   // The launcher's environment is read here, before the guarded runner exists: a bad one

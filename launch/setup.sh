@@ -3,6 +3,8 @@
 # Idempotent: a second run installs nothing and rebuilds only what changed.
 #
 #   launch/setup.sh            packages + configure + build
+#   launch/setup.sh --tests    the same, and the packages only tests use (chromium, for the
+#                              report page's browser test; launch/test.sh passes this)
 #
 # Environment: STRAND_BUILD_DIR (default build), STRAND_PORTABLE=1 (no -march=native),
 # STRAND_CMAKE_ARGS (extra cmake arguments), STRAND_JOBS (parallel build jobs).
@@ -13,6 +15,8 @@ packages=(build-essential cmake ninja-build pkg-config ccache
           libopenblas-openmp-dev libdnnl-dev libopenmpi-dev openmpi-bin libhdf5-dev libyaml-cpp-dev
           libgtest-dev libcli11-dev libsentencepiece-dev libpng-dev
           python3 python3-torch python3-h5py python3-numpy)  # parity tests and benchmark peers
+# Only the test suite needs a browser (tests/launch/report_cli_test.cpp loads `strand report`'s page).
+[[ "${1:-}" == "--tests" ]] && packages+=(chromium)
 
 missing=()
 for p in "${packages[@]}"; do

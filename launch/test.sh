@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up (launch/setup.sh), then runs the test suite through CTest.
+# Sets up (launch/setup.sh --tests: also the packages only tests use), then runs the test suite through CTest.
 #
 #   launch/test.sh                 every test (labels unit, mpi, slow, parity)
 #   launch/test.sh --quick         only the label `unit`: one-process tests of seconds
@@ -15,7 +15,7 @@ for a in "$@"; do
     args+=("$a")
   fi
 done
-launch/setup.sh
+launch/setup.sh --tests
 # Open MPI refuses root without these; tests with more ranks than cores oversubscribe.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
