@@ -30,11 +30,9 @@ namespace strand::cpu {
 namespace {
 
 using attention_bf16::dp_gemm;
-using attention_bf16::interleave_row_pairs;
 using attention_bf16::pack_col_pairs;
 using attention_bf16::pack_row_pairs;
-using attention_bf16::rows_to_bf16;
-using attention_tile::exp_approx;
+using attention_bf16::tile_pass;
 using attention_tile::Scratch;
 
 constexpr int64_t kBlockQ = 64;
@@ -146,23 +144,13 @@ STRAND_BF16_TARGET void backward_key_block(const AttentionParams& p, const MaskP
       if (cls == TileClass::Empty) continue;
       dp_gemm(nk, mq, d / 2, k, k_rs, 1, qt + i0, np, s, bq, false, scale);  // S^T
       if (cls == TileClass::Partial) plan.mask_tile(b, qo + i0, mq, kg0, nk, s, bq);
-      for (int64_t j = 0; j < nk; ++j) {
-        float* row = s + j * bq;
-        #pragma omp simd
-        for (int64_t i = 0; i < mq; ++i) row[i] = exp_approx(row[i] - lse[i0 + i]);  // P^T
-      }
-      rows_to_bf16(s, bq, nk, mq, w.sb.data(), bq);
+      // P^T = exp(S^T - lse), kept in float32 for dS and in bf16 rows for dV.
+      tile_pass(s, nullptr, bq, nk, mq, lse + i0, nullptr, true, w.sb.data(), bq, nullptr, 0);
       dp_gemm(nk, d, mp, sbw, bq / 2, 1, dor + (i0 / 2) * d, d, w.dv.data(), d, true);  // dV
       dp_gemm(nk, mq, d / 2, v, v_rs, 1, dot + i0, np, dp, bq, false);                  // dP^T
-      for (int64_t j = 0; j < nk; ++j) {
-        float* row = s + j * bq;
-        const float* dpr = dp + j * bq;
-        #pragma omp simd
-        for (int64_t i = 0; i < mq; ++i) row[i] *= dpr[i] - delta[i0 + i];  // dS^T
-      }
-      rows_to_bf16(s, bq, nk, mq, w.sb.data(), bq);
+      // dS^T = P^T o (dP^T - Delta), in bf16 only: rows for dK, key pairs for dQ.
+      tile_pass(s, dp, bq, nk, mq, delta + i0, nullptr, false, w.sb.data(), bq, w.sw.data(), bq);
       dp_gemm(nk, d, mp, sbw, bq / 2, 1, qr + (i0 / 2) * d, d, w.dk.data(), d, true);  // dK
-      interleave_row_pairs(s, bq, nk, mq, w.sw.data(), bq);
       dp_gemm(mq, d, (nk + 1) / 2, w.sw.data(), 1, bq, kr, d, dq.rows(b, h, i0), dq.row_stride, true);  // dQ
     }
   }

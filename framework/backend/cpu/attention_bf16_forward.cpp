@@ -25,9 +25,9 @@ namespace strand::cpu {
 namespace {
 
 using attention_bf16::dp_gemm;
-using attention_bf16::interleave_row_pairs;
 using attention_bf16::pack_col_pairs;
 using attention_bf16::pack_row_pairs;
+using attention_bf16::tile_pass;
 using attention_tile::exp_approx;
 using attention_tile::Scratch;
 
@@ -47,7 +47,7 @@ struct Bf16ForwardWork {
 };
 
 // Folds the score tile s (nk keys x mq queries, row stride bq) into the running max, sum and
-// accumulator, as attention_forward.cpp does; then P^T goes to bf16 pairs and acc += P . V.
+// accumulator, as attention_forward.cpp does, with acc += P . V on bf16 P.
 STRAND_BF16_TARGET void online_softmax_step(int64_t mq, int64_t nk, float* s, Bf16ForwardWork& w, const uint32_t* vp,
                                             int64_t d) {
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
@@ -72,15 +72,8 @@ STRAND_BF16_TARGET void online_softmax_step(int64_t mq, int64_t nk, float* s, Bf
     m_use[i] = empty ? 0.0f : m_new;
     m[i] = m_new;
   }
-  for (int64_t j = 0; j < nk; ++j) {
-    float* row = s + j * ld;
-    #pragma omp simd
-    for (int64_t i = 0; i < mq; ++i) {
-      const float pv = exp_approx(row[i] - m_use[i]);
-      row[i] = pv;
-      sum[i] += pv;
-    }
-  }
+  // P^T = exp(S^T - m) summed per query and rounded straight into the pairs P . V reads.
+  tile_pass(s, nullptr, ld, nk, mq, m_use, sum, false, nullptr, 0, w.pw.data(), ld);
   float* acc = w.acc.data();
   for (int64_t i = 0; i < mq; ++i) {
     w.l[i] = w.l[i] * alpha[i] + sum[i];
@@ -90,7 +83,6 @@ STRAND_BF16_TARGET void online_softmax_step(int64_t mq, int64_t nk, float* s, Bf
       for (int64_t x = 0; x < d; ++x) a[x] *= alpha[i];
     }
   }
-  interleave_row_pairs(s, ld, nk, mq, w.pw.data(), ld);
   dp_gemm(mq, d, (nk + 1) / 2, w.pw.data(), 1, ld, vp, d, acc, d, true);
 }
 

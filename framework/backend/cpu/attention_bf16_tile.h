@@ -105,42 +105,78 @@ STRAND_BF16_TARGET inline void dp_gemm(int64_t m, int64_t n, int64_t kp, const u
   }
 }
 
-// Float32 rows s[r][0, cols) (row stride ld) rounded to bf16 (nearest even) into out[r][...]
-// (row stride out_ld bf16 values, a multiple of 32), zeros from cols to the next multiple of 32:
-// each row is then `(cols + 1) / 2` words of A for a reduction along the row.
-STRAND_BF16_TARGET inline void rows_to_bf16(const float* s, int64_t ld, int64_t rows, int64_t cols, uint16_t* out,
-                                            int64_t out_ld) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* sr = s + r * ld;
-    uint16_t* o = out + r * out_ld;
-    for (int64_t x = 0; x < cols; x += 32) {
-      const int64_t lo_n = std::min<int64_t>(16, cols - x), hi_n = std::clamp<int64_t>(cols - x - 16, 0, 16);
-      const __m512 lo = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << lo_n) - 1), sr + x);
-      const __m512 hi = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << hi_n) - 1), sr + x + 16);
-      _mm512_storeu_si512(o + x, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
-    }
-  }
+// exp(x) for 16 floats: the vec_math.h vexp (range reduction by ln 2, degree-6 polynomial), 0
+// below -87 (so a masked score, -inf, gives 0).
+// (The maskz forms with every lane set: GCC 12 warns about the undefined vector of the plain ones.)
+STRAND_BF16_TARGET inline __m512 exp16(__m512 x) {
+  constexpr __mmask16 kAll = 0xFFFF;
+  const __m512 xc =
+      _mm512_maskz_min_ps(kAll, _mm512_maskz_max_ps(kAll, x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
+  const __m512 n = _mm512_maskz_roundscale_ps(kAll, _mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+                                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-0.693145751953125f), xc);
+  r = _mm512_fmadd_ps(n, _mm512_set1_ps(-1.428606765330187045e-06f), r);
+  __m512 p = _mm512_set1_ps(1.3981999507e-3f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  const __m512i e = _mm512_maskz_slli_epi32(kAll, _mm512_maskz_cvtps_epi32(kAll, _mm512_add_ps(n, _mm512_set1_ps(127.0f))), 23);
+  const __mmask16 under = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_LT_OQ);
+  return _mm512_maskz_mul_ps(static_cast<__mmask16>(~under), p, _mm512_castsi512_ps(e));
 }
 
-// Float32 rows s[j][0, cols) (row stride ld, `rows` of them) rounded to bf16 and interleaved by
-// pairs of rows: out[p * out_ld + i] holds (s[2p][i], s[2p + 1][i]), a zero high half past an odd
-// row count. The word layout of A for a reduction along the rows (a_rs = 1, a_ps = out_ld).
-STRAND_BF16_TARGET inline void interleave_row_pairs(const float* s, int64_t ld, int64_t rows, int64_t cols,
-                                                    uint32_t* out, int64_t out_ld) {
-  // Lane 2i takes element i of the low row, lane 2i + 1 element i of the high row (16 + i).
+// Lane 2i takes element i of the low row, lane 2i + 1 element i of the high row (16 + i), from
+// _mm512_cvtne2ps_pbh(high, low).
+STRAND_BF16_TARGET inline __m512i pair_interleave_index() {
   alignas(64) static constexpr uint16_t kIdx[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
                                                     8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
-  const __m512i idx = _mm512_load_si512(kIdx);
-  for (int64_t p = 0; 2 * p < rows; ++p) {
-    const float* r0 = s + 2 * p * ld;
-    const bool has_hi = 2 * p + 1 < rows;
-    uint32_t* o = out + p * out_ld;
+  return _mm512_load_si512(kIdx);
+}
+
+// One pass over a score tile s (rows x cols, row stride ld), two rows at a time: e = exp(s[j][i]
+// - sub[i]) (a masked score gives 0), sum[i] += e, and e rounded to bf16 and stored by what the
+// product after it reads. Outputs (each may be null):
+//   keep:  e back into s (float32)
+//   rows:  rows[j][i] bf16 (row stride rows_ld, a multiple of 32)   A along i
+//   words: words[p][i] = (e[2p][i], e[2p + 1][i]) (row stride w_ld)  A along j
+// When mul is given, e is instead s[j][i] * (mul[j][i] - sub[i]) (dS from P and dP).
+STRAND_BF16_TARGET inline void tile_pass(float* s, const float* mul, int64_t ld, int64_t rows, int64_t cols,
+                                         const float* sub, float* sum, bool keep, uint16_t* rows_out, int64_t rows_ld,
+                                         uint32_t* words, int64_t w_ld) {
+  const __m512i idx = pair_interleave_index();
+  for (int64_t j = 0; j < rows; j += 2) {
+    const bool has_hi = j + 1 < rows;
+    float* lo_row = s + j * ld;
+    float* hi_row = lo_row + ld;
     for (int64_t x = 0; x < cols; x += 16) {
       const __mmask16 mk = static_cast<__mmask16>(cols - x >= 16 ? 0xFFFF : (1u << (cols - x)) - 1);
-      const __m512 lo = _mm512_maskz_loadu_ps(mk, r0 + x);
-      const __m512 hi = has_hi ? _mm512_maskz_loadu_ps(mk, r0 + ld + x) : _mm512_setzero_ps();
+      const __m512 sb = _mm512_maskz_loadu_ps(mk, sub + x);
+      __m512 lo, hi = _mm512_setzero_ps();
+      if (mul) {
+        lo = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, lo_row + x),
+                           _mm512_sub_ps(_mm512_maskz_loadu_ps(mk, mul + j * ld + x), sb));
+        if (has_hi)
+          hi = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, hi_row + x),
+                             _mm512_sub_ps(_mm512_maskz_loadu_ps(mk, mul + (j + 1) * ld + x), sb));
+      } else {
+        lo = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, lo_row + x), sb));
+        if (has_hi) hi = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, hi_row + x), sb));
+      }
+      lo = _mm512_maskz_mov_ps(mk, lo);  // columns past cols: 0 (their scores are not set)
+      hi = _mm512_maskz_mov_ps(mk, hi);
+      if (sum) _mm512_mask_storeu_ps(sum + x, mk, _mm512_add_ps(_mm512_maskz_loadu_ps(mk, sum + x), _mm512_add_ps(lo, hi)));
+      if (keep) {
+        _mm512_mask_storeu_ps(lo_row + x, mk, lo);
+        if (has_hi) _mm512_mask_storeu_ps(hi_row + x, mk, hi);
+      }
       const __m512i both = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
-      _mm512_storeu_si512(o + x, _mm512_permutexvar_epi16(idx, both));
+      if (rows_out) {  // the low 16 values to row j, the high 16 to row j + 1 (masked stores, no shuffle)
+        _mm512_mask_storeu_epi16(rows_out + j * rows_ld + x, 0x0000FFFFu, both);
+        _mm512_mask_storeu_epi16(rows_out + (j + 1) * rows_ld + x - 16, 0xFFFF0000u, both);
+      }
+      if (words) _mm512_storeu_si512(words + (j / 2) * w_ld + x, _mm512_permutexvar_epi16(idx, both));
     }
   }
 }
