@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <memory>
 #include <sstream>
 #include <span>
@@ -63,6 +64,12 @@ struct BenchAttentionOptions {
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
 
 std::string num(double v, int digits) {
   char buf[64];
@@ -295,31 +302,41 @@ void run_bench_attention(const BenchAttentionOptions& opt) {
   for (Tensor* t : {&qf, &kf, &vf}) t->set_requires_grad(true);
 
   // Peak bytes of one forward + backward: inputs, outputs, saved tensors, scratch and gradients.
-  double fwd = 1e30, bwd = 1e30, fwd32 = 1e30, bwd32 = 1e30;
+  // Wall time, and the process's CPU time (with one thread, what the kernels cost whatever else
+  // runs on the machine; with more, OpenMP's spinning counts too).
+  double fwd = 1e30, bwd = 1e30, fwd32 = 1e30, bwd32 = 1e30, cpu = 1e30, cpu32 = 1e30, cpu_f = 1e30, cpu_f32 = 1e30;
   int64_t peak = 0;
   ops::AttentionOutput out;
-  auto once = [&](Tensor& tq, Tensor& tk, Tensor& tv, const Tensor& tgo, double& f, double& g) {
+  auto once = [&](Tensor& tq, Tensor& tk, Tensor& tv, const Tensor& tgo, double& f, double& g, double& cf, double& c) {
     for (Tensor* t : {&tq, &tk, &tv}) t->zero_grad();
     out = ops::AttentionOutput{};
     memory::reset_peak(Device::cpu());
+    const double c0 = process_cpu_seconds();
     auto t0 = Clock::now();
     out = ops::attention(tq, tk, tv, mask);
     f = seconds_since(t0);
+    cf = process_cpu_seconds() - c0;
     t0 = Clock::now();
     out.o.backward(tgo);
     g = seconds_since(t0);
+    c = process_cpu_seconds() - c0;
   };
   for (int rep = 0; rep <= opt.reps; ++rep) {  // rep 0 warms the allocator cache up
-    double f, g;
+    double f, g, cf, c;
     if (vs_f32) {  // float32 first, alternating, so both see the same load on a shared machine
-      once(qf, kf, vf, gof, f, g);
-      if (rep > 0) fwd32 = std::min(fwd32, f), bwd32 = std::min(bwd32, g);
+      once(qf, kf, vf, gof, f, g, cf, c);
+      if (rep > 0) {
+        fwd32 = std::min(fwd32, f), bwd32 = std::min(bwd32, g);
+        cpu_f32 = std::min(cpu_f32, cf), cpu32 = std::min(cpu32, c);
+      }
     }
-    once(q, k, v, go, f, g);
+    once(q, k, v, go, f, g, cf, c);
     peak = std::max(peak, memory::stats(Device::cpu()).peak_bytes);
     if (rep > 0) {
       fwd = std::min(fwd, f);
       bwd = std::min(bwd, g);
+      cpu = std::min(cpu, c);
+      cpu_f = std::min(cpu_f, cf);
     }
   }
 
@@ -340,7 +357,10 @@ void run_bench_attention(const BenchAttentionOptions& opt) {
      << ",\"peak_bytes\":" << peak;
   if (vs_f32)
     os << ",\"f32_fwd_ms\":" << num(fwd32 * 1e3, 2) << ",\"f32_bwd_ms\":" << num(bwd32 * 1e3, 2)
-       << ",\"speedup_fwd\":" << num(fwd32 / fwd, 3) << ",\"speedup_fwd_bwd\":" << num((fwd32 + bwd32) / (fwd + bwd), 3);
+       << ",\"speedup_fwd\":" << num(fwd32 / fwd, 3) << ",\"speedup_fwd_bwd\":" << num((fwd32 + bwd32) / (fwd + bwd), 3)
+       << ",\"fwd_cpu_ms\":" << num(cpu_f * 1e3, 2) << ",\"f32_fwd_cpu_ms\":" << num(cpu_f32 * 1e3, 2)
+       << ",\"speedup_fwd_cpu\":" << num(cpu_f32 / cpu_f, 3) << ",\"fwd_bwd_cpu_ms\":" << num(cpu * 1e3, 2) << ",\"f32_fwd_bwd_cpu_ms\":" << num(cpu32 * 1e3, 2)
+       << ",\"speedup_fwd_bwd_cpu\":" << num(cpu32 / cpu, 3);
   if (opt.check) {
     const std::vector<Tensor> grads = {q.grad(), k.grad(), v.grad()};
     os << check_errors(q, k, v, go, mask, out, grads);

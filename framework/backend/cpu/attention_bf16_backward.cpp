@@ -55,36 +55,40 @@ void pack_heads(const AttentionParams& p, uint32_t* qt, uint32_t* dot, uint32_t*
                 float* delta, float* lse_use, int64_t nq_pad) {
   const int64_t nq = p.q_len, d = p.head_dim, heads = p.batch * p.q_heads, kv = p.batch * p.kv_heads;
   const int64_t per_head = d / 2 * nq_pad;  // words of each query-side layout
-  #pragma omp parallel for schedule(static) if (heads > 1 && heads * nq * d > kParallelGrain)
-  for (int64_t bh = 0; bh < heads; ++bh) {
-    const int64_t b = bh / p.q_heads, h = bh % p.q_heads;
-    const uint16_t* q = static_cast<const uint16_t*>(p.q) + b * p.q_batch_stride + h * p.q_head_stride;
-    const uint16_t* d_o = static_cast<const uint16_t*>(p.d_o) + b * p.do_batch_stride + h * p.do_head_stride;
-    const float* o = static_cast<const float*>(p.o) + b * p.o_batch_stride + h * p.o_head_stride;
-    const float* lse = static_cast<const float*>(p.lse) + b * p.lse_batch_stride + h * p.lse_head_stride;
-    const float* d_lse =
-        p.d_lse ? static_cast<const float*>(p.d_lse) + b * p.lse_batch_stride + h * p.lse_head_stride : nullptr;
-    pack_col_pairs(q, p.q_row_stride, nq, d, qt + bh * per_head, nq_pad);
-    pack_col_pairs(d_o, p.do_row_stride, nq, d, dot + bh * per_head, nq_pad);
-    pack_row_pairs(q, p.q_row_stride, nq, d, qr + bh * per_head);
-    pack_row_pairs(d_o, p.do_row_stride, nq, d, dor + bh * per_head);
-    for (int64_t i = 0; i < nq; ++i) {
-      const float* oi = o + i * p.o_row_stride;
-      const uint16_t* gi = d_o + i * p.do_row_stride;
-      float dsum = 0;
-      #pragma omp simd reduction(+ : dsum)
-      for (int64_t x = 0; x < d; ++x) dsum += bf16_bits_to_float(gi[x]) * oi[x];
-      delta[bh * nq + i] = dsum - (d_lse ? d_lse[i] : 0.0f);
-      lse_use[bh * nq + i] = lse[i] == -std::numeric_limits<float>::infinity() ? std::numeric_limits<float>::infinity()
-                                                                               : lse[i];
-    }
-  }
   const int64_t pairs_k = (p.k_len + 1) / 2;
-  #pragma omp parallel for schedule(static) if (kv > 1 && kv * p.k_len * d > kParallelGrain)
-  for (int64_t bh = 0; bh < kv; ++bh) {
-    const uint16_t* k = static_cast<const uint16_t*>(p.k) + (bh / p.kv_heads) * p.k_batch_stride +
-                        (bh % p.kv_heads) * p.k_head_stride;
-    pack_row_pairs(k, p.k_row_stride, p.k_len, d, kr + bh * pairs_k * d);
+  // One parallel region for both loops (no barrier between them: they write different buffers).
+  #pragma omp parallel if (heads > 1 && heads * nq * d > kParallelGrain)
+  {
+    #pragma omp for schedule(static) nowait
+    for (int64_t bh = 0; bh < heads; ++bh) {
+      const int64_t b = bh / p.q_heads, h = bh % p.q_heads;
+      const uint16_t* q = static_cast<const uint16_t*>(p.q) + b * p.q_batch_stride + h * p.q_head_stride;
+      const uint16_t* d_o = static_cast<const uint16_t*>(p.d_o) + b * p.do_batch_stride + h * p.do_head_stride;
+      const float* o = static_cast<const float*>(p.o) + b * p.o_batch_stride + h * p.o_head_stride;
+      const float* lse = static_cast<const float*>(p.lse) + b * p.lse_batch_stride + h * p.lse_head_stride;
+      const float* d_lse =
+          p.d_lse ? static_cast<const float*>(p.d_lse) + b * p.lse_batch_stride + h * p.lse_head_stride : nullptr;
+      pack_col_pairs(q, p.q_row_stride, nq, d, qt + bh * per_head, nq_pad);
+      pack_col_pairs(d_o, p.do_row_stride, nq, d, dot + bh * per_head, nq_pad);
+      pack_row_pairs(q, p.q_row_stride, nq, d, qr + bh * per_head);
+      pack_row_pairs(d_o, p.do_row_stride, nq, d, dor + bh * per_head);
+      for (int64_t i = 0; i < nq; ++i) {
+        const float* oi = o + i * p.o_row_stride;
+        const uint16_t* gi = d_o + i * p.do_row_stride;
+        float dsum = 0;
+        #pragma omp simd reduction(+ : dsum)
+        for (int64_t x = 0; x < d; ++x) dsum += bf16_bits_to_float(gi[x]) * oi[x];
+        delta[bh * nq + i] = dsum - (d_lse ? d_lse[i] : 0.0f);
+        lse_use[bh * nq + i] = lse[i] == -std::numeric_limits<float>::infinity() ? std::numeric_limits<float>::infinity()
+                                                                                 : lse[i];
+      }
+    }
+    #pragma omp for schedule(static)
+    for (int64_t bh = 0; bh < kv; ++bh) {
+      const uint16_t* k = static_cast<const uint16_t*>(p.k) + (bh / p.kv_heads) * p.k_batch_stride +
+                          (bh % p.kv_heads) * p.k_head_stride;
+      pack_row_pairs(k, p.k_row_stride, p.k_len, d, kr + bh * pairs_k * d);
+    }
   }
 }
 

@@ -19,7 +19,6 @@
 #include "framework/backend/cpu/attention_bf16.h"
 #include "framework/backend/cpu/attention_bf16_tile.h"
 #include "framework/backend/cpu/attention_tile.h"
-#include "framework/backend/cpu/loops.h"
 
 namespace strand::cpu {
 namespace {
@@ -139,20 +138,21 @@ void attention_bf16_forward_native(const AttentionParams& p) {
   const int64_t bk = p.block_k > 0 ? (p.block_k + 1) / 2 * 2 : kBlockK;
   const int64_t d = p.head_dim, kv = p.batch * p.kv_heads, pairs_k = (p.k_len + 1) / 2;
 
-  // V of every kv head by pairs of keys, once.
   Scratch<uint32_t> vp(kv * pairs_k * d);
-  #pragma omp parallel for schedule(static) if (kv > 1 && kv * p.k_len * d > kParallelGrain)
-  for (int64_t bh = 0; bh < kv; ++bh) {
-    const uint16_t* v = static_cast<const uint16_t*>(p.v) + (bh / p.kv_heads) * p.v_batch_stride +
-                        (bh % p.kv_heads) * p.v_head_stride;
-    pack_row_pairs(v, p.v_row_stride, p.k_len, d, vp.data() + bh * pairs_k * d);
-  }
-
   const int64_t q_blocks = (p.q_len + bq - 1) / bq;
   const int64_t tasks = p.batch * p.q_heads * q_blocks;
   const int64_t work = p.batch * p.q_heads * p.q_len * p.k_len * d;
+  // One parallel region for the packing and the tiles: a second fork costs more than the
+  // packing itself on a loaded machine.
   #pragma omp parallel if (tasks > 1 && work > kParallelWork)
   {
+    // V of every kv head by pairs of keys, once (the loop's barrier: every task reads all of it).
+    #pragma omp for schedule(static)
+    for (int64_t bh = 0; bh < kv; ++bh) {
+      const uint16_t* v = static_cast<const uint16_t*>(p.v) + (bh / p.kv_heads) * p.v_batch_stride +
+                          (bh % p.kv_heads) * p.v_head_stride;
+      pack_row_pairs(v, p.v_row_stride, p.k_len, d, vp.data() + bh * pairs_k * d);
+    }
     Bf16ForwardWork w(bq, bk, d);
     // Later query blocks first (they see more keys under causal masks); one task per row, so the
     // result does not depend on the schedule.
