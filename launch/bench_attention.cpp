@@ -1,7 +1,8 @@
 // `strand bench attention`: the tiled attention forward and backward timed at one shape and mask,
 // useful GFLOP/s over the unmasked pairs only, peak bytes; --check adds the largest absolute errors
 // of o, lse, dq, dk, dv against the materialised float64 reference; --tiles adds the rates of
-// one tile product by the kernels' micro-kernel and by cblas_sgemm. With --sp P under
+// one tile product by the kernels' micro-kernel and by cblas_sgemm; --dtype bf16 --vs-f32 times
+// float32 on the same values in the same run and reports the speedup. With --sp P under
 // `mpirun -np P`, ring attention over the world (--layout auto|contiguous|zigzag; auto picks what
 // training picks: zigzag for a causal mask, else contiguous) against the same
 // blocks computed with no message (RingOptions::compute_only). Prints one JSON line.
@@ -12,6 +13,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <memory>
 #include <sstream>
 #include <span>
@@ -21,6 +23,7 @@
 #include "framework/autograd/engine.h"
 #include "framework/autograd/grad_mode.h"
 #include "framework/ops/attention_contract.h"
+#include "framework/backend/cpu/attention_bf16.h"
 #include "framework/backend/cpu/attention_int8.h"
 #include "framework/backend/cpu/attention_tile.h"
 #include "framework/core/allocator.h"
@@ -54,6 +57,7 @@ struct BenchAttentionOptions {
   int reps = 3;
   bool check = false;
   bool tiles = false;
+  bool vs_f32 = false;  // --dtype bf16: also time float32 on the same values, alternating
   int sp = 1;                       // sequence-parallel ranks: the world size under mpirun
   std::string layout = "auto";  // sp > 1: contiguous or zigzag; auto: zigzag when causal, as training
 };
@@ -61,6 +65,12 @@ struct BenchAttentionOptions {
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
 
 std::string num(double v, int digits) {
   char buf[64];
@@ -326,30 +336,52 @@ void run_bench_attention(const BenchAttentionOptions& opt) {
                ranks, " (run `mpirun -np P strand bench attention --sp P ...`)");
   if (opt.sp > 1) return run_bench_ring(opt, mask, dt, hkv);
   const int64_t b = opt.batch, n = opt.seq, d = opt.head_dim;
-  Tensor q = Tensor::randn({b, opt.heads, n, d}, 1).copy_as(dt, Device::cpu());
-  Tensor k = Tensor::randn({b, hkv, n, d}, 2).copy_as(dt, Device::cpu());
-  Tensor v = Tensor::randn({b, hkv, n, d}, 3).copy_as(dt, Device::cpu());
+  // The same draws in both dtypes: the bf16 inputs are the float32 ones rounded.
+  const Tensor q32 = Tensor::randn({b, opt.heads, n, d}, 1), k32 = Tensor::randn({b, hkv, n, d}, 2),
+               v32 = Tensor::randn({b, hkv, n, d}, 3);
+  Tensor q = q32.copy_as(dt, Device::cpu()), k = k32.copy_as(dt, Device::cpu()), v = v32.copy_as(dt, Device::cpu());
   Tensor go = Tensor::ones({b, opt.heads, n, d}, dt);  // what the peer back-propagates
   for (Tensor* t : {&q, &k, &v}) t->set_requires_grad(true);
+  const bool vs_f32 = opt.vs_f32 && dt == DType::BF16;
+  Tensor qf = q32.detach(), kf = k32.detach(), vf = v32.detach(), gof = Tensor::ones({b, opt.heads, n, d});
+  for (Tensor* t : {&qf, &kf, &vf}) t->set_requires_grad(true);
 
   // Peak bytes of one forward + backward: inputs, outputs, saved tensors, scratch and gradients.
-  double fwd = 1e30, bwd = 1e30;
+  // Wall time, and the process's CPU time (with one thread, what the kernels cost whatever else
+  // runs on the machine; with more, OpenMP's spinning counts too).
+  double fwd = 1e30, bwd = 1e30, fwd32 = 1e30, bwd32 = 1e30, cpu = 1e30, cpu32 = 1e30, cpu_f = 1e30, cpu_f32 = 1e30;
   int64_t peak = 0;
   ops::AttentionOutput out;
-  for (int rep = 0; rep <= opt.reps; ++rep) {  // rep 0 warms the allocator cache up
-    for (Tensor* t : {&q, &k, &v}) t->zero_grad();
+  auto once = [&](Tensor& tq, Tensor& tk, Tensor& tv, const Tensor& tgo, double& f, double& g, double& cf, double& c) {
+    for (Tensor* t : {&tq, &tk, &tv}) t->zero_grad();
     out = ops::AttentionOutput{};
     memory::reset_peak(Device::cpu());
+    const double c0 = process_cpu_seconds();
     auto t0 = Clock::now();
-    out = ops::attention(q, k, v, mask);
-    const double f = seconds_since(t0);
+    out = ops::attention(tq, tk, tv, mask);
+    f = seconds_since(t0);
+    cf = process_cpu_seconds() - c0;
     t0 = Clock::now();
-    out.o.backward(go);
-    const double g = seconds_since(t0);
+    out.o.backward(tgo);
+    g = seconds_since(t0);
+    c = process_cpu_seconds() - c0;
+  };
+  for (int rep = 0; rep <= opt.reps; ++rep) {  // rep 0 warms the allocator cache up
+    double f, g, cf, c;
+    if (vs_f32) {  // float32 first, alternating, so both see the same load on a shared machine
+      once(qf, kf, vf, gof, f, g, cf, c);
+      if (rep > 0) {
+        fwd32 = std::min(fwd32, f), bwd32 = std::min(bwd32, g);
+        cpu_f32 = std::min(cpu_f32, cf), cpu32 = std::min(cpu32, c);
+      }
+    }
+    once(q, k, v, go, f, g, cf, c);
     peak = std::max(peak, memory::stats(Device::cpu()).peak_bytes);
     if (rep > 0) {
       fwd = std::min(fwd, f);
       bwd = std::min(bwd, g);
+      cpu = std::min(cpu, c);
+      cpu_f = std::min(cpu_f, cf);
     }
   }
 
@@ -362,11 +394,18 @@ void run_bench_attention(const BenchAttentionOptions& opt) {
   if (mask.kind != MaskKind::None)
     os << ",\"window\":" << mask.window_left << ",\"window_right\":" << mask.window_right
        << ",\"causal\":" << (mask.causal ? "true" : "false");
-  os << ",\"dtype\":\"" << opt.dtype << "\",\"threads\":" << omp_get_max_threads()
-     << ",\"density\":" << num(static_cast<double>(pairs) / static_cast<double>(b * n * n), 4)
+  os << ",\"dtype\":\"" << opt.dtype << "\"";
+  if (dt == DType::BF16) os << ",\"isa\":\"" << cpu::attention_bf16_isa() << "\"";
+  os << ",\"threads\":" << omp_get_max_threads() << ",\"density\":" << num(static_cast<double>(pairs) / static_cast<double>(b * n * n), 4)
      << ",\"fwd_ms\":" << num(fwd * 1e3, 2) << ",\"bwd_ms\":" << num(bwd * 1e3, 2)
      << ",\"fwd_gflops\":" << num(useful / fwd / 1e9, 2) << ",\"fwd_bwd_gflops\":" << num(3.5 * useful / (fwd + bwd) / 1e9, 2)
      << ",\"peak_bytes\":" << peak;
+  if (vs_f32)
+    os << ",\"f32_fwd_ms\":" << num(fwd32 * 1e3, 2) << ",\"f32_bwd_ms\":" << num(bwd32 * 1e3, 2)
+       << ",\"speedup_fwd\":" << num(fwd32 / fwd, 3) << ",\"speedup_fwd_bwd\":" << num((fwd32 + bwd32) / (fwd + bwd), 3)
+       << ",\"fwd_cpu_ms\":" << num(cpu_f * 1e3, 2) << ",\"f32_fwd_cpu_ms\":" << num(cpu_f32 * 1e3, 2)
+       << ",\"speedup_fwd_cpu\":" << num(cpu_f32 / cpu_f, 3) << ",\"fwd_bwd_cpu_ms\":" << num(cpu * 1e3, 2) << ",\"f32_fwd_bwd_cpu_ms\":" << num(cpu32 * 1e3, 2)
+       << ",\"speedup_fwd_bwd_cpu\":" << num(cpu32 / cpu, 3);
   if (opt.check) {
     const std::vector<Tensor> grads = {q.grad(), k.grad(), v.grad()};
     os << check_errors(q, k, v, go, mask, out, grads);
@@ -403,7 +442,10 @@ void add_bench_attention(CLI::App& bench) {
   cmd->add_option("--block-size", opt->block_size, "bigbird: random block size")->check(CLI::PositiveNumber);
   cmd->add_option("--random-blocks", opt->random_blocks, "bigbird: random key blocks per query block")
       ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--dtype", opt->dtype, "f32, bf16 (bf16 inputs, float32 compute) or int8 (inference forward with INT8 scores, beside f32)");
+  cmd->add_option("--dtype", opt->dtype,
+                  "f32, bf16 (bf16 inputs, float32 accumulation; the ISA is in \"isa\") or int8 (inference "
+                  "forward with INT8 scores, timed beside f32)");
+  cmd->add_flag("--vs-f32", opt->vs_f32, "with --dtype bf16: also time float32 on the same values, interleaved, and the speedup");
   cmd->add_option("--threads", opt->threads, "OpenMP threads; 0 keeps OMP_NUM_THREADS")->check(CLI::NonNegativeNumber);
   cmd->add_option("--reps", opt->reps, "timed repetitions after a warm-up; the best is reported (--sp > 1: the median)")
       ->check(CLI::PositiveNumber);

@@ -62,10 +62,11 @@ namespace backend {
 
 // Everything one attention kernel call reads and writes, on p.device. Tensors are [B, H, N, D]
 // (lse [B, Hq, Nq]) with unit stride along D (and along Nq for lse), all of element type dtype
-// (float32 or float64). Query head h reads key/value head h / (Hq / Hkv).
+// (float32 or float64; bfloat16: q, k, v and d_o are bf16, o, lse, d_lse, dq, dk, dv float32).
+// Query head h reads key/value head h / (Hq / Hkv).
 struct AttentionParams {
   Device device;                // where every pointer below lives
-  DType dtype = DType::F32;     // of every tensor below: F32 or F64
+  DType dtype = DType::F32;     // of every tensor below: F32 or F64, or BF16 (inputs only, above)
   const void* q = nullptr;      // [B, Hq, Nq, D]
   const void* k = nullptr;      // [B, Hkv, Nk, D]
   const void* v = nullptr;      // [B, Hkv, Nk, D]

@@ -45,6 +45,17 @@ void check_input(const char* op, const char* what, const Tensor& x, int64_t d_mo
                " must be [B, T, C] with C = ", d_model, ", got ", x.defined() ? describe(x) : "undefined");
 }
 
+// Attention under the thread's autocast. bf16 on one rank: q, k, v go to the kernels as bf16
+// tensors, which run the CPU's bf16 dot products where it has them (docs/attention.md), and o
+// comes back float32 (its bf16 rounding is the one the output projection applies anyway). Else
+// (fp16, or a sequence split over ranks): q, k, v rounded and read as float32.
+Tensor low_precision_attention(const Tensor& q, const Tensor& k, const Tensor& v, const MaskSpec& mask,
+                               const parallel::SequenceShard& shard) {
+  if (autocast_dtype() == DType::BF16 && shard.local())
+    return ops::to_dtype(parallel::attention(autocast(q), autocast(k), autocast(v), mask, 0.0, shard).o, DType::F32);
+  return parallel::attention(autocast_round(q), autocast_round(k), autocast_round(v), mask, 0.0, shard).o;
+}
+
 }  // namespace
 
 MultiHeadAttention::MultiHeadAttention(int64_t d_model, int64_t n_head, const AttentionOptions& options)
@@ -96,7 +107,7 @@ Tensor MultiHeadAttention::forward(const Tensor& x, const Tensor& positions, con
   } else {
     // Under autocast q, k and v are rounded to the compute dtype; the kernels keep float32
     // softmax statistics and accumulators (Note [Mixed precision] in nn/autocast.h).
-    o = parallel::attention(autocast_round(q), autocast_round(k), autocast_round(v), options_.mask, 0.0, shard).o;
+    o = low_precision_attention(q, k, v, options_.mask, shard);
   }
   return c_proj_->forward(merge_heads(o));
 }
@@ -126,10 +137,8 @@ Tensor CrossAttention::forward(const Tensor& x, const Tensor& memory, const para
   const int64_t kv_width = n_kv_head_ * head_dim_;
   Tensor q = split_heads(q_attn_->forward(x), n_head_, head_dim_);
   std::vector<Tensor> kv = ops::split(c_attn_->forward(memory), {kv_width, kv_width}, -1);
-  Tensor o = parallel::attention(autocast_round(q), autocast_round(split_heads(kv[0], n_kv_head_, head_dim_)),
-                                 autocast_round(split_heads(kv[1], n_kv_head_, head_dim_)),
-                                 MaskSpec{}, 0.0, shard)
-                 .o;
+  Tensor o = low_precision_attention(q, split_heads(kv[0], n_kv_head_, head_dim_),
+                                     split_heads(kv[1], n_kv_head_, head_dim_), MaskSpec{}, shard);
   return c_proj_->forward(merge_heads(o));
 }
 

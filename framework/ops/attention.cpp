@@ -1,7 +1,8 @@
 // Fused attention op (local: the whole sequence is one segment step) and its backward node, the
 // (o, lse) merge op and the dense mask builder. The kernels are reached through the segment step
-// (attention_segment.cpp) and the device seam; this file converts bfloat16 to float32 and back
-// and records the graph.
+// (attention_segment.cpp) and the device seam; this file hands bfloat16 inputs to the kernels as
+// they are (o, lse and the gradients come back float32), rounds o and the gradients back to
+// bfloat16 and records the graph.
 #include "framework/ops/attention.h"
 
 #include "framework/autograd/node.h"
@@ -13,10 +14,11 @@ namespace {
 
 using autograd::Node;
 
-// The tensor the kernel reads: in the compute dtype, and a copy when D is not unit-stride.
-Tensor kernel_input(const Tensor& t) {
-  const DType ct = attention_compute_dtype(t.dtype());
-  if (t.dtype() != ct) return t.copy_as(ct, t.device());
+// The tensor the kernel reads, in dtype dt (a copy when t is another dtype or D is not
+// unit-stride). q, k, v and d_o go to the kernel in their own dtype (bfloat16 ones too: the
+// kernels read bf16 and compute with float32 accumulation); o goes in the compute dtype.
+Tensor kernel_input(const Tensor& t, DType dt) {
+  if (t.dtype() != dt) return t.copy_as(dt, t.device());
   return t.strides()[3] == 1 || t.shape()[3] <= 1 ? t : t.copy_as(t.dtype(), t.device());
 }
 
@@ -33,10 +35,10 @@ struct AttentionBackward final : Node {
   AttentionBackward(MaskSpec m, double s, DType dt) : Node("attention"), mask(std::move(m)), scale(s), dtype(dt) {}
 
   std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
-    Tensor q = kernel_input(saved(0)), k = kernel_input(saved(1)), v = kernel_input(saved(2));
-    Tensor o = kernel_input(saved(3)), lse = contiguous_data(saved(4));
-    Tensor d_o = kernel_input(g[0]), d_lse = contiguous_data(g[1]);
-    const DType ct = q.dtype();
+    Tensor q = kernel_input(saved(0), dtype), k = kernel_input(saved(1), dtype), v = kernel_input(saved(2), dtype);
+    const DType ct = attention_compute_dtype(dtype);
+    Tensor o = kernel_input(saved(3), ct), lse = contiguous_data(saved(4));
+    Tensor d_o = kernel_input(g[0], dtype), d_lse = contiguous_data(g[1]);
     Tensor dq = Tensor::empty(q.shape(), ct), dk = Tensor::empty(k.shape(), ct), dv = Tensor::empty(v.shape(), ct);
     attention_segment_backward(q, k, v, o, lse, d_o, d_lse, mask, scale, {dq, dk, dv});
     if (dtype == ct) return {dq, dk, dv};
@@ -73,8 +75,8 @@ AttentionOutput attention(const Tensor& q, const Tensor& k, const Tensor& v, con
   const MaskPlan validated(mask, batch, q_len, k_len, op);  // throws on a bad spec before any kernel runs
   const double s = attention_scale(scale, d);
 
-  Tensor qk = kernel_input(q), kk = kernel_input(k), vk = kernel_input(v);
-  const DType ct = qk.dtype();
+  Tensor qk = kernel_input(q, q.dtype()), kk = kernel_input(k, q.dtype()), vk = kernel_input(v, q.dtype());
+  const DType ct = attention_compute_dtype(q.dtype());
   Tensor o = Tensor::empty(q.shape(), ct);
   Tensor lse = Tensor::empty({batch, q.shape()[1], q_len}, ct);
   attention_segment_forward(qk, kk, vk, mask, s, o, lse);

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <string>
 #include <vector>
@@ -51,6 +52,11 @@ struct ProblemShape {
   int64_t batch = 2, q_heads = 2, kv_heads = 2, seq = 0, d = 16;  // seq: the whole sequence
   DType dtype = DType::F32;
   uint64_t seed = 1;
+  // bfloat16: the path of the one-rank reference (STRAND_ATTENTION_ISA), the one the parallel
+  // path under test computes with. The ring widens bf16 q, k, v to float32, and so does Ulysses
+  // where it repeats KV heads (Note [bfloat16 with repeated KV heads] in parallel/hybrid.cpp):
+  // the generic path. Ulysses without repeats runs ops::attention on bf16: "auto".
+  const char* bf16_isa = "generic";
 };
 
 // Random global q, k, v [B, H, N, D] and output gradients (the same on every rank: seeded), and
@@ -68,8 +74,17 @@ struct AttentionProblem {
     const DType lse_dtype = s.dtype == DType::BF16 ? DType::F32 : s.dtype;  // lse of bfloat16 inputs is float32
     d_lse = Tensor::randn({s.batch, s.q_heads, s.seq}, s.seed + 4, lse_dtype);
     for (Tensor* t : {&q, &k, &v}) t->set_requires_grad(true);
+    // The reference runs the bf16 path the parallel one does (ProblemShape::bf16_isa): the
+    // AVX512-BF16 tiles also round P and dS to bf16, the generic path does not.
+    const char* old_isa = std::getenv("STRAND_ATTENTION_ISA");
+    const std::string saved_isa = old_isa ? old_isa : "";
+    if (s.dtype == DType::BF16) setenv("STRAND_ATTENTION_ISA", s.bf16_isa, 1);
     ref = ops::attention(q, k, v, mask);
     autograd::backward({ref.o, ref.lse}, {d_o, d_lse});
+    if (s.dtype == DType::BF16) {
+      if (old_isa) setenv("STRAND_ATTENTION_ISA", saved_isa.c_str(), 1);
+      else unsetenv("STRAND_ATTENTION_ISA");
+    }
   }
 };
 

@@ -207,7 +207,7 @@ void run_case(const UlyssesCase& c) {
   const int64_t q_heads = c.q_heads * times, kv_heads = c.kv_heads == 1 ? 1 : c.kv_heads * times;
   const testing::AttentionProblem problem(
       {.batch = c.batch, .q_heads = q_heads, .kv_heads = kv_heads, .seq = p * c.n, .d = c.d, .dtype = c.dtype,
-       .seed = c.seed},
+       .seed = c.seed, .bf16_isa = kv_heads % p == 0 ? "auto" : "generic"},
       c.mask);
   const testing::RankRows rows(problem, layout, r);
   rows.backward_and_check(ulysses_attention(rows.q, rows.k, rows.v, c.mask, 0.0, g, layout));

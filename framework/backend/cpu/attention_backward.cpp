@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "framework/backend/attention_mask.h"
+#include "framework/backend/cpu/attention_bf16.h"
 #include "framework/backend/cpu/attention_kernels.h"
 #include "framework/backend/cpu/attention_tile.h"
 #include "framework/backend/cpu/loops.h"
@@ -222,7 +223,8 @@ template void attention_backward<float>(const AttentionParams&);
 template void attention_backward<double>(const AttentionParams&);
 
 void attention_backward_kernel(const backend::AttentionBackwardParams& p) {
-  if (p.dtype == DType::F64) attention_backward<double>(p);
+  if (p.dtype == DType::BF16) attention_bf16_backward(p);  // bf16 inputs: attention_bf16.cpp picks the path
+  else if (p.dtype == DType::F64) attention_backward<double>(p);
   else attention_backward<float>(p);
 }
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "framework/backend/attention_mask.h"
+#include "framework/backend/cpu/attention_bf16.h"
 #include "framework/backend/cpu/attention_kernels.h"
 #include "framework/backend/cpu/attention_tile.h"
 
@@ -158,7 +159,8 @@ template void attention_forward<float>(const AttentionParams&);
 template void attention_forward<double>(const AttentionParams&);
 
 void attention_forward_kernel(const backend::AttentionForwardParams& p) {
-  if (p.dtype == DType::F64) attention_forward<double>(p);
+  if (p.dtype == DType::BF16) attention_bf16_forward(p);  // bf16 inputs: attention_bf16.cpp picks the path
+  else if (p.dtype == DType::F64) attention_forward<double>(p);
   else attention_forward<float>(p);
 }
 
