@@ -10,10 +10,13 @@
 //   K~ = round((k - m) / s_k), s_k = max |k - m| / 127      (int8, per key block)
 //   Q~ = round(q * scale / s_q), s_q = max |q * scale| / 127 (int8, per query block)
 //   S = (Q~ . K~^T) * s_q * s_k + (q * scale) . m           (int32 dot products, then float)
-// P . V stays in float32. The integer dot products use AVX512-VNNI's vpdpbusd (unsigned x signed
-// bytes, 64 multiply-adds an instruction) where the CPU has it, chosen at run time; it takes Q~ as
-// unsigned bytes Q~ + 128, and the 128 * sum(K~ row) this adds is subtracted per key. The portable
-// path computes the same integers, so both give bitwise the same result.
+// The softmax statistics stay float32. P . V runs on the bf16 tiles of attention_bf16_tile.h (P and
+// V rounded to bf16, float32 accumulation, vdpbf16ps) where the CPU has AVX512-BF16 and bf16
+// attention is not forced to its generic path (STRAND_ATTENTION_ISA), in float32 otherwise. The
+// integer dot products use AVX512-VNNI's vpdpbusd (unsigned x signed bytes, 64 multiply-adds an
+// instruction) where the CPU has it, chosen at run time; it takes Q~ as unsigned bytes Q~ + 128,
+// and the 128 * sum(K~ row) this adds is subtracted per key. The portable path computes the same
+// integers, so both give bitwise the same result.
 #include <immintrin.h>
 #include <omp.h>
 
@@ -24,6 +27,8 @@
 #include <vector>
 
 #include "framework/backend/attention_mask.h"
+#include "framework/backend/cpu/attention_bf16.h"
+#include "framework/backend/cpu/attention_bf16_tile.h"
 #include "framework/backend/cpu/attention_int8.h"
 #include "framework/backend/cpu/attention_tile.h"
 #include "framework/core/error.h"
@@ -97,9 +102,11 @@ QuantizedKeys quantize_keys(const AttentionParams& p) {
 // Per-thread working memory of one query block.
 struct Int8Work {
   std::vector<uint8_t> qp;   // Q~ + 128 packed [dp / 4][kBlock][4]: 16 queries' 4-byte groups per vector
+  std::vector<uint32_t> pw;  // bf16 P . V: P^T by pairs of keys [kBlock / 2][kBlock]
   std::vector<float> qs, shift, s, acc, m, l, alpha, m_use, row_max, row_sum;
   Int8Work(int64_t d, int64_t dp)
-      : qp(static_cast<size_t>(dp * kBlock)), qs(static_cast<size_t>(kBlock * d)), shift(kBlock),
+      : qp(static_cast<size_t>(dp * kBlock)), pw(static_cast<size_t>(kBlock / 2 * kBlock)),
+        qs(static_cast<size_t>(kBlock * d)), shift(kBlock),
         s(static_cast<size_t>(kBlock * kBlock)), acc(static_cast<size_t>(kBlock * d)),
         m(kBlock), l(kBlock), alpha(kBlock), m_use(kBlock), row_max(kBlock), row_sum(kBlock) {}
 };
@@ -166,14 +173,12 @@ void scores_vnni(int64_t nk, int64_t dp, const uint8_t* qp, const int8_t* k, con
   for (; j < nk; ++j) scores_vnni_rows<1>(dp, qp, k + j * dp, sc.ksum + j, sc, s + j * kBlock);
 }
 
-// Folds one float score tile s (nk keys x mq queries, row stride kBlock) into the running max,
-// sum and output accumulator (the online softmax of attention_forward.cpp); s becomes P.
-void online_softmax_step(int64_t mq, int64_t nk, float* s, Int8Work& w, const float* v, int64_t v_rs, int64_t d) {
+// The running max of a score tile s (nk keys x mq queries, row stride kBlock) folded into w.m:
+// alpha rescales what is accumulated, m_use is what the tile's exps subtract.
+void update_max(int64_t mq, int64_t nk, const float* s, Int8Work& w) {
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   float* mx = w.row_max.data();
-  float* sum = w.row_sum.data();
   std::fill(mx, mx + mq, kNegInf);
-  std::fill(sum, sum + mq, 0.0f);
   for (int64_t j = 0; j < nk; ++j) {
     const float* row = s + j * kBlock;
     #pragma omp simd
@@ -185,36 +190,77 @@ void online_softmax_step(int64_t mq, int64_t nk, float* s, Int8Work& w, const fl
   #pragma omp simd
   for (int64_t i = 0; i < mq; ++i) {
     const float m_new = std::max(m[i], mx[i]);
-    const bool empty = m_new == kNegInf;
+    const bool empty = m_new == kNegInf;  // every key so far masked: keep alpha 1, exp against 0
     alpha[i] = empty ? 1.0f : exp_approx(m[i] - m_new);
     m_use[i] = empty ? 0.0f : m_new;
     m[i] = m_new;
   }
+}
+
+// l = l * alpha + the tile's sums; the accumulator rescaled by alpha before P . V adds to it.
+void rescale(int64_t mq, int64_t d, Int8Work& w) {
+  float* acc = w.acc.data();
+  for (int64_t i = 0; i < mq; ++i) {
+    w.l[static_cast<size_t>(i)] = w.l[static_cast<size_t>(i)] * w.alpha[static_cast<size_t>(i)] +
+                                  w.row_sum[static_cast<size_t>(i)];
+    const float a = w.alpha[static_cast<size_t>(i)];
+    if (a != 1.0f) {
+      float* row = acc + i * d;
+      #pragma omp simd
+      for (int64_t x = 0; x < d; ++x) row[x] *= a;
+    }
+  }
+}
+
+// Folds the tile into the running max, sum and accumulator with P . V in float32 (the online
+// softmax of attention_forward.cpp); s becomes P.
+void fold_tile_f32(int64_t mq, int64_t nk, float* s, Int8Work& w, const float* v, int64_t v_rs, int64_t d) {
+  update_max(mq, nk, s, w);
+  float* sum = w.row_sum.data();
+  std::fill(sum, sum + mq, 0.0f);
   for (int64_t j = 0; j < nk; ++j) {
     float* row = s + j * kBlock;
     #pragma omp simd
     for (int64_t i = 0; i < mq; ++i) {
-      const float pv = exp_approx(row[i] - m_use[i]);
+      const float pv = exp_approx(row[i] - w.m_use[static_cast<size_t>(i)]);
       row[i] = pv;
       sum[i] += pv;
     }
   }
-  float* acc = w.acc.data();
-  for (int64_t i = 0; i < mq; ++i) {
-    w.l[static_cast<size_t>(i)] = w.l[static_cast<size_t>(i)] * alpha[i] + sum[i];
-    if (alpha[i] != 1.0f) {
-      float* a = acc + i * d;
-      #pragma omp simd
-      for (int64_t x = 0; x < d; ++x) a[x] *= alpha[i];
-    }
+  rescale(mq, d, w);
+  gemm<float>(mq, d, nk, s, 1, kBlock, v, v_rs, w.acc.data(), d, true);
+}
+
+// The same with P rounded to bf16 pairs and P . V on vdpbf16ps against V packed by pairs of keys.
+STRAND_BF16_TARGET void fold_tile_bf16(int64_t mq, int64_t nk, float* s, Int8Work& w, const uint32_t* vp, int64_t d) {
+  update_max(mq, nk, s, w);
+  float* sum = w.row_sum.data();
+  std::fill(sum, sum + mq, 0.0f);
+  attention_bf16::tile_pass(s, nullptr, kBlock, nk, mq, w.m_use.data(), sum, false, nullptr, 0, w.pw.data(), kBlock);
+  rescale(mq, d, w);
+  attention_bf16::dp_gemm(mq, d, (nk + 1) / 2, w.pw.data(), 1, kBlock, vp, d, w.acc.data(), d, true);
+}
+
+// V of every (batch, kv head) rounded to bf16 and packed by pairs of keys [pairs][D], once per call.
+std::vector<uint32_t> pack_values_bf16(const AttentionParams& p) {
+  const int64_t d = p.head_dim, heads = p.batch * p.kv_heads, pairs = (p.k_len + 1) / 2;
+  std::vector<uint32_t> vp(static_cast<size_t>(heads * pairs * d));
+  #pragma omp parallel for schedule(static) if (heads * p.k_len * d > kParallelWork)
+  for (int64_t bh = 0; bh < heads; ++bh) {
+    const float* v = static_cast<const float*>(p.v) + (bh / p.kv_heads) * p.v_batch_stride +
+                     (bh % p.kv_heads) * p.v_head_stride;
+    std::vector<uint16_t> rows(static_cast<size_t>(p.k_len * d));
+    for (int64_t j = 0; j < p.k_len; ++j)
+      for (int64_t x = 0; x < d; ++x) rows[static_cast<size_t>(j * d + x)] = float_to_bf16_bits(v[j * p.v_row_stride + x]);
+    attention_bf16::pack_row_pairs(rows.data(), d, p.k_len, d, vp.data() + bh * pairs * d);
   }
-  gemm<float>(mq, d, nk, s, 1, kBlock, v, v_rs, acc, d, true);
+  return vp;
 }
 
 using Scores = void (*)(int64_t, int64_t, const uint8_t*, const int8_t*, const ScoreScale&, float*);
 
 void query_block(const AttentionParams& p, const MaskPlan& plan, const QuantizedKeys& qk, Scores scores,
-                 int64_t b, int64_t h, int64_t i0, Int8Work& w) {
+                 const std::vector<uint32_t>& vp_all, int64_t b, int64_t h, int64_t i0, Int8Work& w) {
   constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   const int64_t d = p.head_dim, dp = qk.dp, mq = std::min(kBlock, p.q_len - i0);
   const int64_t hk = h / (p.q_heads / p.kv_heads), bh = b * p.kv_heads + hk;
@@ -259,7 +305,12 @@ void query_block(const AttentionParams& p, const MaskPlan& plan, const Quantized
     float* s = w.s.data();
     scores(nk, dp, w.qp.data(), qk.k.data() + (bh * p.k_len + j0) * dp, sc, s);
     if (cls == TileClass::Partial) plan.mask_tile(b, qg0, mq, ko + j0, nk, s, kBlock);
-    online_softmax_step(mq, nk, s, w, v + j0 * p.v_row_stride, p.v_row_stride, d);
+    if (vp_all.empty()) {
+      fold_tile_f32(mq, nk, s, w, v + j0 * p.v_row_stride, p.v_row_stride, d);
+    } else {
+      const int64_t pairs = (p.k_len + 1) / 2;
+      fold_tile_bf16(mq, nk, s, w, vp_all.data() + (bh * pairs + j0 / 2) * d, d);
+    }
   }
 
   float* o = static_cast<float*>(p.o) + b * p.o_batch_stride + h * p.o_head_stride + i0 * p.o_row_stride;
@@ -287,6 +338,9 @@ void attention_forward_int8_kernel(const backend::AttentionInt8ForwardParams& p)
   const MaskPlan plan(*p.mask, p.batch, p.q_len, p.k_len);
   const QuantizedKeys qk = quantize_keys(p);
   const Scores scores = !p.generic && cpu_has_vnni() ? &scores_vnni : &scores_generic;
+  // P . V in bf16 where bf16 attention would take its tiles (the same switch, so a user forcing
+  // bf16 attention to its generic path gets float32 P . V here too).
+  const std::vector<uint32_t> vp = attention_bf16_isa() == "avx512bf16" ? pack_values_bf16(p) : std::vector<uint32_t>{};
   const int64_t q_blocks = (p.q_len + kBlock - 1) / kBlock;
   const int64_t tasks = p.batch * p.q_heads * q_blocks;
   const int64_t work = p.batch * p.q_heads * p.q_len * p.k_len * p.head_dim;
@@ -297,7 +351,7 @@ void attention_forward_int8_kernel(const backend::AttentionInt8ForwardParams& p)
     #pragma omp for schedule(dynamic)
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t qb = q_blocks - 1 - t % q_blocks, bh = t / q_blocks;
-      query_block(p, plan, qk, scores, bh / p.q_heads, bh % p.q_heads, qb * kBlock, w);
+      query_block(p, plan, qk, scores, vp, bh / p.q_heads, bh % p.q_heads, qb * kBlock, w);
     }
   }
 }
