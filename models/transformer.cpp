@@ -5,6 +5,7 @@
 
 #include "framework/autograd/checkpoint.h"
 #include "framework/core/error.h"
+#include "framework/nn/autocast.h"
 #include "framework/ops/dispatch.h"
 #include "framework/ops/dropout.h"
 #include "framework/ops/elementwise.h"
@@ -274,7 +275,9 @@ Tensor untied_lm_head(Container& lm_head, int64_t vocab, int64_t d_model, Parame
 }
 
 Tensor lm_logits(const Tensor& x, const Tensor& output_embedding) {
-  return ops::matmul(x, ops::transpose(output_embedding, 0, 1));
+  // Under autocast the head is a matmul like Linear's: both operands in the compute dtype (the
+  // embedding rounded before the transposed view, so the cast is one contiguous pass).
+  return ops::matmul(nn::autocast(x), ops::transpose(nn::autocast(output_embedding), 0, 1));
 }
 
 Tensor argmax_last(const Tensor& logits, const Shape& shape) {

@@ -25,6 +25,22 @@ void Node::release() {
 
 namespace {
 
+// True when g is the only handle on its storage and covers all of it contiguously, in dtype.
+bool owned_whole(const Tensor& g, DType dtype) {
+  return g.impl().use_count() == 1 && g.storage().use_count() == 1 && g.dtype() == dtype && g.offset() == 0 &&
+         g.is_contiguous() && g.nbytes() == g.storage()->nbytes();
+}
+
+// A new tensor over g's storage with no autograd history.
+std::shared_ptr<TensorImpl> fresh_handle(const Tensor& g) {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = g.storage();
+  impl->shape = g.shape();
+  impl->strides = g.strides();
+  impl->dtype = g.dtype();
+  return impl;
+}
+
 void run_hooks(TensorImpl& leaf) {
   for (const auto& [id, hook] : leaf.autograd.post_accumulate_hooks) hook();
 }
@@ -37,10 +53,13 @@ AccumulateGrad::AccumulateGrad(const std::shared_ptr<TensorImpl>& leaf)
 std::vector<Tensor> AccumulateGrad::apply(std::vector<Tensor>&& grads) {
   auto leaf = leaf_.lock();
   if (!leaf) return {};
-  Tensor g = grads.at(0);
+  Tensor g = std::move(grads.at(0));
   if (!leaf->autograd.grad) {
-    // Keep a private contiguous copy: the incoming buffer may alias other tensors.
-    leaf->autograd.grad = g.copy_as(leaf->dtype, g.device()).impl();
+    // The leaf's gradient must be a private contiguous buffer, as later passes add into it in
+    // place. The incoming buffer is taken as it is when nothing else can see it (this is the
+    // only handle on its tensor and its storage, which it fills exactly); otherwise it may
+    // alias other tensors and is copied.
+    leaf->autograd.grad = owned_whole(g, leaf->dtype) ? fresh_handle(g) : g.copy_as(leaf->dtype, g.device()).impl();
     run_hooks(*leaf);
     return {};
   }

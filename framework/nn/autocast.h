@@ -3,13 +3,15 @@
 //
 // Note [Mixed precision]
 // Parameters, AdamW moments and every activation between layers stay float32 (the master
-// copy). Under bf16 or fp16 compute, Linear rounds its input and weight to the compute dtype
-// and multiplies them with float32 accumulation into a float32 output (matmul of two bf16/f16
-// operands); attention rounds q, k and v to the compute dtype and keeps its softmax
-// statistics in float32. Norms, activations, the loss and the optimizer are float32. The
-// backward of each rounding (ops::to_dtype) rounds the incoming gradient to the compute dtype
-// and hands it back as float32, so the gradients that reach the master weights are float32
-// sums of low-precision products, as under PyTorch's autocast. This CPU has no fp16
+// copy). Under bf16 or fp16 compute, Linear (and the LM head, models/transformer.cpp) rounds
+// its input and weight to the compute dtype and multiplies them with float32 accumulation into
+// a float32 output (matmul of two bf16/f16 operands); attention rounds q, k and v to the
+// compute dtype and keeps its softmax statistics in float32. Norms, activations, the loss and
+// the optimizer are float32. The matmul's backward rounds the output gradient to the compute
+// dtype once and runs both products in it (PyTorch's autocast, whose matmul output and so its
+// gradient are bf16, does the same). The backward of each rounding (ops::to_dtype) hands the
+// gradient back as float32, so the gradients that reach the master weights are float32 sums
+// of low-precision products, as under PyTorch's autocast. This CPU has no fp16
 // arithmetic: fp16 is a storage format here (values rounded to fp16, products in float32),
 // which keeps fp16's range (and so its overflows, which loss scaling handles) exactly.
 #pragma once

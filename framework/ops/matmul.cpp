@@ -111,7 +111,9 @@ Tensor widen(const Tensor& t) { return is_low_precision(t.dtype()) ? t.copy_as(D
 
 // a [..., M, K] @ b [K, N] (shared) or b [..., K, N] (a's batch axes) into a fresh contiguous
 // [..., M, N], written once by BLAS. Records no gradient; forward and backward both use it.
-Tensor matmul_values(const Tensor& a_in, const Tensor& b_in) {
+// Two low-precision operands give a float32 product, or one of their dtype when low_out is set
+// (the GEMM rounds its float32 sums once).
+Tensor matmul_values(const Tensor& a_in, const Tensor& b_in, bool low_out = false) {
   // Two operands of one low precision go to the GEMM as they are, with a float32 C (the
   // backend sums in float32: oneDNN's bf16 dot products where the CPU has them); a mix is
   // widened to float32 first.
@@ -121,7 +123,8 @@ Tensor matmul_values(const Tensor& a_in, const Tensor& b_in) {
   Shape out_shape = batch_shape(a);
   out_shape.push_back(a.size(-2));
   out_shape.push_back(b.size(-1));
-  Tensor out = Tensor::empty(out_shape, low ? DType::F32 : a.dtype(), a.device());
+  const DType c_dtype = low && !low_out ? DType::F32 : a.dtype();
+  Tensor out = Tensor::empty(out_shape, c_dtype, a.device());
 
   Tensor lhs = a;
   if (shared_b && a.dim() > 2)
@@ -135,7 +138,7 @@ Tensor matmul_values(const Tensor& a_in, const Tensor& b_in) {
   p.batch = std::move(batch);
   if (low) {
     p.dtype = a.dtype();
-    p.c_dtype = DType::F32;
+    p.c_dtype = c_dtype;
   }
   backend::gemm(p);
   return out;
@@ -143,17 +146,24 @@ Tensor matmul_values(const Tensor& a_in, const Tensor& b_in) {
 
 // Sum over the batch of a_i^T @ g_i -> [K, N], for a [..., M, K] and g [..., M, N]: the
 // gradient of a shared right-hand matrix. One GEMM over the flattened rows when both flatten.
-Tensor matmul_tn_summed(const Tensor& a_in, const Tensor& g) {
-  const Tensor a = widen(a_in);
+// Two low-precision operands stay as they are (a float32 result, or one of their dtype with
+// low_out where the rows flatten into one product); a mix is widened.
+Tensor matmul_tn_summed(const Tensor& a_in, const Tensor& g_in, bool low_out = false) {
+  const bool low = is_low_precision(a_in.dtype()) && a_in.dtype() == g_in.dtype();
+  const Tensor a = low ? a_in : widen(a_in), g = low ? g_in : widen(g_in);
   auto flat_a = flatten_rows(a), flat_g = flatten_rows(g);
-  if (flat_a && flat_g) return matmul_values(matrix_transpose(*flat_a), *flat_g);
-  Tensor out = Tensor::empty({a.size(-1), g.size(-1)}, a.dtype(), a.device());
+  if (flat_a && flat_g) return matmul_values(matrix_transpose(*flat_a), *flat_g, low_out);
+  Tensor out = Tensor::empty({a.size(-1), g.size(-1)}, low ? DType::F32 : a.dtype(), a.device());
   const MatrixArg A = matrix_arg(matrix_transpose(a)), G = matrix_arg(g);
   backend::GemmParams p = gemm_params(A, G, out, a.size(-1), g.size(-1), a.size(-2));
   p.batch = batch_shape(a);
   p.a_batch_strides = batch_strides(A.data);
   p.b_batch_strides = batch_strides(G.data);
   p.sum_over_batch = true;
+  if (low) {
+    p.dtype = a.dtype();
+    p.c_dtype = DType::F32;
+  }
   backend::gemm(p);
   return out;
 }
@@ -163,15 +173,22 @@ struct MatmulBackward final : Node {
   size_t a_slot = 0, b_slot = 0;  // where a (needed for dB) and b (needed for dA) were saved
   explicit MatmulBackward(bool shared) : Node("matmul"), shared_b(shared) {}
   std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
+    // Two low-precision operands (autocast): the float32 output gradient is rounded to their
+    // dtype once, so that both products run on the low-precision GEMM, as under PyTorch's
+    // autocast, where the product and so its gradient are bfloat16. Each operand's gradient is
+    // then written in its dtype by the GEMM (float32 sums rounded once).
+    const DType ta = input_meta[0].dtype, tb = input_meta[1].dtype;
+    const bool low = is_low_precision(ta) && ta == tb;
+    const Tensor go = low && g[0].dtype() != ta ? g[0].copy_as(ta, g[0].device()) : g[0];
     Tensor da, db;
-    if (next_edges[0].node) da = matmul_values(g[0], matrix_transpose(saved(b_slot)));
+    if (next_edges[0].node) da = matmul_values(go, matrix_transpose(saved(b_slot)), low);
     if (next_edges[1].node) {
       Tensor a = saved(a_slot);
-      db = shared_b ? matmul_tn_summed(a, g[0]) : matmul_values(matrix_transpose(a), g[0]);
+      db = shared_b ? matmul_tn_summed(a, go, low) : matmul_values(matrix_transpose(a), go, low);
     }
     // A low-precision operand takes its gradient in its own dtype (rounded from float32).
-    if (da.defined() && is_low_precision(input_meta[0].dtype)) da = da.copy_as(input_meta[0].dtype, da.device());
-    if (db.defined() && is_low_precision(input_meta[1].dtype)) db = db.copy_as(input_meta[1].dtype, db.device());
+    if (da.defined() && is_low_precision(ta) && da.dtype() != ta) da = da.copy_as(ta, da.device());
+    if (db.defined() && is_low_precision(tb) && db.dtype() != tb) db = db.copy_as(tb, db.device());
     return {da, db};
   }
 };

@@ -48,6 +48,23 @@ TEST(Engine, GradientsAccumulateAcrossBackwardCalls) {
   EXPECT_FALSE(x.grad().defined());
 }
 
+TEST(Engine, LeafGradientNeverAliasesATensorSeenElsewhere) {
+  // A root gradient the caller keeps: the leaf copies it, so writing either leaves the other alone.
+  Tensor x = leaf({1.0, 2.0, 3.0});
+  Tensor g = Tensor::from_vector({0.5, 0.25, 0.125}, {3}, DType::F64);
+  x.backward(g);
+  g.fill_(7.0);
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{0.5, 0.25, 0.125}));
+  x.backward(Tensor::from_vector({1.0, 1.0, 1.0}, {3}, DType::F64));
+  EXPECT_EQ(g.to_vector(), (std::vector<double>{7.0, 7.0, 7.0}));
+  // One gradient buffer handed to two leaves (add's backward): each leaf accumulates alone.
+  Tensor a = leaf({1.0, 2.0}), b = leaf({3.0, 4.0});
+  ops::sum(ops::add(a, b)).backward();
+  ops::sum(ops::mul_scalar(a, 3.0)).backward();
+  EXPECT_EQ(a.grad().to_vector(), (std::vector<double>{4.0, 4.0}));
+  EXPECT_EQ(b.grad().to_vector(), (std::vector<double>{1.0, 1.0}));
+}
+
 TEST(Engine, PostAccumulateHookSeesTheFinalGradientOncePerPass) {
   // x reaches the loss by three paths; the hook must run once, after all three have been added.
   Tensor x = leaf({0.3, -0.8});
@@ -261,6 +278,37 @@ TEST(Engine, WrongGradientFromANodeIsAnError) {
   // The right gradient passes through to the leaf.
   ops::sum(apply_fixed(x, {Tensor::full({3}, 0.5, DType::F64)})).backward();
   EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{0.5, 0.5, 0.5}));
+}
+
+// Returns a fresh gradient of ones that nothing else holds, and remembers where its data lives.
+struct FreshGradBackward final : autograd::Node {
+  const void** data;
+  explicit FreshGradBackward(const void** d) : Node("fresh_grad"), data(d) {}
+  std::vector<Tensor> apply(std::vector<Tensor>&&) override {
+    Tensor g = Tensor::ones(input_meta[0].shape, input_meta[0].dtype);
+    *data = g.raw_data();
+    return {g};
+  }
+};
+
+TEST(Engine, LeafTakesAFreshGradientBufferWithoutCopying) {
+  // The first gradient of a leaf, when no other tensor can see its buffer, becomes the leaf's
+  // gradient as it is (no copy: about 0.5 GB a step for GPT-2's weights); later passes add into it.
+  Tensor x = leaf({1.0, 2.0, 3.0});
+  const void* data = nullptr;
+  Tensor y = Tensor::zeros(x.shape(), x.dtype());
+  if (auto n = autograd::make_node<FreshGradBackward>({&x}, &data)) autograd::set_history(n, {&y});
+  ops::sum(y).backward();
+  EXPECT_EQ(x.grad().raw_data(), data);
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{1.0, 1.0, 1.0}));
+  ops::sum(ops::mul_scalar(x, 2.0)).backward();
+  EXPECT_EQ(x.grad().raw_data(), data);
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{3.0, 3.0, 3.0}));
+  // A buffer the node keeps is copied instead (FixedGradBackward holds its gradients).
+  Tensor w = leaf({1.0, 2.0});
+  const Tensor kept = Tensor::full({2}, 0.5, DType::F64);
+  ops::sum(apply_fixed(w, {kept})).backward();
+  EXPECT_NE(w.grad().raw_data(), kept.raw_data());
 }
 
 }  // namespace

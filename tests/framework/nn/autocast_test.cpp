@@ -69,6 +69,24 @@ TEST(Autocast, LowPrecisionMatmulGradientsAreTheRoundedFloat32Ones) {
   }
 }
 
+TEST(Autocast, LowPrecisionMatmulBackwardRoundsTheOutputGradientOnce) {
+  // The float32 output gradient is rounded to the compute dtype before both products (as under
+  // PyTorch's autocast, where the product is bf16): with a gradient that bf16 cannot hold, the
+  // result is that of the rounded gradient, not of the float32 one.
+  for (DType low : {DType::BF16, DType::F16}) {
+    Tensor a = leaf({4, 3}, 5), b = leaf({3, 2}, 6);
+    const Tensor g = Tensor::randn({4, 2}, 7);
+    ops::sum(ops::mul(ops::matmul(ops::to_dtype(a, low), ops::to_dtype(b, low)), g)).backward();
+    const Tensor gr = rounded(g, low);
+    const Tensor da = rounded(ops::matmul(gr, ops::transpose(rounded(b, low), 0, 1)), low);
+    const Tensor db = rounded(ops::matmul(ops::transpose(rounded(a, low), 0, 1), gr), low);
+    EXPECT_EQ(a.grad().to_vector(), da.to_vector()) << dtype_name(low);
+    EXPECT_EQ(b.grad().to_vector(), db.to_vector()) << dtype_name(low);
+    const Tensor da_unrounded = rounded(ops::matmul(g, ops::transpose(rounded(b, low), 0, 1)), low);
+    EXPECT_NE(da.to_vector(), da_unrounded.to_vector()) << "the test's gradient must need rounding";
+  }
+}
+
 TEST(Autocast, GradientsOfALowPrecisionTensorUsedTwiceAreSummed) {
   // y (bf16 / f16) feeds two paths, so backward sums two gradients of y's dtype (refused before).
   for (DType low : {DType::BF16, DType::F16}) {
