@@ -230,6 +230,15 @@ std::vector<PruneRound> run_prune(Config config, const io::CheckpointData& base,
       const TrainResult result = trainer.run();
       r.checkpoint = result.checkpoint;
       r.finetune_steps = result.end_step;
+      if (result.stop_signal != 0) {
+        // SIGINT / SIGTERM: the round's checkpoint is saved (pruned, part-way fine-tuned); no
+        // further round starts. `strand train` with checkpoint.resume set to it finishes it.
+        rounds.push_back(r);
+        write_report(rounds);
+        print(detail::concat("prune: stopped in round ", round, " after ", r.finetune_steps,
+                             " fine-tuning steps; checkpoint ", r.checkpoint));
+        return rounds;
+      }
     } else if (options.write_files) {
       r.checkpoint = trainer.save_checkpoint();
     }

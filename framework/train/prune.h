@@ -41,7 +41,9 @@ struct PruneOptions {
 // r / iterations) units in all (heads_to_keep), chosen by prune.method, then fine-tunes for
 // prune.finetune_steps steps (a Trainer over RUN_DIR/round_r with train.steps =
 // finetune_steps) and saves the round's checkpoint, with its /pruning group. Writes
-// RUN_DIR/prune_report.json and prune_report.md after every round. Collective over `group`.
+// RUN_DIR/prune_report.json and prune_report.md after every round. A stop signal during
+// fine-tuning ends the run after that round's checkpoint (there is no resume of a pruning run
+// itself yet). Collective over `group`.
 std::vector<PruneRound> run_prune(config::Config config, const io::CheckpointData& base, parallel::Group* group,
                                   const PruneOptions& options);
 
