@@ -223,6 +223,8 @@ TEST_F(InspectExportTest, ExportOfAPrunedModelFollowsTransformersPrunedHeads) {
   ck.extra[train::kPruningGroup] = train::pruning_group(pruned.model);
   ck.trainer.set_int("step", 1);
   io::write_checkpoint(path("pruned.h5"), ck);
+  const CommandResult shown = strand("inspect " + path("pruned.h5"));
+  EXPECT_CONTAINS(shown.out, "pruned: query heads kept per layer 4 2\n");
   const CommandResult r = strand("export " + path("pruned.h5") + " --out " + path("hf"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::string json = slurp(path("hf") + "/config.json");
