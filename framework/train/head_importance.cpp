@@ -10,6 +10,7 @@
 #include "framework/autograd/grad_mode.h"
 #include "framework/core/error.h"
 #include "framework/ops/attention_entropy.h"
+#include "framework/train/components.h"
 #include "framework/train/pruned_heads.h"
 #include "parallel/comm/group.h"
 
@@ -143,38 +144,50 @@ std::vector<std::vector<int64_t>> heads_to_keep(const config::Config& config, co
   STRAND_CHECK(scores.size() == heads.size(), ValueError, "prune: scores for ", scores.size(), " layers, the model has ",
                heads.size());
   const int64_t size = unit_size(m);
+  // Note [Pruned heads under Ulysses]: a layer must keep a multiple of the Ulysses group's u
+  // units, so units go u at a time per layer (u = 1 under ring attention and at sp = 1).
+  const int64_t u = ulysses_degree_of(config);
+  STRAND_CHECK(remove % u == 0, ValueError, "prune: ", remove, " heads", size > 1 ? " groups" : "",
+               " do not go in blocks of the Ulysses group's ", u, " ranks");
   struct Unit {
     double score;
-    size_t layer;
     int64_t first;  // position of its first query head in the layer
   };
-  std::vector<Unit> units;
-  std::vector<int64_t> left(heads.size());
+  // Each layer's units, lowest score first (ties: lower position first); blocks of u of them.
+  std::vector<std::vector<Unit>> units(heads.size());
   for (size_t l = 0; l < heads.size(); ++l) {
     const int64_t n = static_cast<int64_t>(heads[l].size());
     STRAND_CHECK(static_cast<int64_t>(scores[l].size()) == n, ValueError, "prune: layer ", l, " has ", n,
                  " heads but ", scores[l].size(), " scores");
     for (int64_t first = 0; first < n; first += size) {
-      double s = 0.0;
-      for (int64_t h = first; h < first + size; ++h) s += scores[l][static_cast<size_t>(h)];
-      units.push_back({s, l, first});
+      double sc = 0.0;
+      for (int64_t h = first; h < first + size; ++h) sc += scores[l][static_cast<size_t>(h)];
+      units[l].push_back({sc, first});
     }
-    left[l] = n / size;
+    std::stable_sort(units[l].begin(), units[l].end(), [](const Unit& a, const Unit& b) { return a.score < b.score; });
   }
-  // Lowest score first; ties by layer then position, so the choice is the same on every rank.
-  std::stable_sort(units.begin(), units.end(), [](const Unit& a, const Unit& b) { return a.score < b.score; });
+  // Global greedy: the lowest next block of any layer goes (ties: the lower layer), while the
+  // layer keeps at least one block. With u = 1 this is the lowest `remove` units over all layers.
+  std::vector<size_t> taken(heads.size(), 0);
   std::vector<std::vector<bool>> gone(heads.size());
   for (size_t l = 0; l < heads.size(); ++l) gone[l].assign(heads[l].size(), false);
-  int64_t removed = 0;
-  for (const Unit& u : units) {
-    if (removed == remove) break;
-    if (left[u.layer] == 1) continue;  // a layer keeps at least one unit
-    for (int64_t h = u.first; h < u.first + size; ++h) gone[u.layer][static_cast<size_t>(h)] = true;
-    --left[u.layer];
-    ++removed;
+  for (int64_t removed = 0; removed < remove; removed += u) {
+    size_t best = heads.size();
+    double best_score = 0.0;
+    for (size_t l = 0; l < heads.size(); ++l) {
+      if (taken[l] + 2 * static_cast<size_t>(u) > units[l].size()) continue;  // its last block stays
+      double sc = 0.0;
+      for (int64_t j = 0; j < u; ++j) sc += units[l][taken[l] + static_cast<size_t>(j)].score;
+      if (best == heads.size() || sc < best_score) best = l, best_score = sc;
+    }
+    STRAND_CHECK(best < heads.size(), ValueError, "prune: cannot remove ", remove, " more heads",
+                 size > 1 ? " groups" : "", " and keep ", u == 1 ? "one" : detail::concat(u, " (the Ulysses group)"),
+                 " in each of the ", heads.size(), " layers");
+    for (int64_t j = 0; j < u; ++j) {
+      const Unit& unit = units[best][taken[best]++];
+      for (int64_t h = unit.first; h < unit.first + size; ++h) gone[best][static_cast<size_t>(h)] = true;
+    }
   }
-  STRAND_CHECK(removed == remove, ValueError, "prune: cannot remove ", remove, " more heads",
-               size > 1 ? " groups" : "", " and keep one in each of the ", heads.size(), " layers");
   std::vector<std::vector<int64_t>> keep(heads.size());
   for (size_t l = 0; l < heads.size(); ++l)
     for (size_t h = 0; h < heads[l].size(); ++h)

@@ -53,8 +53,10 @@ HeadTable head_entropy(Trainer& trainer, data::Loader& loader, int64_t batches);
 // The units a round removes: under GQA (1 < n_kv_head < n_head) a key/value head with all its
 // query heads, scored by the sum of theirs; otherwise (MHA, and MQA, whose one key/value head
 // stays) a query head. Removes the `remove` lowest-scoring units over all layers, never a
-// layer's last unit. Returns, per layer, the positions (among the layer's current heads) of
-// the query heads kept.
+// layer's last unit. Under parallel.sp_mode ulysses / hybrid (group of u ranks) units go u at
+// a time per layer, the u lowest of the layer scored by their sum, and a layer keeps at least
+// u (`remove` must be a multiple of u). Returns, per layer, the positions (among the layer's
+// current heads) of the query heads kept.
 std::vector<std::vector<int64_t>> heads_to_keep(const config::Config& config, const HeadTable& scores,
                                                 int64_t remove);
 

@@ -189,11 +189,14 @@ std::vector<PruneRound> run_prune(Config config, const io::CheckpointData& base,
   }
   write_report(rounds);
 
+  // Under Ulysses units go in blocks of its group's u ranks (Note [Pruned heads under Ulysses]).
+  const int64_t u = ulysses_degree_of(config);
   const int64_t units = prune_units(config.model);
-  const int64_t target = std::llround(config.prune.heads_fraction * static_cast<double>(units));
+  const int64_t target = u * std::llround(config.prune.heads_fraction * static_cast<double>(units / u));
   int64_t removed = 0;
   for (int64_t round = 1; round <= config.prune.iterations; ++round) {
-    const int64_t goal = std::llround(static_cast<double>(target * round) / static_cast<double>(config.prune.iterations));
+    const int64_t goal = u * std::llround(static_cast<double>(target / u * round) /
+                                          static_cast<double>(config.prune.iterations));
     HeadTable scores, entropy;
     {
       Trainer scorer(build_trainer_parts(round_config(config, round), model, group), quiet);

@@ -6,7 +6,9 @@
 // a pruned layer whose query head count u does not divide, or whose key/value head count u
 // neither divides nor is a multiple of, cannot be laid out. Such a model is refused when it is
 // loaded or made (check_kept_heads, naming the layer, its heads and parallel.sp_mode), not at
-// the layer's first forward deep inside the exchange.
+// the layer's first forward deep inside the exchange. `strand prune` under Ulysses removes
+// units (heads, or GQA groups) u at a time from a layer, so what it makes always splits
+// (heads_to_keep); a checkpoint pruned under ring attention may not.
 #include "framework/train/pruned_heads.h"
 
 #include <algorithm>

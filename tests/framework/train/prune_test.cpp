@@ -171,6 +171,15 @@ TEST(PruneChoice, RemovesTheLowestScoringFractionOfHeadsGlobally) {
   EXPECT_EQ(p.model.kept_heads, (std::vector<std::vector<int64_t>>{{0, 2}, {0, 1, 3}}));
   EXPECT_EQ(p.model.kept_kv_heads, (std::vector<std::vector<int64_t>>{{0}, {0}}));
   EXPECT_EQ(normalise_per_layer({{3.0, 4.0}, {0.0, 0.0}}), (HeadTable{{0.6, 0.8}, {0.0, 0.0}}));
+  // Ulysses over 2 ranks: two heads at a time per layer, the layer's two lowest by their sum
+  // (0.1 + 0.2 = 0.3 in layer 0 against 0.05 + 0.3 = 0.35 in layer 1), and at least 2 kept.
+  c = model_config(4);
+  c.parallel.sp = 2;
+  c.parallel.sp_mode = config::SpMode::Ulysses;
+  EXPECT_EQ(heads_to_keep(c, scores, 2), (std::vector<std::vector<int64_t>>{{0, 2}, {0, 1, 2, 3}}));
+  EXPECT_EQ(heads_to_keep(c, scores, 4), (std::vector<std::vector<int64_t>>{{0, 2}, {1, 3}}));
+  EXPECT_THROW(heads_to_keep(c, scores, 3), ValueError);
+  EXPECT_THROW(heads_to_keep(c, scores, 6), ValueError);
 }
 
 class Prune : public TinyRunTest {
