@@ -47,6 +47,8 @@ void add_config_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 // The exit status a finished `strand train` asks for beyond errors: 141 after a closed stdout.
 int train_exit_status();
+// `strand prune CONFIG --checkpoint CKPT`: attention-head pruning with fine-tuning (prune_command.cpp).
+void add_prune_command(CLI::App& app);
 // `strand eval CONFIG --checkpoint CKPT [--data PATH]`: loss and accuracy, one JSON line (eval_command.cpp).
 void add_eval_command(CLI::App& app);
 // `strand generate CONFIG --checkpoint CKPT --prompt TEXT`: text from a GPT (generate_command.cpp).

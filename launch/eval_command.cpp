@@ -15,6 +15,7 @@
 #include "framework/ops/attention_contract.h"
 #include "framework/train/components.h"
 #include "framework/train/eval.h"
+#include "framework/train/pruned_heads.h"
 #include "launch/commands.h"
 #include "models/model.h"
 #include "parallel/comm/group.h"
@@ -59,6 +60,7 @@ void run_eval(const EvalArgs& args, parallel::Group& world) {
 
     train::check_memory_fits(config, false, train::machine_memory_bytes(), ranks_here);  // before allocating
     ckpt = io::read_checkpoint(args.checkpoint);
+    train::adopt_pruned_heads(config, ckpt);  // a pruned checkpoint's heads per layer
     model = models::build_model(config);
     io::load_into(model->named_parameters(), ckpt);
   });

@@ -1,6 +1,8 @@
 // `strand export CKPT --format safetensors --out DIR`: a gpt checkpoint as DIR/model.safetensors
 // and DIR/config.json in the Hugging Face GPT-2 layout, so GPT2LMHeadModel.from_pretrained(DIR)
-// loads it unchanged (docs/checkpoint-format.md, "Export to Hugging Face").
+// loads it unchanged (docs/checkpoint-format.md, "Export to Hugging Face"). A pruned checkpoint
+// goes out with GPT2Config's pruned_heads and the sliced attention weights of its layers.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -13,6 +15,7 @@
 #include "framework/config/config.h"
 #include "framework/io/checkpoint.h"
 #include "framework/io/safetensors.h"
+#include "framework/train/pruned_heads.h"
 #include "launch/commands.h"
 
 namespace strand::launch {
@@ -40,17 +43,21 @@ void check_exportable(const Config& c, const std::string& ckpt) {
 }
 
 // The parameters of a plain GPT-2 of this config, in state-dict order, with their shapes.
+// A pruned layer i keeps h_i heads of width D = C / n_head: transformers' GPT2Attention.prune_heads
+// leaves c_attn [C, 3 h_i D] (the kept heads' q, then k, then v columns) and c_proj [h_i D, C].
 std::vector<std::pair<std::string, Shape>> gpt2_parameters(const config::ModelConfig& m) {
-  const int64_t C = m.d_model, F = m.d_ff, V = m.vocab_size, T = m.max_seq_len;
+  const int64_t C = m.d_model, F = m.d_ff, V = m.vocab_size, T = m.max_seq_len, D = m.d_model / m.n_head;
+  const auto kept = train::kept_query_heads(m);
   std::vector<std::pair<std::string, Shape>> p = {{"transformer.wte.weight", {V, C}},
                                                   {"transformer.wpe.weight", {T, C}}};
   for (int64_t i = 0; i < m.n_layer; ++i) {
     const std::string h = "transformer.h." + std::to_string(i) + ".";
     p.push_back({h + "ln_1.weight", {C}});
     p.push_back({h + "ln_1.bias", {C}});
-    p.push_back({h + "attn.c_attn.weight", {C, 3 * C}});
-    p.push_back({h + "attn.c_attn.bias", {3 * C}});
-    p.push_back({h + "attn.c_proj.weight", {C, C}});
+    const int64_t width = static_cast<int64_t>(kept[static_cast<size_t>(i)].size()) * D;
+    p.push_back({h + "attn.c_attn.weight", {C, 3 * width}});
+    p.push_back({h + "attn.c_attn.bias", {3 * width}});
+    p.push_back({h + "attn.c_proj.weight", {width, C}});
     p.push_back({h + "attn.c_proj.bias", {C}});
     p.push_back({h + "ln_2.weight", {C}});
     p.push_back({h + "ln_2.bias", {C}});
@@ -87,6 +94,21 @@ std::vector<std::pair<std::string, Tensor>> gpt2_tensors(const io::CheckpointDat
   return out;
 }
 
+// GPT2Config's pruned_heads of a pruned model: {"layer": [removed heads, original indices]} for
+// each layer that lost heads (from_pretrained prunes those, then loads the sliced weights).
+std::string pruned_heads_json(const config::ModelConfig& m) {
+  std::string j = "{";
+  const auto kept = train::kept_query_heads(m);
+  for (size_t i = 0; i < kept.size(); ++i) {
+    std::string removed;
+    for (int64_t h = 0; h < m.n_head; ++h)
+      if (std::find(kept[i].begin(), kept[i].end(), h) == kept[i].end())
+        removed += (removed.empty() ? "" : ", ") + std::to_string(h);
+    if (!removed.empty()) j += (j.size() > 1 ? ", \"" : "\"") + std::to_string(i) + "\": [" + removed + "]";
+  }
+  return j + "}";
+}
+
 // GPT2Config as transformers writes it. n_inner null means 4 * n_embd; gelu_new is GELU with
 // the tanh approximation, strand's `gelu`.
 std::string gpt2_config_json(const config::ModelConfig& m) {
@@ -105,6 +127,7 @@ std::string gpt2_config_json(const config::ModelConfig& m) {
     << "  \"n_embd\": " << m.d_model << ",\n"
     << "  \"n_layer\": " << m.n_layer << ",\n"
     << "  \"n_head\": " << m.n_head << ",\n"
+    << (train::is_pruned(m) ? "  \"pruned_heads\": " + pruned_heads_json(m) + ",\n" : std::string())
     << "  \"n_inner\": " << (m.d_ff == 4 * m.d_model ? std::string("null") : std::to_string(m.d_ff)) << ",\n"
     << "  \"activation_function\": \"gelu_new\",\n"
     << "  \"layer_norm_epsilon\": 1e-05,\n"
@@ -132,11 +155,9 @@ struct ExportOptions {
 
 void export_checkpoint(const ExportOptions& o) {
   const io::CheckpointData ck = io::read_checkpoint(o.checkpoint);
-  const Config config = config::parse_config(ck.config_yaml, o.checkpoint + " (config attribute)");
+  Config config = config::parse_config(ck.config_yaml, o.checkpoint + " (config attribute)");
   check_exportable(config, o.checkpoint);
-  if (ck.extra.count("pruning"))
-    throw ValueError("export: " + o.checkpoint +
-                     ": the model is pruned (group /pruning); GPT-2's layout has n_head heads in every layer");
+  train::adopt_pruned_heads(config, ck);  // a pruned model: its heads per layer (group /pruning)
   const auto tensors = gpt2_tensors(ck, config);
 
   std::error_code ec;

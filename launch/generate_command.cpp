@@ -16,6 +16,7 @@
 #include "framework/io/checkpoint.h"
 #include "framework/ops/attention_contract.h"
 #include "framework/train/components.h"
+#include "framework/train/pruned_heads.h"
 #include "framework/train/sample.h"
 #include "launch/commands.h"
 #include "models/gpt/decoder.h"
@@ -62,7 +63,7 @@ void run_generate(const GenerateArgs& args, bool prompt_given, parallel::Group& 
   STRAND_CHECK(args.seed >= 0, ValueError, "--seed ", args.seed, " must be >= 0");
   const std::string text = read_prompt(args, prompt_given);
 
-  const train::Config config = train::load_config(args.config, args.overrides);
+  train::Config config = train::load_config(args.config, args.overrides);
   STRAND_CHECK(config.model.arch == config::Arch::Gpt, ValueError, args.config,
                ": key 'model.arch': generate needs a decoder (gpt), not ", config::name_of(config.model.arch));
   std::unique_ptr<data::Tokenizer> tokenizer;
@@ -85,6 +86,7 @@ void run_generate(const GenerateArgs& args, bool prompt_given, parallel::Group& 
   }
 
   const io::CheckpointData ckpt = io::read_checkpoint(args.checkpoint);
+  train::adopt_pruned_heads(config, ckpt);  // a pruned checkpoint's heads per layer
   std::shared_ptr<models::Model> model = models::build_model(config);
   io::load_into(model->named_parameters(), ckpt);
   auto& gpt = dynamic_cast<models::Gpt&>(*model);

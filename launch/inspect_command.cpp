@@ -81,6 +81,16 @@ void print_inspection(const io::CheckpointData& ck) {
   for (const auto& [group, contents] : ck.extra)
     std::printf("group %s: %zu tensors, %zu int lists\n", group.c_str(), contents.tensors.size(),
                 contents.int64s.size());
+  // A pruned model (docs/checkpoint-format.md, "Pruned models"): its query heads per layer.
+  if (const auto pruning = ck.extra.find("pruning"); pruning != ck.extra.end()) {
+    std::string heads;
+    for (size_t i = 0;; ++i) {
+      const auto kept = pruning->second.int64s.find("layer_" + std::to_string(i) + ".kept_heads");
+      if (kept == pruning->second.int64s.end()) break;
+      heads += (heads.empty() ? "" : " ") + std::to_string(kept->second.size());
+    }
+    std::printf("pruned: query heads kept per layer %s\n", heads.c_str());
+  }
 }
 
 }  // namespace

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   app.option_defaults()->always_capture_default();
   strand::launch::add_train_command(app);
   strand::launch::add_eval_command(app);
+  strand::launch::add_prune_command(app);
   strand::launch::add_generate_command(app);
   strand::launch::add_analyze_command(app);
   strand::launch::add_data_command(app);

@@ -19,6 +19,7 @@
 #include "framework/config/config.h"
 #include "framework/train/components.h"
 #include "framework/train/metrics.h"
+#include "framework/train/pruned_heads.h"
 #include "framework/train/run_log.h"
 #include "framework/train/trainer.h"
 #include "launch/commands.h"
@@ -88,6 +89,7 @@ void run_train(const TrainArgs& args, parallel::Group& world) {
       train::check_memory_fits(config, true, train::machine_memory_bytes(), ranks_here);  // before allocating
       train::check_job_size(config, world.size());
       if (config.parallel.sp > 1) (void)train::sequence_layout_of(config);
+      train::adopt_resumed_heads(config);  // resuming a pruned checkpoint: its heads per layer
       model = models::build_model(config);
     } catch (const train::ConfigError& e) {
       // Cross-section rules checked by the model and trainer: name the file they came from.

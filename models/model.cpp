@@ -40,6 +40,9 @@ std::shared_ptr<Model> build_model(const config::Config& config) {
   STRAND_CHECK(config.model.arch == Arch::Encoder ? pattern != AttentionPattern::Causal : pattern != AttentionPattern::Full,
                ValueError, "build_model: arch ", config::name_of(config.model.arch), " with attention pattern ",
                config::name_of(pattern), " (a config parse_config would refuse)");
+  // Kept heads per layer index one stack's blocks: only gpt has a single stack of them.
+  STRAND_CHECK(config.model.kept_heads.empty() || config.model.arch == Arch::Gpt, ValueError, "build_model: arch ",
+               config::name_of(config.model.arch), " cannot hold pruned heads (only gpt)");
   const uint64_t seed = static_cast<uint64_t>(config.run.seed);
   std::shared_ptr<Model> model;
   switch (config.model.arch) {

@@ -145,6 +145,12 @@ Block::Block(const StackOptions& o, int64_t layer, ParameterSeeds& seeds) : laye
   const double proj_std = 0.02 / std::sqrt(2.0 * static_cast<double>(o.n_layer));
   nn::AttentionOptions a;
   a.n_kv_head = o.n_kv_head;
+  int64_t n_head = o.n_head;
+  if (!o.layer_heads.empty()) {  // a pruned layer: its own head counts, each head as wide as before
+    n_head = o.layer_heads.at(static_cast<size_t>(layer));
+    a.n_kv_head = o.layer_kv_heads.at(static_cast<size_t>(layer));
+    a.head_dim = o.d_model / o.n_head;
+  }
   a.rope = o.pos == config::PosEncoding::Rope;
   a.linear = o.attention.pattern == config::AttentionPattern::Linear;
   a.mask = mask_for_pattern(o.attention, o.causal, o.run_seed, layer_);
@@ -156,11 +162,13 @@ Block::Block(const StackOptions& o, int64_t layer, ParameterSeeds& seeds) : laye
   ln_1_ = Norm::make(o.norm, o.d_model, o.dtype);
   register_module("ln_1", seeds.counted(ln_1_.module()));
   a.seed = seeds.next();
-  attn_ = register_module("attn", seeds.counted(std::make_shared<nn::MultiHeadAttention>(o.d_model, o.n_head, a)));
+  attn_ = register_module("attn", seeds.counted(std::make_shared<nn::MultiHeadAttention>(o.d_model, n_head, a)));
   ln_2_ = Norm::make(o.norm, o.d_model, o.dtype);
   register_module("ln_2", seeds.counted(ln_2_.module()));
   if (o.cross_attention) {
-    nn::AttentionOptions c = a;
+    nn::AttentionOptions c = a;  // cross-attention is never pruned: all n_head heads
+    c.n_kv_head = o.n_kv_head;
+    c.head_dim = 0;
     c.seed = seeds.next();
     cross_ = register_module("crossattention",
                              seeds.counted(std::make_shared<nn::CrossAttention>(o.d_model, o.n_head, c)));
@@ -199,6 +207,8 @@ StackOptions stack_options(const config::ModelConfig& c, uint64_t run_seed, DTyp
   o.norm = c.norm;
   o.swiglu = c.activation == config::Activation::SwiGLU;
   o.attention = c.attention;
+  for (const auto& kept : c.kept_heads) o.layer_heads.push_back(static_cast<int64_t>(kept.size()));
+  for (const auto& kept : c.kept_kv_heads) o.layer_kv_heads.push_back(static_cast<int64_t>(kept.size()));
   o.run_seed = run_seed;
   o.dtype = dtype;
   return o;
@@ -206,6 +216,10 @@ StackOptions stack_options(const config::ModelConfig& c, uint64_t run_seed, DTyp
 
 Stack::Stack(const StackOptions& o, ParameterSeeds& seeds) : options_(o) {
   STRAND_CHECK(o.n_layer >= 1, ValueError, "stack: n_layer must be >= 1, got ", o.n_layer);
+  STRAND_CHECK((o.layer_heads.empty() || static_cast<int64_t>(o.layer_heads.size()) == o.n_layer) &&
+                   o.layer_kv_heads.size() == o.layer_heads.size(),
+               ValueError, "stack: a pruned model needs the query and key/value head counts of each of its ", o.n_layer,
+               " layers, got ", o.layer_heads.size(), " and ", o.layer_kv_heads.size());
   if (o.token_embedding)
     wte_ = register_module("wte", seeds.counted(std::make_shared<nn::Embedding>(o.vocab_size, o.d_model, seeds.next(),
                                                                                 o.dtype, 0.02)));

@@ -6,6 +6,7 @@
 #include <initializer_list>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "framework/config/config.h"
 #include "framework/nn/attention.h"
@@ -108,6 +109,9 @@ struct StackOptions {
   bool causal = false;          // decoder self-attention (Note [Causal patterns] in nn/attention.cpp)
   bool cross_attention = false; // decoder of encdec
   config::AttentionConfig attention;
+  // Per-layer query and key/value head counts of a pruned model (heads of width d_model /
+  // n_head); empty: n_head and n_kv_head in every layer.
+  std::vector<int64_t> layer_heads, layer_kv_heads;
   uint64_t run_seed = 0;
   int64_t layer_base = 0;       // index of this stack's first layer among all layers (seeds)
   DType dtype = DType::F32;

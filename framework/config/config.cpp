@@ -40,6 +40,7 @@ STRAND_CHOICES(ComputePrecision, "fp32", "bf16", "fp16")
 STRAND_CHOICES(Checkpointing, "none", "full", "selective")
 STRAND_CHOICES(Offload, "none", "host", "disk")
 STRAND_CHOICES(GradDtype, "fp32", "bf16")
+STRAND_CHOICES(PruneMethod, "importance", "random")
 #undef STRAND_CHOICES
 
 namespace detail {
@@ -268,6 +269,8 @@ void visit_config(Config& c, KeyVisitor& v) {
   v.integer("iterations", c.prune.iterations, at_least(1));
   v.integer("importance_batches", c.prune.importance_batches, at_least(1));
   v.integer("finetune_steps", c.prune.finetune_steps, at_least(0));
+  choice(v, "method", c.prune.method);
+  v.integer("seed", c.prune.seed, at_least(0));
   v.end();
 }
 

@@ -33,6 +33,7 @@ enum class ComputePrecision { Fp32, Bf16, Fp16 };
 enum class Checkpointing { None, Full, Selective };
 enum class Offload { None, Host, Disk };
 enum class GradDtype { Fp32, Bf16 };
+enum class PruneMethod { Importance, Random };
 
 template <class E> std::span<const char* const> choices();
 template <> std::span<const char* const> choices<Arch>();
@@ -50,6 +51,7 @@ template <> std::span<const char* const> choices<ComputePrecision>();
 template <> std::span<const char* const> choices<Checkpointing>();
 template <> std::span<const char* const> choices<Offload>();
 template <> std::span<const char* const> choices<GradDtype>();
+template <> std::span<const char* const> choices<PruneMethod>();
 
 // "rope", "zigzag", ...: the YAML spelling.
 template <class E>
@@ -90,6 +92,11 @@ struct ModelConfig {
   bool tie_embeddings = true;  // lm_head shares transformer.wte.weight
   double dropout = 0.0;        // [0, 1)
   AttentionConfig attention;
+  // A pruned model's kept heads per layer (original head indices, ascending): query heads and
+  // key/value heads. Empty: every layer has n_head and n_kv_head. Not a YAML key: a pruned
+  // checkpoint records them in its /pruning group, and whatever loads one sets them from it
+  // (models/pruned_heads.h) before building the model.
+  std::vector<std::vector<int64_t>> kept_heads, kept_kv_heads;
   bool operator==(const ModelConfig&) const = default;
 };
 
@@ -177,6 +184,8 @@ struct PruneConfig {
   int64_t iterations = 1;
   int64_t importance_batches = 8;
   int64_t finetune_steps = 100;
+  PruneMethod method = PruneMethod::Importance;  // random: the comparison baseline
+  int64_t seed = 0;              // >= 0: the draws of method random
   bool operator==(const PruneConfig&) const = default;
 };
 

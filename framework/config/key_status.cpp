@@ -92,10 +92,12 @@ constexpr KeyStatus kStatuses[] = {
     {"distill.attention_weight", kOff, "distillation (strand distill)"},
     {"distill.hidden_weight", kOff, "distillation (strand distill)"},
 
-    {"prune.heads_fraction", kOff, "head pruning (strand prune)"},
-    {"prune.iterations", kOff, "head pruning (strand prune)"},
-    {"prune.importance_batches", kOff, "head pruning (strand prune)"},
-    {"prune.finetune_steps", kOff, "head pruning (strand prune)"},
+    {"prune.heads_fraction", kOn, "PruneChoice.RemovesTheLowestScoringFractionOfHeadsGlobally"},
+    {"prune.iterations", kOn, "Prune.IterationsRescoreBetweenRounds"},
+    {"prune.importance_batches", kOn, "HeadImportance.AccumulatesAbsoluteGateGradientsOverBatches"},
+    {"prune.finetune_steps", kOn, "Prune.FinetunesAfterEachRound"},
+    {"prune.method", kOn, "Prune.RandomMethodIsSeeded"},
+    {"prune.seed", kOn, "Prune.RandomMethodIsSeeded"},
 };
 
 }  // namespace

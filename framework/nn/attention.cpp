@@ -14,6 +14,7 @@
 
 #include "framework/core/error.h"
 #include "framework/nn/autocast.h"
+#include "framework/ops/elementwise.h"
 #include "framework/ops/join.h"
 #include "framework/ops/linear_attention.h"
 #include "framework/ops/rope.h"
@@ -32,10 +33,11 @@ Tensor merge_heads(const Tensor& o) {
   return ops::reshape(ops::transpose(o, 1, 2), {o.size(0), o.size(2), o.size(1) * o.size(3)});
 }
 
-void check_heads(const char* op, int64_t d_model, int64_t n_head, int64_t n_kv_head) {
+void check_heads(const char* op, int64_t d_model, int64_t n_head, int64_t n_kv_head, int64_t head_dim = 0) {
   STRAND_CHECK(d_model > 0 && n_head > 0, ValueError, op, ": d_model and n_head must be positive, got d_model ",
                d_model, ", n_head ", n_head);
-  STRAND_CHECK(d_model % n_head == 0, ValueError, op, ": n_head ", n_head, " must divide d_model ", d_model);
+  STRAND_CHECK(head_dim > 0 || d_model % n_head == 0, ValueError, op, ": n_head ", n_head, " must divide d_model ",
+               d_model);
   STRAND_CHECK(n_kv_head > 0 && n_head % n_kv_head == 0, ValueError, op, ": n_kv_head ", n_kv_head,
                " must divide n_head ", n_head);
 }
@@ -49,11 +51,14 @@ void check_input(const char* op, const char* what, const Tensor& x, int64_t d_mo
 // tensors, which run the CPU's bf16 dot products where it has them (docs/attention.md), and o
 // comes back float32 (its bf16 rounding is the one the output projection applies anyway). Else
 // (fp16, or a sequence split over ranks): q, k, v rounded and read as float32.
-Tensor low_precision_attention(const Tensor& q, const Tensor& k, const Tensor& v, const MaskSpec& mask,
-                               const parallel::SequenceShard& shard) {
-  if (autocast_dtype() == DType::BF16 && shard.local())
-    return ops::to_dtype(parallel::attention(autocast(q), autocast(k), autocast(v), mask, 0.0, shard).o, DType::F32);
-  return parallel::attention(autocast_round(q), autocast_round(k), autocast_round(v), mask, 0.0, shard).o;
+ops::AttentionOutput low_precision_attention(const Tensor& q, const Tensor& k, const Tensor& v, const MaskSpec& mask,
+                                             const parallel::SequenceShard& shard) {
+  if (autocast_dtype() == DType::BF16 && shard.local()) {
+    ops::AttentionOutput out = parallel::attention(autocast(q), autocast(k), autocast(v), mask, 0.0, shard);
+    out.o = ops::to_dtype(out.o, DType::F32);
+    return out;
+  }
+  return parallel::attention(autocast_round(q), autocast_round(k), autocast_round(v), mask, 0.0, shard);
 }
 
 }  // namespace
@@ -61,8 +66,8 @@ Tensor low_precision_attention(const Tensor& q, const Tensor& k, const Tensor& v
 MultiHeadAttention::MultiHeadAttention(int64_t d_model, int64_t n_head, const AttentionOptions& options)
     : d_model_(d_model), n_head_(n_head), n_kv_head_(options.n_kv_head == 0 ? n_head : options.n_kv_head),
       head_dim_(0), options_(options) {
-  check_heads("multi_head_attention", d_model, n_head, n_kv_head_);
-  head_dim_ = d_model / n_head;
+  check_heads("multi_head_attention", d_model, n_head, n_kv_head_, options.head_dim);
+  head_dim_ = options.head_dim > 0 ? options.head_dim : d_model / n_head;
   STRAND_CHECK(!options.rope || head_dim_ % 2 == 0, ValueError, "multi_head_attention: rope needs an even head dim, ",
                "got d_model ", d_model, " / n_head ", n_head, " = ", head_dim_);
   const int64_t qkv = (n_head_ + 2 * n_kv_head_) * head_dim_;
@@ -70,7 +75,7 @@ MultiHeadAttention::MultiHeadAttention(int64_t d_model, int64_t n_head, const At
                                                                                             options.init_std, options.dtype}));
   // Parameter j draws from seed + j: c_proj.weight comes after c_attn.weight (and its bias).
   const uint64_t per_linear = options.bias ? 2 : 1;
-  c_proj_ = register_module("c_proj", std::make_shared<Linear>(d_model, d_model,
+  c_proj_ = register_module("c_proj", std::make_shared<Linear>(n_head_ * head_dim_, d_model,
                                                                LinearOptions{options.bias, options.seed + per_linear,
                                                                              options.proj_init_std, options.dtype}));
   if (options_.linear) {
@@ -107,9 +112,22 @@ Tensor MultiHeadAttention::forward(const Tensor& x, const Tensor& positions, con
   } else {
     // Under autocast q, k and v are rounded to the compute dtype; the kernels keep float32
     // softmax statistics and accumulators (Note [Mixed precision] in nn/autocast.h).
-    o = low_precision_attention(q, k, v, options_.mask, shard);
+    ops::AttentionOutput out = low_precision_attention(q, k, v, options_.mask, shard);
+    if (probe_) {
+      STRAND_CHECK(shard.local(), ValueError, "multi_head_attention: the attention probe reads one rank's whole rows");
+      probe_(q, k, out.lse);
+    }
+    o = std::move(out.o);
   }
+  // Every layout returns all n_head heads of this rank's rows, so the gate sees each head.
+  if (head_gate_.defined()) o = ops::mul(o, ops::reshape(head_gate_, {1, n_head_, 1, 1}));
   return c_proj_->forward(merge_heads(o));
+}
+
+void MultiHeadAttention::set_head_gate(Tensor gate) {
+  STRAND_CHECK(!gate.defined() || (gate.dim() == 1 && gate.size(0) == n_head_), ShapeError,
+               "multi_head_attention: head gate must be [", n_head_, "], got ", describe(gate));
+  head_gate_ = std::move(gate);
 }
 
 CrossAttention::CrossAttention(int64_t d_model, int64_t n_head, const AttentionOptions& options)
@@ -138,7 +156,8 @@ Tensor CrossAttention::forward(const Tensor& x, const Tensor& memory, const para
   Tensor q = split_heads(q_attn_->forward(x), n_head_, head_dim_);
   std::vector<Tensor> kv = ops::split(c_attn_->forward(memory), {kv_width, kv_width}, -1);
   Tensor o = low_precision_attention(q, split_heads(kv[0], n_kv_head_, head_dim_),
-                                     split_heads(kv[1], n_kv_head_, head_dim_), MaskSpec{}, shard);
+                                     split_heads(kv[1], n_kv_head_, head_dim_), MaskSpec{}, shard)
+                 .o;
   return c_proj_->forward(merge_heads(o));
 }
 

@@ -3,6 +3,7 @@
 // encoder's output). Both reach the attention kernel only through parallel::attention.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include "framework/ops/attention_contract.h"
@@ -14,6 +15,9 @@ namespace strand::nn {
 
 struct AttentionOptions {
   int64_t n_kv_head = 0;           // key/value heads; 0 = n_head (MHA), fewer = GQA, 1 = MQA
+  // Width of one head; 0 = d_model / n_head. A pruned layer keeps its heads' width with fewer
+  // heads (n_head * head_dim < d_model): c_attn and c_proj are then narrower (Michel et al. 2019).
+  int64_t head_dim = 0;
   bool rope = false;               // rotate q and k by their global positions (ops::rope)
   double rope_base = 10000.0;
   // Which keys a query sees, in global positions (MaskSpec). mask.causal is the one causal
@@ -33,7 +37,7 @@ struct AttentionOptions {
 // Self-attention. Parameters (x @ W + b layout, GPT-2 names):
 //   c_attn.weight [C, (n_head + 2 n_kv_head) * D], c_attn.bias: the fused q | k | v projection
 //     ([C, 3C] for MHA: columns [0, C) are q, [C, 2C) k, [2C, 3C) v; head h is columns h*D..);
-//   c_proj.weight [C, C], c_proj.bias.
+//   c_proj.weight [n_head * D, C], c_proj.bias ([C, C] unless the layer is pruned).
 // With `linear`, buffer performer_projection [M, D] (not a parameter, so not in checkpoints: it
 // is regenerated from projection_seed, which the models derive from run.seed and the layer).
 class MultiHeadAttention : public Module {
@@ -58,11 +62,24 @@ class MultiHeadAttention : public Module {
   const Linear& c_attn() const { return *c_attn_; }
   const Linear& c_proj() const { return *c_proj_; }
 
+  // Head gates for importance scoring (Michel et al. 2019): gate [n_head], each head's output
+  // is multiplied by gate[h] before c_proj, so with gate = 1 (requires_grad) the forward is
+  // unchanged and gate.grad() is dL/dxi_h. Undefined (the default): no gate, no extra op.
+  void set_head_gate(Tensor gate);
+  const Tensor& head_gate() const { return head_gate_; }
+  // Called by each forward, when set, with the rotated q [B, H, T, D], k [B, Hkv, T, D] and the
+  // kernel's lse [B, H, T] (softmax attention on one rank only): head pruning's attention
+  // entropy (ops/attention_stats.h) reads them. Unset: nothing kept.
+  using AttentionProbe = std::function<void(const Tensor& q, const Tensor& k, const Tensor& lse)>;
+  void set_attention_probe(AttentionProbe probe) { probe_ = std::move(probe); }
+
  private:
   int64_t d_model_, n_head_, n_kv_head_, head_dim_;
   AttentionOptions options_;
   std::shared_ptr<Linear> c_attn_, c_proj_;
   Tensor projection_;  // Performer features [M, D], only with options.linear
+  Tensor head_gate_;   // [n_head] or undefined
+  AttentionProbe probe_;
 };
 
 // Cross-attention (the Hugging Face GPT-2 `crossattention` layout):

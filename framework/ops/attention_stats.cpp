@@ -77,4 +77,10 @@ AttentionRowStats attention_row_stats(const Tensor& q, const Tensor& k, const Te
   return out;
 }
 
+Tensor attention_entropy(const Tensor& q, const Tensor& k, const Tensor& lse, const MaskSpec& mask, double scale,
+                         int64_t block) {
+  const AttentionRowStats st = attention_row_stats(q, k, lse, mask, scale, 1, nullptr, block);
+  return Tensor::from_vector(st.entropy, {q.size(0), q.size(1), q.size(2)}, lse.dtype());
+}
+
 }  // namespace strand::ops

@@ -28,4 +28,8 @@ AttentionRowStats attention_row_stats(const Tensor& q, const Tensor& k, const Te
                                       double scale = 0.0, int64_t row_stride = 1,
                                       std::vector<double>* probabilities = nullptr, int64_t block = 64);
 
+// The entropies alone, as a [B, Hq, Nq] tensor of lse's dtype (head pruning's report).
+Tensor attention_entropy(const Tensor& q, const Tensor& k, const Tensor& lse, const MaskSpec& mask = {},
+                         double scale = 0.0, int64_t block = 64);
+
 }  // namespace strand::ops

@@ -2,6 +2,7 @@
 #include "framework/train/train_state.h"
 
 #include "framework/io/atomic_file.h"
+#include "framework/train/pruned_heads.h"
 
 namespace strand::train {
 
@@ -25,6 +26,7 @@ io::CheckpointData make_checkpoint(const Config& config, const nn::Module& model
                                    const optim::LrSchedule& schedule, const LoopState& state) {
   io::CheckpointData data;
   data.config_yaml = to_yaml(config);
+  if (is_pruned(config.model)) data.extra[kPruningGroup] = pruning_group(config.model);
   for (const auto& [name, param] : model.named_parameters()) {
     // The checkpoint holds fp32 values (the master copy for lower-precision parameters).
     data.model.tensors.emplace_back(name, param.dtype() == DType::F64 ? param : param.copy_as(DType::F32, Device::cpu()));

@@ -135,6 +135,7 @@ class Trainer {
   bool is_root() const { return ranks_.rank == 0; }
   int dp_rank() const { return ranks_.dp_rank; }
   const BatchSharder& sharder() const { return ranks_.sharder; }
+  parallel::Group* group() const { return ranks_.group; }  // every rank of the job; null: one process
 
  protected:
   // The summed loss (and scored tokens) of one micro-batch, already cut to this rank's shard;

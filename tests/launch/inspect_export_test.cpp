@@ -1,7 +1,8 @@
 // `strand inspect` and `strand export`, run as the program users run: on gpt checkpoints written
 // here with framework/io (no trainer needed), the parameter table, the exported safetensors
 // (names, shapes and bit-exact values) and config.json, and the one-line refusals: a bad file,
-// every config key that has no GPT-2 counterpart, a parameter of the wrong shape.
+// every config key that has no GPT-2 counterpart, a parameter of the wrong shape; and a pruned
+// model's export in transformers' pruned_heads layout.
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
@@ -16,6 +17,7 @@
 #include "framework/config/config.h"
 #include "framework/io/checkpoint.h"
 #include "framework/io/safetensors.h"
+#include "framework/train/pruned_heads.h"
 
 namespace strand {
 namespace {
@@ -200,6 +202,78 @@ TEST_F(InspectExportTest, ExportWritesTheGpt2LayoutBitExact) {
     for (const auto& e : fs::directory_iterator(out))
       EXPECT_NE(e.path().filename().string().rfind(".tmp-", 0), 0u) << "leftover " << e.path();
   }
+}
+
+// A pruned checkpoint exports as transformers' own pruning leaves a GPT2LMHeadModel: config.json
+// keeps n_head and lists the removed heads in pruned_heads, and each pruned layer's c_attn is
+// the unpruned one's columns index_attn = [index, index + C, index + 2C] (index: the kept heads'
+// D columns each) and c_proj its rows `index` (GPT2Attention.prune_heads, transformers 4.x).
+// The checkpoint's slices are strand's (train::slice_heads); the expectation is HF's rule,
+// written out here. transformers itself is not installed here: from_pretrained was not run.
+TEST_F(InspectExportTest, ExportOfAPrunedModelFollowsTransformersPrunedHeads) {
+  std::string yaml = gpt_yaml();
+  yaml.replace(yaml.find("n_head: 2"), 9, "n_head: 4");
+  config::Config c = config::parse_config(yaml, "cfg.yaml");
+  const auto full = gpt_params();
+  const config::Config pruned = train::prune_config(c, {{0, 1, 2, 3}, {1, 3}});  // layer 1 keeps heads 1 and 3
+  io::CheckpointData sliced = train::slice_heads(c, pruned, full);
+  io::CheckpointData ck;
+  ck.config_yaml = config::to_yaml(c);
+  ck.model = sliced.model;
+  ck.extra[train::kPruningGroup] = train::pruning_group(pruned.model);
+  ck.trainer.set_int("step", 1);
+  io::write_checkpoint(path("pruned.h5"), ck);
+  const CommandResult shown = strand("inspect " + path("pruned.h5"));
+  EXPECT_CONTAINS(shown.out, "pruned: query heads kept per layer 4 2\n");
+  const CommandResult r = strand("export " + path("pruned.h5") + " --out " + path("hf"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string json = slurp(path("hf") + "/config.json");
+  EXPECT_CONTAINS(json, "\"n_head\": 4,");
+  EXPECT_CONTAINS(json, "\"pruned_heads\": {\"1\": [0, 2]},");
+
+  const int64_t C = 8, D = 2;
+  std::vector<int64_t> index;  // HF: the kept heads' columns
+  for (int64_t h : {1, 3})
+    for (int64_t d = 0; d < D; ++d) index.push_back(h * D + d);
+  std::vector<int64_t> index_attn;
+  for (int64_t part = 0; part < 3; ++part)
+    for (int64_t i : index) index_attn.push_back(i + part * C);
+  const io::SafetensorsFile st = io::read_safetensors(path("hf") + "/model.safetensors");
+  auto exported = [&](const std::string& name) {
+    for (const auto& [n, t] : st.tensors)
+      if (n == name) return t;
+    ADD_FAILURE() << name << " is not in the export";
+    return Tensor();
+  };
+  auto original = [&](const std::string& name) {
+    for (const auto& [n, t] : full)
+      if (n == name) return t.to_vector();
+    return std::vector<double>();
+  };
+  const std::vector<double> w = original("transformer.h.1.attn.c_attn.weight"),
+                            b = original("transformer.h.1.attn.c_attn.bias"),
+                            p = original("transformer.h.1.attn.c_proj.weight");
+  std::vector<double> want_w, want_b, want_p;
+  for (int64_t row = 0; row < C; ++row)
+    for (int64_t col : index_attn) want_w.push_back(w[static_cast<size_t>(row * 3 * C + col)]);
+  for (int64_t col : index_attn) want_b.push_back(b[static_cast<size_t>(col)]);
+  for (int64_t row : index)
+    for (int64_t col = 0; col < C; ++col) want_p.push_back(p[static_cast<size_t>(row * C + col)]);
+  const Tensor ew = exported("transformer.h.1.attn.c_attn.weight"), eb = exported("transformer.h.1.attn.c_attn.bias"),
+               ep = exported("transformer.h.1.attn.c_proj.weight");
+  EXPECT_EQ(ew.shape(), (Shape{C, 3 * 2 * D}));
+  EXPECT_EQ(eb.shape(), (Shape{3 * 2 * D}));
+  EXPECT_EQ(ep.shape(), (Shape{2 * D, C}));
+  EXPECT_EQ(ew.to_vector(), want_w);
+  EXPECT_EQ(eb.to_vector(), want_b);
+  EXPECT_EQ(ep.to_vector(), want_p);
+  // The unpruned layer and c_proj.bias go out as they were.
+  EXPECT_EQ(exported("transformer.h.0.attn.c_attn.weight").to_vector(), original("transformer.h.0.attn.c_attn.weight"));
+  EXPECT_EQ(exported("transformer.h.1.attn.c_proj.bias").to_vector(), original("transformer.h.1.attn.c_proj.bias"));
+  // An unpruned export has no pruned_heads.
+  const std::string plain = write_gpt_checkpoint("plain.h5", gpt_yaml(), gpt_params());
+  ASSERT_EQ(strand("export " + plain + " --out " + path("hf_plain")).exit_code, 0);
+  EXPECT_EQ(slurp(path("hf_plain") + "/config.json").find("pruned_heads"), std::string::npos);
 }
 
 // Every option GPT-2 lacks is refused with one line naming the config key and its value.

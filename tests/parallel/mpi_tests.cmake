@@ -36,6 +36,7 @@ set(STRAND_MPITEST_RANKS_config_agreement_mpitest 2 3)  # needs a rank that diff
 set(STRAND_MPITEST_RANKS_hybrid_mpitest 2 4)  # splits the sequence over 2 or 4 ranks
 set(STRAND_MPITEST_RANKS_offload_mpitest 2)  # sp = 2, ring and Ulysses
 set(STRAND_MPITEST_RANKS_checkpointing_mpitest 2 4)  # ring and ulysses at 2, hybrid at 4
+set(STRAND_MPITEST_RANKS_prune_mpitest 2)  # sp = 2, ring and Ulysses
 set(STRAND_MPITEST_TWO_RANK_CASES_comm_mpitest Comm.ShortMessageIsAShapeError)
 set(STRAND_MPITEST_TWO_RANK_CASES_grad_sync_mpitest GradSync.RanksWithDifferentShapesAreAnErrorOnEveryRank)
 set(STRAND_MPITEST_GPU_CASES_comm_mpitest Comm.DeviceTensorsAreStagedThroughHost)

@@ -377,17 +377,17 @@ TEST(Config, KeysOfFeaturesNotBuiltAreRefusedUnlessDefault) {
   const std::vector<std::pair<std::string, std::string>> refused = {
       {"parallel.grad_dtype", "bf16"},     {"distill.teacher", "t.h5"},
       {"distill.temperature", "1.5"},      {"distill.alpha", "0.25"},        {"distill.attention_weight", "1"},
-      {"distill.hidden_weight", "1"},      {"prune.heads_fraction", "0.5"},  {"prune.iterations", "3"},
-      {"prune.importance_batches", "2"},   {"prune.finetune_steps", "7"}};
+      {"distill.hidden_weight", "1"}};
   for (const auto& [key, value] : refused) {
     const std::string msg = parse_error(kData, {key + "=" + value});
     EXPECT_CONTAINS(msg, "--set " + key + "=" + value + ": key '" + key + "': ");
     EXPECT_CONTAINS(msg, "is not yet available");
     EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
   }
-  EXPECT_CONTAINS(parse_error(kData + "prune:\n  iterations: 3\n"),
-                  "cfg.yaml:4: key 'prune.iterations': 3 is not yet available (head pruning (strand prune) is not "
-                  "built); leave the key at 1");
+  EXPECT_CONTAINS(parse_error(kData + "parallel:\n  grad_dtype: bf16\n"),
+                  "cfg.yaml:4: key 'parallel.grad_dtype': bf16 is not yet available (the bf16 gradient all-reduce is "
+                  "not built); leave the key at fp32");
+  EXPECT_NO_THROW(parse_config(kData + "prune: {heads_fraction: 0.3, iterations: 3, method: random, seed: 2}\n"));
   // precision.* is built; a fixed loss scale is for fp16 only.
   EXPECT_CONTAINS(parse_error(kData + "precision: {compute: bf16, loss_scale: 1024}\n"),
                   "key 'precision.loss_scale': a fixed scale applies to precision.compute fp16, compute is bf16");
