@@ -96,7 +96,9 @@ struct LogInterval {
 //   in neither the optimizer nor the gradient sum) runs the same batch and shard under
 //   autograd::NoGradGuard, and its terms are added to loss_sum, keeping the student's token
 //   count (Note [Loss normalisation] in trainer.cpp then holds unchanged). Extra logged numbers
-//   go in step_metrics.
+//   go in step_metrics; per-term sums are reset and reduced over ranks in begin_gradient_pass /
+//   end_gradient_pass; state of its own (a learned projection) goes in add_checkpoint_groups
+//   (framework/train/distill.h is that job).
 // - Head pruning (a gate-gradient pass) calls forward_backward on its own loader, reads the
 //   gates' gradients (summed over every rank, like every gradient), and zeroes them; a mask it
 //   applies between steps goes in TrainerOptions::on_step.
