@@ -2,8 +2,18 @@
 #pragma once
 #include <CLI/CLI.hpp>
 
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "framework/config/config.h"
+
+namespace strand::train {
+class Trainer;
+struct TrainerParts;
+struct TrainerOptions;
+}  // namespace strand::train
 
 namespace strand::launch {
 
@@ -45,6 +55,17 @@ void add_config_command(CLI::App& app);
 
 // `strand train CONFIG [--set k=v ...]`: pretraining (train_command.cpp).
 void add_train_command(CLI::App& app);
+// A job that runs like train (mpirun, dp x sp, the same log, metrics and checkpoints) with a
+// Trainer of its own: `check` refuses configs the job cannot run (a ConfigError, on every rank
+// before anything is built), `make` builds its Trainer from the parts.
+struct TrainingJob {
+  std::function<void(const config::Config&)> check;
+  std::function<std::unique_ptr<train::Trainer>(train::TrainerParts, const train::TrainerOptions&)> make;
+};
+// Registers `strand NAME CONFIG [--set k=v ...] [--peak-tflops X] [--quiet-config]` (train_command.cpp).
+void add_training_command(CLI::App& app, const std::string& name, const std::string& help, TrainingJob job);
+// `strand distill CONFIG [--set k=v ...]`: knowledge distillation from distill.teacher (distill_command.cpp).
+void add_distill_command(CLI::App& app);
 // The exit status a finished `strand train` asks for beyond errors: 141 after a closed stdout.
 int train_exit_status();
 // `strand prune CONFIG --checkpoint CKPT`: attention-head pruning with fine-tuning (prune_command.cpp).

@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   strand::launch::add_prune_command(app);
   strand::launch::add_generate_command(app);
   strand::launch::add_analyze_command(app);
+  strand::launch::add_distill_command(app);
   strand::launch::add_data_command(app);
   strand::launch::add_inspect_command(app);
   strand::launch::add_export_command(app);

@@ -36,6 +36,8 @@ struct TrainArgs {
   std::vector<std::string> overrides;
   double peak_tflops = 0.0;
   bool quiet_config = false;
+  std::string command = "train";  // the subcommand: train, or a job built on the trainer (distill)
+  TrainingJob job;                // how that job makes its Trainer; empty for train
 };
 
 int g_exit_status = 0;
@@ -49,7 +51,9 @@ void train_with_log(const TrainArgs& args, train::Config config, std::shared_ptr
   std::unique_ptr<train::Trainer> trainer;
   try {
     // The parts built from the config (framework/train/components.h).
-    trainer = std::make_unique<train::Trainer>(train::build_trainer_parts(config, std::move(model), &world), options);
+    train::TrainerParts parts = train::build_trainer_parts(config, std::move(model), &world);
+    trainer = args.job.make ? args.job.make(std::move(parts), options)
+                            : std::make_unique<train::Trainer>(std::move(parts), options);
   } catch (const train::ConfigError& e) {
     throw train::ConfigError(args.config + ": " + e.what());
   }
@@ -90,6 +94,7 @@ void run_train(const TrainArgs& args, parallel::Group& world) {
       train::check_job_size(config, world.size());
       if (config.parallel.sp > 1) (void)train::sequence_layout_of(config);
       train::adopt_resumed_heads(config);  // resuming a pruned checkpoint: its heads per layer
+      if (args.job.check) args.job.check(config);
       model = models::build_model(config);
     } catch (const train::ConfigError& e) {
       // Cross-section rules checked by the model and trainer: name the file they came from.
@@ -102,7 +107,7 @@ void run_train(const TrainArgs& args, parallel::Group& world) {
   std::signal(SIGPIPE, SIG_IGN);
   auto log = std::make_shared<train::RunLog>(root ? stdout : nullptr);
   const std::string run_dir = config.run.dir;
-  log->line(detail::concat("strand train ", args.config, " (", world.size(), world.size() == 1 ? " rank)" : " ranks)"));
+  log->line(detail::concat("strand ", args.command, " ", args.config, " (", world.size(), world.size() == 1 ? " rank)" : " ranks)"));
   log->line("run dir:     " + run_dir + " (train.log, config.yaml)");
   log->line("metrics:     " + (std::filesystem::path(run_dir) / "metrics.jsonl").string());
   log->line("checkpoints: " + config.checkpoint.dir);
@@ -121,8 +126,22 @@ void run_train(const TrainArgs& args, parallel::Group& world) {
 int train_exit_status() { return g_exit_status; }
 
 void add_train_command(CLI::App& app) {
+  TrainingJob train;
+  // distill.* configures `strand distill`; train would ignore it silently.
+  train.check = [](const train::Config& config) {
+    if (!config.distill.teacher.empty())
+      throw train::ConfigError("key 'distill.teacher': is read by strand distill only; run `strand distill` or "
+                               "remove the key");
+  };
+  add_training_command(app, "train", "Pretrain a model as the config describes (resumes per checkpoint.resume)",
+                       std::move(train));
+}
+
+void add_training_command(CLI::App& app, const std::string& name, const std::string& help, TrainingJob job) {
   auto args = std::make_shared<TrainArgs>();
-  CLI::App* cmd = app.add_subcommand("train", "Pretrain a model as the config describes (resumes per checkpoint.resume)");
+  args->command = name;
+  args->job = std::move(job);
+  CLI::App* cmd = app.add_subcommand(name, help);
   cmd->add_option("config", args->config, "YAML config (docs/config.md)")->required();
   cmd->add_option("--set", args->overrides, "Override a key: --set train.lr=1e-3 (repeatable)")
       ->allow_extra_args(false)

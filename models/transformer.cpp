@@ -249,7 +249,7 @@ Tensor Stack::embed(const Tensor& ids, const Tensor& positions, const nn::Embedd
 }
 
 Tensor Stack::run(Tensor x, const Tensor& positions, const Tensor& memory, const DropoutPlan& dropout,
-                  const parallel::SequenceShard& shard) const {
+                  const parallel::SequenceShard& shard, std::vector<Tensor>* layer_outputs) const {
   for (size_t i = 0; i < blocks_.size(); ++i) {
     const std::shared_ptr<Block>& block = blocks_[i];
     const bool checked = checkpointing_ != config::Checkpointing::None &&
@@ -267,6 +267,7 @@ Tensor Stack::run(Tensor x, const Tensor& positions, const Tensor& memory, const
       autograd::RecomputeScope scope;  // norms and activations saved as recipes
       x = block->forward(x, positions, memory, dropout, shard);
     }
+    if (layer_outputs != nullptr) layer_outputs->push_back(x);
   }
   return ln_f_.forward(x);
 }

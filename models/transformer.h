@@ -153,8 +153,9 @@ class Stack : public nn::Module {
   // shared one.
   Tensor embed(const Tensor& ids, const Tensor& positions, const nn::Embedding& wte, const DropoutPlan& dropout) const;
   // x [B, T, C] through every block and ln_f. memory [B, Tk, C] for cross-attention.
+  // `layer_outputs`, when given, receives each block's output (distillation matches them).
   Tensor run(Tensor x, const Tensor& positions, const Tensor& memory, const DropoutPlan& dropout,
-             const parallel::SequenceShard& shard) const;
+             const parallel::SequenceShard& shard, std::vector<Tensor>* layer_outputs = nullptr) const;
 
   const nn::Embedding& wte() const { return *wte_; }
   bool has_wte() const { return wte_ != nullptr; }

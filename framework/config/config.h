@@ -173,9 +173,10 @@ struct CheckpointConfig {
 struct DistillConfig {
   std::string teacher;         // teacher checkpoint (.h5); required by `strand distill`
   double temperature = 2.0;    // > 0
-  double alpha = 0.5;          // [0, 1]: weight of the soft (teacher) loss
+  double alpha = 0.5;          // [0, 1]: weight of the hard-label CE; 1 - alpha weighs the soft (teacher) loss
   double attention_weight = 0.0;
   double hidden_weight = 0.0;
+  bool init_from_teacher = false;  // student block i <- teacher block i * k (DistilBERT)
   bool operator==(const DistillConfig&) const = default;
 };
 

@@ -86,11 +86,12 @@ constexpr KeyStatus kStatuses[] = {
     {"checkpoint.keep", kOn, "CheckpointTest.DirectoryKeepsTheNewestAndPointsLatestAtThem"},
     {"checkpoint.resume", kOn, "CheckpointTest.ResumeAutoNoneExplicitAndMissing"},
 
-    {"distill.teacher", kOff, "distillation (strand distill)"},
-    {"distill.temperature", kOff, "distillation (strand distill)"},
-    {"distill.alpha", kOff, "distillation (strand distill)"},
-    {"distill.attention_weight", kOff, "distillation (strand distill)"},
-    {"distill.hidden_weight", kOff, "distillation (strand distill)"},
+    {"distill.teacher", kOn, "Distill.TheTeacherIsFrozenAndNotInTheStudentCheckpoint"},
+    {"distill.temperature", kOn, "DistillLoss.ValueMatchesTheMaterialisedReference"},
+    {"distill.alpha", kOn, "Distill.AlphaOneIsTheTrainLossAndAlphaZeroTheDistillationTerm"},
+    {"distill.attention_weight", kOff, "attention transfer (MiniLM) in strand distill"},
+    {"distill.hidden_weight", kOn, "Distill.HiddenTermTrainsTheProjectionAndResumesExactly"},
+    {"distill.init_from_teacher", kOn, "Distill.InitFromTeacherCopiesEveryKthLayer"},
 
     {"prune.heads_fraction", kOn, "PruneChoice.RemovesTheLowestScoringFractionOfHeadsGlobally"},
     {"prune.iterations", kOn, "Prune.IterationsRescoreBetweenRounds"},

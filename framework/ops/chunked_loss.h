@@ -19,6 +19,18 @@ struct ChunkedLoss {
 ChunkedLoss chunked_cross_entropy(const Tensor& h, const Tensor& weight, const Tensor& targets, int64_t chunk_rows,
                                   int32_t ignore_index = -100, Reduction reduction = Reduction::Mean);
 
+// The distillation term of a student against a frozen teacher, over the same rows:
+// sum over scored rows r of T^2 KL(softmax(t_r / T) || softmax(s_r / T)), with student logits
+// s = h @ weight^T (h [N, C], weight [V, C]) and teacher logits t = teacher_h @ teacher_weight^T
+// (teacher_h [N, Ct], teacher_weight [V, Ct]: the widths may differ, the vocabulary may not);
+// divided by the scored rows with Mean. Rows whose target is ignore_index are not scored, as in
+// chunked_cross_entropy. Chunked the same way: the forward keeps two log-sum-exps per row, the
+// backward recomputes both chunks of logits; gradients flow to h and weight only (the teacher
+// is frozen).
+Tensor chunked_distill_loss(const Tensor& h, const Tensor& weight, const Tensor& teacher_h,
+                            const Tensor& teacher_weight, const Tensor& targets, double temperature,
+                            int64_t chunk_rows, int32_t ignore_index = -100, Reduction reduction = Reduction::Mean);
+
 // Rows per chunk so that one chunk of logits takes about target_bytes (at least 1 row).
 int64_t auto_chunk_rows(int64_t vocab, DType dtype, int64_t target_bytes = int64_t{64} << 20);
 

@@ -15,9 +15,20 @@
 
 namespace strand::train {
 
+namespace {
+
+// ", \"loss_ce\": 1.2, \"loss_kd\": 0.3" of a loss with terms; "" without.
+std::string terms_json(const StepMetrics& m) {
+  std::string s;
+  for (const auto& [name, value] : m.terms) s += ", \"loss_" + name + "\": " + json_number(value);
+  return s;
+}
+
+}  // namespace
+
 std::string metrics_json(const StepMetrics& m) {
   std::string s = "{\"step\": " + std::to_string(m.step) + ", \"loss\": " + json_number(m.loss) +
-                  ", \"lr\": " + json_number(m.lr) + ", \"grad_norm\": " + json_number(m.grad_norm) +
+                  terms_json(m) + ", \"lr\": " + json_number(m.lr) + ", \"grad_norm\": " + json_number(m.grad_norm) +
                   ", \"tokens_per_s\": " + json_number(m.tokens_per_s) +
                   ", \"mfu\": " + (m.mfu ? json_number(*m.mfu) : "null") +
                   ", \"peak_mem_bytes\": " + std::to_string(m.peak_mem_bytes) +
@@ -88,6 +99,15 @@ std::string metrics_line(const StepMetrics& m) {
                 m.grad_norm, m.step_ms, format_count(m.tokens_per_s).c_str(),
                 format_count(static_cast<double>(m.tokens_seen)).c_str());
   std::string s = buf;
+  if (!m.terms.empty()) {
+    // "loss 2.1234 (ce 2.3456, kd 0.5678) | lr ...": the terms beside the loss they make.
+    std::string terms;
+    for (const auto& [name, value] : m.terms) {
+      std::snprintf(buf, sizeof buf, "%s%s %.4f", terms.empty() ? " (" : ", ", name.c_str(), value);
+      terms += buf;
+    }
+    s.insert(s.find(" | lr "), terms + ")");
+  }
   if (m.mfu) {
     std::snprintf(buf, sizeof buf, " | mfu %.1f%%", *m.mfu * 100.0);
     s += buf;

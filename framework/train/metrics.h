@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "framework/config/config.h"
 
@@ -34,6 +36,9 @@ struct StepMetrics {
   std::optional<double> val_loss;
   std::optional<double> val_accuracy;      // answer-token accuracy (synthetic tasks)
   std::optional<double> val_row_accuracy;  // rows with every answer token right
+  // The terms of a loss made of several (distillation: ce, kd), each a mean over the step's
+  // scored tokens: "loss_<name>" in the JSON, "<name> x" after the loss in the line.
+  std::vector<std::pair<std::string, double>> terms;
 };
 
 // One JSON object (one line, no newline): step, loss, lr, grad_norm, tokens_per_s, mfu,

@@ -183,6 +183,7 @@ GradientPass Trainer::forward_backward(data::Loader& loader, int64_t micro_batch
   // Note [Loss normalisation]: summed losses back-propagate; the 1/N scale comes after.
   double loss_sum = 0.0;
   int64_t scored = 0;
+  begin_gradient_pass();
   for (int64_t micro = 0; micro < micro_batches; ++micro) {
     // Each sp rank keeps its shard of the rows only (the whole rows are freed here).
     const data::Batch batch = sharder().shard(loader.next());
@@ -214,6 +215,7 @@ GradientPass Trainer::forward_backward(data::Loader& loader, int64_t micro_batch
   STRAND_CHECK(pass.scored_tokens > 0, ValueError, "trainer: step ", state_.step,
                " scored no tokens (every target is ignored); check data.* and the model objective");
   grad_sync_->finish(1.0 / (static_cast<double>(pass.scored_tokens) * backward_scale(config_, state_.loss_scale)));
+  end_gradient_pass(pass);
   return pass;
 }
 
@@ -296,7 +298,8 @@ std::string Trainer::save_checkpoint() {
   }
   if (ranks_.rank != 0) return dir.path_for_step(state_.step);
   const auto start = Clock::now();
-  const io::CheckpointData data = make_checkpoint(config_, *model_, *optimizer_, schedule_, state_);
+  io::CheckpointData data = make_checkpoint(config_, *model_, *optimizer_, schedule_, state_);
+  add_checkpoint_groups(data);
   // Never a checkpoint of a diverged model: with keep-N it would push out the good ones.
   for (const auto* group : {&data.model, &data.optimizer}) {
     for (const auto& [name, t] : group->tensors) {

@@ -96,7 +96,9 @@ struct LogInterval {
 //   in neither the optimizer nor the gradient sum) runs the same batch and shard under
 //   autograd::NoGradGuard, and its terms are added to loss_sum, keeping the student's token
 //   count (Note [Loss normalisation] in trainer.cpp then holds unchanged). Extra logged numbers
-//   go in step_metrics.
+//   go in step_metrics; per-term sums are reset and reduced over ranks in begin_gradient_pass /
+//   end_gradient_pass; state of its own (a learned projection) goes in add_checkpoint_groups
+//   (framework/train/distill.h is that job).
 // - Head pruning (a gate-gradient pass) calls forward_backward on its own loader, reads the
 //   gates' gradients (summed over every rank, like every gradient), and zeroes them; a mask it
 //   applies between steps goes in TrainerOptions::on_step.
@@ -141,6 +143,17 @@ class Trainer {
   // The summed loss (and scored tokens) of one micro-batch, already cut to this rank's shard;
   // its backward gives the micro-batch's gradients. The default is the model's own objective.
   virtual models::LossOutput micro_batch_loss(const data::Batch& batch);
+  // Called by forward_backward before its first micro-batch, and after the loss sums are
+  // reduced over every rank (every rank calls both): a job with extra loss terms resets and
+  // reduces its own sums here. The defaults do nothing.
+  virtual void begin_gradient_pass() {}
+  virtual void end_gradient_pass(const GradientPass& pass) { (void)pass; }
+  const TrainingRanks& ranks() const { return ranks_; }
+  // Rank 0 adds a job's own state (distillation's projection) to each checkpoint as extra
+  // groups (io::CheckpointData::extra); the default adds none. The checkpoint resumed from, if
+  // any, is resumed_from() (a job reads its groups back after the Trainer is built).
+  virtual void add_checkpoint_groups(io::CheckpointData& data) const { (void)data; }
+  const std::string& resumed_from() const { return resumed_from_; }
 
   // The pieces of run(), in the order it calls them.
   void log_run_start() const;                                // the model and data line; "resumed from"
@@ -148,8 +161,8 @@ class Trainer {
   std::optional<EvalResult> evaluate_if_due();               // every train.eval_every steps, and the last;
                                                              // none when a stop interrupted it
   bool log_due(int64_t step, bool evaluated) const;          // every train.log_every steps, the last, evals
-  StepMetrics step_metrics(const StepReport& report, const LogInterval& interval,
-                           const std::optional<EvalResult>& eval) const;
+  virtual StepMetrics step_metrics(const StepReport& report, const LogInterval& interval,
+                                   const std::optional<EvalResult>& eval) const;
   void log_step(const StepReport& report, const std::optional<EvalResult>& eval, LogInterval& interval,
                 MetricsLog& metrics) const;                  // metrics.jsonl line and console line
   bool stop_requested_anywhere() const;                      // a stop signal on any rank

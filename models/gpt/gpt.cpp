@@ -30,13 +30,14 @@ const Tensor& Gpt::output_embedding() const {
   return lm_head_.defined() ? lm_head_ : transformer_->wte().weight();
 }
 
-Tensor Gpt::hidden(const Tensor& inputs, const parallel::SequenceShard& shard, int64_t step) {
+Tensor Gpt::hidden(const Tensor& inputs, const parallel::SequenceShard& shard, int64_t step,
+                   std::vector<Tensor>* layer_outputs) {
   STRAND_CHECK(inputs.defined() && inputs.dim() == 2, ShapeError, "gpt: inputs must be int32 [B, T], got ",
                inputs.defined() ? describe(inputs) : "undefined");
   const Tensor positions = shard_positions(shard, inputs.size(1), "gpt");
   const DropoutPlan dropout = DropoutPlan::make(is_training() ? config_.dropout : 0.0, run_seed_, step, shard, positions);
   Tensor x = transformer_->embed(inputs, positions, transformer_->wte(), dropout);
-  return transformer_->run(x, positions, Tensor(), dropout, shard);
+  return transformer_->run(x, positions, Tensor(), dropout, shard, layer_outputs);
 }
 
 Tensor Gpt::logits(const Tensor& inputs, const parallel::SequenceShard& shard, int64_t step) {

@@ -3,6 +3,7 @@
 // RMSNorm, SwiGLU, grouped-query attention and every causal attention pattern.
 #pragma once
 #include <memory>
+#include <vector>
 
 #include "models/model.h"
 #include "models/transformer.h"
@@ -38,6 +39,10 @@ class Gpt : public Model {
   LossOutput forward(const data::Batch& batch, const parallel::SequenceShard& shard) override;
   // Logits [B, T, V] of inputs [B, T] at `step` (the dropout draw).
   Tensor logits(const Tensor& inputs, const parallel::SequenceShard& shard = {}, int64_t step = 0);
+  // The final-norm hidden states [B, T, C] the LM head reads (distillation runs its own head);
+  // `layer_outputs`, when given, receives each block's output [B, T, C].
+  Tensor hidden(const Tensor& inputs, const parallel::SequenceShard& shard, int64_t step,
+                std::vector<Tensor>* layer_outputs = nullptr);
 
   const config::ModelConfig& config() const { return config_; }
   // memory.loss_chunk: rows per chunk of the fused LM head + loss (ops/chunked_loss.h); 0: the
@@ -54,7 +59,6 @@ class Gpt : public Model {
   std::shared_ptr<Stack> transformer_;
   Tensor lm_head_;  // untied only
   int64_t loss_chunk_ = 0;
-  Tensor hidden(const Tensor& inputs, const parallel::SequenceShard& shard, int64_t step);
 };
 
 }  // namespace strand::models

@@ -1,4 +1,5 @@
-// Every config under configs/ (quickstart, gpt2-124m, shakespeare, examples/*) parses and trains: two steps
+// Every config under configs/ (quickstart, gpt2-124m, shakespeare, examples/*) parses and trains
+// (distill-* configs with strand distill's trainer, against a teacher trained one step): two steps
 // in-process, each with a finite loss, a finite evaluation where the data has a validation split,
 // and a checkpoint that loads back (gpt2-124m: one step and one evaluation batch on 64 tokens,
 // its checkpoint built in memory instead of 1.5 GB of file).
@@ -17,6 +18,7 @@
 #include "framework/config/config.h"
 #include "framework/io/checkpoint.h"
 #include "framework/train/components.h"
+#include "framework/train/distill.h"
 #include "framework/train/trainer.h"
 #include "models/model.h"
 
@@ -117,7 +119,8 @@ TEST_P(ConfigRunTest, TrainsTwoStepsWithAFiniteLoss) {
   if (big) overrides.insert(overrides.end(), {"train.steps=1", "train.eval_every=0", "data.seq_len=64"});
   // shakespeare reads the shards launch/shakespeare.sh prepares from a text outside the tree:
   // a small byte stream stands in for them.
-  if (file == "shakespeare.yaml" || file == "prune-shakespeare.yaml") {
+  const bool distill = file.rfind("distill-", 0) == 0;  // strand distill configs (docs/distill-prune.md)
+  if (file == "shakespeare.yaml" || file == "prune-shakespeare.yaml" || file == "distill-shakespeare.yaml") {
     std::vector<int32_t> bytes;
     const std::string line = "ROMEO: But soft, what light through yonder window breaks?\n";
     while (bytes.size() < 5000) bytes.insert(bytes.end(), line.begin(), line.end());
@@ -126,13 +129,25 @@ TEST_P(ConfigRunTest, TrainsTwoStepsWithAFiniteLoss) {
     overrides.insert(overrides.end(), {"data.train=" + (run_dir / "text.bin").string(),
                                        "data.val=" + (run_dir / "text.bin").string()});
   }
-  const Config config = load_config((configs_dir() / file).string(), overrides);
-  std::shared_ptr<models::Model> model = models::build_model(config);
   TrainerOptions options;
   options.print = false;
   options.write_files = !big;
-  Trainer trainer = make_trainer(config, model, nullptr, options);
-  const TrainResult result = trainer.run();
+  if (distill) {
+    // Its teacher is a checkpoint of the config it names (shakespeare.yaml), trained a step here.
+    std::vector<std::string> teacher_overrides = overrides;
+    teacher_overrides.insert(teacher_overrides.end(), {"run.dir=" + (run_dir / "teacher").string(),
+                                                       "checkpoint.dir=" + (run_dir / "teacher").string(),
+                                                       "train.steps=1", "train.eval_every=0"});
+    const Config t = load_config((configs_dir() / "shakespeare.yaml").string(), teacher_overrides);
+    const TrainResult taught = make_trainer(t, models::build_model(t), nullptr, options).run();
+    overrides.push_back("distill.teacher=" + taught.checkpoint);
+  }
+  const Config config = load_config((configs_dir() / file).string(), overrides);
+  std::shared_ptr<models::Model> model = models::build_model(config);
+  std::unique_ptr<Trainer> trainer =
+      distill ? make_distill_trainer(build_trainer_parts(config, model, nullptr), options)
+              : std::make_unique<Trainer>(build_trainer_parts(config, model, nullptr), options);
+  const TrainResult result = trainer->run();
   ASSERT_EQ(result.end_step, config.train.steps);
   for (const StepReport& step : result.steps) {
     EXPECT_TRUE(std::isfinite(step.loss)) << file << " step " << step.step;

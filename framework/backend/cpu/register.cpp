@@ -6,6 +6,7 @@
 #include "framework/backend/cpu/attention_reference.h"
 #include "framework/backend/cpu/clip.h"
 #include "framework/backend/cpu/cross_entropy.h"
+#include "framework/backend/cpu/distill_loss.h"
 #include "framework/backend/cpu/dropout.h"
 #include "framework/backend/cpu/elementwise.h"
 #include "framework/backend/cpu/embedding.h"
@@ -32,6 +33,7 @@ void register_cpu_kernels() {
   register_kernel<NormParams>(kCpu, &cpu::norm_rows);
   register_kernel<EmbeddingParams>(kCpu, &cpu::embedding);
   register_kernel<CrossEntropyParams>(kCpu, &cpu::cross_entropy);
+  register_kernel<DistillLossParams>(kCpu, &cpu::distill_loss);
   register_kernel<DropoutParams>(kCpu, &cpu::dropout);
   register_kernel<CopyBlocksParams>(kCpu, &cpu::copy_blocks);
   register_kernel<RopeParams>(kCpu, &cpu::rope);

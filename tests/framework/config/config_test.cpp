@@ -375,9 +375,7 @@ TEST(Config, ArchitectureRulesNameTheKey) {
 // naming the key; the default, written or not, parses, and so does every config to_yaml writes.
 TEST(Config, KeysOfFeaturesNotBuiltAreRefusedUnlessDefault) {
   const std::vector<std::pair<std::string, std::string>> refused = {
-      {"parallel.grad_dtype", "bf16"},     {"distill.teacher", "t.h5"},
-      {"distill.temperature", "1.5"},      {"distill.alpha", "0.25"},        {"distill.attention_weight", "1"},
-      {"distill.hidden_weight", "1"}};
+      {"parallel.grad_dtype", "bf16"},     {"distill.attention_weight", "1"}};
   for (const auto& [key, value] : refused) {
     const std::string msg = parse_error(kData, {key + "=" + value});
     EXPECT_CONTAINS(msg, "--set " + key + "=" + value + ": key '" + key + "': ");
@@ -400,12 +398,12 @@ TEST(Config, KeysOfFeaturesNotBuiltAreRefusedUnlessDefault) {
   EXPECT_EQ(parse_config(to_yaml(c), "stored"), c);
   // The emitter still writes any value of a refused key; parsing it back names the key.
   Config odd = c;
-  odd.distill.temperature = 1.5;
-  EXPECT_CONTAINS(to_yaml(odd), "temperature: 1.5");
+  odd.distill.attention_weight = 1.5;
+  EXPECT_CONTAINS(to_yaml(odd), "attention_weight: 1.5");
   EXPECT_CONTAINS(config_error([&] { parse_config(to_yaml(odd), "stored"); }),
                   "stored:");
   EXPECT_CONTAINS(config_error([&] { parse_config(to_yaml(odd), "stored"); }),
-                  "key 'distill.temperature': 1.5 is not yet available");
+                  "key 'distill.attention_weight': 1.5 is not yet available");
 }
 
 // The names of every TEST, TEST_F and TEST_P under tests/ ("Suite.Name").

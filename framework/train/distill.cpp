@@ -1,0 +1,250 @@
+// The distillation trainer: the teacher's loading and DistilBERT initialisation, the
+// micro-batch loss alpha * CE + (1 - alpha) * T^2 * KL over the student's and teacher's chunked
+// LM heads (no [rows, V] logits buffer for either model: ops/chunked_loss.h), and TinyBERT's
+// hidden-state term through the learned projection (its optimizer step and checkpoint group).
+#include "framework/train/distill.h"
+
+#include <array>
+#include <cmath>
+#include <map>
+#include <span>
+
+#include "framework/autograd/grad_mode.h"
+#include "framework/ops/matmul.h"
+#include "framework/ops/reduce.h"
+#include "framework/train/precision.h"
+#include "framework/io/checkpoint.h"
+#include "framework/ops/chunked_loss.h"
+#include "framework/ops/elementwise.h"
+#include "framework/ops/view.h"
+#include "models/transformer.h"
+#include "parallel/comm/group.h"
+
+namespace strand::train {
+
+namespace {
+
+constexpr uint64_t kProjectionSalt = 0x70726f6aull;  // "proj": the hidden-state projection's init
+constexpr const char* kGroup = "distill";           // the checkpoint group of the projection
+
+// Rows per chunk of the KD head: memory.loss_chunk, else about 64 MiB of logits per model.
+int64_t kd_chunk_rows(const Config& config, int64_t vocab) {
+  return config.memory.loss_chunk > 0 ? config.memory.loss_chunk : ops::auto_chunk_rows(vocab, DType::F32);
+}
+
+}  // namespace
+
+void check_distill_config(const Config& config) {
+  if (config.distill.teacher.empty())
+    throw ConfigError("key 'distill.teacher': strand distill needs the teacher's checkpoint (.h5)");
+  if (config.model.arch != Arch::Gpt)
+    throw ConfigError(detail::concat("key 'model.arch': strand distill trains a gpt student, got ",
+                                     name_of(config.model.arch)));
+}
+
+std::shared_ptr<models::Gpt> load_teacher(const Config& student) {
+  const std::string& path = student.distill.teacher;
+  const io::CheckpointData ck = io::read_checkpoint(path);
+  const Config config = parse_config(ck.config_yaml, path + " (config attribute)");
+  if (config.model.arch != Arch::Gpt)
+    throw ConfigError(detail::concat("key 'distill.teacher': ", path, " holds a ", name_of(config.model.arch),
+                                     "; the teacher must be a gpt"));
+  if (config.model.vocab_size != student.model.vocab_size)
+    throw ConfigError(detail::concat("key 'distill.teacher': ", path, " has model.vocab_size ",
+                                     config.model.vocab_size, ", the student ", student.model.vocab_size,
+                                     "; soft targets need one vocabulary"));
+  std::shared_ptr<models::Model> model = models::build_model(config);
+  io::load_into(model->named_parameters(), ck);
+  auto teacher = std::dynamic_pointer_cast<models::Gpt>(model);
+  STRAND_CHECK(teacher != nullptr, ValueError, "distill: ", path, " did not build a gpt");
+  teacher->train(false);  // no dropout: the soft targets are the teacher's best guess
+  for (auto& [name, p] : teacher->named_parameters()) p.set_requires_grad(false);
+  return teacher;
+}
+
+void init_student_from_teacher(models::Gpt& student, const models::Gpt& teacher) {
+  const int64_t ls = student.transformer().n_layer(), lt = teacher.transformer().n_layer();
+  if (lt % ls != 0)
+    throw ConfigError(detail::concat("key 'distill.init_from_teacher': the teacher's ", lt,
+                                     " layers are not a multiple of the student's ", ls));
+  const int64_t k = lt / ls;
+  std::map<std::string, Tensor> from;
+  for (const auto& [name, t] : teacher.named_parameters()) from[name] = t;
+  // The student's name of a teacher tensor: block i of the student reads block i * k.
+  const std::string block = "transformer.h.";
+  for (auto& [name, p] : student.named_parameters()) {
+    std::string source = name;
+    if (name.rfind(block, 0) == 0) {
+      const size_t dot = name.find('.', block.size());
+      const int64_t i = std::stoll(name.substr(block.size(), dot - block.size()));
+      source = block + std::to_string(i * k) + name.substr(dot);
+    }
+    const auto it = from.find(source);
+    if (it == from.end() || it->second.shape() != p.shape())
+      throw ConfigError(detail::concat("key 'distill.init_from_teacher': the student's ", name, " ",
+                                       shape_str(p.shape()), it == from.end() ? " has no teacher tensor " + source
+                                                                              : " differs from the teacher's " + source +
+                                                                                    " " + shape_str(it->second.shape()),
+                                       " (the widths must match)"));
+    autograd::NoGradGuard no_grad;
+    p.copy_from(it->second);
+  }
+}
+
+DistillTrainer::DistillTrainer(TrainerParts parts, std::shared_ptr<models::Gpt> teacher, TrainerOptions options)
+    : Trainer(std::move(parts), std::move(options)), teacher_(std::move(teacher)), schedule_(build_schedule(config())) {
+  STRAND_CHECK(teacher_ != nullptr, ValueError, "DistillTrainer: no teacher");
+  STRAND_CHECK(dynamic_cast<models::Gpt*>(&model()) != nullptr, ValueError, "DistillTrainer: the student is not a gpt");
+  // Uniform map: student layer i reads the last teacher layer of its share (TinyBERT's g(m) = m k).
+  const int64_t ls = student().transformer().n_layer(), lt = teacher_->transformer().n_layer();
+  for (int64_t i = 0; i < ls; ++i) layer_map_.push_back(std::max<int64_t>(0, (i + 1) * lt / ls - 1));
+  if (!matches_hidden()) return;
+  const int64_t cs = config().model.d_model, ct = teacher_->config().d_model;
+  projection_ = Tensor::randn({cs, ct}, models::derive_seed(static_cast<uint64_t>(config().run.seed), {kProjectionSalt}),
+                              DType::F32, 0.02);
+  projection_.set_requires_grad(true);
+  optim::AdamWOptions adam;
+  adam.lr = config().train.lr;
+  adam.beta1 = config().train.betas[0];
+  adam.beta2 = config().train.betas[1];
+  adam.weight_decay = config().train.weight_decay;
+  projection_optimizer_ = std::make_unique<optim::AdamW>(std::vector<optim::AdamWParam>{{"projection", projection_, true}}, adam);
+  if (!resumed_from().empty()) restore_projection(resumed_from());
+}
+
+void DistillTrainer::restore_projection(const std::string& path) {
+  const io::CheckpointData ck = io::read_checkpoint(path);
+  const auto found = ck.extra.find(kGroup);
+  if (found == ck.extra.end()) {
+    // A run that matched no hidden states before: the projection starts here.
+    print_line("warning: " + path + " has no projection of the hidden-state term; it starts fresh");
+    return;
+  }
+  const io::CheckpointGroup& g = found->second;
+  const Tensor* w = g.find_tensor("projection");
+  const Tensor* m = g.find_tensor("m/projection");
+  const Tensor* v = g.find_tensor("v/projection");
+  if (w == nullptr || m == nullptr || v == nullptr || w->shape() != projection_.shape())
+    throw io::CheckpointError(detail::concat(path, ": group '", kGroup, "' lacks the projection ",
+                                             shape_str(projection_.shape()), " or its moments"));
+  {
+    autograd::NoGradGuard no_grad;
+    projection_.copy_from(*w);
+  }
+  optim::AdamWState state;
+  state.step = g.get_int("step");
+  state.names = {"projection"};
+  state.m = {*m};
+  state.v = {*v};
+  projection_optimizer_->load_state(state);
+}
+
+void DistillTrainer::add_checkpoint_groups(io::CheckpointData& data) const {
+  if (!projection_optimizer_) return;
+  const optim::AdamWState state = projection_optimizer_->state();
+  io::CheckpointGroup& g = data.extra[kGroup];
+  g.tensors = {{"projection", projection_.detach()}, {"m/projection", state.m[0]}, {"v/projection", state.v[0]}};
+  g.set_int("step", state.step);
+}
+
+models::Gpt& DistillTrainer::student() { return static_cast<models::Gpt&>(model()); }
+
+void DistillTrainer::begin_gradient_pass() { ce_sum_ = kd_sum_ = hid_sum_ = 0.0; }
+
+models::LossOutput DistillTrainer::micro_batch_loss(const data::Batch& batch) {
+  const parallel::SequenceShard& shard = sharder().sequence_shard();
+  const DistillConfig& d = config().distill;
+  models::Gpt& s = student();
+  const int64_t rows = batch.inputs.numel();
+  const Tensor targets = ops::reshape(batch.targets, {rows});
+  Tensor teacher_h;
+  std::vector<Tensor> teacher_layers, student_layers;
+  {
+    // The teacher runs the same rows under the same sequence layout, recording nothing.
+    autograd::NoGradGuard frozen;
+    const Tensor h = teacher_->hidden(batch.inputs, shard, batch.step, matches_hidden() ? &teacher_layers : nullptr);
+    teacher_h = ops::reshape(h, {rows, h.size(-1)});
+  }
+  const Tensor h = s.hidden(batch.inputs, shard, batch.step, matches_hidden() ? &student_layers : nullptr);
+  const Tensor hs = ops::reshape(h, {rows, h.size(-1)});
+  const int64_t chunk = kd_chunk_rows(config(), config().model.vocab_size);
+  const ops::ChunkedLoss ce = ops::chunked_cross_entropy(hs, s.output_embedding(), targets, chunk,
+                                                         data::kIgnoreIndex, ops::Reduction::Sum);
+  const Tensor kd = ops::chunked_distill_loss(hs, s.output_embedding(), teacher_h, teacher_->output_embedding(),
+                                              targets, d.temperature, chunk, data::kIgnoreIndex, ops::Reduction::Sum);
+  ce_sum_ += ce.loss.item();
+  kd_sum_ += kd.item();
+  models::LossOutput out;
+  out.tokens = models::count_scored(batch.targets, data::kIgnoreIndex);
+  out.loss_sum = ops::add(ops::mul_scalar(ce.loss, d.alpha), ops::mul_scalar(kd, 1.0 - d.alpha));
+  if (matches_hidden()) {
+    // Per scored token, the mean over the teacher's channels of (h_s W - h_t)^2, summed over
+    // tokens and mapped layers: the tokens the CE scores, so N normalises it too.
+    std::vector<double> scored(static_cast<size_t>(rows));
+    const std::vector<double> t = targets.to_vector();
+    for (int64_t r = 0; r < rows; ++r) scored[static_cast<size_t>(r)] = t[static_cast<size_t>(r)] != data::kIgnoreIndex;
+    const Tensor mask = Tensor::from_vector(scored, {rows, 1}, DType::F32);
+    Tensor hidden_sum;
+    for (size_t i = 0; i < layer_map_.size(); ++i) {
+      const Tensor si = ops::reshape(student_layers[i], {rows, student_layers[i].size(-1)});
+      const Tensor& tl = teacher_layers[static_cast<size_t>(layer_map_[i])];
+      const Tensor diff = ops::sub(ops::matmul(si, projection_), ops::reshape(tl, {rows, tl.size(-1)}));
+      const Tensor term = ops::sum(ops::mul(ops::mean(ops::square(diff), {1}, true), mask));
+      hidden_sum = hidden_sum.defined() ? ops::add(hidden_sum, term) : term;
+    }
+    hid_sum_ += hidden_sum.item();
+    out.loss_sum = ops::add(out.loss_sum, ops::mul_scalar(hidden_sum, d.hidden_weight));
+  }
+  out.predictions = ops::reshape(ce.predictions, batch.inputs.shape());
+  return out;
+}
+
+void DistillTrainer::end_gradient_pass(const GradientPass& pass) {
+  std::array<double, 3> sums{ce_sum_, kd_sum_, hid_sum_};
+  parallel::Group* group = ranks().world > 1 ? ranks().group : nullptr;
+  if (group != nullptr) group->all_reduce(std::span<double>(sums));
+  const double n = static_cast<double>(pass.scored_tokens);
+  step_ce_ = sums[0] / n;
+  step_kd_ = sums[1] / n;
+  step_hid_ = sums[2] / n;
+  if (!projection_optimizer_) return;
+  // The projection's gradient: summed over every rank and scaled by 1 / N as the model's are
+  // (Note [Loss normalisation]), then its own AdamW step at this step's learning rate.
+  Tensor grad = projection_.grad();
+  if (grad.defined()) {
+    if (group != nullptr) group->all_reduce(grad);
+    const double scale = 1.0 / (n * backward_scale(config(), state().loss_scale));
+    float* g = grad.data<float>();
+    bool finite = true;
+    for (int64_t i = 0; i < grad.numel(); ++i) {
+      g[i] = static_cast<float>(g[i] * scale);
+      finite = finite && std::isfinite(g[i]);
+    }
+    if (finite) {  // every rank holds the same sum, so all step or none
+      projection_optimizer_->set_lr(schedule_.lr_at(state().step));
+      projection_optimizer_->step();
+    }
+  }
+  projection_optimizer_->zero_grad();
+}
+
+StepMetrics DistillTrainer::step_metrics(const StepReport& report, const LogInterval& interval,
+                                         const std::optional<EvalResult>& eval) const {
+  StepMetrics m = Trainer::step_metrics(report, interval, eval);
+  m.terms = {{"ce", step_ce_}, {"kd", step_kd_}};
+  if (projection_optimizer_) m.terms.push_back({"hidden", step_hid_});
+  return m;
+}
+
+std::unique_ptr<DistillTrainer> make_distill_trainer(TrainerParts parts, TrainerOptions options) {
+  check_distill_config(parts.config);
+  std::shared_ptr<models::Gpt> teacher = load_teacher(parts.config);
+  if (parts.config.distill.init_from_teacher) {
+    auto* student = dynamic_cast<models::Gpt*>(parts.model.get());
+    STRAND_CHECK(student != nullptr, ValueError, "distill: the student is not a gpt");
+    init_student_from_teacher(*student, *teacher);
+  }
+  return std::make_unique<DistillTrainer>(std::move(parts), std::move(teacher), std::move(options));
+}
+
+}  // namespace strand::train

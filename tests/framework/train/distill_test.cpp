@@ -1,0 +1,194 @@
+// strand distill in-process on a tiny GPT teacher and student: alpha 1 gives train's loss and
+// alpha 0 the distillation term alone (zero for a student that is its teacher), the teacher stays
+// frozen and out of the student's checkpoint and optimizer, exact resume, DistilBERT's
+// initialisation, and the loss terms in metrics.jsonl.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <set>
+
+#include "framework/io/checkpoint.h"
+#include "framework/train/distill.h"
+#include "launch/run_compare.h"
+#include "support/tiny_run.h"
+
+namespace strand::train {
+namespace {
+using testing_support::expect_checkpoints_identical;
+
+#define EXPECT_CONTAINS(text, part) EXPECT_NE(std::string(text).find(part), std::string::npos) << (text)
+
+class Distill : public TinyRunTest {
+ protected:
+  // A 2-layer teacher trained for 20 steps (once per test), then a student config reading it.
+  std::string teacher() {
+    if (teacher_.empty()) {
+      (void)train(tiny("teacher"));
+      teacher_ = ckpt("teacher", 20);
+    }
+    return teacher_;
+  }
+  Config student(const std::string& run, std::vector<std::string> overrides = {}) {
+    overrides.insert(overrides.begin(), {"distill.teacher=" + teacher(), "model.n_layer=1", "distill.temperature=2"});
+    return tiny(run, overrides);
+  }
+  static std::unique_ptr<DistillTrainer> trainer(const Config& c, TrainerOptions o = quiet()) {
+    return make_distill_trainer(build_trainer_parts(c, models::build_model(c), nullptr), std::move(o));
+  }
+  std::string teacher_;
+};
+
+std::vector<double> values_of(const nn::Module& m) {
+  std::vector<double> v;
+  for (const auto& [name, p] : m.named_parameters())
+    for (double x : p.to_vector()) v.push_back(x);
+  return v;
+}
+
+TEST_F(Distill, AlphaOneIsTheTrainLossAndAlphaZeroTheDistillationTerm) {
+  // alpha 1: the student's cross-entropy, as `strand train` computes it for the same rows.
+  const Config hard = student("hard", {"distill.alpha=1"});
+  const Config hard_plain = student("hard_plain", {"distill.alpha=1"});
+  const TrainResult plain = make_trainer(hard_plain, models::build_model(hard_plain), nullptr, quiet()).run();
+  const TrainResult distilled = trainer(hard)->run();
+  ASSERT_EQ(distilled.steps.size(), plain.steps.size());
+  EXPECT_NEAR(distilled.steps[0].loss, plain.steps[0].loss, 1e-6 * plain.steps[0].loss);
+  EXPECT_NEAR(distilled.steps.back().loss, plain.steps.back().loss, 1e-4 * plain.steps.back().loss);
+
+  // alpha 0, a student that is its teacher (2 layers, no dropout): the soft targets are the
+  // student's own distribution, so the first step's loss and gradient are zero.
+  const Config same = student("same", {"distill.alpha=0", "model.n_layer=2", "model.dropout=0",
+                                       "distill.init_from_teacher=true"});
+  const std::unique_ptr<DistillTrainer> t = trainer(same);
+  const StepReport first = t->train_step();
+  EXPECT_NEAR(first.loss, 0.0, 1e-7);
+  EXPECT_NEAR(first.grad_norm, 0.0, 1e-6);
+  EXPECT_NEAR(t->last_ce(), plain.steps[0].loss, 1.0);  // the CE term is still reported
+  EXPECT_GT(t->last_ce(), 1.0);
+
+  // alpha 0.25 mixes the logged terms.
+  const std::unique_ptr<DistillTrainer> mixed = trainer(student("mixed", {"distill.alpha=0.25"}));
+  const StepReport step = mixed->train_step();
+  EXPECT_GT(mixed->last_kd(), 0.0);
+  EXPECT_NEAR(step.loss, 0.25 * mixed->last_ce() + 0.75 * mixed->last_kd(), 1e-6 * step.loss);  // float32 sums
+}
+
+TEST_F(Distill, TheTeacherIsFrozenAndNotInTheStudentCheckpoint) {
+  const Config c = student("frozen");
+  const std::shared_ptr<models::Gpt> t = load_teacher(c);
+  const std::vector<double> before = values_of(*t);
+  const std::unique_ptr<DistillTrainer> d = trainer(c);
+  const TrainResult r = d->run();
+  ASSERT_EQ(r.end_step, 20);
+  // The teacher of the run is another load of the file; its weights must equal the file's.
+  EXPECT_EQ(values_of(*load_teacher(c)), before);
+  const io::CheckpointData ck = io::read_checkpoint(ckpt("frozen", 20));
+  std::set<std::string> saved, student_names;
+  for (const auto& [name, t] : ck.model.tensors) saved.insert(name);
+  for (const auto& [name, p] : d->model().named_parameters()) student_names.insert(name);
+  EXPECT_EQ(saved, student_names);
+  EXPECT_EQ(student_names.count("transformer.h.1.attn.c_attn.weight"), 0u) << "the student has one layer";
+  // Two AdamW moments per student parameter and the step count: nothing of the teacher.
+  size_t moments = 0;
+  for (const auto& [name, t] : ck.optimizer.tensors) moments += name.rfind("m/", 0) == 0 || name.rfind("v/", 0) == 0;
+  EXPECT_EQ(moments, 2 * student_names.size());
+  EXPECT_CONTAINS(ck.config_yaml, "teacher: \"" + teacher() + "\"");
+}
+
+TEST_F(Distill, ResumeMatchesTheStraightRunBitForBit) {
+  const TrainResult straight = trainer(student("a"))->run();
+  const TrainResult resumed = trainer(student("b", {"checkpoint.resume=" + ckpt("a", 10)}))->run();
+  EXPECT_EQ(resumed.start_step, 10);
+  ASSERT_EQ(resumed.steps.size(), 10u);
+  for (size_t i = 0; i < 10; ++i) {
+    EXPECT_EQ(resumed.steps[i].loss, straight.steps[10 + i].loss) << "step " << resumed.steps[i].step;
+    EXPECT_EQ(resumed.steps[i].grad_norm, straight.steps[10 + i].grad_norm) << "step " << resumed.steps[i].step;
+  }
+  expect_checkpoints_identical(ckpt("a", 20), ckpt("b", 20));
+}
+
+TEST_F(Distill, InitFromTeacherCopiesEveryKthLayer) {
+  const Config c = student("init", {"distill.init_from_teacher=true"});
+  const std::shared_ptr<models::Gpt> t = load_teacher(c);
+  auto s = std::dynamic_pointer_cast<models::Gpt>(models::build_model(c));
+  init_student_from_teacher(*s, *t);
+  std::map<std::string, Tensor> from;
+  for (const auto& [name, p] : t->named_parameters()) from[name] = p;
+  for (const auto& [name, p] : s->named_parameters())
+    EXPECT_EQ(p.to_vector(), from.at(name).to_vector()) << name;  // k = 2: student block 0 is teacher block 0
+  // Another width cannot be copied: one line naming the key and the tensor.
+  const Config narrow = student("narrow", {"distill.init_from_teacher=true", "model.d_model=8"});
+  auto n = std::dynamic_pointer_cast<models::Gpt>(models::build_model(narrow));
+  try {
+    init_student_from_teacher(*n, *t);
+    FAIL() << "a narrower student was initialised";
+  } catch (const ConfigError& e) {
+    EXPECT_CONTAINS(e.what(), "key 'distill.init_from_teacher': the student's transformer.wte.weight [32, 8]");
+  }
+  // Three teacher layers do not split over two student layers.
+  const Config two = student("two", {"distill.init_from_teacher=true", "model.n_layer=3"});
+  auto m = std::dynamic_pointer_cast<models::Gpt>(models::build_model(two));
+  EXPECT_THROW(init_student_from_teacher(*m, *t), ConfigError);
+}
+
+TEST_F(Distill, EachTermIsInMetricsJsonl) {
+  (void)trainer(student("m", {"train.steps=3"}))->run();
+  std::ifstream in(metrics("m"));
+  std::string line;
+  int lines = 0;
+  while (std::getline(in, line)) {
+    ++lines;
+    EXPECT_CONTAINS(line, "\"loss_ce\": ");
+    EXPECT_CONTAINS(line, "\"loss_kd\": ");
+  }
+  EXPECT_EQ(lines, 3);
+}
+
+TEST_F(Distill, HiddenTermTrainsTheProjectionAndResumesExactly) {
+  // A narrower student (d_model 8 against the teacher's 16): W is [8, 16].
+  const std::vector<std::string> hidden = {"distill.hidden_weight=2", "model.d_model=8"};
+  const std::unique_ptr<DistillTrainer> one = trainer(student("h1", hidden));
+  EXPECT_EQ(one->layer_map(), std::vector<int64_t>{1}) << "one student layer reads the teacher's last";
+  ASSERT_EQ(one->projection().shape(), (Shape{8, 16}));
+  const std::vector<double> w0 = one->projection().to_vector();
+  const StepReport first = one->train_step();
+  EXPECT_GT(one->last_hidden(), 0.0);
+  EXPECT_NEAR(first.loss, 0.5 * one->last_ce() + 0.5 * one->last_kd() + 2 * one->last_hidden(), 1e-6 * first.loss);
+  EXPECT_NE(one->projection().to_vector(), w0) << "the projection is trained";
+  // Without the term there is no projection and no hidden term in the log.
+  EXPECT_FALSE(trainer(student("h0"))->projection().defined());
+
+  // Saved in the student's checkpoint as its own group, beside (not in) the model's tensors,
+  // and continued exactly by a resume.
+  const TrainResult straight = trainer(student("a", hidden))->run();
+  const io::CheckpointData ck = io::read_checkpoint(ckpt("a", 20));
+  ASSERT_TRUE(ck.extra.count("distill"));
+  ASSERT_NE(ck.extra.at("distill").find_tensor("projection"), nullptr);
+  EXPECT_EQ(ck.extra.at("distill").find_tensor("projection")->shape(), (Shape{8, 16}));
+  for (const auto& [name, t] : ck.model.tensors) EXPECT_EQ(name.find("projection"), std::string::npos) << name;
+  const std::unique_ptr<DistillTrainer> b = trainer(student("b", {"distill.hidden_weight=2", "model.d_model=8",
+                                                                   "checkpoint.resume=" + ckpt("a", 10)}));
+  const TrainResult resumed = b->run();
+  ASSERT_EQ(resumed.steps.size(), 10u);
+  for (size_t i = 0; i < 10; ++i)
+    EXPECT_EQ(resumed.steps[i].loss, straight.steps[10 + i].loss) << "step " << resumed.steps[i].step;
+  expect_checkpoints_identical(ckpt("a", 20), ckpt("b", 20));
+  EXPECT_EQ(io::read_checkpoint(ckpt("b", 20)).extra.at("distill").find_tensor("projection")->to_vector(),
+            ck.extra.at("distill").find_tensor("projection")->to_vector());
+}
+
+TEST_F(Distill, RefusesAConfigWithoutATeacherOrOfAnotherVocabulary) {
+  EXPECT_THROW(check_distill_config(tiny("none")), ConfigError);
+  const Config other = student("v", {"model.vocab_size=64"});
+  try {
+    (void)load_teacher(other);
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_CONTAINS(e.what(), "key 'distill.teacher': ");
+    EXPECT_CONTAINS(e.what(), "model.vocab_size 32, the student 64");
+  }
+}
+
+}  // namespace
+}  // namespace strand::train
