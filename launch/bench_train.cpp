@@ -1,10 +1,12 @@
 // `strand bench train CONFIG [--steps N] [--set ...]`: training throughput and memory of the
 // config's model, as one JSON line (under mpirun: dp x sp ranks, every rank's peak memory).
-// No checkpoints, metrics or resume; the first steps warm up.
+// No checkpoints, metrics or resume; the first steps warm up. --fwd-bwd times one gradient pass
+// (forward and backward, no optimizer) of a fresh process instead: the memory figure of docs/memory.md.
 #include <omp.h>
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <memory>
 #include <span>
@@ -13,6 +15,7 @@
 
 #include "framework/config/config.h"
 #include "framework/core/allocator.h"
+#include "data/loader.h"
 #include "framework/core/json.h"
 #include "framework/core/progress.h"
 #include "framework/train/components.h"
@@ -30,6 +33,7 @@ struct BenchTrainArgs {
   std::vector<std::string> overrides;
   int64_t steps = 3;
   int64_t warmup = 1;
+  bool fwd_bwd = false;  // one forward + backward, no optimizer step and no warm-up
 };
 
 void run_bench_train(const BenchTrainArgs& args, parallel::Group& world) {
@@ -51,8 +55,8 @@ void run_bench_train(const BenchTrainArgs& args, parallel::Group& world) {
   // Steps of a long sequence take minutes: rank 0 shows how far the bench is.
   ProgressOptions shown;
   shown.label = "bench train";
-  shown.unit = "steps";
-  shown.total = config.train.steps;
+  shown.unit = args.fwd_bwd ? "gradient passes" : "steps";
+  shown.total = args.fwd_bwd ? 1 : config.train.steps;
   if (world.rank() != 0) shown.mode = ProgressMode::Off;
   Progress progress(shown);
   options.on_step = [&](const train::StepReport& r) {
@@ -64,8 +68,21 @@ void run_bench_train(const BenchTrainArgs& args, parallel::Group& world) {
   train::check_memory_fits(config, true, train::machine_memory_bytes(), parallel::ranks_on_this_machine(world));
   std::shared_ptr<models::Model> model = models::build_model(config);
   const int64_t params = model->parameter_count();
+  const int64_t model_bytes = memory::stats(Device::cpu()).current_bytes;
   train::Trainer trainer(train::build_trainer_parts(config, model, &world), options);
-  trainer.run();
+  // What the trainer's parts hold before any step (AdamW's moments): not part of a gradient pass.
+  const int64_t optimizer_bytes = memory::stats(Device::cpu()).current_bytes - model_bytes;
+  if (args.fwd_bwd) {
+    // What activations cost: the peak of one gradient pass, before AdamW allocates its moments.
+    const std::unique_ptr<data::Loader> rows =
+        data::make_loader(train::data_spec_of(config, trainer.dp_rank(), config.parallel.dp), data::Split::train);
+    const auto start = std::chrono::steady_clock::now();
+    const train::GradientPass pass = trainer.forward_backward(*rows, config.train.grad_accum);
+    step_seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    loss = pass.loss_sum / static_cast<double>(std::max<int64_t>(pass.scored_tokens, 1));
+  } else {
+    trainer.run();
+  }
   progress.finish();
 
   // The median step, as /work/shared/peers/torch_gpt.py reports it.
@@ -92,17 +109,18 @@ void run_bench_train(const BenchTrainArgs& args, parallel::Group& world) {
     std::printf(
         "{\"impl\": \"strand\", \"config\": %s, \"params\": %lld, \"batch\": %lld, \"seq\": %lld, \"grad_accum\": %lld, "
         "\"ranks\": %d, \"dp\": %lld, \"sp\": %lld, \"sp_mode\": \"%s\", \"layout\": \"%s\", \"threads\": %d, "
-        "\"steps\": %lld, \"step_ms\": %s, \"tokens_per_s\": %s, \"loss\": %s, "
+        "\"steps\": %lld, \"fwd_bwd\": %s, \"step_ms\": %s, \"tokens_per_s\": %s, \"loss\": %s, "
         "\"peak_mem_bytes\": %lld, \"max_rss_bytes\": %lld, \"peak_mem_bytes_per_rank\": %s, "
-        "\"max_rss_bytes_per_rank\": %s}\n",
+        "\"max_rss_bytes_per_rank\": %s, \"optimizer_state_bytes\": %lld}\n",
         json_string(args.config).c_str(), static_cast<long long>(params),
         static_cast<long long>(config.data.batch_size), static_cast<long long>(config.data.seq_len),
         static_cast<long long>(config.train.grad_accum), world.size(), static_cast<long long>(config.parallel.dp),
         static_cast<long long>(config.parallel.sp), train::name_of(config.parallel.sp_mode),
-        train::name_of(train::resolved_layout(config)), omp_get_max_threads(), static_cast<long long>(args.steps),
+        train::name_of(train::resolved_layout(config)), omp_get_max_threads(),
+        static_cast<long long>(args.fwd_bwd ? 1 : args.steps), args.fwd_bwd ? "true" : "false",
         json_number(step * 1e3).c_str(), json_number(static_cast<double>(tokens) / step).c_str(),
         json_number(loss).c_str(), static_cast<long long>(peak_max), static_cast<long long>(rss_max),
-        json_list(0).c_str(), json_list(1).c_str());
+        json_list(0).c_str(), json_list(1).c_str(), static_cast<long long>(optimizer_bytes));
     std::fflush(stdout);
   }
 }
@@ -115,6 +133,7 @@ void add_bench_train(CLI::App& bench) {
   cmd->add_option("config", args->config, "YAML config")->required();
   cmd->add_option("--steps", args->steps, "Timed steps (the median is reported)")->capture_default_str();
   cmd->add_option("--warmup", args->warmup, "Untimed steps first")->capture_default_str();
+  cmd->add_flag("--fwd-bwd", args->fwd_bwd, "Time one forward + backward (no optimizer step, no warm-up)");
   cmd->add_option("--set", args->overrides, "Override a config key (repeatable)")->allow_extra_args(false)->take_all();
   // Errors propagate to main, whose guarded runner prints the one line and ends every rank.
   cmd->callback([args]() { run_bench_train(*args, parallel::world()); });

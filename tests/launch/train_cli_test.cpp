@@ -235,6 +235,23 @@ TEST_F(TrainCliTest, BenchTrainPrintsOneJsonLineAndWritesNothing) {
   EXPECT_FALSE(fs::exists(path("run"))) << "bench writes no metrics or checkpoints";
 }
 
+TEST_F(TrainCliTest, BenchTrainFwdBwdRunsOneGradientPassAndReportsTheMoments) {
+  const CommandResult r = strand("bench train " + tiny_config("c.yaml") + " --fwd-bwd");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  EXPECT_CONTAINS(r.out, "\"fwd_bwd\": true");
+  const auto row = testing_support::parse_metrics_line(r.out);
+  ASSERT_TRUE(row.count("optimizer_state_bytes")) << r.out;
+  EXPECT_EQ(*row.at("steps"), 1.0);
+  EXPECT_GT(*row.at("loss"), 0.0);
+  // AdamW's two fp32 moments per parameter (in the allocator's rounded blocks) are held before
+  // the pass; the pass adds to them.
+  EXPECT_GE(*row.at("optimizer_state_bytes"), 2.0 * 4.0 * *row.at("params"));
+  EXPECT_LT(*row.at("optimizer_state_bytes"), 1.5 * 2.0 * 4.0 * *row.at("params"));
+  EXPECT_GT(*row.at("peak_mem_bytes"), *row.at("optimizer_state_bytes"));
+  EXPECT_FALSE(fs::exists(path("run"))) << "bench writes no metrics or checkpoints";
+}
+
 TEST_F(TrainCliTest, SigtermSavesACheckpointExitsZeroAndResumes) {
   const std::string cfg = tiny_config("c.yaml");
   const std::string metrics = path("run/metrics.jsonl");

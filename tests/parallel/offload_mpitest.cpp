@@ -1,6 +1,7 @@
 // memory.offload: disk under sequence parallelism: at sp = world size, ring and Ulysses, the
 // trainer's gradient pass with every saved activation spilled to each rank's file gives the same
-// loss and gradients, bit for bit, as the same job with activations in memory.
+// loss and gradients, bit for bit, as the same job with activations in memory; so does offloading
+// with gradient checkpointing (full and selective) on as well.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -51,6 +52,30 @@ TEST(OffloadParallel, DiskOffloadIsBitwiseUnderRingAndUlysses) {
     EXPECT_EQ(spilled.loss_sum, plain.loss_sum) << mode;
     ASSERT_EQ(spilled.grads.size(), plain.grads.size());
     for (size_t i = 0; i < plain.grads.size(); ++i) EXPECT_EQ(spilled.grads[i], plain.grads[i]) << mode << " parameter " << i;
+  }
+}
+
+TEST(OffloadParallel, CheckpointingWithDiskOffloadIsBitwiseUnderRingAndUlysses) {
+  const int sp = world().size();
+  testing::TempDir dir("strand_offload_ckpt_mpi_" + std::to_string(world().rank()));
+  const std::string path = dir.file("o.yaml");
+  std::ofstream(path) << "model: {vocab_size: 16, n_layer: 2, n_head: 4, d_model: 32, max_seq_len: 64, dropout: 0.1}\n"
+                         "data: {format: synthetic, task: copy, seq_len: 64, batch_size: 2}\n";
+  for (const char* mode : {"ring", "ulysses"}) {
+    const std::vector<std::string> common = {"parallel.sp=" + std::to_string(sp), std::string("parallel.sp_mode=") + mode};
+    const PassResult plain = gradient_pass(train::load_config(path, common));
+    for (const char* checkpointing : {"full", "selective"}) {
+      std::vector<std::string> both = common;
+      both.push_back(std::string("memory.checkpointing=") + checkpointing);
+      both.push_back("memory.offload=disk");
+      both.push_back("memory.offload_min_bytes=256");
+      both.push_back("memory.offload_dir=/tmp/strand_offload_mpitest");
+      const PassResult spilled = gradient_pass(train::load_config(path, both));
+      EXPECT_EQ(spilled.loss_sum, plain.loss_sum) << mode << " " << checkpointing;
+      ASSERT_EQ(spilled.grads.size(), plain.grads.size());
+      for (size_t i = 0; i < plain.grads.size(); ++i)
+        EXPECT_EQ(spilled.grads[i], plain.grads[i]) << mode << " " << checkpointing << " parameter " << i;
+    }
   }
 }
 
