@@ -48,7 +48,12 @@ constexpr int64_t kParallelWork = int64_t{1} << 21;
 // ceil(x / 4) * 4: rows are padded to whole 4-byte groups (padding is zero in K~, 0 + 128 in Q).
 int64_t padded(int64_t d) { return (d + 3) / 4 * 4; }
 
-int8_t round_to_int8(float x) { return static_cast<int8_t>(std::clamp(std::lrint(x), -127L, 127L)); }
+// Round to nearest even and clamp to [-127, 127], in float arithmetic that vectorises: adding
+// and subtracting 1.5 * 2^23 rounds any |x| < 2^22 to an integer.
+inline int8_t round_to_int8(float x) {
+  constexpr float kRound = 12582912.0f;
+  return static_cast<int8_t>(static_cast<int32_t>(std::clamp((x + kRound) - kRound, -127.0f, 127.0f)));
+}
 
 // The keys of every (batch, kv head), smoothed and quantised once per call.
 struct QuantizedKeys {
@@ -68,7 +73,7 @@ QuantizedKeys quantize_keys(const AttentionParams& p) {
   qk.sum.assign(static_cast<size_t>(heads * n), 0);
   qk.scale.assign(static_cast<size_t>(heads * qk.blocks), 1.0f);
   qk.mean.assign(static_cast<size_t>(heads * d), 0.0f);
-  #pragma omp parallel for schedule(static) if (heads * n * d > kParallelWork)
+  #pragma omp parallel for schedule(static) if (heads > 1 && heads * n * d >= kParallelWork / 8)
   for (int64_t bh = 0; bh < heads; ++bh) {
     const float* k = static_cast<const float*>(p.k) + (bh / p.kv_heads) * p.k_batch_stride +
                      (bh % p.kv_heads) * p.k_head_stride;
@@ -102,10 +107,11 @@ QuantizedKeys quantize_keys(const AttentionParams& p) {
 // Per-thread working memory of one query block.
 struct Int8Work {
   std::vector<uint8_t> qp;   // Q~ + 128 packed [dp / 4][kBlock][4]: 16 queries' 4-byte groups per vector
+  std::vector<uint8_t> qrow;  // one query's Q~ + 128 [dp], before it is packed
   std::vector<uint32_t> pw;  // bf16 P . V: P^T by pairs of keys [kBlock / 2][kBlock]
   std::vector<float> qs, shift, s, acc, m, l, alpha, m_use, row_max, row_sum;
   Int8Work(int64_t d, int64_t dp)
-      : qp(static_cast<size_t>(dp * kBlock)), pw(static_cast<size_t>(kBlock / 2 * kBlock)),
+      : qp(static_cast<size_t>(dp * kBlock)), qrow(static_cast<size_t>(dp)), pw(static_cast<size_t>(kBlock / 2 * kBlock)),
         qs(static_cast<size_t>(kBlock * d)), shift(kBlock),
         s(static_cast<size_t>(kBlock * kBlock)), acc(static_cast<size_t>(kBlock * d)),
         m(kBlock), l(kBlock), alpha(kBlock), m_use(kBlock), row_max(kBlock), row_sum(kBlock) {}
@@ -161,7 +167,8 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void scores_vnni_rows(int
   for (int r = 0; r < R; ++r) {
     const __m512i correction = _mm512_set1_epi32(kUnsignedShift * ksum[r]);
     for (int v = 0; v < kQueryVectors; ++v) {
-      const __m512 dot = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][v], correction));
+      // (The maskz form with every lane set: GCC 12 warns about the plain one's undefined vector.)
+      const __m512 dot = _mm512_maskz_cvtepi32_ps(0xFFFF, _mm512_sub_epi32(acc[r][v], correction));
       _mm512_storeu_ps(s + r * kBlock + v * 16, _mm512_fmadd_ps(dot, unit, _mm512_loadu_ps(sc.shift + v * 16)));
     }
   }
@@ -245,7 +252,7 @@ STRAND_BF16_TARGET void fold_tile_bf16(int64_t mq, int64_t nk, float* s, Int8Wor
 std::vector<uint32_t> pack_values_bf16(const AttentionParams& p) {
   const int64_t d = p.head_dim, heads = p.batch * p.kv_heads, pairs = (p.k_len + 1) / 2;
   std::vector<uint32_t> vp(static_cast<size_t>(heads * pairs * d));
-  #pragma omp parallel for schedule(static) if (heads * p.k_len * d > kParallelWork)
+  #pragma omp parallel for schedule(static) if (heads > 1 && heads * p.k_len * d >= kParallelWork / 8)
   for (int64_t bh = 0; bh < heads; ++bh) {
     const float* v = static_cast<const float*>(p.v) + (bh / p.kv_heads) * p.v_batch_stride +
                      (bh % p.kv_heads) * p.v_head_stride;
@@ -282,11 +289,16 @@ void query_block(const AttentionParams& p, const MaskPlan& plan, const Quantized
     w.shift[static_cast<size_t>(i)] = dot;
   }
   const float sq = amax > 0.0f ? amax / 127.0f : 1.0f, inv_sq = 1.0f / sq;
+  // Each query's Q~ + 128 as bytes (padding 128 = zero), then moved by 4-byte groups.
   std::fill(w.qp.begin(), w.qp.end(), static_cast<uint8_t>(kUnsignedShift));
-  for (int64_t i = 0; i < mq; ++i)
-    for (int64_t x = 0; x < d; ++x)
-      w.qp[static_cast<size_t>(((x / 4) * kBlock + i) * 4 + x % 4)] =
-          static_cast<uint8_t>(round_to_int8(w.qs[static_cast<size_t>(i * d + x)] * inv_sq) + kUnsignedShift);
+  uint8_t* row = w.qrow.data();
+  for (int64_t i = 0; i < mq; ++i) {
+    const float* qi = w.qs.data() + i * d;
+    #pragma omp simd
+    for (int64_t x = 0; x < d; ++x) row[x] = static_cast<uint8_t>(round_to_int8(qi[x] * inv_sq) + kUnsignedShift);
+    for (int64_t x = d; x < dp; ++x) row[x] = static_cast<uint8_t>(kUnsignedShift);
+    for (int64_t g = 0; g < dp / 4; ++g) std::memcpy(w.qp.data() + (g * kBlock + i) * 4, row + g * 4, 4);
+  }
   std::fill(w.m.begin(), w.m.end(), kNegInf);
   std::fill(w.l.begin(), w.l.end(), 0.0f);
   std::fill(w.acc.begin(), w.acc.end(), 0.0f);
