@@ -3,14 +3,17 @@
 // (analysis.json), and for a short input the head view and attention rollout as PNGs beside the
 // attention maps in JSON (framework/train/analyze.h; docs/analysis.md).
 #include <cstdio>
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "data/shards.h"
 #include "framework/config/config.h"
-#include "framework/core/progress.h"
+#include "framework/core/json_value.h"
 #include "framework/core/text.h"
 #include "framework/io/atomic_file.h"
 #include "framework/io/checkpoint.h"
@@ -48,6 +51,65 @@ std::vector<std::string> token_labels(const data::Tokenizer& tok, const std::vec
     labels.push_back(s);
   }
   return labels;
+}
+
+// The prune report (strand prune's prune_report.json) of the run a checkpoint belongs to: beside
+// it or up to three folders up (RUN_DIR/round_R/checkpoints/step_N.h5); "" when there is none.
+std::string find_prune_report(const std::string& checkpoint) {
+  std::filesystem::path dir = std::filesystem::absolute(checkpoint).parent_path();
+  for (int up = 0; up < 4 && !dir.empty(); ++up, dir = dir.parent_path()) {
+    const std::filesystem::path report = dir / "prune_report.json";
+    if (std::filesystem::exists(report)) return report.string();
+    if (dir == dir.parent_path()) break;
+  }
+  return "";
+}
+
+std::vector<std::vector<int64_t>> int_rows(const JsonValue* v) {
+  std::vector<std::vector<int64_t>> rows;
+  if (v == nullptr) return rows;
+  for (const JsonValue& row : v->items) {
+    rows.emplace_back();
+    for (const JsonValue& x : row.items) rows.back().push_back(static_cast<int64_t>(x.number));
+  }
+  return rows;
+}
+
+// head_importance.png from the last scored round of the report: its scores over the heads the
+// round started with, the ones it removed in grey. Returns the picture's path.
+std::string write_importance(const std::string& report_path, const std::string& out) {
+  std::ifstream in(report_path, std::ios::binary);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  JsonValue report;
+  try {
+    report = parse_json(text);
+  } catch (const ValueError& e) {
+    throw ValueError(report_path + ": " + e.what());
+  }
+  const JsonValue* rounds = report.find("rounds");
+  STRAND_CHECK(rounds != nullptr && rounds->kind == JsonValue::Kind::Array, ValueError, report_path,
+               ": no \"rounds\" array");
+  for (size_t r = rounds->items.size(); r-- > 1;) {
+    const JsonValue* scores = rounds->items[r].find("scores");
+    if (scores == nullptr || scores->items.empty()) continue;
+    std::vector<std::vector<double>> s;
+    for (const JsonValue& row : scores->items) {
+      s.emplace_back();
+      for (const JsonValue& x : row.items) s.back().push_back(x.number);
+    }
+    const auto before = int_rows(rounds->items[r - 1].find("kept_heads"));
+    const auto after = int_rows(rounds->items[r].find("kept_heads"));
+    STRAND_CHECK(before.size() == s.size() && after.size() == s.size(), ValueError, report_path, ": round ", r,
+                 " has scores for ", s.size(), " layers but kept heads for ", before.size(), " and ", after.size());
+    std::vector<std::vector<int64_t>> removed(s.size());
+    for (size_t l = 0; l < s.size(); ++l)
+      for (int64_t h : before[l])
+        if (std::find(after[l].begin(), after[l].end(), h) == after[l].end()) removed[l].push_back(h);
+    const std::string path = (std::filesystem::path(out) / "head_importance.png").string();
+    io::write_png(path, train::importance_image(s, before, removed));
+    return path;
+  }
+  return "";
 }
 
 void run_analyze(const AnalyzeArgs& args, bool text_given, parallel::Group& world) {
@@ -99,6 +161,11 @@ void run_analyze(const AnalyzeArgs& args, bool text_given, parallel::Group& worl
   } else {
     std::printf("no pictures: %lld tokens is above --map-tokens %lld\n", static_cast<long long>(analysis.tokens),
                 static_cast<long long>(args.options.map_tokens));
+  }
+  // Head importance, where the checkpoint comes from a strand prune run.
+  if (const std::string report = find_prune_report(args.checkpoint); !report.empty()) {
+    const std::string picture = write_importance(report, out);
+    if (!picture.empty()) std::printf("%s (from %s)\n", picture.c_str(), report.c_str());
   }
   std::fflush(stdout);
 }

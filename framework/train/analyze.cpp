@@ -65,7 +65,10 @@ std::string matrix_json(std::span<const double> m, int64_t n) {
   std::string s = "[";
   for (int64_t i = 0; i < n; ++i) {
     s += i ? ",[" : "[";
-    for (int64_t j = 0; j < n; ++j) s += (j ? "," : "") + short_number(m[static_cast<size_t>(i * n + j)]);
+    for (int64_t j = 0; j < n; ++j) {
+      if (j) s += ",";
+      s += short_number(m[static_cast<size_t>(i * n + j)]);
+    }
     s += "]";
   }
   return s + "]";
@@ -163,7 +166,8 @@ io::Image head_view_image(const AttentionAnalysis& analysis) {
     for (int64_t h = 0; h < static_cast<int64_t>(analysis.maps[static_cast<size_t>(l)].size()); ++h) {
       const std::vector<double>& m = analysis.maps[static_cast<size_t>(l)][static_cast<size_t>(h)];
       const int64_t x0 = kMargin + h * cell_w, y0 = kMargin + l * cell_h;
-      io::draw_text(img, x0, y0, "L" + std::to_string(l) + " H" + std::to_string(h), kInk);
+      const std::string label = detail::concat("L", l, " H", h);
+      io::draw_text(img, x0, y0, label, kInk);
       draw_map(img, x0, y0 + label_h, kPanel, m, analysis.tokens, largest(m));
     }
   return img;
@@ -195,27 +199,71 @@ io::Image heatmap_image(std::span<const double> map, int64_t n, const std::vecto
   return img;
 }
 
+io::Image importance_image(const std::vector<std::vector<double>>& scores,
+                           const std::vector<std::vector<int64_t>>& heads,
+                           const std::vector<std::vector<int64_t>>& removed) {
+  constexpr int64_t kBarW = 18, kBarH = 60, kGap = 6;
+  const int64_t layers = static_cast<int64_t>(scores.size());
+  STRAND_CHECK(layers >= 1 && heads.size() == scores.size() && removed.size() == scores.size(), ShapeError,
+               "importance picture: scores, heads and removed heads of ", scores.size(), ", ", heads.size(), " and ",
+               removed.size(), " layers");
+  size_t widest = 1;
+  double top = 0;
+  for (const auto& l : scores) {
+    widest = std::max(widest, l.size());
+    for (double v : l) top = std::max(top, v);
+  }
+  const int64_t label_w = 4 * io::kGlyphWidth, row_h = kBarH + io::kGlyphHeight + 2 * kGap;
+  io::Image img(2 * kMargin + label_w + static_cast<int64_t>(widest) * (kBarW + kGap),
+                2 * kMargin + io::kGlyphHeight + kGap + layers * row_h);
+  io::draw_text(img, kMargin, kMargin, "head importance", kInk);
+  for (int64_t l = 0; l < layers; ++l) {
+    const int64_t y0 = kMargin + io::kGlyphHeight + kGap + l * row_h;
+    io::draw_text(img, kMargin, y0 + kBarH - io::kGlyphHeight, detail::concat("L", l), kInk);
+    const auto& ls = scores[static_cast<size_t>(l)];
+    STRAND_CHECK(heads[static_cast<size_t>(l)].size() == ls.size(), ShapeError, "importance picture: layer ", l,
+                 " has ", ls.size(), " scores for ", heads[static_cast<size_t>(l)].size(), " heads");
+    for (size_t i = 0; i < ls.size(); ++i) {
+      const int64_t head = heads[static_cast<size_t>(l)][i];
+      const auto& gone = removed[static_cast<size_t>(l)];
+      const bool pruned = std::find(gone.begin(), gone.end(), head) != gone.end();
+      const int64_t h = top > 0 ? static_cast<int64_t>(std::lround(kBarH * ls[i] / top)) : 0;
+      const int64_t x = kMargin + label_w + static_cast<int64_t>(i) * (kBarW + kGap);
+      img.fill_rect(x, y0 + kBarH - h, kBarW, h, pruned ? io::Rgb{170, 170, 170} : io::heat_color(0.35));
+      io::draw_text(img, x + 3, y0 + kBarH + 3, std::to_string(head), kInk);
+    }
+  }
+  return img;
+}
+
 std::string analysis_json(const AttentionAnalysis& analysis, const std::vector<std::string>& labels) {
   std::string s = "{\"tokens\": " + std::to_string(analysis.tokens) + ", \"rows\": " + std::to_string(analysis.rows) +
                   ", \"layers\": [";
   for (size_t l = 0; l < analysis.heads.size(); ++l) {
-    s += (l ? ", " : "") + std::string("{\"layer\": ") + std::to_string(l) + ", \"heads\": [";
+    if (l) s += ", ";
+    s += "{\"layer\": " + std::to_string(l) + ", \"heads\": [";
     for (size_t h = 0; h < analysis.heads[l].size(); ++h) {
       const HeadSummary& hs = analysis.heads[l][h];
-      s += (h ? ", " : "") + std::string("{\"head\": ") + std::to_string(h) + ", \"entropy\": " +
-           json_number(hs.entropy) + ", \"distance\": " + json_number(hs.distance) + "}";
+      if (h) s += ", ";
+      s += "{\"head\": " + std::to_string(h) + ", \"entropy\": " + json_number(hs.entropy) + ", \"distance\": " +
+           json_number(hs.distance) + "}";
     }
     s += "]}";
   }
   s += "]";
   if (analysis.has_maps()) {
     s += ", \"labels\": [";
-    for (size_t i = 0; i < labels.size(); ++i) s += (i ? ", " : "") + json_string(labels[i]);
+    for (size_t i = 0; i < labels.size(); ++i) {
+      if (i) s += ", ";
+      s += json_string(labels[i]);
+    }
     s += "], \"maps\": [";
     for (size_t l = 0; l < analysis.maps.size(); ++l) {
       s += l ? ", [" : "[";
-      for (size_t h = 0; h < analysis.maps[l].size(); ++h)
-        s += (h ? ", " : "") + matrix_json(analysis.maps[l][h], analysis.tokens);
+      for (size_t h = 0; h < analysis.maps[l].size(); ++h) {
+        if (h) s += ", ";
+        s += matrix_json(analysis.maps[l][h], analysis.tokens);
+      }
       s += "]";
     }
     s += "], \"rollout\": " + matrix_json(analysis.rollout, analysis.tokens);

@@ -49,6 +49,13 @@ io::Image head_view_image(const AttentionAnalysis& analysis);
 io::Image heatmap_image(std::span<const double> map, int64_t n, const std::vector<std::string>& labels,
                         const std::string& title);
 
+// Head importance as bars, one row of bars per layer (Michel et al. scores of a prune round,
+// normalised per layer): scores[layer][i] for the layer's heads heads[layer][i]; bars of heads in
+// removed[layer] (the ones the round pruned) drawn grey.
+io::Image importance_image(const std::vector<std::vector<double>>& scores,
+                           const std::vector<std::vector<int64_t>>& heads,
+                           const std::vector<std::vector<int64_t>>& removed);
+
 // {"tokens": N, "rows": r, "layers": [{"layer": l, "heads": [{"head": h, "entropy": e,
 // "distance": d}, ...]}, ...]}: the numbers of the statistics; with maps, also "maps"
 // ([layer][head][i][j]) and "rollout" ([i][j]), four significant digits, and "labels".

@@ -94,6 +94,16 @@ TEST_F(GenerateCliTest, AnalyzeWritesStatisticsAndPicturesOfAShortInput) {
   const std::string json((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   for (const char* key : {"\"tokens\": 13", "\"entropy\": ", "\"distance\": ", "\"rollout\": ", "\"maps\": "})
     EXPECT_CONTAINS(json, key);
+  // A checkpoint of a strand prune run: its report's last round drawn as head-importance bars.
+  std::ofstream(path("run/prune_report.json"))
+      << R"({"rounds": [{"round": 0, "kept_heads": [[0, 1]], "scores": []},)"
+      << R"( {"round": 1, "kept_heads": [[1]], "scores": [[0.3, 0.7]]}]})";
+  const CommandResult pruned = strand("analyze " + path("gpt.yaml") + " --checkpoint " + checkpoint() +
+                                      " --text 'To be' --out " + out);
+  fs::remove(path("run/prune_report.json"));
+  ASSERT_EQ(pruned.exit_code, 0) << pruned.err;
+  EXPECT_CONTAINS(pruned.out, "head_importance.png (from ");
+  EXPECT_TRUE(fs::exists(fs::path(out) / "head_importance.png"));
   // A long input gets the statistics only; bad inputs are one error line.
   const CommandResult stats = strand("analyze " + path("gpt.yaml") + " --checkpoint " + checkpoint() +
                                      " --data " + path("data/tiny_val.bin") + " --map-tokens 8 --out " + out + "2");

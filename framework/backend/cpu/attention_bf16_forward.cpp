@@ -49,40 +49,14 @@ struct Bf16ForwardWork {
 // accumulator, as attention_forward.cpp does, with acc += P . V on bf16 P.
 STRAND_BF16_TARGET void online_softmax_step(int64_t mq, int64_t nk, float* s, Bf16ForwardWork& w, const uint32_t* vp,
                                             int64_t d) {
-  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   const int64_t ld = w.bq;
-  float* mx = w.row_max.data();
+  attention_tile::online_max(mq, nk, s, ld, w.m.data(), w.m_use.data(), w.alpha.data(), w.row_max.data());
   float* sum = w.row_sum.data();
-  std::fill(mx, mx + mq, kNegInf);
   std::fill(sum, sum + mq, 0.0f);
-  for (int64_t j = 0; j < nk; ++j) {
-    const float* row = s + j * ld;
-    #pragma omp simd
-    for (int64_t i = 0; i < mq; ++i) mx[i] = std::max(mx[i], row[i]);
-  }
-  float* m = w.m.data();
-  float* m_use = w.m_use.data();
-  float* alpha = w.alpha.data();
-  #pragma omp simd
-  for (int64_t i = 0; i < mq; ++i) {
-    const float m_new = std::max(m[i], mx[i]);
-    const bool empty = m_new == kNegInf;  // every key so far masked: keep alpha 1, exp against 0
-    alpha[i] = empty ? 1.0f : exp_approx(m[i] - m_new);
-    m_use[i] = empty ? 0.0f : m_new;
-    m[i] = m_new;
-  }
   // P^T = exp(S^T - m) summed per query and rounded straight into the pairs P . V reads.
-  tile_pass(s, nullptr, ld, nk, mq, m_use, sum, false, nullptr, 0, w.pw.data(), ld);
-  float* acc = w.acc.data();
-  for (int64_t i = 0; i < mq; ++i) {
-    w.l[i] = w.l[i] * alpha[i] + sum[i];
-    if (alpha[i] != 1.0f) {
-      float* a = acc + i * d;
-      #pragma omp simd
-      for (int64_t x = 0; x < d; ++x) a[x] *= alpha[i];
-    }
-  }
-  dp_gemm(mq, d, (nk + 1) / 2, w.pw.data(), 1, ld, vp, d, acc, d, true);
+  tile_pass(s, nullptr, ld, nk, mq, w.m_use.data(), sum, false, nullptr, 0, w.pw.data(), ld);
+  attention_tile::online_rescale(mq, d, w.l.data(), w.alpha.data(), sum, w.acc.data());
+  dp_gemm(mq, d, (nk + 1) / 2, w.pw.data(), 1, ld, vp, d, w.acc.data(), d, true);
 }
 
 STRAND_BF16_TARGET void forward_query_block(const AttentionParams& p, const MaskPlan& plan, const uint32_t* vp_all,

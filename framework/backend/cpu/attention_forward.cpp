@@ -47,27 +47,10 @@ struct ForwardWork {
 template <class T>
 void online_softmax_step(int64_t mq, int64_t nk, int64_t ld, T* s, ForwardWork<T>& w, const T* v, int64_t v_rs,
                          int64_t d) {
-  constexpr T kNegInf = -std::numeric_limits<T>::infinity();
-  T* mx = w.row_max.data();
-  T* sum = w.row_sum.data();
-  std::fill(mx, mx + mq, kNegInf);
-  std::fill(sum, sum + mq, T(0));
-  for (int64_t j = 0; j < nk; ++j) {
-    const T* row = s + j * ld;
-    #pragma omp simd
-    for (int64_t i = 0; i < mq; ++i) mx[i] = std::max(mx[i], row[i]);
-  }
-  T* m = w.m.data();
+  attention_tile::online_max(mq, nk, s, ld, w.m.data(), w.m_use.data(), w.alpha.data(), w.row_max.data());
   T* m_use = w.m_use.data();
-  T* alpha = w.alpha.data();
-  #pragma omp simd
-  for (int64_t i = 0; i < mq; ++i) {
-    const T m_new = std::max(m[i], mx[i]);
-    const bool empty = m_new == kNegInf;  // every key so far masked: keep alpha 1, exp against 0
-    alpha[i] = empty ? T(1) : exp_approx(m[i] - m_new);
-    m_use[i] = empty ? T(0) : m_new;
-    m[i] = m_new;
-  }
+  T* sum = w.row_sum.data();
+  std::fill(sum, sum + mq, T(0));
   for (int64_t j = 0; j < nk; ++j) {
     T* row = s + j * ld;
     #pragma omp simd
@@ -77,17 +60,9 @@ void online_softmax_step(int64_t mq, int64_t nk, int64_t ld, T* s, ForwardWork<T
       sum[i] += pv;
     }
   }
-  T* acc = w.acc.data();
-  for (int64_t i = 0; i < mq; ++i) {
-    w.l[i] = w.l[i] * alpha[i] + sum[i];
-    if (alpha[i] != T(1)) {
-      T* a = acc + i * d;
-      #pragma omp simd
-      for (int64_t x = 0; x < d; ++x) a[x] *= alpha[i];
-    }
-  }
+  attention_tile::online_rescale(mq, d, w.l.data(), w.alpha.data(), sum, w.acc.data());
   // acc[i][:] += sum_j P^T[j][i] V[j][:]
-  gemm<T>(mq, d, nk, s, 1, ld, v, v_rs, acc, d, true);
+  gemm<T>(mq, d, nk, s, 1, ld, v, v_rs, w.acc.data(), d, true);
 }
 
 template <class T>

@@ -180,49 +180,10 @@ void scores_vnni(int64_t nk, int64_t dp, const uint8_t* qp, const int8_t* k, con
   for (; j < nk; ++j) scores_vnni_rows<1>(dp, qp, k + j * dp, sc.ksum + j, sc, s + j * kBlock);
 }
 
-// The running max of a score tile s (nk keys x mq queries, row stride kBlock) folded into w.m:
-// alpha rescales what is accumulated, m_use is what the tile's exps subtract.
-void update_max(int64_t mq, int64_t nk, const float* s, Int8Work& w) {
-  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-  float* mx = w.row_max.data();
-  std::fill(mx, mx + mq, kNegInf);
-  for (int64_t j = 0; j < nk; ++j) {
-    const float* row = s + j * kBlock;
-    #pragma omp simd
-    for (int64_t i = 0; i < mq; ++i) mx[i] = std::max(mx[i], row[i]);
-  }
-  float* m = w.m.data();
-  float* m_use = w.m_use.data();
-  float* alpha = w.alpha.data();
-  #pragma omp simd
-  for (int64_t i = 0; i < mq; ++i) {
-    const float m_new = std::max(m[i], mx[i]);
-    const bool empty = m_new == kNegInf;  // every key so far masked: keep alpha 1, exp against 0
-    alpha[i] = empty ? 1.0f : exp_approx(m[i] - m_new);
-    m_use[i] = empty ? 0.0f : m_new;
-    m[i] = m_new;
-  }
-}
-
-// l = l * alpha + the tile's sums; the accumulator rescaled by alpha before P . V adds to it.
-void rescale(int64_t mq, int64_t d, Int8Work& w) {
-  float* acc = w.acc.data();
-  for (int64_t i = 0; i < mq; ++i) {
-    w.l[static_cast<size_t>(i)] = w.l[static_cast<size_t>(i)] * w.alpha[static_cast<size_t>(i)] +
-                                  w.row_sum[static_cast<size_t>(i)];
-    const float a = w.alpha[static_cast<size_t>(i)];
-    if (a != 1.0f) {
-      float* row = acc + i * d;
-      #pragma omp simd
-      for (int64_t x = 0; x < d; ++x) row[x] *= a;
-    }
-  }
-}
-
 // Folds the tile into the running max, sum and accumulator with P . V in float32 (the online
 // softmax of attention_forward.cpp); s becomes P.
 void fold_tile_f32(int64_t mq, int64_t nk, float* s, Int8Work& w, const float* v, int64_t v_rs, int64_t d) {
-  update_max(mq, nk, s, w);
+  attention_tile::online_max(mq, nk, s, kBlock, w.m.data(), w.m_use.data(), w.alpha.data(), w.row_max.data());
   float* sum = w.row_sum.data();
   std::fill(sum, sum + mq, 0.0f);
   for (int64_t j = 0; j < nk; ++j) {
@@ -234,17 +195,17 @@ void fold_tile_f32(int64_t mq, int64_t nk, float* s, Int8Work& w, const float* v
       sum[i] += pv;
     }
   }
-  rescale(mq, d, w);
+  attention_tile::online_rescale(mq, d, w.l.data(), w.alpha.data(), sum, w.acc.data());
   gemm<float>(mq, d, nk, s, 1, kBlock, v, v_rs, w.acc.data(), d, true);
 }
 
 // The same with P rounded to bf16 pairs and P . V on vdpbf16ps against V packed by pairs of keys.
 STRAND_BF16_TARGET void fold_tile_bf16(int64_t mq, int64_t nk, float* s, Int8Work& w, const uint32_t* vp, int64_t d) {
-  update_max(mq, nk, s, w);
+  attention_tile::online_max(mq, nk, s, kBlock, w.m.data(), w.m_use.data(), w.alpha.data(), w.row_max.data());
   float* sum = w.row_sum.data();
   std::fill(sum, sum + mq, 0.0f);
   attention_bf16::tile_pass(s, nullptr, kBlock, nk, mq, w.m_use.data(), sum, false, nullptr, 0, w.pw.data(), kBlock);
-  rescale(mq, d, w);
+  attention_tile::online_rescale(mq, d, w.l.data(), w.alpha.data(), sum, w.acc.data());
   attention_bf16::dp_gemm(mq, d, (nk + 1) / 2, w.pw.data(), 1, kBlock, vp, d, w.acc.data(), d, true);
 }
 

@@ -135,6 +135,43 @@ inline void gemm(int64_t m, int64_t n, int64_t kd, const T* a, int64_t a_rs, int
   gemm_plain(m, n, kd, a, a_rs, a_cs, b, ldb, c, ldc, accumulate);
 }
 
+// The online softmax's running max (FlashAttention-2), shared by the float32, bf16 and INT8
+// forwards: folds the row maxima of a score tile s (nk keys x mq queries, row stride ld) into m;
+// alpha[i] rescales what query i has accumulated so far and m_use[i] is what this tile's exps
+// subtract (alpha 1 and m_use 0 while every key so far is masked). row_max is scratch [mq].
+template <class T>
+inline void online_max(int64_t mq, int64_t nk, const T* s, int64_t ld, T* m, T* m_use, T* alpha, T* row_max) {
+  constexpr T kNegInf = -std::numeric_limits<T>::infinity();
+  std::fill(row_max, row_max + mq, kNegInf);
+  for (int64_t j = 0; j < nk; ++j) {
+    const T* row = s + j * ld;
+    #pragma omp simd
+    for (int64_t i = 0; i < mq; ++i) row_max[i] = std::max(row_max[i], row[i]);
+  }
+  #pragma omp simd
+  for (int64_t i = 0; i < mq; ++i) {
+    const T m_new = std::max(m[i], row_max[i]);
+    const bool empty = m_new == kNegInf;
+    alpha[i] = empty ? T(1) : exp_approx(m[i] - m_new);
+    m_use[i] = empty ? T(0) : m_new;
+    m[i] = m_new;
+  }
+}
+
+// After a tile's exps: l = l * alpha + the tile's row sums, and each accumulator row (width d)
+// rescaled by alpha before the tile's P . V is added.
+template <class T>
+inline void online_rescale(int64_t mq, int64_t d, T* l, const T* alpha, const T* sum, T* acc) {
+  for (int64_t i = 0; i < mq; ++i) {
+    l[i] = l[i] * alpha[i] + sum[i];
+    if (alpha[i] != T(1)) {
+      T* a = acc + i * d;
+      #pragma omp simd
+      for (int64_t x = 0; x < d; ++x) a[x] *= alpha[i];
+    }
+  }
+}
+
 // A buffer of n elements from the caching allocator (counted in memory::stats), freed on scope exit.
 template <class T>
 class Scratch {

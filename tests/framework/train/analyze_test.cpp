@@ -88,7 +88,9 @@ TEST(Analyze, MapsAreSoftmaxRowsAndSummariesAreRowMeans) {
         double sum = 0;
         for (int64_t j = 0; j < n; ++j) {
           const double p = m[static_cast<size_t>(i * n + j)];
-          if (j > i || j < i - 4) EXPECT_EQ(p, 0.0) << "masked key " << j << " of row " << i;
+          if (j > i || j < i - 4) {
+            EXPECT_EQ(p, 0.0) << "masked key " << j << " of row " << i;
+          }
           sum += p;
           distance += p * static_cast<double>(i - j);
         }
