@@ -14,6 +14,7 @@
 #include "data/shards.h"
 #include "framework/config/config.h"
 #include "framework/core/json_value.h"
+#include "framework/core/progress.h"
 #include "framework/core/text.h"
 #include "framework/io/atomic_file.h"
 #include "framework/io/checkpoint.h"
@@ -145,7 +146,17 @@ void run_analyze(const AnalyzeArgs& args, bool text_given, parallel::Group& worl
   STRAND_CHECK(!ec, ValueError, "--out ", out, ": cannot create the directory (", ec.message(), ")");
 
   const ops::Int8AttentionScope attention_precision(args.attention_precision == "int8");
-  const train::AttentionAnalysis analysis = train::analyze_attention(gpt, ids, args.options);
+  // A long input takes minutes per layer on CPU: its progress (none when done within a second).
+  ProgressOptions shown;
+  shown.label = "analyze";
+  shown.unit = "layers";
+  shown.total = config.model.n_layer;
+  shown.quiet_below_s = 1.0;
+  Progress progress(shown);
+  train::AnalyzeOptions options = args.options;
+  options.on_layer = [&](int64_t done, int64_t) { progress.update(done); };
+  const train::AttentionAnalysis analysis = train::analyze_attention(gpt, ids, options);
+  progress.finish();
   const std::vector<std::string> labels = token_labels(*tokenizer, ids);
   const std::string json_path = (std::filesystem::path(out) / "analysis.json").string();
   io::write_text_atomically(json_path, train::analysis_json(analysis, labels));

@@ -131,6 +131,7 @@ AttentionAnalysis analyze_attention(models::Gpt& model, std::span<const int32_t>
       layer_means.push_back(std::move(mean));
     }
     x = block.forward(x, positions, Tensor(), models::DropoutPlan{}, {});
+    if (options.on_layer) options.on_layer(l + 1, stack.n_layer());
   }
   if (maps) out.rollout = attention_rollout(layer_means, n);
   return out;

@@ -5,6 +5,7 @@
 // (Abnar & Zuidema 2020) across the layers.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -17,6 +18,7 @@ namespace strand::train {
 struct AnalyzeOptions {
   int64_t row_stride = 1;       // statistics over every row_stride-th query row (a sample at long N)
   int64_t map_tokens = 128;     // maps, head view and rollout only for inputs up to this many tokens
+  std::function<void(int64_t, int64_t)> on_layer;  // (layers done, layers): a long input's progress
 };
 
 struct HeadSummary {

@@ -109,7 +109,10 @@ TEST(Analyze, MapsAreSoftmaxRowsAndSummariesAreRowMeans) {
   const io::Image roll = train::heatmap_image(a.rollout, n, std::vector<std::string>(40, "x"), "rollout");
   EXPECT_GE(roll.width(), 400);
   // Past --map-tokens: statistics only.
-  const train::AttentionAnalysis big = train::analyze_attention(*model, ids, {2, 16});
+  train::AnalyzeOptions sampled;
+  sampled.row_stride = 2;
+  sampled.map_tokens = 16;
+  const train::AttentionAnalysis big = train::analyze_attention(*model, ids, sampled);
   EXPECT_FALSE(big.has_maps());
   EXPECT_EQ(big.rows, 20);
   EXPECT_THROW(train::head_view_image(big), ValueError);
