@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "framework/core/json.h"
+#include "framework/core/json_value.h"
 
 namespace strand::io {
 
@@ -30,151 +31,10 @@ struct DTypeName {
 constexpr DTypeName kDTypeNames[] = {
     {DType::F32, "F32"}, {DType::F64, "F64"}, {DType::BF16, "BF16"}, {DType::F16, "F16"}, {DType::I32, "I32"}};
 
-// ---- a JSON value and its parser (objects, arrays, strings, integers; enough for the header) ----
-
-struct Json {
-  enum class Kind { Null, Bool, Number, String, Array, Object } kind = Kind::Null;
-  std::string text;                                // String; Number as written
-  std::vector<Json> items;                         // Array
-  std::vector<std::pair<std::string, Json>> members;  // Object, in file order
-};
-
-class JsonParser {
- public:
-  JsonParser(const std::string& text, const std::string& file) : s_(text), file_(file) {}
-
-  Json parse_document() {
-    Json v = value();
-    skip_space();
-    if (pos_ != s_.size()) fail("unexpected text after the header object");
-    return v;
-  }
-
- private:
-  [[noreturn]] void fail(const std::string& what) const {
-    throw CheckpointError(file_ + ": bad safetensors header at byte " + std::to_string(pos_) + ": " + what);
-  }
-  void skip_space() {
-    while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\n' || s_[pos_] == '\r' || s_[pos_] == '\t')) ++pos_;
-  }
-  char peek() {
-    skip_space();
-    if (pos_ >= s_.size()) fail("unexpected end");
-    return s_[pos_];
-  }
-  void expect(char c) {
-    if (peek() != c) fail(std::string("expected '") + c + "'");
-    ++pos_;
-  }
-  bool literal(const char* word) {
-    const size_t n = std::strlen(word);
-    if (s_.compare(pos_, n, word) != 0) return false;
-    pos_ += n;
-    return true;
-  }
-
-  Json value() {
-    Json v;
-    const char c = peek();
-    if (c == '{') {
-      v.kind = Json::Kind::Object;
-      ++pos_;
-      if (peek() == '}') return ++pos_, v;
-      while (true) {
-        if (peek() != '"') fail("expected a member name");
-        std::string key = string();
-        expect(':');
-        v.members.emplace_back(std::move(key), value());
-        if (peek() == ',') { ++pos_; continue; }
-        expect('}');
-        return v;
-      }
-    }
-    if (c == '[') {
-      v.kind = Json::Kind::Array;
-      ++pos_;
-      if (peek() == ']') return ++pos_, v;
-      while (true) {
-        v.items.push_back(value());
-        if (peek() == ',') { ++pos_; continue; }
-        expect(']');
-        return v;
-      }
-    }
-    if (c == '"') {
-      v.kind = Json::Kind::String;
-      v.text = string();
-      return v;
-    }
-    if (literal("null")) return v;
-    if (literal("true") || literal("false")) {
-      v.kind = Json::Kind::Bool;
-      return v;
-    }
-    if (c == '-' || (c >= '0' && c <= '9')) {
-      v.kind = Json::Kind::Number;
-      const size_t start = pos_;
-      while (pos_ < s_.size() && std::strchr("+-0123456789.eE", s_[pos_]) && s_[pos_] != '\0') ++pos_;
-      v.text = s_.substr(start, pos_ - start);
-      return v;
-    }
-    fail(std::string("unexpected character '") + c + "'");
-  }
-
-  std::string string() {
-    ++pos_;  // the opening quote
-    std::string out;
-    while (true) {
-      if (pos_ >= s_.size()) fail("unterminated string");
-      const char c = s_[pos_++];
-      if (c == '"') return out;
-      if (c != '\\') { out += c; continue; }
-      if (pos_ >= s_.size()) fail("unterminated escape");
-      const char e = s_[pos_++];
-      switch (e) {
-        case '"': case '\\': case '/': out += e; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
-        case 'u': {
-          if (pos_ + 4 > s_.size()) fail("short \\u escape");
-          const unsigned code = static_cast<unsigned>(std::stoul(s_.substr(pos_, 4), nullptr, 16));
-          pos_ += 4;
-          // Names are ASCII in practice; encode the code point as UTF-8 (no surrogate pairs).
-          if (code < 0x80) {
-            out += static_cast<char>(code);
-          } else if (code < 0x800) {
-            out += static_cast<char>(0xc0 | (code >> 6));
-            out += static_cast<char>(0x80 | (code & 0x3f));
-          } else {
-            out += static_cast<char>(0xe0 | (code >> 12));
-            out += static_cast<char>(0x80 | ((code >> 6) & 0x3f));
-            out += static_cast<char>(0x80 | (code & 0x3f));
-          }
-          break;
-        }
-        default: fail(std::string("bad escape '\\") + e + "'");
-      }
-    }
-  }
-
-  const std::string& s_;
-  const std::string& file_;
-  size_t pos_ = 0;
-};
-
-uint64_t json_uint(const Json& v, const std::string& file, const std::string& what) {
-  if (v.kind != Json::Kind::Number || v.text.empty() || v.text.find_first_not_of("0123456789") != std::string::npos)
+uint64_t json_uint(const JsonValue& v, const std::string& file, const std::string& what) {
+  if (v.kind != JsonValue::Kind::Number || v.text.empty() || v.text.find_first_not_of("0123456789") != std::string::npos)
     throw CheckpointError(file + ": " + what + " must be a non-negative integer");
   return std::stoull(v.text);
-}
-
-const Json* member(const Json& obj, const char* name) {
-  for (const auto& [key, value] : obj.members)
-    if (key == name) return &value;
-  return nullptr;
 }
 
 }  // namespace
@@ -264,8 +124,13 @@ SafetensorsFile read_safetensors(const std::string& path) {
   std::string header(header_size, '\0');
   in.read(header.data(), static_cast<std::streamsize>(header_size));
   if (header.empty() || header[0] != '{') throw CheckpointError(path + ": safetensors header does not start with '{'");
-  const Json root = JsonParser(header, path).parse_document();
-  if (root.kind != Json::Kind::Object) throw CheckpointError(path + ": safetensors header is not a JSON object");
+  JsonValue root;
+  try {
+    root = parse_json(header);
+  } catch (const ValueError& e) {
+    throw CheckpointError(path + ": bad safetensors header " + e.what());
+  }
+  if (root.kind != JsonValue::Kind::Object) throw CheckpointError(path + ": safetensors header is not a JSON object");
 
   struct Entry {
     std::string name;
@@ -277,26 +142,26 @@ SafetensorsFile read_safetensors(const std::string& path) {
   std::vector<Entry> entries;
   for (const auto& [name, v] : root.members) {
     if (name == "__metadata__") {
-      if (v.kind != Json::Kind::Object) throw CheckpointError(path + ": __metadata__ is not an object");
+      if (v.kind != JsonValue::Kind::Object) throw CheckpointError(path + ": __metadata__ is not an object");
       for (const auto& [key, value] : v.members) {
-        if (value.kind != Json::Kind::String)
+        if (value.kind != JsonValue::Kind::String)
           throw CheckpointError(path + ": __metadata__ value of '" + key + "' is not a string");
         file.metadata[key] = value.text;
       }
       continue;
     }
-    const Json* dtype = v.kind == Json::Kind::Object ? member(v, "dtype") : nullptr;
-    const Json* shape = v.kind == Json::Kind::Object ? member(v, "shape") : nullptr;
-    const Json* offsets = v.kind == Json::Kind::Object ? member(v, "data_offsets") : nullptr;
-    if (!dtype || dtype->kind != Json::Kind::String || !shape || shape->kind != Json::Kind::Array || !offsets ||
-        offsets->kind != Json::Kind::Array || offsets->items.size() != 2)
+    const JsonValue* dtype = v.kind == JsonValue::Kind::Object ? v.find("dtype") : nullptr;
+    const JsonValue* shape = v.kind == JsonValue::Kind::Object ? v.find("shape") : nullptr;
+    const JsonValue* offsets = v.kind == JsonValue::Kind::Object ? v.find("data_offsets") : nullptr;
+    if (!dtype || dtype->kind != JsonValue::Kind::String || !shape || shape->kind != JsonValue::Kind::Array || !offsets ||
+        offsets->kind != JsonValue::Kind::Array || offsets->items.size() != 2)
       throw CheckpointError(path + ": tensor '" + name + "' needs dtype, shape and data_offsets [begin, end]");
     Entry e{name, DType::F32, {}, 0, 0};
     bool known = false;
     for (const DTypeName& d : kDTypeNames)
       if (dtype->text == d.name) e.dtype = d.dtype, known = true;
     if (!known) throw CheckpointError(path + ": tensor '" + name + "' has dtype '" + dtype->text + "', which strand does not read");
-    for (const Json& dim : shape->items) e.shape.push_back(static_cast<int64_t>(json_uint(dim, path, "a dimension of '" + name + "'")));
+    for (const JsonValue& dim : shape->items) e.shape.push_back(static_cast<int64_t>(json_uint(dim, path, "a dimension of '" + name + "'")));
     e.begin = json_uint(offsets->items[0], path, "data_offsets of '" + name + "'");
     e.end = json_uint(offsets->items[1], path, "data_offsets of '" + name + "'");
     const uint64_t bytes = static_cast<uint64_t>(numel_of(e.shape)) * dtype_size(e.dtype);

@@ -97,15 +97,7 @@ void forward_query_block(const AttentionParams& p, const MaskPlan& plan, int64_t
 
   T* o = static_cast<T*>(p.o) + b * p.o_batch_stride + h * p.o_head_stride + i0 * p.o_row_stride;
   T* lse = static_cast<T*>(p.lse) + b * p.lse_batch_stride + h * p.lse_head_stride + i0;
-  for (int64_t i = 0; i < mq; ++i) {
-    const T l = w.l[static_cast<size_t>(i)];
-    const T inv = l > T(0) ? T(1) / l : T(0);  // a row with every key masked gives o = 0, lse = -inf
-    const T* a = w.acc.data() + i * d;
-    T* oi = o + i * p.o_row_stride;
-    #pragma omp simd
-    for (int64_t x = 0; x < d; ++x) oi[x] = a[x] * inv;
-    lse[i] = l > T(0) ? w.m[static_cast<size_t>(i)] + std::log(l) : kNegInf;
-  }
+  attention_tile::online_finish(mq, d, w.acc.data(), w.l.data(), w.m.data(), o, p.o_row_stride, lse);
 }
 
 }  // namespace

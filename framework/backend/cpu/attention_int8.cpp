@@ -288,15 +288,7 @@ void query_block(const AttentionParams& p, const MaskPlan& plan, const Quantized
 
   float* o = static_cast<float*>(p.o) + b * p.o_batch_stride + h * p.o_head_stride + i0 * p.o_row_stride;
   float* lse = static_cast<float*>(p.lse) + b * p.lse_batch_stride + h * p.lse_head_stride + i0;
-  for (int64_t i = 0; i < mq; ++i) {
-    const float l = w.l[static_cast<size_t>(i)];
-    const float inv = l > 0.0f ? 1.0f / l : 0.0f;  // a row with every key masked: o = 0, lse = -inf
-    const float* a = w.acc.data() + i * d;
-    float* oi = o + i * p.o_row_stride;
-    #pragma omp simd
-    for (int64_t x = 0; x < d; ++x) oi[x] = a[x] * inv;
-    lse[i] = l > 0.0f ? w.m[static_cast<size_t>(i)] + std::log(l) : kNegInf;
-  }
+  attention_tile::online_finish(mq, d, w.acc.data(), w.l.data(), w.m.data(), o, p.o_row_stride, lse);
 }
 
 }  // namespace

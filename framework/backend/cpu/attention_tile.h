@@ -172,6 +172,20 @@ inline void online_rescale(int64_t mq, int64_t d, T* l, const T* alpha, const T*
   }
 }
 
+// The end of a query block: o = acc / l per row and lse = m + log l (a row with every key
+// masked, l = 0, gives o = 0 and lse = -inf). o rows have stride o_rs.
+template <class T>
+inline void online_finish(int64_t mq, int64_t d, const T* acc, const T* l, const T* m, T* o, int64_t o_rs, T* lse) {
+  for (int64_t i = 0; i < mq; ++i) {
+    const T inv = l[i] > T(0) ? T(1) / l[i] : T(0);
+    const T* a = acc + i * d;
+    T* oi = o + i * o_rs;
+    #pragma omp simd
+    for (int64_t x = 0; x < d; ++x) oi[x] = a[x] * inv;
+    lse[i] = l[i] > T(0) ? m[i] + std::log(l[i]) : -std::numeric_limits<T>::infinity();
+  }
+}
+
 // A buffer of n elements from the caching allocator (counted in memory::stats), freed on scope exit.
 template <class T>
 class Scratch {
