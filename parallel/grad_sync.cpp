@@ -65,14 +65,15 @@ struct GradSync::State {
     int64_t numel = 0;
     int64_t ready = 0;             // members whose hook ran in the armed pass
     bool started = false;
-    Tensor flat;                   // float32 [numel] while its all-reduce is in flight
+    Tensor flat;                   // [numel] in the wire dtype while its all-reduce is in flight
     std::unique_ptr<Request> request;
   };
 
-  State(std::vector<Tensor> p, Group& g) : params(std::move(p)), group(g) {}
+  State(std::vector<Tensor> p, Group& g, DType wire) : params(std::move(p)), group(g), wire_dtype(wire) {}
 
   std::vector<Tensor> params;
   Group& group;
+  DType wire_dtype;
   std::vector<Bucket> buckets;
   std::vector<size_t> bucket_of;  // param index -> bucket index
   std::vector<int> hook_ids;      // param index -> hook id
@@ -110,8 +111,8 @@ struct GradSync::State {
     for (Bucket& other : buckets)
       if (other.request) other.request->test();
     const Device device = params[b.members.front()].device();
-    b.flat = has_every_gradient(b) ? Tensor::empty({b.numel}, DType::F32, device)
-                                   : Tensor::zeros({b.numel}, DType::F32, device);
+    b.flat = has_every_gradient(b) ? Tensor::empty({b.numel}, wire_dtype, device)
+                                   : Tensor::zeros({b.numel}, wire_dtype, device);
     for (size_t k = 0; k < b.members.size(); ++k) {
       const Tensor& p = params[b.members[k]];
       const Tensor g = p.grad();
@@ -123,6 +124,8 @@ struct GradSync::State {
   // Waits for the bucket and writes sum * scale into each member's gradient.
   void complete(Bucket& b, double scale) {
     if (b.request) b.request->wait();
+    // A bfloat16 sum is widened once, so that the scaling below rounds only to float32.
+    if (b.flat.defined() && b.flat.dtype() != DType::F32) b.flat = b.flat.copy_as(DType::F32, b.flat.device());
     for (size_t k = 0; k < b.members.size(); ++k) {
       Tensor g = params[b.members[k]].grad();
       if (!g.defined()) continue;  // no gradient anywhere (Note [Bucket order]): stays without
@@ -143,10 +146,12 @@ struct GradSync::State {
   }
 };
 
-GradSync::GradSync(std::vector<Tensor> params, Group& group, int64_t bucket_bytes)
-    : state_(std::make_unique<State>(std::move(params), group)) {
+GradSync::GradSync(std::vector<Tensor> params, Group& group, int64_t bucket_bytes, DType wire_dtype)
+    : state_(std::make_unique<State>(std::move(params), group, wire_dtype)) {
   State& s = *state_;
   STRAND_CHECK(bucket_bytes > 0, ValueError, "GradSync: bucket_bytes must be positive, got ", bucket_bytes);
+  STRAND_CHECK(wire_dtype == DType::F32 || wire_dtype == DType::BF16, DTypeError,
+               "GradSync: gradients are summed in float32 or bfloat16, not ", dtype_name(wire_dtype));
   std::unordered_set<const TensorImpl*> seen;
   for (size_t i = 0; i < s.params.size(); ++i) {
     const Tensor& p = s.params[i];

@@ -17,7 +17,12 @@ class GradSync {
   // buckets of about bucket_bytes are cut in reverse order (the order backward finishes them).
   // group must outlive the GradSync; every rank passes the same parameter shapes. Collective
   // over group: every rank constructs it (it checks that the bucket layouts agree).
-  GradSync(std::vector<Tensor> params, Group& group, int64_t bucket_bytes = int64_t{25} << 20);
+  // wire_dtype is what the all-reduce sums in: float32, or bfloat16 (half the bytes; each rank's
+  // gradient and every partial sum rounded to bfloat16, the result widened back to float32).
+  // Buckets are cut by their float32 size either way. A group of one rank sums nothing, so
+  // nothing is rounded there.
+  GradSync(std::vector<Tensor> params, Group& group, int64_t bucket_bytes = int64_t{25} << 20,
+           DType wire_dtype = DType::F32);
   ~GradSync();  // removes the hooks
   GradSync(const GradSync&) = delete;
   GradSync& operator=(const GradSync&) = delete;

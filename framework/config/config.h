@@ -121,7 +121,7 @@ struct ParallelConfig {
   CommBackend backend = CommBackend::Mpi;
   int64_t bucket_mb = 25;      // gradient all-reduce bucket size (MiB), parallel/grad_sync.h
   double timeout_s = 300;      // a rank without progress this long ends the job (0: never), parallel/watchdog.h
-  GradDtype grad_dtype = GradDtype::Fp32;  // dtype of the gradient all-reduce (bf16: not built yet)
+  GradDtype grad_dtype = GradDtype::Fp32;  // dtype of the gradient all-reduce
   bool operator==(const ParallelConfig&) const = default;
 };
 

@@ -53,7 +53,7 @@ constexpr KeyStatus kStatuses[] = {
     {"parallel.backend", kOn, "TrainerTest.RefusesTheNcclBackendForCpuModels"},
     {"parallel.bucket_mb", kOn, "GradSync.SumsOverRanksWithBucketsStartedDuringBackward"},
     {"parallel.timeout_s", kOn, "StopJob.AStoppedRankEndsTheJobAfterTheTimeout"},
-    {"parallel.grad_dtype", kOff, "the bf16 gradient all-reduce"},
+    {"parallel.grad_dtype", kOn, "GradSync.Bf16WireRoundsEachRanksGradientAndEveryPartialSum"},
 
     {"train.steps", kOn, "TrainerTest.ResumingAFinishedRunDoesNothing"},
     {"train.lr", kOn, "TrainerTest.MetricsJsonlHasEveryFieldOnEveryLoggedStep"},

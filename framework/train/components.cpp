@@ -136,7 +136,8 @@ std::unique_ptr<parallel::GradSync> build_grad_sync(const Config& config, const 
                                                     parallel::Group& group) {
   std::vector<Tensor> params;
   for (const auto& named : model.named_parameters()) params.push_back(named.second);
-  return std::make_unique<parallel::GradSync>(std::move(params), group, config.parallel.bucket_mb << 20);
+  const DType wire = config.parallel.grad_dtype == GradDtype::Bf16 ? DType::BF16 : DType::F32;
+  return std::make_unique<parallel::GradSync>(std::move(params), group, config.parallel.bucket_mb << 20, wire);
 }
 
 TrainerParts::TrainerParts() = default;

@@ -111,6 +111,34 @@ TEST_F(ResumeDpTest, TwoRankLossAndGradNormEqualTheOneProcessOnesOfTheSameRows) 
   }
 }
 
+// parallel.grad_dtype: bf16 rounds what the all-reduce sums, so the run differs from fp32's in
+// the last bits of every gradient but stays close to it, and still resumes bit for bit.
+TEST_F(ResumeDpTest, Bf16GradientAllReduceResumesBitForBitAndStaysCloseToFp32) {
+  const std::string bf16 = "--set parallel.grad_dtype=bf16 ";
+  const CommandResult fp32 = train(2, "fp32");
+  ASSERT_EQ(fp32.exit_code, 0) << fp32.err;
+  const CommandResult straight = train(2, "a", bf16);
+  ASSERT_EQ(straight.exit_code, 0) << straight.err;
+  const CommandResult resumed = train(2, "b", bf16 + "--set checkpoint.resume=" + ckpt("a", 10));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+
+  const auto wide = losses_by_step(run_dir("fp32") + "/metrics.jsonl");
+  const auto a = losses_by_step(run_dir("a") + "/metrics.jsonl");
+  const auto b = losses_by_step(run_dir("b") + "/metrics.jsonl");
+  ASSERT_EQ(a.size(), 20u);
+  ASSERT_EQ(b.size(), 10u);
+  for (const auto& [step, loss] : b) EXPECT_EQ(loss, a.at(step)) << "step " << step;
+  expect_checkpoints_identical(ckpt("a", 20), ckpt("b", 20));
+  // Step 1's loss is computed before any update; later ones see bf16-rounded gradients.
+  EXPECT_EQ(a.at(1), wide.at(1));
+  bool differs = false;
+  for (const auto& [step, loss] : a) {
+    differs = differs || loss != wide.at(step);
+    EXPECT_NEAR(loss, wide.at(step), 0.02 * wide.at(step)) << "step " << step;
+  }
+  EXPECT_TRUE(differs) << "the bf16 all-reduce should change the gradients' last bits";
+}
+
 // data.shuffle on a byte-token file small enough that 20 steps cross epochs: the shuffled
 // order is a function of the step, so a resumed run and any split of the global batch read the
 // rows an uninterrupted single process reads.

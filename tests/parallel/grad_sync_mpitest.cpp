@@ -137,6 +137,61 @@ TEST(GradSync, SumsOverRanksWithBucketsStartedDuringBackward) {
   expect_same_bits_on_every_rank(params);
 }
 
+// The value a float32 tensor has after rounding each element to bfloat16.
+Tensor rounded_to_bf16(const Tensor& t) { return t.copy_as(DType::BF16, t.device()).copy_as(DType::F32, t.device()); }
+
+TEST(GradSync, Bf16WireRoundsEachRanksGradientAndEveryPartialSum) {
+  Net net;
+  const std::vector<Tensor> params = net.params();
+  GradSync sync(params, world(), kSmallBucket, DType::BF16);
+  sync.arm();
+  net.loss(rank_input(0)).backward();
+  const double scale = 1.0 / (4.0 * world().size());
+  const Reference ref = reference_of(params, scale);
+  // Two ranks: one bfloat16 addition of the two rounded gradients, which is float32's sum of
+  // them rounded once more.
+  std::vector<Tensor> exact_two;
+  for (const Tensor& p : params) {
+    if (!p.grad().defined()) {
+      exact_two.emplace_back();
+      continue;
+    }
+    Tensor s = rounded_to_bf16(p.grad());
+    world().all_reduce(s);
+    exact_two.push_back(rounded_to_bf16(s));
+  }
+  sync.finish(scale);
+  EXPECT_EQ(sync.buckets_started_in_backward(), kBucketsWithGradients);
+  EXPECT_FALSE(net.unused.grad().defined());
+  expect_same_bits_on_every_rank(params);
+
+  const int P = world().size();
+  int64_t differ_from_fp32 = 0;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const Tensor g = params[i].grad();
+    if (!g.defined()) continue;
+    const std::vector<double> got = g.to_vector(), fp32 = ref.sum[i].to_vector(), size = ref.abs_sum[i].to_vector();
+    std::vector<double> two;
+    if (P == 2) two = exact_two[i].to_vector();
+    for (size_t e = 0; e < got.size(); ++e) {
+      if (P == 1) {
+        EXPECT_EQ(got[e], fp32[e]) << "one rank sums nothing, so rounds nothing: parameter " << i;
+        continue;
+      }
+      // P roundings of the terms and P - 1 of the partial sums, each at most 2^-9 relative.
+      EXPECT_NEAR(got[e], fp32[e], (2.0 * P) * std::ldexp(1.0, -9) * size[e]) << "parameter " << i << " element " << e;
+      if (P == 2) EXPECT_EQ(static_cast<float>(got[e]), static_cast<float>(two[e] * scale)) << "parameter " << i;
+      if (static_cast<float>(got[e]) != static_cast<float>(fp32[e])) ++differ_from_fp32;
+    }
+  }
+  if (P > 1) EXPECT_GT(differ_from_fp32, 0) << "the bfloat16 wire should round some sums";
+}
+
+TEST(GradSync, RefusesAWireDtypeOtherThanFloat32OrBfloat16) {
+  Net net;
+  EXPECT_THROW(GradSync(net.params(), world(), kSmallBucket, DType::F16), DTypeError);
+}
+
 TEST(GradSync, UnarmedMicroBatchesAccumulateAndTheArmedOneSumsTheTotal) {
   Net net;
   const std::vector<Tensor> params = net.params();

@@ -28,20 +28,46 @@ MPI_Datatype data_type(DType t) {
   throw DTypeError("mpi: unknown dtype");
 }
 
-// Types MPI can reduce: it has no bfloat16 or float16 arithmetic.
-MPI_Datatype reduce_type(DType t, const std::string& op) {
-  STRAND_CHECK(t == DType::F32 || t == DType::F64 || t == DType::I32, DTypeError, op, ": MPI cannot reduce ",
-               dtype_name(t), " tensors; reduce them in float32");
-  return data_type(t);
-}
-
-MPI_Op reduce_op(ReduceOp op) {
+MPI_Op builtin_op(ReduceOp op) {
   switch (op) {
     case ReduceOp::Sum: return MPI_SUM;
     case ReduceOp::Max: return MPI_MAX;
     case ReduceOp::Min: return MPI_MIN;
   }
   throw ValueError("mpi: unknown reduce op");
+}
+
+// MPI has no bfloat16 arithmetic: a bfloat16 sum is a user-defined operation on the raw 16-bit
+// words, each pair added in float32 and rounded back to bfloat16 (round to nearest even), which
+// is what a bf16 gradient all-reduce promises (parallel.grad_dtype: bf16). Addition of two
+// values is commutative in floating point, so every rank of an all-reduce gets the same bits.
+void bf16_sum(void* in, void* inout, int* len, MPI_Datatype*) {
+  const auto* a = static_cast<const uint16_t*>(in);
+  auto* b = static_cast<uint16_t*>(inout);
+  for (int i = 0; i < *len; ++i) b[i] = float_to_bf16_bits(bf16_bits_to_float(a[i]) + bf16_bits_to_float(b[i]));
+}
+
+MPI_Op bf16_sum_op() {
+  static const MPI_Op op = [] {
+    MPI_Op created;
+    check(MPI_Op_create(&bf16_sum, /*commute=*/1, &created), "mpi (MPI_Op_create for the bfloat16 sum)");
+    return created;
+  }();
+  return op;
+}
+
+// The element type and operation of a reduction: MPI's own for float32, float64 and int32, and
+// the sum above for bfloat16; float16 and bfloat16 max/min are not needed by anything.
+struct Reduction {
+  MPI_Datatype type;
+  MPI_Op op;
+};
+
+Reduction reduction(DType t, ReduceOp op, const std::string& name) {
+  if (t == DType::BF16 && op == ReduceOp::Sum) return {MPI_UINT16_T, bf16_sum_op()};
+  STRAND_CHECK(t == DType::F32 || t == DType::F64 || t == DType::I32, DTypeError, name, ": MPI cannot reduce ",
+               dtype_name(t), " tensors", t == DType::BF16 ? " except by a sum" : "", "; reduce them in float32");
+  return {data_type(t), builtin_op(op)};
 }
 
 // MPI counts are int; larger tensors would need chunking, which nothing needs yet.
@@ -179,10 +205,10 @@ std::unique_ptr<Request> MpiGroup::irecv(Tensor& t, int src, int tag) {
 void MpiGroup::all_reduce(Tensor& t, ReduceOp op) {
   const std::string name = "mpi all_reduce";
   check_contiguous(t, name, "t");
-  const MPI_Datatype type = reduce_type(t.dtype(), name);
+  const Reduction r = reduction(t.dtype(), op, name);
   HostView view(t, /*copy_in=*/true);
   const WaitScope waiting("mpi all_reduce");
-  check(MPI_Allreduce(MPI_IN_PLACE, view.data(), count_of(t.numel(), name), type, reduce_op(op), comm_),
+  check(MPI_Allreduce(MPI_IN_PLACE, view.data(), count_of(t.numel(), name), r.type, r.op, comm_),
         "mpi all_reduce (MPI_Allreduce)");
   view.write_back();
 }
@@ -190,10 +216,10 @@ void MpiGroup::all_reduce(Tensor& t, ReduceOp op) {
 std::unique_ptr<Request> MpiGroup::iall_reduce(Tensor& t, ReduceOp op) {
   const std::string name = "mpi iall_reduce";
   check_contiguous(t, name, "t");
-  const MPI_Datatype type = reduce_type(t.dtype(), name);
+  const Reduction r = reduction(t.dtype(), op, name);
   HostView view(t, /*copy_in=*/true);
   MPI_Request request;
-  check(MPI_Iallreduce(MPI_IN_PLACE, view.data(), count_of(t.numel(), name), type, reduce_op(op), comm_,
+  check(MPI_Iallreduce(MPI_IN_PLACE, view.data(), count_of(t.numel(), name), r.type, r.op, comm_,
                        &request),
         "mpi iall_reduce (MPI_Iallreduce)");
   return std::make_unique<MpiRequest>(request, "mpi iall_reduce", "mpi iall_reduce (MPI_Wait)",
@@ -217,11 +243,11 @@ void MpiGroup::all_gather(const Tensor& t, Tensor& out) {
 void MpiGroup::reduce_scatter(const Tensor& t, Tensor& out, ReduceOp op) {
   const std::string name = "mpi reduce_scatter";
   internal::check_scatter_shapes(t, out, size_, name);
-  const MPI_Datatype type = reduce_type(t.dtype(), name);
+  const Reduction r = reduction(t.dtype(), op, name);
   const Tensor source = internal::overlaps(t, out) ? t.copy_as(t.dtype(), Device::cpu()) : t;
   HostView send(source, true), recv(out, false);
   const WaitScope waiting("mpi reduce_scatter");
-  check(MPI_Reduce_scatter_block(send.data(), recv.data(), count_of(out.numel(), name), type, reduce_op(op),
+  check(MPI_Reduce_scatter_block(send.data(), recv.data(), count_of(out.numel(), name), r.type, r.op,
                                  comm_),
         "mpi reduce_scatter (MPI_Reduce_scatter_block)");
   recv.write_back();
@@ -258,14 +284,14 @@ void MpiGroup::barrier() {
 void MpiGroup::all_reduce(std::span<double> values, ReduceOp op) {
   const WaitScope waiting("mpi all_reduce");
   check(MPI_Allreduce(MPI_IN_PLACE, values.data(), count_of(static_cast<int64_t>(values.size()), "mpi all_reduce"),
-                      MPI_DOUBLE, reduce_op(op), comm_),
+                      MPI_DOUBLE, builtin_op(op), comm_),
         "mpi all_reduce of doubles (MPI_Allreduce)");
 }
 
 void MpiGroup::all_reduce(std::span<int64_t> values, ReduceOp op) {
   const WaitScope waiting("mpi all_reduce");
   check(MPI_Allreduce(MPI_IN_PLACE, values.data(), count_of(static_cast<int64_t>(values.size()), "mpi all_reduce"),
-                      MPI_INT64_T, reduce_op(op), comm_),
+                      MPI_INT64_T, builtin_op(op), comm_),
         "mpi all_reduce of int64s (MPI_Allreduce)");
 }
 

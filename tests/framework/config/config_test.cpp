@@ -375,16 +375,16 @@ TEST(Config, ArchitectureRulesNameTheKey) {
 // naming the key; the default, written or not, parses, and so does every config to_yaml writes.
 TEST(Config, KeysOfFeaturesNotBuiltAreRefusedUnlessDefault) {
   const std::vector<std::pair<std::string, std::string>> refused = {
-      {"parallel.grad_dtype", "bf16"},     {"distill.attention_weight", "1"}};
+      {"distill.attention_weight", "1"}};
   for (const auto& [key, value] : refused) {
     const std::string msg = parse_error(kData, {key + "=" + value});
     EXPECT_CONTAINS(msg, "--set " + key + "=" + value + ": key '" + key + "': ");
     EXPECT_CONTAINS(msg, "is not yet available");
     EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
   }
-  EXPECT_CONTAINS(parse_error(kData + "parallel:\n  grad_dtype: bf16\n"),
-                  "cfg.yaml:4: key 'parallel.grad_dtype': bf16 is not yet available (the bf16 gradient all-reduce is "
-                  "not built); leave the key at fp32");
+  EXPECT_CONTAINS(parse_error(kData + "distill:\n  attention_weight: 0.5\n"),
+                  "cfg.yaml:4: key 'distill.attention_weight': 0.5 is not yet available (attention transfer (MiniLM) "
+                  "in strand distill is not built); leave the key at 0");
   EXPECT_NO_THROW(parse_config(kData + "prune: {heads_fraction: 0.3, iterations: 3, method: random, seed: 2}\n"));
   // precision.* is built; a fixed loss scale is for fp16 only.
   EXPECT_CONTAINS(parse_error(kData + "precision: {compute: bf16, loss_scale: 1024}\n"),
