@@ -27,9 +27,10 @@ namespace {
 // Note [bfloat16 with repeated KV heads]: the ring returns bfloat16 gradients for bfloat16
 // inputs, so each repeated copy's dK, dV would be rounded before repeat_kv_heads sums the
 // copies, and the rounding error of partials that cancel can exceed a bfloat16 ulp of the sum.
-// There K and V are widened to float32 before the repeat (and q after its exchange): the ring
-// computes bfloat16 in float32 and sends float32 blocks anyway, so only the KV exchange grows,
-// and every gradient is rounded to bfloat16 once, as one rank's attention does.
+// There K and V are widened to float32 before the repeat (and q after its exchange), so that
+// every gradient is rounded to bfloat16 once, as one rank's attention does; the KV exchange and
+// the ring's K/V blocks then travel in float32, and the float32 kernels compute what the generic
+// bf16 path does.
 
 // kv ready for the exchange: as it is, or (widened if asked, then) with its heads repeated so
 // that u splits them.

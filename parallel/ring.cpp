@@ -52,12 +52,11 @@ constexpr int kTagBase = 7100;
 // compute far above the bookkeeping (a few row copies of D floats) it adds.
 constexpr int64_t kSliceRows = 512;
 
-// The tensor the kernels read and the ring sends: contiguous, in the compute dtype
-// (ops::attention_compute_dtype).
-Tensor kernel_tensor(const Tensor& t) {
-  const DType compute = ops::attention_compute_dtype(t.dtype());
-  return t.dtype() == compute && t.is_contiguous() ? t : t.copy_as(compute, t.device());
-}
+// The tensor the kernels read and the ring sends: contiguous, in its own dtype. bfloat16 q, k, v
+// and d_o go to the kernels as they are (the bf16 tiles compute with float32 accumulation), so
+// K/V blocks travel at half float32's bytes; o, lse and the gradients they give back are float32
+// (ops::attention_compute_dtype), and so are the dK/dV accumulators that travel.
+Tensor kernel_tensor(const Tensor& t) { return t.is_contiguous() ? t : t.copy_as(t.dtype(), t.device()); }
 
 // One (query segment, key segment) pair: indices into this rank's and the source rank's segments.
 struct SegmentPair {
@@ -249,8 +248,9 @@ void ring_backward(const RingCall& c, const Tensor& q, const Tensor& k, const Te
                    const Tensor& lse, const Tensor& d_o, const Tensor& d_lse, Tensor& dq, Tensor& dk, Tensor& dv) {
   const int steps = c.plan->steps, kbwd = kTagBase + 2 * c.size;
   const Shape ks = k.shape();
+  const DType gt = ops::attention_compute_dtype(k.dtype());  // of the gradients and accumulators
   RingBlock k_block(k), v_block(v);
-  dq = Tensor::zeros(q.shape(), q.dtype());
+  dq = Tensor::zeros(q.shape(), gt);
   // acc[slot]: the travelling dK, dV of the block computed at a step of that parity; part: this
   // step's share while the accumulator is in flight.
   Tensor acc_k[2], acc_v[2], part_k, part_v;
@@ -268,8 +268,8 @@ void ring_backward(const RingCall& c, const Tensor& q, const Tensor& k, const Te
     }
     wait_all(sent[slot]);  // acc[slot] was sent on two steps ago
     if (!acc_k[slot].defined()) {  // received into, or written at step 0; compute-only adds to it
-      acc_k[slot] = c.compute_only ? Tensor::zeros(ks, k.dtype()) : Tensor::empty(ks, k.dtype());
-      acc_v[slot] = c.compute_only ? Tensor::zeros(ks, k.dtype()) : Tensor::empty(ks, k.dtype());
+      acc_k[slot] = c.compute_only ? Tensor::zeros(ks, gt) : Tensor::empty(ks, gt);
+      acc_v[slot] = c.compute_only ? Tensor::zeros(ks, gt) : Tensor::empty(ks, gt);
     }
     Requests inbox;
     if (step > 0) {
@@ -278,8 +278,8 @@ void ring_backward(const RingCall& c, const Tensor& q, const Tensor& k, const Te
         inbox.push_back(c.ring->irecv(acc_v[slot], c.prev, tag - 4 + 3));
       }
       if (!part_k.defined()) {
-        part_k = Tensor::empty(ks, k.dtype());
-        part_v = Tensor::empty(ks, k.dtype());
+        part_k = Tensor::empty(ks, gt);
+        part_v = Tensor::empty(ks, gt);
       }
     }
     Tensor& into_k = step == 0 ? acc_k[slot] : part_k;
@@ -347,8 +347,8 @@ void ring_backward(const RingCall& c, const Tensor& q, const Tensor& k, const Te
   } else {  // the accumulator here belongs to rank - last; ours is at rank + last
     const int owner = (c.rank - last + c.size) % c.size, holder = (c.rank + last) % c.size;
     const int home = kbwd + 4 * c.size;
-    dk = Tensor::empty(ks, k.dtype());
-    dv = Tensor::empty(ks, k.dtype());
+    dk = Tensor::empty(ks, gt);
+    dv = Tensor::empty(ks, gt);
     Requests reqs;
     reqs.push_back(c.ring->irecv(dk, holder, home));
     reqs.push_back(c.ring->irecv(dv, holder, home + 1));
@@ -370,7 +370,9 @@ struct RingAttentionBackward final : autograd::Node {
     const DType ct = ops::attention_compute_dtype(dtype);
     const Tensor q = kernel_tensor(saved(0)), k = kernel_tensor(saved(1)), v = kernel_tensor(saved(2));
     const Tensor o = kernel_tensor(saved(3)), lse = kernel_tensor(saved(4));
-    const Tensor d_o = kernel_tensor(g[0]), d_lse = kernel_tensor(g[1]);
+    // d_o goes to the kernels in q's dtype, as in one rank's attention (ops/attention.cpp).
+    const Tensor d_o = kernel_tensor(g[0].dtype() == dtype ? g[0] : g[0].copy_as(dtype, g[0].device()));
+    const Tensor d_lse = kernel_tensor(g[1]);
     Tensor dq, dk, dv;
     ring_backward(call, q, k, v, o, lse, d_o, d_lse, dq, dk, dv);
     if (dtype == ct) return {dq, dk, dv};
@@ -412,7 +414,7 @@ ops::AttentionOutput ring_attention(const Tensor& q, const Tensor& k, const Tens
   call.compute_only = options.compute_only;
 
   const DType ct = ops::attention_compute_dtype(q.dtype());
-  const Tensor qc = kernel_tensor(q), kc = kernel_tensor(k), vc = kernel_tensor(v);
+  const Tensor qc = kernel_tensor(q), kc = kernel_tensor(k), vc = kernel_tensor(v);  // bf16 stays bf16
   Tensor o = Tensor::empty(q.shape(), ct), lse = Tensor::empty({batch, q.shape()[1], n}, ct);
   ring_forward(call, qc, kc, vc, o, lse);
   Tensor o_out = q.dtype() == ct ? o : o.copy_as(q.dtype(), o.device());

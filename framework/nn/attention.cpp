@@ -47,13 +47,14 @@ void check_input(const char* op, const char* what, const Tensor& x, int64_t d_mo
                " must be [B, T, C] with C = ", d_model, ", got ", x.defined() ? describe(x) : "undefined");
 }
 
-// Attention under the thread's autocast. bf16 on one rank: q, k, v go to the kernels as bf16
-// tensors, which run the CPU's bf16 dot products where it has them (docs/attention.md), and o
-// comes back float32 (its bf16 rounding is the one the output projection applies anyway). Else
-// (fp16, or a sequence split over ranks): q, k, v rounded and read as float32.
+// Attention under the thread's autocast. bf16: q, k, v go to the kernels as bf16 tensors, on one
+// rank and through the ring and Ulysses alike, which run the CPU's bf16 dot products where it
+// has them (docs/attention.md) and exchange bf16 blocks; o comes back float32 (its bf16
+// rounding is the one the output projection applies anyway). fp16: q, k, v rounded and read as
+// float32 (the tiles are bf16 only).
 ops::AttentionOutput low_precision_attention(const Tensor& q, const Tensor& k, const Tensor& v, const MaskSpec& mask,
                                              const parallel::SequenceShard& shard) {
-  if (autocast_dtype() == DType::BF16 && shard.local()) {
+  if (autocast_dtype() == DType::BF16) {
     ops::AttentionOutput out = parallel::attention(autocast(q), autocast(k), autocast(v), mask, 0.0, shard);
     out.o = ops::to_dtype(out.o, DType::F32);
     return out;

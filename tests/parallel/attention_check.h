@@ -52,11 +52,37 @@ struct ProblemShape {
   int64_t batch = 2, q_heads = 2, kv_heads = 2, seq = 0, d = 16;  // seq: the whole sequence
   DType dtype = DType::F32;
   uint64_t seed = 1;
-  // bfloat16: the path of the one-rank reference (STRAND_ATTENTION_ISA), the one the parallel
-  // path under test computes with. The ring widens bf16 q, k, v to float32, and so does Ulysses
-  // where it repeats KV heads (Note [bfloat16 with repeated KV heads] in parallel/hybrid.cpp):
-  // the generic path. Ulysses without repeats runs ops::attention on bf16: "auto".
+  // bfloat16: the kernel path (STRAND_ATTENTION_ISA) of the one-rank reference and of the
+  // parallel path under test (Bf16IsaScope around it). "generic" widens bf16 to float32 exactly
+  // and runs the float32 kernels, so the tolerances above hold for any split of the keys; the
+  // AVX512-BF16 tiles ("auto" on CPUs that have them) also round P and dS to bf16 relative to
+  // each key block's running max, which differs between a ring's segments and one rank's
+  // blocks (ring_mpitest.cpp checks the tiles with a bound of their own). Ulysses without
+  // repeated KV heads runs one rank's computation on whole heads, so it matches under "auto" too.
   const char* bf16_isa = "generic";
+};
+
+// Sets STRAND_ATTENTION_ISA for bfloat16 problems while it lives, and restores it.
+class Bf16IsaScope {
+ public:
+  Bf16IsaScope(DType dtype, const char* isa) : active_(dtype == DType::BF16) {
+    if (!active_) return;
+    const char* old = std::getenv("STRAND_ATTENTION_ISA");
+    had_ = old != nullptr;
+    if (had_) saved_ = old;
+    setenv("STRAND_ATTENTION_ISA", isa, 1);
+  }
+  ~Bf16IsaScope() {
+    if (!active_) return;
+    if (had_) setenv("STRAND_ATTENTION_ISA", saved_.c_str(), 1);
+    else unsetenv("STRAND_ATTENTION_ISA");
+  }
+  Bf16IsaScope(const Bf16IsaScope&) = delete;
+  Bf16IsaScope& operator=(const Bf16IsaScope&) = delete;
+
+ private:
+  bool active_, had_ = false;
+  std::string saved_;
 };
 
 // Random global q, k, v [B, H, N, D] and output gradients (the same on every rank: seeded), and
@@ -74,17 +100,10 @@ struct AttentionProblem {
     const DType lse_dtype = s.dtype == DType::BF16 ? DType::F32 : s.dtype;  // lse of bfloat16 inputs is float32
     d_lse = Tensor::randn({s.batch, s.q_heads, s.seq}, s.seed + 4, lse_dtype);
     for (Tensor* t : {&q, &k, &v}) t->set_requires_grad(true);
-    // The reference runs the bf16 path the parallel one does (ProblemShape::bf16_isa): the
-    // AVX512-BF16 tiles also round P and dS to bf16, the generic path does not.
-    const char* old_isa = std::getenv("STRAND_ATTENTION_ISA");
-    const std::string saved_isa = old_isa ? old_isa : "";
-    if (s.dtype == DType::BF16) setenv("STRAND_ATTENTION_ISA", s.bf16_isa, 1);
+    // The reference runs the bf16 path the parallel one does (ProblemShape::bf16_isa).
+    const Bf16IsaScope isa(s.dtype, s.bf16_isa);
     ref = ops::attention(q, k, v, mask);
     autograd::backward({ref.o, ref.lse}, {d_o, d_lse});
-    if (s.dtype == DType::BF16) {
-      if (old_isa) setenv("STRAND_ATTENTION_ISA", saved_isa.c_str(), 1);
-      else unsetenv("STRAND_ATTENTION_ISA");
-    }
   }
 };
 

@@ -45,6 +45,7 @@ void run_case(const HybridCase& c, const ProcessGrid& grid, bool through_dispatc
        .seed = c.seed},
       c.mask);
   const testing::RankRows rows(problem, *layout, s);
+  const testing::Bf16IsaScope isa(c.dtype, problem.shape.bf16_isa);
   const SequenceShard shard{.ring = &grid.ring_group(),
                             .ulysses = &grid.ulysses_group(),
                             .layout = layout,

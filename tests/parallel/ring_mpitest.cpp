@@ -52,6 +52,7 @@ void check_ring(const RingCase& c, Group& ring, const SequenceLayout& layout, bo
        .dtype = c.dtype, .seed = c.seed},
       c.mask);
   const testing::RankRows rows(problem, layout, r);
+  const testing::Bf16IsaScope isa(c.dtype, problem.shape.bf16_isa);
   const std::vector<double> k_before = rows.k.to_vector(), v_before = rows.v.to_vector();
   const ops::AttentionOutput got = layout_overload ? ring_attention(rows.q, rows.k, rows.v, c.mask, 0.0, ring, layout)
                                                    : ring_attention(rows.q, rows.k, rows.v, c.mask, 0.0, ring);
@@ -199,6 +200,44 @@ TEST(RingAttentionZigzag, Bfloat16CausalGqa) {
   run_layout_case(RingCase{.name = "zigzag causal GQA bfloat16", .q_heads = 4, .kv_heads = 2, .n = 14,
                            .mask = MaskSpec::causal_mask(), .dtype = DType::BF16, .seed = 161},
                   LayoutKind::Zigzag);
+}
+
+// The machine's bf16 tiles inside the ring (STRAND_ATTENTION_ISA=auto: the AVX512-BF16 tiles
+// where the CPU has them, which bf16 q, k, v now reach as they are) against one rank's tiles.
+// Both round P and dS to bf16, but relative to different running maxima (a ring segment's key
+// blocks against one rank's), so they differ by bf16 roundings of the terms rather than of the
+// result, which element-wise bounds cannot follow where terms cancel. The check is norm-wise:
+// each tensor within 2^-6 of its norm (a key block missed, counted twice or merged with the
+// wrong lse moves a tensor by far more; measured errors are below 2^-8).
+TEST(RingAttentionZigzag, Bfloat16TilesMatchOneRankTilesNormwise) {
+  Group& sp = world();
+  const int r = sp.rank();
+  const int64_t n = 40;
+  const SequenceLayout layout = SequenceLayout::make(LayoutKind::Zigzag, sp.size() * n, sp.size());
+  for (const MaskSpec& mask : {MaskSpec::causal_mask(), MaskSpec::sliding(24, 0)}) {
+    const testing::AttentionProblem problem({.batch = 2, .q_heads = 4, .kv_heads = 2, .seq = layout.seq_len(), .d = 64,
+                                             .dtype = DType::BF16, .seed = 181, .bf16_isa = "auto"},
+                                            mask);
+    const testing::RankRows rows(problem, layout, r);
+    const testing::Bf16IsaScope isa(DType::BF16, "auto");
+    const ops::AttentionOutput got = ring_attention(rows.q, rows.k, rows.v, mask, 0.0, sp, layout);
+    autograd::backward({got.o, got.lse}, {rows.mine(problem.d_o), rows.mine(problem.d_lse)});
+    const std::pair<Tensor, Tensor> pairs[] = {{got.o, problem.ref.o},           {got.lse, problem.ref.lse},
+                                               {rows.q.grad(), problem.q.grad()}, {rows.k.grad(), problem.k.grad()},
+                                               {rows.v.grad(), problem.v.grad()}};
+    const char* names[] = {"o", "lse", "dq", "dk", "dv"};
+    for (size_t i = 0; i < 5; ++i) {
+      const std::vector<double> g = pairs[i].first.to_vector(), ref = rows.mine(pairs[i].second).to_vector();
+      ASSERT_EQ(g.size(), ref.size()) << names[i];
+      double err = 0.0, norm = 0.0;
+      for (size_t e = 0; e < g.size(); ++e) {
+        err += (g[e] - ref[e]) * (g[e] - ref[e]);
+        norm += ref[e] * ref[e];
+      }
+      EXPECT_LE(std::sqrt(err), std::ldexp(1.0, -6) * std::sqrt(norm))
+          << names[i] << (mask.kind == MaskKind::None ? " causal" : " sliding") << ": relative error " << std::sqrt(err / norm);
+    }
+  }
 }
 
 TEST(RingAttentionZigzag, KeyPaddingAndPackedDocuments) {

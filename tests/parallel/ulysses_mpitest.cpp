@@ -210,6 +210,7 @@ void run_case(const UlyssesCase& c) {
        .seed = c.seed, .bf16_isa = kv_heads % p == 0 ? "auto" : "generic"},
       c.mask);
   const testing::RankRows rows(problem, layout, r);
+  const testing::Bf16IsaScope isa(c.dtype, problem.shape.bf16_isa);
   rows.backward_and_check(ulysses_attention(rows.q, rows.k, rows.v, c.mask, 0.0, g, layout));
 }
 
