@@ -75,7 +75,7 @@ __device__ int64_t offset_of(const Strided& s, const int64_t* st, int64_t i) {
 template <class T>
 __global__ void map_kernel(MapKind kind, Unary f, T alpha, T beta, Strided s, int64_t total, T* out, const T* x) {
   STRAND_GRID_LOOP(i, total) {
-    const T v = x[offset_of(s, s.a, i)];
+    const T v = x[s.a_linear ? i : offset_of(s, s.a, i)];
     T r;
     switch (kind) {
       case MapKind::Unary: r = apply_unary(f, v); break;
@@ -88,7 +88,11 @@ __global__ void map_kernel(MapKind kind, Unary f, T alpha, T beta, Strided s, in
 
 template <class T>
 __global__ void binary_kernel(Binary op, Strided s, int64_t total, T* out, const T* a, const T* b) {
-  STRAND_GRID_LOOP(i, total) out[i] = apply_binary(op, a[offset_of(s, s.a, i)], b[offset_of(s, s.b, i)]);
+  STRAND_GRID_LOOP(i, total) {
+    const T x = a[s.a_linear ? i : offset_of(s, s.a, i)];
+    const T y = b[s.b_linear ? i : offset_of(s, s.b, i)];
+    out[i] = apply_binary(op, x, y);
+  }
 }
 
 template <class T>

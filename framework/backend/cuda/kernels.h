@@ -19,11 +19,14 @@ enum class MapKind : int { Unary, Affine, Power };
 
 constexpr int kMaxDims = 8;
 // A contiguous output of `shape` and the element strides of up to two inputs (0: broadcast).
+// An input whose strides are the output's own is read at the output's index (no index
+// arithmetic): the common case of a contiguous tensor.
 struct Strided {
   int ndim = 0;
   int64_t shape[kMaxDims] = {};
   int64_t a[kMaxDims] = {};
   int64_t b[kMaxDims] = {};
+  bool a_linear = false, b_linear = false;
 };
 
 void map(int device, Dt dt, MapKind kind, Unary f, double alpha, double beta, const Strided& s, void* out,

@@ -74,6 +74,17 @@ std::vector<T> download(int device, const T* src, int64_t n) {
   return host;
 }
 
+// Whether an input with these strides is laid out as the contiguous output (axes of length 1
+// may have any stride).
+bool is_linear(const Shape& shape, const Shape& strides) {
+  int64_t expected = 1;
+  for (size_t d = shape.size(); d-- > 0;) {
+    if (shape[d] != 1 && strides[d] != expected) return false;
+    expected *= shape[d];
+  }
+  return true;
+}
+
 Strided strided(const char* kernel, const Shape& shape, const Shape* a, const Shape* b) {
   STRAND_CHECK(shape.size() <= static_cast<size_t>(kMaxDims), DeviceError, kernel, ": the cuda kernel takes at most ",
                kMaxDims, " dimensions, got ", shape_str(shape));
@@ -84,6 +95,8 @@ Strided strided(const char* kernel, const Shape& shape, const Shape* a, const Sh
     if (a) s.a[d] = (*a)[d];
     if (b) s.b[d] = (*b)[d];
   }
+  s.a_linear = a && is_linear(shape, *a);
+  s.b_linear = b && is_linear(shape, *b);
   return s;
 }
 
