@@ -49,7 +49,7 @@ __global__ void max_rows_kernel(int64_t rows, int64_t n, const T* x, T* out, int
     sval[threadIdx.x] = best;
     sidx[threadIdx.x] = at;
     __syncthreads();
-    for (int half = blockDim.x / 2; half > 0; half /= 2) {
+    for (unsigned half = blockDim.x / 2; half > 0; half /= 2) {
       if (threadIdx.x < half && better(sval[threadIdx.x + half], sidx[threadIdx.x + half], sval[threadIdx.x],
                                        sidx[threadIdx.x])) {
         sval[threadIdx.x] = sval[threadIdx.x + half];
