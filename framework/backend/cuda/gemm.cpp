@@ -7,7 +7,9 @@
 
 #include <algorithm>
 #include <climits>
+#include <compare>
 #include <cstdint>
+#include <map>
 #include <mutex>
 
 #include "framework/backend/cuda/kernels.h"
@@ -60,6 +62,32 @@ cudaDataType_t cuda_type(DType t) {
 uint32_t alignment(const void* base, int64_t stride_bytes) {
   uint64_t bits = reinterpret_cast<uintptr_t>(base) | static_cast<uint64_t>(stride_bytes) | 256u;
   return static_cast<uint32_t>(bits & (~bits + 1));
+}
+
+// What cuBLASLt's algorithm choice depends on: a product of the same key reuses the algorithm
+// found the first time (the heuristic costs more than a small product's launch).
+struct AlgoKey {
+  int device, compute, in_type, out_type;
+  int64_t m, n, k, lda, ldb, ldc;
+  bool ta, tb;
+  int32_t count;
+  int64_t a_stride, b_stride, c_stride;
+  uint32_t align_a, align_b, align_c;
+  auto operator<=>(const AlgoKey&) const = default;
+};
+
+template <class Find>
+cublasLtMatmulAlgo_t find_algo(const AlgoKey& key, Find&& find) {
+  static std::mutex mu;
+  static auto* cache = new std::map<AlgoKey, cublasLtMatmulAlgo_t>;  // kept for the program
+  {
+    std::lock_guard lock(mu);
+    if (auto it = cache->find(key); it != cache->end()) return it->second;
+  }
+  const cublasLtMatmulAlgo_t algo = find();
+  std::lock_guard lock(mu);
+  cache->emplace(key, algo);
+  return algo;
 }
 
 // Destroys the cuBLASLt descriptors of one call however it ends.
@@ -127,35 +155,41 @@ void run(const backend::GemmParams& p, const Call& call) {
   set_layout(d.b, call.count, call.a_stride);
   set_layout(d.c, call.count, call.c_stride);
 
-  check(cublasLtMatmulPreferenceCreate(&d.pref), "cublasLtMatmulPreferenceCreate");
-  const uint64_t ws = kWorkspaceBytes;
-  check(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)),
-        "cublasLtMatmulPreferenceSetAttribute(workspace)");
   const int64_t many = call.count > 1 ? 1 : 0;
   const uint32_t align_a = alignment(call.b, many * call.b_stride * static_cast<int64_t>(in_size));
   const uint32_t align_b = alignment(call.a, many * call.a_stride * static_cast<int64_t>(in_size));
   const uint32_t align_c = alignment(call.c, many * call.c_stride * static_cast<int64_t>(c_size));
-  check(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a, sizeof(align_a)),
-        "cublasLtMatmulPreferenceSetAttribute(alignment A)");
-  check(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof(align_b)),
-        "cublasLtMatmulPreferenceSetAttribute(alignment B)");
-  check(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof(align_c)),
-        "cublasLtMatmulPreferenceSetAttribute(alignment C)");
-  check(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c, sizeof(align_c)),
-        "cublasLtMatmulPreferenceSetAttribute(alignment D)");
+  const AlgoKey key{device, static_cast<int>(compute), static_cast<int>(in_type), static_cast<int>(out_type), p.m, p.n,
+                    p.k, p.a.ld, p.b.ld, call.ldc, p.a.trans, p.b.trans, call.count, many * call.a_stride,
+                    many * call.b_stride, many * call.c_stride, align_a, align_b, align_c};
+  const cublasLtMatmulAlgo_t algo = find_algo(key, [&] {
+    check(cublasLtMatmulPreferenceCreate(&d.pref), "cublasLtMatmulPreferenceCreate");
+    const uint64_t ws = kWorkspaceBytes;
+    check(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)),
+          "cublasLtMatmulPreferenceSetAttribute(workspace)");
+    check(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a, sizeof(align_a)),
+          "cublasLtMatmulPreferenceSetAttribute(alignment A)");
+    check(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof(align_b)),
+          "cublasLtMatmulPreferenceSetAttribute(alignment B)");
+    check(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof(align_c)),
+          "cublasLtMatmulPreferenceSetAttribute(alignment C)");
+    check(cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c, sizeof(align_c)),
+          "cublasLtMatmulPreferenceSetAttribute(alignment D)");
 
-  cublasLtMatmulHeuristicResult_t best{};
-  int found = 0;
-  check(cublasLtMatmulAlgoGetHeuristic(l.handle, d.op, d.a, d.b, d.c, d.c, d.pref, 1, &best, &found),
-        "cublasLtMatmulAlgoGetHeuristic");
-  STRAND_CHECK(found > 0, DeviceError, "gemm: cuBLASLt has no algorithm for ", dtype_name(p.dtype), " [", p.m, ", ",
-               p.k, "] x [", p.k, ", ", p.n, "] with a ", dtype_name(call.c_type), " C");
+    cublasLtMatmulHeuristicResult_t best{};
+    int found = 0;
+    check(cublasLtMatmulAlgoGetHeuristic(l.handle, d.op, d.a, d.b, d.c, d.c, d.pref, 1, &best, &found),
+          "cublasLtMatmulAlgoGetHeuristic");
+    STRAND_CHECK(found > 0, DeviceError, "gemm: cuBLASLt has no algorithm for ", dtype_name(p.dtype), " [", p.m,
+                 ", ", p.k, "] x [", p.k, ", ", p.n, "] with a ", dtype_name(call.c_type), " C");
+    return best.algo;
+  });
 
   const double alpha64 = 1.0, beta64 = call.accumulate ? 1.0 : 0.0;
   const float alpha32 = 1.0f, beta32 = call.accumulate ? 1.0f : 0.0f;
   const void* alpha = f64 ? static_cast<const void*>(&alpha64) : static_cast<const void*>(&alpha32);
   const void* beta = f64 ? static_cast<const void*>(&beta64) : static_cast<const void*>(&beta32);
-  check(cublasLtMatmul(l.handle, d.op, alpha, call.b, d.a, call.a, d.b, beta, call.c, d.c, call.c, d.c, &best.algo,
+  check(cublasLtMatmul(l.handle, d.op, alpha, call.b, d.a, call.a, d.b, beta, call.c, d.c, call.c, d.c, &algo,
                        l.workspace, kWorkspaceBytes, static_cast<cudaStream_t>(compute_stream(device))),
         "cublasLtMatmul");
 }

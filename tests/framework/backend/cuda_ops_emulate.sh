@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the CUDA kernel tests (cuda_ops_test, cuda_gemm_ops_test) on the CPU, without a GPU: the
+# Runs the CUDA kernel tests (cuda_ops_test, cuda_train_ops_test, cuda_gemm_ops_test) on the CPU, without a GPU: the
 # .cu kernels are compiled as C++ against the emulation in cuda_ops_emulation/ (blocks run one
 # after another as host threads, shared memory, barriers and warp shuffles emulated; a naive
 # cuBLASLt), linked with the real ops.cpp, register.cpp and gemm.cpp and the test objects of the
@@ -18,7 +18,8 @@ emu=tests/framework/backend/cuda_ops_emulation
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-ninja -C "$build" framework_backend_cuda_ops_test framework_backend_cuda_gemm_ops_test >/dev/null
+ninja -C "$build" framework_backend_cuda_ops_test framework_backend_cuda_train_ops_test \
+  framework_backend_cuda_gemm_ops_test >/dev/null
 [[ -f "$build/CMakeFiles/strand_tensor.dir/framework/backend/cuda/ops.cpp.o" ]] ||
   { echo "cuda_ops_emulate: $build is not a CUDA build" >&2; exit 1; }
 
@@ -39,7 +40,7 @@ g++ "${flags[@]}" -c framework/backend/cuda/gemm.cpp -o "$out/gemm.o"
 cd "$build"
 cuda_objs=(CMakeFiles/strand_tensor.dir/framework/backend/cuda/{ops,register,device_runtime}.cpp.o)
 status=0
-for t in cuda_ops_test cuda_gemm_ops_test; do
+for t in cuda_ops_test cuda_train_ops_test cuda_gemm_ops_test; do
   target=framework_backend_$t
   dir=tests/CMakeFiles/$target.dir
   # The test's own link line, less its objects and the CUDA libraries (the emulation replaces them).

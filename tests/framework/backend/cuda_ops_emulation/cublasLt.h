@@ -57,12 +57,12 @@ inline cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPrefere
   std::memcpy(&p->align[a - 5], v, 4);
   return CUBLAS_STATUS_SUCCESS;
 }
-inline EmuPref g_last_pref;
+// The "algorithm" is the alignment it was chosen for, which cublasLtMatmul then checks.
 inline cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDesc_t, cublasLtMatrixLayout_t, cublasLtMatrixLayout_t,
                                                      cublasLtMatrixLayout_t, cublasLtMatrixLayout_t, cublasLtMatmulPreference_t p, int,
                                                      cublasLtMatmulHeuristicResult_t* r, int* found) {
-  g_last_pref = *p;
   *r = {};
+  for (int i = 0; i < 3; ++i) r->algo.data[i] = p->align[i];
   *found = 1;
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -85,12 +85,19 @@ inline void emu_set(void* p, int64_t i, cudaDataType_t t, double v) {
 inline bool emu_aligned(const void* p, uint32_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; }
 inline cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t d, const void* alpha, const void* A, cublasLtMatrixLayout_t la,
                                      const void* B, cublasLtMatrixLayout_t lb, const void* beta, const void* C, cublasLtMatrixLayout_t lc,
-                                     void* D, cublasLtMatrixLayout_t ld, const cublasLtMatmulAlgo_t*, void*, size_t, cudaStream_t) {
+                                     void* D, cublasLtMatrixLayout_t ld, const cublasLtMatmulAlgo_t* algo, void*, size_t, cudaStream_t) {
   const int64_t M = d->ta ? la->cols : la->rows, K = d->ta ? la->rows : la->cols;
   const int64_t N = d->tb ? lb->rows : lb->cols, K2 = d->tb ? lb->cols : lb->rows;
   if (K != K2 || static_cast<int64_t>(lc->rows) != M || static_cast<int64_t>(lc->cols) != N || C != D || lc != ld) return CUBLAS_STATUS_INVALID_VALUE;
   if (la->count != lb->count || la->count != lc->count) return CUBLAS_STATUS_INVALID_VALUE;
-  if (!emu_aligned(A, g_last_pref.align[0]) || !emu_aligned(B, g_last_pref.align[1]) || !emu_aligned(C, g_last_pref.align[2])) return CUBLAS_STATUS_INVALID_VALUE;
+  for (int32_t e = 0; e < la->count; ++e) {  // every product of the batch meets the alignment the algorithm assumes
+    const char* a = static_cast<const char*>(A) + e * la->stride * static_cast<int64_t>(emu_size(la->type));
+    const char* b = static_cast<const char*>(B) + e * lb->stride * static_cast<int64_t>(emu_size(lb->type));
+    const char* c = static_cast<const char*>(C) + e * lc->stride * static_cast<int64_t>(emu_size(lc->type));
+    if (!emu_aligned(a, static_cast<uint32_t>(algo->data[0])) || !emu_aligned(b, static_cast<uint32_t>(algo->data[1])) ||
+        !emu_aligned(c, static_cast<uint32_t>(algo->data[2])))
+      return CUBLAS_STATUS_INVALID_VALUE;
+  }
   const bool f64 = d->scale == CUDA_R_64F;
   double al, be;
   if (f64) { std::memcpy(&al, alpha, 8); std::memcpy(&be, beta, 8); }
