@@ -36,6 +36,7 @@ struct GemmParams {
   Shape b_batch_strides;
   Shape c_batch_strides;        // ignored when sum_over_batch
   bool sum_over_batch = false;  // C = sum over the batch of A_i @ B_i (one C, summed in order)
+  bool allow_tf32 = false;      // float32 on CUDA may round inputs to tf32 (off: full float32); the CPU ignores it
 };
 
 inline void gemm(const GemmParams& p) { launch("gemm", p); }

@@ -20,6 +20,12 @@ struct Stats {
 void* allocate(Device device, size_t nbytes);
 // Returns a block to the cache; nbytes must be the size passed to allocate. Never allocates
 // and never throws, so that destructors may call it whatever memory is left.
+//
+// Device blocks (the stream rule): a freed CUDA block is handed out again at once, with no
+// wait. That is safe because every kernel and copy of a device runs on its one compute stream
+// (backend/cuda/runtime_api.h, Note [One compute stream]): the next user of the block is queued
+// behind the work still reading it. Work on any other stream must be joined back into the
+// compute stream (an event) before the tensors it uses are freed. docs/cuda.md says more.
 void deallocate(Device device, void* ptr, size_t nbytes) noexcept;
 
 Stats stats(Device device);

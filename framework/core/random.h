@@ -1,14 +1,23 @@
 // Counter-based random numbers (Philox-4x32-10): a value depends only on (seed, stream, index),
 // so dropout masks and initialisations are the same on every run, rank and thread count.
 #pragma once
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
 
 namespace strand::random {
 
-// Four 32-bit random words for counter (index, stream) under key seed.
-inline std::array<uint32_t, 4> philox4x32(uint64_t seed, uint64_t stream, uint64_t index) {
+// Marks the Philox rounds callable from CUDA device code too (this header is C++17, so that the
+// CUDA kernels, compiled by nvcc, draw exactly the words the CPU draws).
+#if defined(__CUDACC__)
+#define STRAND_HOST_DEVICE __host__ __device__
+#else
+#define STRAND_HOST_DEVICE
+#endif
+
+// The four 32-bit words for counter (index, stream) under key seed, written to w[0..3].
+STRAND_HOST_DEVICE inline void philox4x32_words(uint64_t seed, uint64_t stream, uint64_t index, uint32_t w[4]) {
   uint32_t c0 = static_cast<uint32_t>(index), c1 = static_cast<uint32_t>(index >> 32);
   uint32_t c2 = static_cast<uint32_t>(stream), c3 = static_cast<uint32_t>(stream >> 32);
   uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
@@ -24,7 +33,17 @@ inline std::array<uint32_t, 4> philox4x32(uint64_t seed, uint64_t stream, uint64
     k0 += 0x9E3779B9u;
     k1 += 0xBB67AE85u;
   }
-  return {c0, c1, c2, c3};
+  w[0] = c0;
+  w[1] = c1;
+  w[2] = c2;
+  w[3] = c3;
+}
+
+// Four 32-bit random words for counter (index, stream) under key seed.
+inline std::array<uint32_t, 4> philox4x32(uint64_t seed, uint64_t stream, uint64_t index) {
+  std::array<uint32_t, 4> w;
+  philox4x32_words(seed, stream, index, w.data());
+  return w;
 }
 
 // Uniform in [0, 1) with 53 random bits.

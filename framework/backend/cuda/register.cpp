@@ -1,11 +1,28 @@
 // Registers the CUDA implementation of each kernel family with the device seam (registry.h).
 // A .cpp (host C++20) that names the launchers the .cu files define.
+#include "framework/backend/cuda/ops.h"
 #include "framework/backend/registry.h"
 
 namespace strand::backend {
 
 void register_cuda_kernels() {
   // One register_kernel<FamilyParams>(DeviceType::CUDA, &cuda::family) line per kernel family.
+  register_kernel<MapParams>(DeviceType::CUDA, &cuda::elementwise_map);
+  register_kernel<BinaryParams>(DeviceType::CUDA, &cuda::elementwise_binary);
+  register_kernel<ActivationGradParams>(DeviceType::CUDA, &cuda::activation_grad);
+  register_kernel<AxpyParams>(DeviceType::CUDA, &cuda::axpy);
+  register_kernel<ReduceRowsParams>(DeviceType::CUDA, &cuda::reduce_rows);
+  register_kernel<GemmParams>(DeviceType::CUDA, &cuda::gemm);
+  register_kernel<SoftmaxParams>(DeviceType::CUDA, &cuda::softmax_rows);
+  register_kernel<NormParams>(DeviceType::CUDA, &cuda::norm_rows);
+  register_kernel<EmbeddingParams>(DeviceType::CUDA, &cuda::embedding);
+  register_kernel<CrossEntropyParams>(DeviceType::CUDA, &cuda::cross_entropy);
+  register_kernel<DistillLossParams>(DeviceType::CUDA, &cuda::distill_loss);
+  register_kernel<DropoutParams>(DeviceType::CUDA, &cuda::dropout);
+  register_kernel<CopyBlocksParams>(DeviceType::CUDA, &cuda::copy_blocks);
+  register_kernel<RopeParams>(DeviceType::CUDA, &cuda::rope);
+  register_kernel<AdamWParams>(DeviceType::CUDA, &cuda::adamw_update);
+  register_kernel<ClipParams>(DeviceType::CUDA, &cuda::clip_grad);
 }
 
 }  // namespace strand::backend
