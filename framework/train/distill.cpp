@@ -1,7 +1,9 @@
 // The distillation trainer: the teacher's loading and DistilBERT initialisation, the
 // micro-batch loss alpha * CE + (1 - alpha) * T^2 * KL over the student's and teacher's chunked
 // LM heads (no [rows, V] logits buffer for either model: ops/chunked_loss.h), and TinyBERT's
-// hidden-state term through the learned projection (its optimizer step and checkpoint group).
+// hidden-state term through the learned projection (its optimizer step and checkpoint group), and
+// MiniLM's attention transfer at the last layers (parallel::attention_transfer_loss on the q and
+// k the attention probe hands over).
 #include "framework/train/distill.h"
 
 #include <array>
@@ -18,6 +20,7 @@
 #include "framework/ops/elementwise.h"
 #include "framework/ops/view.h"
 #include "models/transformer.h"
+#include "parallel/attention_stats.h"
 #include "parallel/comm/group.h"
 
 namespace strand::train {
@@ -32,6 +35,34 @@ int64_t kd_chunk_rows(const Config& config, int64_t vocab) {
   return config.memory.loss_chunk > 0 ? config.memory.loss_chunk : ops::auto_chunk_rows(vocab, DType::F32);
 }
 
+// The last self-attention layer of a model (its modules in order: block 0 first).
+nn::MultiHeadAttention* last_self_attention(nn::Module& model) {
+  nn::MultiHeadAttention* last = nullptr;
+  model.visit([&](nn::Module& m) {
+    if (auto* attn = dynamic_cast<nn::MultiHeadAttention*>(&m)) last = attn;
+  });
+  return last;
+}
+
+// Keeps the q and k one forward hands its attention probe; clears the probe when it goes.
+class ProbeCapture {
+ public:
+  explicit ProbeCapture(nn::MultiHeadAttention* attn) : attn_(attn) {
+    if (attn_) attn_->set_attention_probe([this](const Tensor& q, const Tensor& k, const Tensor&) { q_ = q, k_ = k; });
+  }
+  ~ProbeCapture() {
+    if (attn_) attn_->set_attention_probe(nullptr);
+  }
+  ProbeCapture(const ProbeCapture&) = delete;
+  ProbeCapture& operator=(const ProbeCapture&) = delete;
+  const Tensor& q() const { return q_; }
+  const Tensor& k() const { return k_; }
+
+ private:
+  nn::MultiHeadAttention* attn_;
+  Tensor q_, k_;
+};
+
 }  // namespace
 
 void check_distill_config(const Config& config) {
@@ -40,6 +71,11 @@ void check_distill_config(const Config& config) {
   if (config.model.arch != Arch::Gpt)
     throw ConfigError(detail::concat("key 'model.arch': strand distill trains a gpt student, got ",
                                      name_of(config.model.arch)));
+  // Recomputed blocks hand the probe a q and k outside the step's graph: no gradient would flow.
+  if (config.distill.attention_weight > 0 && config.memory.checkpointing != Checkpointing::None)
+    throw ConfigError(detail::concat("key 'distill.attention_weight': attention transfer reads the last layer's q "
+                                     "and k in the step's graph; memory.checkpointing must be none with it, got ",
+                                     name_of(config.memory.checkpointing)));
 }
 
 std::shared_ptr<models::Gpt> load_teacher(const Config& student) {
@@ -98,6 +134,11 @@ DistillTrainer::DistillTrainer(TrainerParts parts, std::shared_ptr<models::Gpt> 
   // Uniform map: student layer i reads the last teacher layer of its share (TinyBERT's g(m) = m k).
   const int64_t ls = student().transformer().n_layer(), lt = teacher_->transformer().n_layer();
   for (int64_t i = 0; i < ls; ++i) layer_map_.push_back(std::max<int64_t>(0, (i + 1) * lt / ls - 1));
+  if (matches_attention()) {
+    student_attention_ = last_self_attention(student());
+    teacher_attention_ = last_self_attention(*teacher_);
+    check_attention_pair();
+  }
   if (!matches_hidden()) return;
   const int64_t cs = config().model.d_model, ct = teacher_->config().d_model;
   projection_ = Tensor::randn({cs, ct}, models::derive_seed(static_cast<uint64_t>(config().run.seed), {kProjectionSalt}),
@@ -149,7 +190,25 @@ void DistillTrainer::add_checkpoint_groups(io::CheckpointData& data) const {
 
 models::Gpt& DistillTrainer::student() { return static_cast<models::Gpt&>(model()); }
 
-void DistillTrainer::begin_gradient_pass() { ce_sum_ = kd_sum_ = hid_sum_ = 0.0; }
+void DistillTrainer::check_attention_pair() const {
+  const char* key = "key 'distill.attention_weight': ";
+  STRAND_CHECK(student_attention_ != nullptr && teacher_attention_ != nullptr, ValueError,
+               "distill: a model without self-attention layers");
+  const int64_t hs = student_attention_->n_head(), ht = teacher_attention_->n_head();
+  if (hs != ht)
+    throw ConfigError(detail::concat(key, "attention transfer compares the last layers' heads one to one, but the "
+                                          "student's last layer has ",
+                                     hs, " heads and the teacher's ", ht, " (they must be equal)"));
+  if (student_attention_->options().linear || teacher_attention_->options().linear)
+    throw ConfigError(detail::concat(key, "attention transfer needs softmax attention; model.attention.pattern "
+                                          "linear has no attention matrix to transfer"));
+  // Both distributions are taken under the student's mask: the teacher's must be the same one.
+  if (!(teacher_->config().attention == config().model.attention))
+    throw ConfigError(detail::concat(key, "attention transfer compares distributions over the same keys; the "
+                                          "teacher's model.attention (", config().distill.teacher, ") differs from the student's"));
+}
+
+void DistillTrainer::begin_gradient_pass() { ce_sum_ = kd_sum_ = hid_sum_ = att_sum_ = 0.0; }
 
 models::LossOutput DistillTrainer::micro_batch_loss(const data::Batch& batch) {
   const parallel::SequenceShard& shard = sharder().sequence_shard();
@@ -159,6 +218,7 @@ models::LossOutput DistillTrainer::micro_batch_loss(const data::Batch& batch) {
   const Tensor targets = ops::reshape(batch.targets, {rows});
   Tensor teacher_h;
   std::vector<Tensor> teacher_layers, student_layers;
+  const ProbeCapture teacher_att(teacher_attention_), student_att(student_attention_);  // null: nothing kept
   {
     // The teacher runs the same rows under the same sequence layout, recording nothing.
     autograd::NoGradGuard frozen;
@@ -195,18 +255,30 @@ models::LossOutput DistillTrainer::micro_batch_loss(const data::Batch& batch) {
     hid_sum_ += hidden_sum.item();
     out.loss_sum = ops::add(out.loss_sum, ops::mul_scalar(hidden_sum, d.hidden_weight));
   }
+  if (matches_attention()) {
+    // Summed over this rank's query rows and the heads' mean per row, so that N normalises it to
+    // a mean over rows like the other terms (every row is scored in a language-model batch).
+    STRAND_CHECK(student_att.q().defined() && teacher_att.q().defined(), ValueError,
+                 "distill: the last attention layers handed over no q and k");
+    const Tensor att = parallel::attention_transfer_loss(student_att.q(), student_att.k(), teacher_att.q(),
+                                                         teacher_att.k(), student_attention_->options().mask, shard);
+    const Tensor per_row = ops::mul_scalar(att, 1.0 / static_cast<double>(student_attention_->n_head()));
+    att_sum_ += per_row.item();
+    out.loss_sum = ops::add(out.loss_sum, ops::mul_scalar(per_row, d.attention_weight));
+  }
   out.predictions = ops::reshape(ce.predictions, batch.inputs.shape());
   return out;
 }
 
 void DistillTrainer::end_gradient_pass(const GradientPass& pass) {
-  std::array<double, 3> sums{ce_sum_, kd_sum_, hid_sum_};
+  std::array<double, 4> sums{ce_sum_, kd_sum_, hid_sum_, att_sum_};
   parallel::Group* group = ranks().world > 1 ? ranks().group : nullptr;
   if (group != nullptr) group->all_reduce(std::span<double>(sums));
   const double n = static_cast<double>(pass.scored_tokens);
   step_ce_ = sums[0] / n;
   step_kd_ = sums[1] / n;
   step_hid_ = sums[2] / n;
+  step_att_ = sums[3] / n;
   if (!projection_optimizer_) return;
   // The projection's gradient: summed over every rank and scaled by 1 / N as the model's are
   // (Note [Loss normalisation]), then its own AdamW step at this step's learning rate.
@@ -233,6 +305,7 @@ StepMetrics DistillTrainer::step_metrics(const StepReport& report, const LogInte
   StepMetrics m = Trainer::step_metrics(report, interval, eval);
   m.terms = {{"ce", step_ce_}, {"kd", step_kd_}};
   if (projection_optimizer_) m.terms.push_back({"hidden", step_hid_});
+  if (matches_attention()) m.terms.push_back({"att", step_att_});
   return m;
 }
 

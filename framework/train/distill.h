@@ -2,7 +2,8 @@
 // teacher's soft targets to the student's cross-entropy (Hinton et al., 2015) and, with
 // distill.hidden_weight, TinyBERT's hidden-state loss:
 //   loss = alpha * CE(student, labels) + (1 - alpha) * T^2 * KL(softmax(teacher / T) || softmax(student / T))
-//          + hidden_weight * sum over mapped layers (i, j) of mean_c (h_s,i W - h_t,j)^2,
+//          + hidden_weight * sum over mapped layers (i, j) of mean_c (h_s,i W - h_t,j)^2
+//          + attention_weight * mean over heads of KL(A_t || A_s) at the last layers (MiniLM),
 // each term summed over the scored tokens as the CE is (Note [Loss normalisation], trainer.cpp).
 // W [student width, teacher width] is learned: it has its own AdamW (the run's lr schedule,
 // betas and weight decay), its gradient is summed over every rank like the model's, and it is
@@ -15,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "framework/nn/attention.h"
 #include "framework/train/trainer.h"
 #include "models/gpt/gpt.h"
 
@@ -45,6 +47,7 @@ class DistillTrainer : public Trainer {
   double last_ce() const { return step_ce_; }
   double last_kd() const { return step_kd_; }
   double last_hidden() const { return step_hid_; }
+  double last_attention() const { return step_att_; }
   // Student layer i is matched to teacher layer layer_map()[i] (uniform: the last of each of
   // the student's layers' share of teacher layers).
   const std::vector<int64_t>& layer_map() const { return layer_map_; }
@@ -60,6 +63,8 @@ class DistillTrainer : public Trainer {
 
  private:
   bool matches_hidden() const { return config().distill.hidden_weight > 0; }
+  bool matches_attention() const { return config().distill.attention_weight > 0; }
+  void check_attention_pair() const;
   void restore_projection(const std::string& path);
   models::Gpt& student();
   std::shared_ptr<models::Gpt> teacher_;
@@ -67,8 +72,12 @@ class DistillTrainer : public Trainer {
   Tensor projection_;  // [student d_model, teacher d_model]; with hidden_weight > 0 only
   std::unique_ptr<optim::AdamW> projection_optimizer_;
   optim::LrSchedule schedule_;
-  double ce_sum_ = 0.0, kd_sum_ = 0.0, hid_sum_ = 0.0;  // this rank's sums of the current gradient pass
-  double step_ce_ = 0.0, step_kd_ = 0.0, step_hid_ = 0.0;
+  // The last self-attention layers of both models (attention transfer reads their q and k
+  // through the attention probe); null without attention_weight.
+  nn::MultiHeadAttention* student_attention_ = nullptr;
+  nn::MultiHeadAttention* teacher_attention_ = nullptr;
+  double ce_sum_ = 0.0, kd_sum_ = 0.0, hid_sum_ = 0.0, att_sum_ = 0.0;  // this rank's sums of the current gradient pass
+  double step_ce_ = 0.0, step_kd_ = 0.0, step_hid_ = 0.0, step_att_ = 0.0;
 };
 
 // The trainer of `strand distill` over parts built from the config (build_trainer_parts): the

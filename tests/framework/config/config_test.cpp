@@ -375,7 +375,7 @@ TEST(Config, ArchitectureRulesNameTheKey) {
 // naming the key; the default, written or not, parses, and so does every config to_yaml writes.
 TEST(Config, KeysOfFeaturesNotBuiltAreRefusedUnlessDefault) {
   const std::vector<std::pair<std::string, std::string>> refused = {
-      {"parallel.grad_dtype", "bf16"},     {"distill.attention_weight", "1"}};
+      {"parallel.grad_dtype", "bf16"}};
   for (const auto& [key, value] : refused) {
     const std::string msg = parse_error(kData, {key + "=" + value});
     EXPECT_CONTAINS(msg, "--set " + key + "=" + value + ": key '" + key + "': ");
@@ -386,6 +386,7 @@ TEST(Config, KeysOfFeaturesNotBuiltAreRefusedUnlessDefault) {
                   "cfg.yaml:4: key 'parallel.grad_dtype': bf16 is not yet available (the bf16 gradient all-reduce is "
                   "not built); leave the key at fp32");
   EXPECT_NO_THROW(parse_config(kData + "prune: {heads_fraction: 0.3, iterations: 3, method: random, seed: 2}\n"));
+  EXPECT_NO_THROW(parse_config(kData + "distill: {attention_weight: 1.5}\n"));  // attention transfer is built
   // precision.* is built; a fixed loss scale is for fp16 only.
   EXPECT_CONTAINS(parse_error(kData + "precision: {compute: bf16, loss_scale: 1024}\n"),
                   "key 'precision.loss_scale': a fixed scale applies to precision.compute fp16, compute is bf16");
@@ -398,12 +399,12 @@ TEST(Config, KeysOfFeaturesNotBuiltAreRefusedUnlessDefault) {
   EXPECT_EQ(parse_config(to_yaml(c), "stored"), c);
   // The emitter still writes any value of a refused key; parsing it back names the key.
   Config odd = c;
-  odd.distill.attention_weight = 1.5;
-  EXPECT_CONTAINS(to_yaml(odd), "attention_weight: 1.5");
+  odd.parallel.grad_dtype = GradDtype::Bf16;
+  EXPECT_CONTAINS(to_yaml(odd), "grad_dtype: bf16");
   EXPECT_CONTAINS(config_error([&] { parse_config(to_yaml(odd), "stored"); }),
                   "stored:");
   EXPECT_CONTAINS(config_error([&] { parse_config(to_yaml(odd), "stored"); }),
-                  "key 'distill.attention_weight': 1.5 is not yet available");
+                  "key 'parallel.grad_dtype': bf16 is not yet available");
 }
 
 // The names of every TEST, TEST_F and TEST_P under tests/ ("Suite.Name").

@@ -1,7 +1,8 @@
 // strand distill in-process on a tiny GPT teacher and student: alpha 1 gives train's loss and
 // alpha 0 the distillation term alone (zero for a student that is its teacher), the teacher stays
 // frozen and out of the student's checkpoint and optimizer, exact resume, DistilBERT's
-// initialisation, and the loss terms in metrics.jsonl.
+// initialisation, the loss terms in metrics.jsonl, and attention transfer (its term in the loss,
+// zero for a student that is its teacher, trained down, and its refusals).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -176,6 +177,63 @@ TEST_F(Distill, HiddenTermTrainsTheProjectionAndResumesExactly) {
   expect_checkpoints_identical(ckpt("a", 20), ckpt("b", 20));
   EXPECT_EQ(io::read_checkpoint(ckpt("b", 20)).extra.at("distill").find_tensor("projection")->to_vector(),
             ck.extra.at("distill").find_tensor("projection")->to_vector());
+}
+
+TEST_F(Distill, AttentionTransferAddsItsTermToTheLoss) {
+  // The term enters the loss at its weight, beside the CE and KD terms.
+  const std::unique_ptr<DistillTrainer> one = trainer(student("att1", {"distill.attention_weight=3"}));
+  const StepReport first = one->train_step();
+  EXPECT_GT(one->last_attention(), 1e-6);  // small: the untrained student attends almost uniformly
+  EXPECT_NEAR(first.loss, 0.5 * one->last_ce() + 0.5 * one->last_kd() + 3 * one->last_attention(), 1e-6 * first.loss);
+  // Without the key: no term (and the loss of the run without it is unchanged by the code path).
+  const std::unique_ptr<DistillTrainer> off = trainer(student("att0"));
+  EXPECT_NEAR(off->train_step().loss, 0.5 * one->last_ce() + 0.5 * one->last_kd(), 1e-6 * first.loss);
+  EXPECT_EQ(off->last_attention(), 0.0);
+
+  // A student that is its teacher attends as it does: the term is zero.
+  const std::unique_ptr<DistillTrainer> same = trainer(student(
+      "att_same", {"distill.attention_weight=1", "model.n_layer=2", "model.dropout=0", "distill.init_from_teacher=true"}));
+  (void)same->train_step();
+  EXPECT_NEAR(same->last_attention(), 0.0, 1e-7);
+
+  // Its gradient reaches the student: weighted heavily, the term falls over a short run, and it is
+  // in every line of metrics.jsonl.
+  const TrainResult r = trainer(student("att_run", {"distill.attention_weight=20", "distill.alpha=1"}))->run();
+  ASSERT_EQ(r.steps.size(), 20u);
+  std::ifstream in(metrics("att_run"));
+  std::string line;
+  std::vector<double> att;
+  while (std::getline(in, line)) {
+    const size_t at = line.find("\"loss_att\": ");
+    ASSERT_NE(at, std::string::npos) << line;
+    att.push_back(std::stod(line.substr(at + 12)));
+  }
+  ASSERT_EQ(att.size(), 20u);
+  EXPECT_LT(att.back(), 0.5 * att.front()) << att.front() << " -> " << att.back();
+}
+
+TEST_F(Distill, AttentionTransferRefusesUnequalHeadsAndRecomputedBlocks) {
+  try {
+    (void)trainer(student("h1", {"distill.attention_weight=1", "model.n_head=1"}));
+    FAIL() << "unequal head counts accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_CONTAINS(e.what(), "key 'distill.attention_weight': ");
+    EXPECT_CONTAINS(e.what(), "the student's last layer has 1 heads and the teacher's 2");
+  }
+  try {
+    (void)trainer(student("ck", {"distill.attention_weight=1", "memory.checkpointing=full"}));
+    FAIL() << "recomputed blocks accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_CONTAINS(e.what(), "key 'distill.attention_weight': ");
+    EXPECT_CONTAINS(e.what(), "memory.checkpointing must be none");
+  }
+  try {
+    (void)trainer(student("win", {"distill.attention_weight=1", "model.attention.pattern=sliding",
+                                  "model.attention.window=4"}));
+    FAIL() << "a teacher with another attention pattern accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_CONTAINS(e.what(), "model.attention");
+  }
 }
 
 TEST_F(Distill, RefusesAConfigWithoutATeacherOrOfAnotherVocabulary) {
