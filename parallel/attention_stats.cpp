@@ -21,10 +21,11 @@ struct Split {
 };
 
 Split split_of(const SequenceShard& shard, int64_t n, const char* what) {
-  STRAND_CHECK(shard.ring == nullptr || shard.ulysses == nullptr, ValueError, what,
+  // A trainer's shard may name a group of size 1 beside the one the sequence is split over.
+  STRAND_CHECK(shard.ring_size() == 1 || shard.ulysses_size() == 1, ValueError, what,
                ": hybrid sequence parallelism (ring x Ulysses) is not supported; use one of them");
   Split sp;
-  sp.group = shard.ring != nullptr ? shard.ring : shard.ulysses;
+  sp.group = shard.ring_size() > 1 ? shard.ring : shard.ulysses;
   const int parts = sp.group->size();
   sp.N = n * parts;
   sp.layout = shard.layout ? *shard.layout : SequenceLayout::make(LayoutKind::Contiguous, sp.N, parts);
