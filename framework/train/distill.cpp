@@ -7,6 +7,7 @@
 #include "framework/train/distill.h"
 
 #include <array>
+#include <cstdio>
 #include <cmath>
 #include <map>
 #include <span>
@@ -35,13 +36,13 @@ int64_t kd_chunk_rows(const Config& config, int64_t vocab) {
   return config.memory.loss_chunk > 0 ? config.memory.loss_chunk : ops::auto_chunk_rows(vocab, DType::F32);
 }
 
-// The last self-attention layer of a model (its modules in order: block 0 first).
-nn::MultiHeadAttention* last_self_attention(nn::Module& model) {
-  nn::MultiHeadAttention* last = nullptr;
+// The self-attention layers of a model, block 0 first (the order of its modules).
+std::vector<nn::MultiHeadAttention*> self_attention_layers(nn::Module& model) {
+  std::vector<nn::MultiHeadAttention*> layers;
   model.visit([&](nn::Module& m) {
-    if (auto* attn = dynamic_cast<nn::MultiHeadAttention*>(&m)) last = attn;
+    if (auto* attn = dynamic_cast<nn::MultiHeadAttention*>(&m)) layers.push_back(attn);
   });
-  return last;
+  return layers;
 }
 
 // Keeps the q and k one forward hands its attention probe; clears the probe when it goes.
@@ -64,6 +65,29 @@ class ProbeCapture {
 };
 
 }  // namespace
+
+std::vector<std::pair<int64_t, int64_t>> attention_layer_pairs(const std::string& text, int64_t student_layers,
+                                                               int64_t teacher_layers) {
+  const char* key = "key 'distill.attention_layers': ";
+  if (text.find_first_not_of(" ") == std::string::npos) return {{student_layers - 1, teacher_layers - 1}};
+  std::vector<std::pair<int64_t, int64_t>> pairs;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t comma = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, comma - start);
+    int64_t s = -1, t = -1;
+    char extra = 0;
+    if (std::sscanf(item.c_str(), " %ld : %ld %c", &s, &t, &extra) != 2)
+      throw ConfigError(detail::concat(key, "expected student:teacher layer pairs such as \"0:1, 1:3\", got \"", item,
+                                       "\" in \"", text, "\""));
+    if (s < 0 || s >= student_layers || t < 0 || t >= teacher_layers)
+      throw ConfigError(detail::concat(key, "pair ", s, ":", t, " is outside the student's ", student_layers,
+                                       " layers or the teacher's ", teacher_layers, " (0-based)"));
+    pairs.emplace_back(s, t);
+    start = comma + 1;
+  }
+  return pairs;
+}
 
 void check_distill_config(const Config& config) {
   if (config.distill.teacher.empty())
@@ -135,9 +159,13 @@ DistillTrainer::DistillTrainer(TrainerParts parts, std::shared_ptr<models::Gpt> 
   const int64_t ls = student().transformer().n_layer(), lt = teacher_->transformer().n_layer();
   for (int64_t i = 0; i < ls; ++i) layer_map_.push_back(std::max<int64_t>(0, (i + 1) * lt / ls - 1));
   if (matches_attention()) {
-    student_attention_ = last_self_attention(student());
-    teacher_attention_ = last_self_attention(*teacher_);
-    check_attention_pair();
+    student_attention_ = self_attention_layers(student());
+    teacher_attention_ = self_attention_layers(*teacher_);
+    STRAND_CHECK(static_cast<int64_t>(student_attention_.size()) == ls &&
+                     static_cast<int64_t>(teacher_attention_.size()) == lt,
+                 ValueError, "distill: a block without exactly one self-attention layer");
+    attention_map_ = attention_layer_pairs(config().distill.attention_layers, ls, lt);
+    for (const auto& [i, j] : attention_map_) check_attention_pair(i, j);
   }
   if (!matches_hidden()) return;
   const int64_t cs = config().model.d_model, ct = teacher_->config().d_model;
@@ -190,16 +218,17 @@ void DistillTrainer::add_checkpoint_groups(io::CheckpointData& data) const {
 
 models::Gpt& DistillTrainer::student() { return static_cast<models::Gpt&>(model()); }
 
-void DistillTrainer::check_attention_pair() const {
+void DistillTrainer::check_attention_pair(int64_t student_layer, int64_t teacher_layer) const {
   const char* key = "key 'distill.attention_weight': ";
-  STRAND_CHECK(student_attention_ != nullptr && teacher_attention_ != nullptr, ValueError,
-               "distill: a model without self-attention layers");
-  const int64_t hs = student_attention_->n_head(), ht = teacher_attention_->n_head();
+  const nn::MultiHeadAttention& sa = *student_attention_[static_cast<size_t>(student_layer)];
+  const nn::MultiHeadAttention& ta = *teacher_attention_[static_cast<size_t>(teacher_layer)];
+  const int64_t hs = sa.n_head(), ht = ta.n_head();
   if (hs != ht)
-    throw ConfigError(detail::concat(key, "attention transfer compares the last layers' heads one to one, but the "
-                                          "student's last layer has ",
-                                     hs, " heads and the teacher's ", ht, " (they must be equal)"));
-  if (student_attention_->options().linear || teacher_attention_->options().linear)
+    throw ConfigError(detail::concat(key, "attention transfer compares the heads of paired layers one to one, but "
+                                          "the student's layer ",
+                                     student_layer, " has ", hs, " heads and the teacher's layer ", teacher_layer,
+                                     " has ", ht, " (they must be equal)"));
+  if (sa.options().linear || ta.options().linear)
     throw ConfigError(detail::concat(key, "attention transfer needs softmax attention; model.attention.pattern "
                                           "linear has no attention matrix to transfer"));
   // Both distributions are taken under the student's mask: the teacher's must be the same one.
@@ -218,7 +247,12 @@ models::LossOutput DistillTrainer::micro_batch_loss(const data::Batch& batch) {
   const Tensor targets = ops::reshape(batch.targets, {rows});
   Tensor teacher_h;
   std::vector<Tensor> teacher_layers, student_layers;
-  const ProbeCapture teacher_att(teacher_attention_), student_att(student_attention_);  // null: nothing kept
+  // The q and k of each mapped layer (one capture per layer, however many pairs read it).
+  std::map<int64_t, std::unique_ptr<ProbeCapture>> teacher_att, student_att;
+  for (const auto& [i, j] : attention_map_) {
+    if (!student_att.count(i)) student_att[i] = std::make_unique<ProbeCapture>(student_attention_[static_cast<size_t>(i)]);
+    if (!teacher_att.count(j)) teacher_att[j] = std::make_unique<ProbeCapture>(teacher_attention_[static_cast<size_t>(j)]);
+  }
   {
     // The teacher runs the same rows under the same sequence layout, recording nothing.
     autograd::NoGradGuard frozen;
@@ -255,14 +289,16 @@ models::LossOutput DistillTrainer::micro_batch_loss(const data::Batch& batch) {
     hid_sum_ += hidden_sum.item();
     out.loss_sum = ops::add(out.loss_sum, ops::mul_scalar(hidden_sum, d.hidden_weight));
   }
-  if (matches_attention()) {
+  for (const auto& [i, j] : attention_map_) {
     // Summed over this rank's query rows and the heads' mean per row, so that N normalises it to
-    // a mean over rows like the other terms (every row is scored in a language-model batch).
-    STRAND_CHECK(student_att.q().defined() && teacher_att.q().defined(), ValueError,
-                 "distill: the last attention layers handed over no q and k");
-    const Tensor att = parallel::attention_transfer_loss(student_att.q(), student_att.k(), teacher_att.q(),
-                                                         teacher_att.k(), student_attention_->options().mask, shard);
-    const Tensor per_row = ops::mul_scalar(att, 1.0 / static_cast<double>(student_attention_->n_head()));
+    // a mean over rows like the other terms (every row is scored in a language-model batch);
+    // summed over the pairs like the hidden term over its layers.
+    const ProbeCapture &sc = *student_att.at(i), &tc = *teacher_att.at(j);
+    STRAND_CHECK(sc.q().defined() && tc.q().defined(), ValueError, "distill: attention layers ", i, " and ", j,
+                 " handed over no q and k");
+    const nn::MultiHeadAttention& sa = *student_attention_[static_cast<size_t>(i)];
+    const Tensor att = parallel::attention_transfer_loss(sc.q(), sc.k(), tc.q(), tc.k(), sa.options().mask, shard);
+    const Tensor per_row = ops::mul_scalar(att, 1.0 / static_cast<double>(sa.n_head()));
     att_sum_ += per_row.item();
     out.loss_sum = ops::add(out.loss_sum, ops::mul_scalar(per_row, d.attention_weight));
   }

@@ -212,13 +212,40 @@ TEST_F(Distill, AttentionTransferAddsItsTermToTheLoss) {
   EXPECT_LT(att.back(), 0.5 * att.front()) << att.front() << " -> " << att.back();
 }
 
+TEST_F(Distill, AttentionLayersPairsTheNamedLayers) {
+  EXPECT_EQ(attention_layer_pairs("", 2, 4), (std::vector<std::pair<int64_t, int64_t>>{{1, 3}})) << "MiniLM: last, last";
+  EXPECT_EQ(attention_layer_pairs("0:1, 1 : 3", 2, 4), (std::vector<std::pair<int64_t, int64_t>>{{0, 1}, {1, 3}}));
+  for (const char* bad : {"0:4", "2:0", "0-1", "0:1,", "0:1:2", "a:b"}) {
+    try {
+      (void)attention_layer_pairs(bad, 2, 4);
+      FAIL() << bad << " accepted";
+    } catch (const ConfigError& e) {
+      EXPECT_CONTAINS(e.what(), "key 'distill.attention_layers': ");
+    }
+  }
+  // The default pairs the last layers: the student's 0 with the teacher's 1.
+  const std::unique_ptr<DistillTrainer> last = trainer(student("al0", {"distill.attention_weight=1"}));
+  EXPECT_EQ(last->attention_map(), (std::vector<std::pair<int64_t, int64_t>>{{0, 1}}));
+  (void)last->train_step();
+  // Pairing the student's layer with both teacher layers adds the second pair's term to the first.
+  const std::unique_ptr<DistillTrainer> first = trainer(student("al1", {"distill.attention_weight=1",
+                                                                        "distill.attention_layers=0:0"}));
+  (void)first->train_step();
+  const std::unique_ptr<DistillTrainer> both = trainer(student("al2", {"distill.attention_weight=1",
+                                                                       "distill.attention_layers=0:0, 0:1"}));
+  EXPECT_EQ(both->attention_map(), (std::vector<std::pair<int64_t, int64_t>>{{0, 0}, {0, 1}}));
+  (void)both->train_step();
+  EXPECT_NE(first->last_attention(), last->last_attention());
+  EXPECT_NEAR(both->last_attention(), first->last_attention() + last->last_attention(), 1e-6 * both->last_attention());
+}
+
 TEST_F(Distill, AttentionTransferRefusesUnequalHeadsAndRecomputedBlocks) {
   try {
     (void)trainer(student("h1", {"distill.attention_weight=1", "model.n_head=1"}));
     FAIL() << "unequal head counts accepted";
   } catch (const ConfigError& e) {
     EXPECT_CONTAINS(e.what(), "key 'distill.attention_weight': ");
-    EXPECT_CONTAINS(e.what(), "the student's last layer has 1 heads and the teacher's 2");
+    EXPECT_CONTAINS(e.what(), "the student's layer 0 has 1 heads and the teacher's layer 1 has 2");
   }
   try {
     (void)trainer(student("ck", {"distill.attention_weight=1", "memory.checkpointing=full"}));
