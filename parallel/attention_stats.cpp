@@ -107,11 +107,12 @@ struct ShardedTransferBackward final : autograd::Node {
   ops::AttentionTransferRows rows;
   Shape q_shape, k_shape;
   DType dtype;
+  Device device;  // of the student's q and k: the gradients go back there
   ShardedTransferBackward(std::unique_ptr<Side> s_, std::unique_ptr<Side> t_, MaskSpec m, Split split, int r,
-                          ops::AttentionTransferRows rw, Shape qs, Shape ks, DType dt)
+                          ops::AttentionTransferRows rw, Shape qs, Shape ks, DType dt, Device dev)
       : Node("parallel_attention_transfer_loss"), s(std::move(s_)), t(std::move(t_)), mask(std::move(m)),
         sp(std::move(split)), rank(r), rows(std::move(rw)), q_shape(std::move(qs)), k_shape(std::move(ks)),
-        dtype(dt) {}
+        dtype(dt), device(dev) {}
   std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
     std::vector<double> dq(s->q.size(), 0.0), dk_full(s->k.size(), 0.0);
     const double upstream = g[0].item();
@@ -129,7 +130,11 @@ struct ShardedTransferBackward final : autograd::Node {
           for (int64_t x = 0; x < D; ++x)
             dk[static_cast<size_t>((bh * n + row) * D + x)] =
                 dk_full[static_cast<size_t>((bh * sp.N + seg.start + r) * D + x)];
-    return {Tensor::from_vector(dq, q_shape, dtype), Tensor::from_vector(dk, k_shape, dtype)};
+    auto placed = [&](const std::vector<double>& v, const Shape& shape) {
+      const Tensor t = Tensor::from_vector(v, shape, dtype);  // host memory
+      return device.is_cpu() ? t : t.copy_as(dtype, device);
+    };
+    return {placed(dq, q_shape), placed(dk, k_shape)};
   }
 };
 
@@ -180,7 +185,7 @@ Tensor attention_transfer_loss(const Tensor& q_s, const Tensor& k_s, const Tenso
   Tensor loss = Tensor::full({}, total, q_s.dtype(), q_s.device());
   if (auto n = autograd::make_node<ShardedTransferBackward>({&q_s, &k_s}, std::move(s), std::move(t), mask, sp,
                                                             shard.rank(), std::move(rows), q_s.shape(), k_s.shape(),
-                                                            q_s.dtype()))
+                                                            q_s.dtype(), q_s.device()))
     autograd::set_history(n, {&loss});
   return loss;
 }

@@ -82,15 +82,20 @@ struct AttentionTransferBackward final : autograd::Node {
   int64_t block;
   Shape q_shape, k_shape;
   DType dtype;
+  Device device;  // of the student's q and k: the gradients go back there
   AttentionTransferBackward(std::unique_ptr<HeadsF64> s_, std::unique_ptr<HeadsF64> t_, MaskSpec m,
-                            AttentionTransferRows r, double div, int64_t blk, Shape qs, Shape ks, DType dt)
+                            AttentionTransferRows r, double div, int64_t blk, Shape qs, Shape ks, DType dt, Device dev)
       : Node("attention_transfer_loss"), s(std::move(s_)), t(std::move(t_)), mask(std::move(m)), rows(std::move(r)),
-        divisor(div), block(blk), q_shape(std::move(qs)), k_shape(std::move(ks)), dtype(dt) {}
+        divisor(div), block(blk), q_shape(std::move(qs)), k_shape(std::move(ks)), dtype(dt), device(dev) {}
   std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
     const MaskPlan plan(mask, s->view.B, s->view.Nq, s->view.Nk, "attention_transfer_loss");
     std::vector<double> dq(s->q.size(), 0.0), dk(s->k.size(), 0.0);
     attention_transfer_grads(s->view, t->view, plan, rows, g[0].item() / divisor, dq, dk, block);
-    return {Tensor::from_vector(dq, q_shape, dtype), Tensor::from_vector(dk, k_shape, dtype)};
+    auto placed = [&](const std::vector<double>& v, const Shape& shape) {
+      const Tensor t = Tensor::from_vector(v, shape, dtype);  // host memory
+      return device.is_cpu() ? t : t.copy_as(dtype, device);
+    };
+    return {placed(dq, q_shape), placed(dk, k_shape)};
   }
 };
 
@@ -211,7 +216,7 @@ Tensor attention_transfer_loss(const Tensor& q_s, const Tensor& k_s, const Tenso
   Tensor loss = Tensor::full({}, total / divisor, q_s.dtype(), q_s.device());
   if (auto n = autograd::make_node<AttentionTransferBackward>({&q_s, &k_s}, std::move(s), std::move(t), mask,
                                                               std::move(rows), divisor, block, q_s.shape(),
-                                                              k_s.shape(), q_s.dtype()))
+                                                              k_s.shape(), q_s.dtype(), q_s.device()))
     autograd::set_history(n, {&loss});
   return loss;
 }
