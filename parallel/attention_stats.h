@@ -1,9 +1,11 @@
-// Attention entropy and mean distance of this rank's query rows when the sequence is split over
-// sequence-parallel ranks (ring or Ulysses): the keys are gathered (O(N D), never N x N) and
-// ops::attention_row_stats runs on each of this rank's segments at its global positions, with the
-// lse parallel::attention returned for them.
+// Attention statistics of this rank's query rows when the sequence is split over
+// sequence-parallel ranks (ring or Ulysses): the keys are gathered (O(N D), never N x N) and the
+// one-rank computation runs on each of this rank's segments at its global positions. The entropy
+// and mean distance (ops::attention_row_stats, with the lse parallel::attention returned), and
+// MiniLM's attention transfer loss (ops::attention_transfer_loss) with its gradient.
 #pragma once
 #include "framework/ops/attention_stats.h"
+#include "framework/ops/attention_transfer.h"
 #include "parallel/attention.h"
 
 namespace strand::parallel {
@@ -15,5 +17,15 @@ namespace strand::parallel {
 // with both a ring and a Ulysses group (hybrid) is refused.
 ops::AttentionRowStats attention_row_stats(const Tensor& q, const Tensor& k, const Tensor& lse, const MaskSpec& mask,
                                            double scale, const SequenceShard& shard);
+
+// The sum over this rank's query rows (b, h, i) of KL(A_teacher || A_student) at the same layer of
+// two models run on the same shard: q_s [B, H, n, D_s], k_s [B, Hkv_s, n, D_s], q_t, k_t the
+// teacher's (no gradient). Summed over every rank it is the one-rank Reduction::Sum of the gathered
+// sequence; the gradient to this rank's q_s and k_s is the rows of the one-rank gradient (its
+// backward sums each rank's share of dk over the group). Every rank of the shard's group calls
+// the forward and the backward together; hybrid shards are refused.
+Tensor attention_transfer_loss(const Tensor& q_s, const Tensor& k_s, const Tensor& q_t, const Tensor& k_t,
+                               const MaskSpec& mask, const SequenceShard& shard, double scale_s = 0.0,
+                               double scale_t = 0.0);
 
 }  // namespace strand::parallel

@@ -261,6 +261,7 @@ void visit_config(Config& c, KeyVisitor& v) {
   v.real("temperature", c.distill.temperature, above(0));
   v.real("alpha", c.distill.alpha, unit_closed());
   v.real("attention_weight", c.distill.attention_weight, at_least(0));
+  v.text("attention_layers", c.distill.attention_layers);
   v.real("hidden_weight", c.distill.hidden_weight, at_least(0));
   v.boolean("init_from_teacher", c.distill.init_from_teacher);
   v.end();

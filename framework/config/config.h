@@ -175,6 +175,9 @@ struct DistillConfig {
   double temperature = 2.0;    // > 0
   double alpha = 0.5;          // [0, 1]: weight of the hard-label CE; 1 - alpha weighs the soft (teacher) loss
   double attention_weight = 0.0;
+  // Student:teacher layer pairs of the attention term, "s:t, s:t" (0-based); empty: the last
+  // layers of both (MiniLM).
+  std::string attention_layers;
   double hidden_weight = 0.0;
   bool init_from_teacher = false;  // student block i <- teacher block i * k (DistilBERT)
   bool operator==(const DistillConfig&) const = default;

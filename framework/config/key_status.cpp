@@ -89,7 +89,8 @@ constexpr KeyStatus kStatuses[] = {
     {"distill.teacher", kOn, "Distill.TheTeacherIsFrozenAndNotInTheStudentCheckpoint"},
     {"distill.temperature", kOn, "DistillLoss.ValueMatchesTheMaterialisedReference"},
     {"distill.alpha", kOn, "Distill.AlphaOneIsTheTrainLossAndAlphaZeroTheDistillationTerm"},
-    {"distill.attention_weight", kOff, "attention transfer (MiniLM) in strand distill"},
+    {"distill.attention_weight", kOn, "Distill.AttentionTransferAddsItsTermToTheLoss"},
+    {"distill.attention_layers", kOn, "Distill.AttentionLayersPairsTheNamedLayers"},
     {"distill.hidden_weight", kOn, "Distill.HiddenTermTrainsTheProjectionAndResumesExactly"},
     {"distill.init_from_teacher", kOn, "Distill.InitFromTeacherCopiesEveryKthLayer"},
 

@@ -68,8 +68,9 @@ class MultiHeadAttention : public Module {
   void set_head_gate(Tensor gate);
   const Tensor& head_gate() const { return head_gate_; }
   // Called by each forward, when set, with the rotated q [B, H, T, D], k [B, Hkv, T, D] and the
-  // kernel's lse [B, H, T] (softmax attention on one rank only): head pruning's attention
-  // entropy (ops/attention_stats.h) reads them. Unset: nothing kept.
+  // kernel's lse [B, H, T] (softmax attention): this rank's rows under a sequence shard, as
+  // parallel/attention_stats.h takes them. Head pruning's attention entropy and distillation's
+  // attention transfer read them. Unset: nothing kept.
   using AttentionProbe = std::function<void(const Tensor& q, const Tensor& k, const Tensor& lse)>;
   void set_attention_probe(AttentionProbe probe) { probe_ = std::move(probe); }
 

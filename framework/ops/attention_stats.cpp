@@ -4,11 +4,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 
 #include "framework/autograd/grad_mode.h"
 #include "framework/backend/attention_mask.h"
 #include "framework/core/error.h"
+#include "framework/ops/attention_rows.h"
 #include "framework/ops/dispatch.h"
 
 namespace strand::ops {
@@ -50,17 +50,7 @@ AttentionRowStats attention_row_stats(const Tensor& q, const Tensor& k, const Te
         double expected_score = 0.0, distance = 0.0;
         for (int64_t k0 = 0; k0 < Nk; k0 += block) {
           const int64_t k1 = std::min(Nk, k0 + block);
-          const TileClass tile = plan.classify(b, qpos, qpos + 1, plan.k_offset() + k0, plan.k_offset() + k1);
-          if (tile == TileClass::Empty) continue;
-          for (int64_t j = k0; j < k1; ++j) {
-            double& sc = scores[static_cast<size_t>(j - k0)];
-            sc = -std::numeric_limits<double>::infinity();
-            if (tile != TileClass::Full && !plan.attends(b, qpos, plan.k_offset() + j)) continue;
-            const double* kj = kh + j * D;
-            double dot = 0.0;
-            for (int64_t x = 0; x < D; ++x) dot += qi[x] * kj[x];
-            sc = s * dot;
-          }
+          if (!detail::row_block_scores(plan, b, qpos, qi, kh, D, s, k0, k1, scores.data())) continue;
           for (int64_t j = k0; j < k1; ++j) {
             const double sc = scores[static_cast<size_t>(j - k0)];
             if (!std::isfinite(sc)) continue;

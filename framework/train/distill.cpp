@@ -1,10 +1,13 @@
 // The distillation trainer: the teacher's loading and DistilBERT initialisation, the
 // micro-batch loss alpha * CE + (1 - alpha) * T^2 * KL over the student's and teacher's chunked
 // LM heads (no [rows, V] logits buffer for either model: ops/chunked_loss.h), and TinyBERT's
-// hidden-state term through the learned projection (its optimizer step and checkpoint group).
+// hidden-state term through the learned projection (its optimizer step and checkpoint group), and
+// MiniLM's attention transfer at the last layers (parallel::attention_transfer_loss on the q and
+// k the attention probe hands over).
 #include "framework/train/distill.h"
 
 #include <array>
+#include <cstdio>
 #include <cmath>
 #include <map>
 #include <span>
@@ -18,6 +21,7 @@
 #include "framework/ops/elementwise.h"
 #include "framework/ops/view.h"
 #include "models/transformer.h"
+#include "parallel/attention_stats.h"
 #include "parallel/comm/group.h"
 
 namespace strand::train {
@@ -32,7 +36,58 @@ int64_t kd_chunk_rows(const Config& config, int64_t vocab) {
   return config.memory.loss_chunk > 0 ? config.memory.loss_chunk : ops::auto_chunk_rows(vocab, DType::F32);
 }
 
+// The self-attention layers of a model, block 0 first (the order of its modules).
+std::vector<nn::MultiHeadAttention*> self_attention_layers(nn::Module& model) {
+  std::vector<nn::MultiHeadAttention*> layers;
+  model.visit([&](nn::Module& m) {
+    if (auto* attn = dynamic_cast<nn::MultiHeadAttention*>(&m)) layers.push_back(attn);
+  });
+  return layers;
+}
+
+// Keeps the q and k one forward hands its attention probe; clears the probe when it goes.
+class ProbeCapture {
+ public:
+  explicit ProbeCapture(nn::MultiHeadAttention* attn) : attn_(attn) {
+    if (attn_) attn_->set_attention_probe([this](const Tensor& q, const Tensor& k, const Tensor&) { q_ = q, k_ = k; });
+  }
+  ~ProbeCapture() {
+    if (attn_) attn_->set_attention_probe(nullptr);
+  }
+  ProbeCapture(const ProbeCapture&) = delete;
+  ProbeCapture& operator=(const ProbeCapture&) = delete;
+  const Tensor& q() const { return q_; }
+  const Tensor& k() const { return k_; }
+
+ private:
+  nn::MultiHeadAttention* attn_;
+  Tensor q_, k_;
+};
+
 }  // namespace
+
+std::vector<std::pair<int64_t, int64_t>> attention_layer_pairs(const std::string& text, int64_t student_layers,
+                                                               int64_t teacher_layers) {
+  const char* key = "key 'distill.attention_layers': ";
+  if (text.find_first_not_of(" ") == std::string::npos) return {{student_layers - 1, teacher_layers - 1}};
+  std::vector<std::pair<int64_t, int64_t>> pairs;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t comma = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, comma - start);
+    int64_t s = -1, t = -1;
+    char extra = 0;
+    if (std::sscanf(item.c_str(), " %ld : %ld %c", &s, &t, &extra) != 2)
+      throw ConfigError(detail::concat(key, "expected student:teacher layer pairs such as \"0:1, 1:3\", got \"", item,
+                                       "\" in \"", text, "\""));
+    if (s < 0 || s >= student_layers || t < 0 || t >= teacher_layers)
+      throw ConfigError(detail::concat(key, "pair ", s, ":", t, " is outside the student's ", student_layers,
+                                       " layers or the teacher's ", teacher_layers, " (0-based)"));
+    pairs.emplace_back(s, t);
+    start = comma + 1;
+  }
+  return pairs;
+}
 
 void check_distill_config(const Config& config) {
   if (config.distill.teacher.empty())
@@ -40,6 +95,11 @@ void check_distill_config(const Config& config) {
   if (config.model.arch != Arch::Gpt)
     throw ConfigError(detail::concat("key 'model.arch': strand distill trains a gpt student, got ",
                                      name_of(config.model.arch)));
+  // Recomputed blocks hand the probe a q and k outside the step's graph: no gradient would flow.
+  if (config.distill.attention_weight > 0 && config.memory.checkpointing != Checkpointing::None)
+    throw ConfigError(detail::concat("key 'distill.attention_weight': attention transfer reads the last layer's q "
+                                     "and k in the step's graph; memory.checkpointing must be none with it, got ",
+                                     name_of(config.memory.checkpointing)));
 }
 
 std::shared_ptr<models::Gpt> load_teacher(const Config& student) {
@@ -98,6 +158,15 @@ DistillTrainer::DistillTrainer(TrainerParts parts, std::shared_ptr<models::Gpt> 
   // Uniform map: student layer i reads the last teacher layer of its share (TinyBERT's g(m) = m k).
   const int64_t ls = student().transformer().n_layer(), lt = teacher_->transformer().n_layer();
   for (int64_t i = 0; i < ls; ++i) layer_map_.push_back(std::max<int64_t>(0, (i + 1) * lt / ls - 1));
+  if (matches_attention()) {
+    student_attention_ = self_attention_layers(student());
+    teacher_attention_ = self_attention_layers(*teacher_);
+    STRAND_CHECK(static_cast<int64_t>(student_attention_.size()) == ls &&
+                     static_cast<int64_t>(teacher_attention_.size()) == lt,
+                 ValueError, "distill: a block without exactly one self-attention layer");
+    attention_map_ = attention_layer_pairs(config().distill.attention_layers, ls, lt);
+    for (const auto& [i, j] : attention_map_) check_attention_pair(i, j);
+  }
   if (!matches_hidden()) return;
   const int64_t cs = config().model.d_model, ct = teacher_->config().d_model;
   projection_ = Tensor::randn({cs, ct}, models::derive_seed(static_cast<uint64_t>(config().run.seed), {kProjectionSalt}),
@@ -149,7 +218,26 @@ void DistillTrainer::add_checkpoint_groups(io::CheckpointData& data) const {
 
 models::Gpt& DistillTrainer::student() { return static_cast<models::Gpt&>(model()); }
 
-void DistillTrainer::begin_gradient_pass() { ce_sum_ = kd_sum_ = hid_sum_ = 0.0; }
+void DistillTrainer::check_attention_pair(int64_t student_layer, int64_t teacher_layer) const {
+  const char* key = "key 'distill.attention_weight': ";
+  const nn::MultiHeadAttention& sa = *student_attention_[static_cast<size_t>(student_layer)];
+  const nn::MultiHeadAttention& ta = *teacher_attention_[static_cast<size_t>(teacher_layer)];
+  const int64_t hs = sa.n_head(), ht = ta.n_head();
+  if (hs != ht)
+    throw ConfigError(detail::concat(key, "attention transfer compares the heads of paired layers one to one, but "
+                                          "the student's layer ",
+                                     student_layer, " has ", hs, " heads and the teacher's layer ", teacher_layer,
+                                     " has ", ht, " (they must be equal)"));
+  if (sa.options().linear || ta.options().linear)
+    throw ConfigError(detail::concat(key, "attention transfer needs softmax attention; model.attention.pattern "
+                                          "linear has no attention matrix to transfer"));
+  // Both distributions are taken under the student's mask: the teacher's must be the same one.
+  if (!(teacher_->config().attention == config().model.attention))
+    throw ConfigError(detail::concat(key, "attention transfer compares distributions over the same keys; the "
+                                          "teacher's model.attention (", config().distill.teacher, ") differs from the student's"));
+}
+
+void DistillTrainer::begin_gradient_pass() { ce_sum_ = kd_sum_ = hid_sum_ = att_sum_ = 0.0; }
 
 models::LossOutput DistillTrainer::micro_batch_loss(const data::Batch& batch) {
   const parallel::SequenceShard& shard = sharder().sequence_shard();
@@ -159,6 +247,12 @@ models::LossOutput DistillTrainer::micro_batch_loss(const data::Batch& batch) {
   const Tensor targets = ops::reshape(batch.targets, {rows});
   Tensor teacher_h;
   std::vector<Tensor> teacher_layers, student_layers;
+  // The q and k of each mapped layer (one capture per layer, however many pairs read it).
+  std::map<int64_t, std::unique_ptr<ProbeCapture>> teacher_att, student_att;
+  for (const auto& [i, j] : attention_map_) {
+    if (!student_att.count(i)) student_att[i] = std::make_unique<ProbeCapture>(student_attention_[static_cast<size_t>(i)]);
+    if (!teacher_att.count(j)) teacher_att[j] = std::make_unique<ProbeCapture>(teacher_attention_[static_cast<size_t>(j)]);
+  }
   {
     // The teacher runs the same rows under the same sequence layout, recording nothing.
     autograd::NoGradGuard frozen;
@@ -195,18 +289,32 @@ models::LossOutput DistillTrainer::micro_batch_loss(const data::Batch& batch) {
     hid_sum_ += hidden_sum.item();
     out.loss_sum = ops::add(out.loss_sum, ops::mul_scalar(hidden_sum, d.hidden_weight));
   }
+  for (const auto& [i, j] : attention_map_) {
+    // Summed over this rank's query rows and the heads' mean per row, so that N normalises it to
+    // a mean over rows like the other terms (every row is scored in a language-model batch);
+    // summed over the pairs like the hidden term over its layers.
+    const ProbeCapture &sc = *student_att.at(i), &tc = *teacher_att.at(j);
+    STRAND_CHECK(sc.q().defined() && tc.q().defined(), ValueError, "distill: attention layers ", i, " and ", j,
+                 " handed over no q and k");
+    const nn::MultiHeadAttention& sa = *student_attention_[static_cast<size_t>(i)];
+    const Tensor att = parallel::attention_transfer_loss(sc.q(), sc.k(), tc.q(), tc.k(), sa.options().mask, shard);
+    const Tensor per_row = ops::mul_scalar(att, 1.0 / static_cast<double>(sa.n_head()));
+    att_sum_ += per_row.item();
+    out.loss_sum = ops::add(out.loss_sum, ops::mul_scalar(per_row, d.attention_weight));
+  }
   out.predictions = ops::reshape(ce.predictions, batch.inputs.shape());
   return out;
 }
 
 void DistillTrainer::end_gradient_pass(const GradientPass& pass) {
-  std::array<double, 3> sums{ce_sum_, kd_sum_, hid_sum_};
+  std::array<double, 4> sums{ce_sum_, kd_sum_, hid_sum_, att_sum_};
   parallel::Group* group = ranks().world > 1 ? ranks().group : nullptr;
   if (group != nullptr) group->all_reduce(std::span<double>(sums));
   const double n = static_cast<double>(pass.scored_tokens);
   step_ce_ = sums[0] / n;
   step_kd_ = sums[1] / n;
   step_hid_ = sums[2] / n;
+  step_att_ = sums[3] / n;
   if (!projection_optimizer_) return;
   // The projection's gradient: summed over every rank and scaled by 1 / N as the model's are
   // (Note [Loss normalisation]), then its own AdamW step at this step's learning rate.
@@ -233,6 +341,7 @@ StepMetrics DistillTrainer::step_metrics(const StepReport& report, const LogInte
   StepMetrics m = Trainer::step_metrics(report, interval, eval);
   m.terms = {{"ce", step_ce_}, {"kd", step_kd_}};
   if (projection_optimizer_) m.terms.push_back({"hidden", step_hid_});
+  if (matches_attention()) m.terms.push_back({"att", step_att_});
   return m;
 }
 

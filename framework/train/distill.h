@@ -2,7 +2,9 @@
 // teacher's soft targets to the student's cross-entropy (Hinton et al., 2015) and, with
 // distill.hidden_weight, TinyBERT's hidden-state loss:
 //   loss = alpha * CE(student, labels) + (1 - alpha) * T^2 * KL(softmax(teacher / T) || softmax(student / T))
-//          + hidden_weight * sum over mapped layers (i, j) of mean_c (h_s,i W - h_t,j)^2,
+//          + hidden_weight * sum over mapped layers (i, j) of mean_c (h_s,i W - h_t,j)^2
+//          + attention_weight * sum over layer pairs of the mean over heads of KL(A_t || A_s)
+//            (MiniLM attention transfer; the last layers unless distill.attention_layers),
 // each term summed over the scored tokens as the CE is (Note [Loss normalisation], trainer.cpp).
 // W [student width, teacher width] is learned: it has its own AdamW (the run's lr schedule,
 // betas and weight decay), its gradient is summed over every rank like the model's, and it is
@@ -13,8 +15,10 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "framework/nn/attention.h"
 #include "framework/train/trainer.h"
 #include "models/gpt/gpt.h"
 
@@ -35,6 +39,12 @@ void init_student_from_teacher(models::Gpt& student, const models::Gpt& teacher)
 // student is a gpt; a ConfigError naming the key otherwise.
 void check_distill_config(const Config& config);
 
+// The (student layer, teacher layer) pairs distill.attention_layers names ("s:t, s:t", 0-based),
+// or the last layers of both when it is empty (MiniLM); a ConfigError naming the key for text
+// that is not such pairs or a layer outside a model.
+std::vector<std::pair<int64_t, int64_t>> attention_layer_pairs(const std::string& text, int64_t student_layers,
+                                                               int64_t teacher_layers);
+
 class DistillTrainer : public Trainer {
  public:
   // `parts.model` is the student (a gpt); the teacher is in neither the optimizer, the gradient
@@ -45,10 +55,13 @@ class DistillTrainer : public Trainer {
   double last_ce() const { return step_ce_; }
   double last_kd() const { return step_kd_; }
   double last_hidden() const { return step_hid_; }
+  double last_attention() const { return step_att_; }
   // Student layer i is matched to teacher layer layer_map()[i] (uniform: the last of each of
   // the student's layers' share of teacher layers).
   const std::vector<int64_t>& layer_map() const { return layer_map_; }
   const Tensor& projection() const { return projection_; }
+  // The (student layer, teacher layer) pairs of the attention term; empty without it.
+  const std::vector<std::pair<int64_t, int64_t>>& attention_map() const { return attention_map_; }
 
  protected:
   models::LossOutput micro_batch_loss(const data::Batch& batch) override;
@@ -60,6 +73,8 @@ class DistillTrainer : public Trainer {
 
  private:
   bool matches_hidden() const { return config().distill.hidden_weight > 0; }
+  bool matches_attention() const { return config().distill.attention_weight > 0; }
+  void check_attention_pair(int64_t student_layer, int64_t teacher_layer) const;
   void restore_projection(const std::string& path);
   models::Gpt& student();
   std::shared_ptr<models::Gpt> teacher_;
@@ -67,8 +82,12 @@ class DistillTrainer : public Trainer {
   Tensor projection_;  // [student d_model, teacher d_model]; with hidden_weight > 0 only
   std::unique_ptr<optim::AdamW> projection_optimizer_;
   optim::LrSchedule schedule_;
-  double ce_sum_ = 0.0, kd_sum_ = 0.0, hid_sum_ = 0.0;  // this rank's sums of the current gradient pass
-  double step_ce_ = 0.0, step_kd_ = 0.0, step_hid_ = 0.0;
+  // The self-attention layers of both models, block 0 first (attention transfer reads the q and
+  // k of the mapped ones through the attention probe); empty without attention_weight.
+  std::vector<nn::MultiHeadAttention*> student_attention_, teacher_attention_;
+  std::vector<std::pair<int64_t, int64_t>> attention_map_;
+  double ce_sum_ = 0.0, kd_sum_ = 0.0, hid_sum_ = 0.0, att_sum_ = 0.0;  // this rank's sums of the current gradient pass
+  double step_ce_ = 0.0, step_kd_ = 0.0, step_hid_ = 0.0, step_att_ = 0.0;
 };
 
 // The trainer of `strand distill` over parts built from the config (build_trainer_parts): the

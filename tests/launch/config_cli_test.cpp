@@ -91,8 +91,8 @@ TEST_F(ConfigCliTest, AnUnknownKeyOrABadConfigIsOneErrorLine) {
                   "missing.yaml: cannot open the config file");
   EXPECT_CONTAINS(one_error_line(strand("config get parallel.dp " + cfg + " --set train.lr=abc")),
                   "--set train.lr=abc: key 'train.lr': expected a number, got 'abc'");
-  EXPECT_CONTAINS(one_error_line(strand("config get parallel.dp " + config("distill: {attention_weight: 1}\n"))),
-                  "key 'distill.attention_weight': 1.0 is not yet available");
+  EXPECT_CONTAINS(one_error_line(strand("config get parallel.dp " + config("distill: {alpha: 2}\n"))),
+                  "key 'distill.alpha': must be in [0, 1], got 2");
 }
 
 // launch/train.sh --dry-run: the rank count comes from `strand config get` (file and --set

@@ -1,14 +1,18 @@
 // Attention entropy and mean distance under sequence parallelism: each rank's rows, from the
 // lse of ring (contiguous and zigzag layouts) or Ulysses attention and the gathered keys, equal
 // the one-rank statistics of the whole sequence at those rows (float64, causal, sliding window,
-// MHA and GQA).
+// MHA and GQA); and the attention transfer loss summed over ranks, with each rank's gradient to
+// its q and k rows, equals the one-rank loss and gradient rows.
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "framework/autograd/engine.h"
 #include "framework/core/error.h"
+#include "framework/ops/attention_transfer.h"
 #include "framework/ops/attention.h"
 #include "parallel/attention.h"
 #include "parallel/attention_stats.h"
@@ -71,6 +75,54 @@ TEST(AttentionStatsSp, EveryRanksRowsEqualTheOneRankStatistics) {
     check(c, false, LayoutKind::Contiguous);
     check(c, false, LayoutKind::Zigzag);
     check(c, true, LayoutKind::Contiguous);
+  }
+}
+
+// The transfer loss of a student (heads c.q_heads / c.kv_heads, D 8) against a teacher with
+// other widths (D 6, one key head): loss summed over ranks, dq and dk rows against one rank.
+void check_transfer(const Case& c, bool ulysses, LayoutKind kind) {
+  Group& sp = world();
+  const int P = sp.size();
+  const int64_t B = 2, N = 2 * P * 7;
+  SCOPED_TRACE("transfer " + c.name +
+               (ulysses ? " ulysses" : kind == LayoutKind::Zigzag ? " ring zigzag" : " ring contiguous"));
+  Tensor q = Tensor::randn({B, c.q_heads, N, 8}, 11, DType::F64), k = Tensor::randn({B, c.kv_heads, N, 8}, 12, DType::F64);
+  const Tensor qt = Tensor::randn({B, c.q_heads, N, 6}, 13, DType::F64), kt = Tensor::randn({B, 1, N, 6}, 14, DType::F64);
+  q.set_requires_grad(true);
+  k.set_requires_grad(true);
+  const Tensor want = ops::attention_transfer_loss(q, k, qt, kt, c.mask, ops::Reduction::Sum);
+  const std::vector<Tensor> want_g = autograd::grad({want}, {Tensor::full({}, 1.0, DType::F64)}, {q, k});
+
+  const SequenceLayout layout = SequenceLayout::make(ulysses ? LayoutKind::Contiguous : kind, N, P);
+  SequenceShard shard;
+  (ulysses ? shard.ulysses : shard.ring) = &sp;
+  if (!ulysses) shard.layout = std::make_shared<const SequenceLayout>(layout);
+  Tensor qs = layout.shard(q.detach(), sp.rank(), 2), ks = layout.shard(k.detach(), sp.rank(), 2);
+  qs.set_requires_grad(true);
+  ks.set_requires_grad(true);
+  const Tensor got = parallel::attention_transfer_loss(qs, ks, layout.shard(qt, sp.rank(), 2),
+                                                       layout.shard(kt, sp.rank(), 2), c.mask, shard);
+  std::vector<double> total{got.item()};
+  sp.all_reduce(std::span<double>(total));
+  EXPECT_NEAR(total[0], want.item(), 1e-10 * want.item());
+  const std::vector<Tensor> g = autograd::grad({got}, {Tensor::full({}, 1.0, DType::F64)}, {qs, ks});
+  const std::vector<double> dq = g[0].to_vector(), dk = g[1].to_vector();
+  const std::vector<double> want_dq = layout.shard(want_g[0], sp.rank(), 2).to_vector();
+  const std::vector<double> want_dk = layout.shard(want_g[1], sp.rank(), 2).to_vector();
+  ASSERT_EQ(dq.size(), want_dq.size());
+  ASSERT_EQ(dk.size(), want_dk.size());
+  for (size_t i = 0; i < dq.size(); ++i) ASSERT_NEAR(dq[i], want_dq[i], 1e-12) << "dq " << i;
+  for (size_t i = 0; i < dk.size(); ++i) ASSERT_NEAR(dk[i], want_dk[i], 1e-12) << "dk " << i;
+}
+
+TEST(AttentionTransferSp, TheLossOverRanksAndEachRanksGradientRowsEqualOneRank) {
+  const std::vector<Case> cases = {{"causal MHA", MaskSpec::causal_mask(), 2, 2},
+                                   {"causal GQA 4/2", MaskSpec::causal_mask(), 4, 2},
+                                   {"sliding w=5 GQA 4/2", MaskSpec::sliding(5), 4, 2}};
+  for (const Case& c : cases) {
+    check_transfer(c, false, LayoutKind::Contiguous);
+    check_transfer(c, false, LayoutKind::Zigzag);
+    check_transfer(c, true, LayoutKind::Contiguous);
   }
 }
 

@@ -1,7 +1,8 @@
 // strand distill in-process on a tiny GPT teacher and student: alpha 1 gives train's loss and
 // alpha 0 the distillation term alone (zero for a student that is its teacher), the teacher stays
 // frozen and out of the student's checkpoint and optimizer, exact resume, DistilBERT's
-// initialisation, and the loss terms in metrics.jsonl.
+// initialisation, the loss terms in metrics.jsonl, and attention transfer (its term in the loss,
+// zero for a student that is its teacher, trained down, and its refusals).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -176,6 +177,90 @@ TEST_F(Distill, HiddenTermTrainsTheProjectionAndResumesExactly) {
   expect_checkpoints_identical(ckpt("a", 20), ckpt("b", 20));
   EXPECT_EQ(io::read_checkpoint(ckpt("b", 20)).extra.at("distill").find_tensor("projection")->to_vector(),
             ck.extra.at("distill").find_tensor("projection")->to_vector());
+}
+
+TEST_F(Distill, AttentionTransferAddsItsTermToTheLoss) {
+  // The term enters the loss at its weight, beside the CE and KD terms.
+  const std::unique_ptr<DistillTrainer> one = trainer(student("att1", {"distill.attention_weight=3"}));
+  const StepReport first = one->train_step();
+  EXPECT_GT(one->last_attention(), 1e-6);  // small: the untrained student attends almost uniformly
+  EXPECT_NEAR(first.loss, 0.5 * one->last_ce() + 0.5 * one->last_kd() + 3 * one->last_attention(), 1e-6 * first.loss);
+  // Without the key: no term (and the loss of the run without it is unchanged by the code path).
+  const std::unique_ptr<DistillTrainer> off = trainer(student("att0"));
+  EXPECT_NEAR(off->train_step().loss, 0.5 * one->last_ce() + 0.5 * one->last_kd(), 1e-6 * first.loss);
+  EXPECT_EQ(off->last_attention(), 0.0);
+
+  // A student that is its teacher attends as it does: the term is zero.
+  const std::unique_ptr<DistillTrainer> same = trainer(student(
+      "att_same", {"distill.attention_weight=1", "model.n_layer=2", "model.dropout=0", "distill.init_from_teacher=true"}));
+  (void)same->train_step();
+  EXPECT_NEAR(same->last_attention(), 0.0, 1e-7);
+
+  // Its gradient reaches the student: weighted heavily, the term falls over a short run, and it is
+  // in every line of metrics.jsonl.
+  const TrainResult r = trainer(student("att_run", {"distill.attention_weight=20", "distill.alpha=1"}))->run();
+  ASSERT_EQ(r.steps.size(), 20u);
+  std::ifstream in(metrics("att_run"));
+  std::string line;
+  std::vector<double> att;
+  while (std::getline(in, line)) {
+    const size_t at = line.find("\"loss_att\": ");
+    ASSERT_NE(at, std::string::npos) << line;
+    att.push_back(std::stod(line.substr(at + 12)));
+  }
+  ASSERT_EQ(att.size(), 20u);
+  EXPECT_LT(att.back(), 0.5 * att.front()) << att.front() << " -> " << att.back();
+}
+
+TEST_F(Distill, AttentionLayersPairsTheNamedLayers) {
+  EXPECT_EQ(attention_layer_pairs("", 2, 4), (std::vector<std::pair<int64_t, int64_t>>{{1, 3}})) << "MiniLM: last, last";
+  EXPECT_EQ(attention_layer_pairs("0:1, 1 : 3", 2, 4), (std::vector<std::pair<int64_t, int64_t>>{{0, 1}, {1, 3}}));
+  for (const char* bad : {"0:4", "2:0", "0-1", "0:1,", "0:1:2", "a:b"}) {
+    try {
+      (void)attention_layer_pairs(bad, 2, 4);
+      FAIL() << bad << " accepted";
+    } catch (const ConfigError& e) {
+      EXPECT_CONTAINS(e.what(), "key 'distill.attention_layers': ");
+    }
+  }
+  // The default pairs the last layers: the student's 0 with the teacher's 1.
+  const std::unique_ptr<DistillTrainer> last = trainer(student("al0", {"distill.attention_weight=1"}));
+  EXPECT_EQ(last->attention_map(), (std::vector<std::pair<int64_t, int64_t>>{{0, 1}}));
+  (void)last->train_step();
+  // Pairing the student's layer with both teacher layers adds the second pair's term to the first.
+  const std::unique_ptr<DistillTrainer> first = trainer(student("al1", {"distill.attention_weight=1",
+                                                                        "distill.attention_layers=0:0"}));
+  (void)first->train_step();
+  const std::unique_ptr<DistillTrainer> both = trainer(student("al2", {"distill.attention_weight=1",
+                                                                       "distill.attention_layers=0:0, 0:1"}));
+  EXPECT_EQ(both->attention_map(), (std::vector<std::pair<int64_t, int64_t>>{{0, 0}, {0, 1}}));
+  (void)both->train_step();
+  EXPECT_NE(first->last_attention(), last->last_attention());
+  EXPECT_NEAR(both->last_attention(), first->last_attention() + last->last_attention(), 1e-6 * both->last_attention());
+}
+
+TEST_F(Distill, AttentionTransferRefusesUnequalHeadsAndRecomputedBlocks) {
+  try {
+    (void)trainer(student("h1", {"distill.attention_weight=1", "model.n_head=1"}));
+    FAIL() << "unequal head counts accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_CONTAINS(e.what(), "key 'distill.attention_weight': ");
+    EXPECT_CONTAINS(e.what(), "the student's layer 0 has 1 heads and the teacher's layer 1 has 2");
+  }
+  try {
+    (void)trainer(student("ck", {"distill.attention_weight=1", "memory.checkpointing=full"}));
+    FAIL() << "recomputed blocks accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_CONTAINS(e.what(), "key 'distill.attention_weight': ");
+    EXPECT_CONTAINS(e.what(), "memory.checkpointing must be none");
+  }
+  try {
+    (void)trainer(student("win", {"distill.attention_weight=1", "model.attention.pattern=sliding",
+                                  "model.attention.window=4"}));
+    FAIL() << "a teacher with another attention pattern accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_CONTAINS(e.what(), "model.attention");
+  }
 }
 
 TEST_F(Distill, RefusesAConfigWithoutATeacherOrOfAnotherVocabulary) {

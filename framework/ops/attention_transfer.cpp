@@ -1,0 +1,224 @@
+// Attention transfer (attention_transfer.h): the per-row KL of two attention distributions in one
+// online pass over key blocks, its gradient to the student's q and k from the saved lse, and the
+// autograd op over them.
+#include "framework/ops/attention_transfer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <memory>
+
+#include "framework/autograd/grad_mode.h"
+#include "framework/autograd/node.h"
+#include "framework/core/error.h"
+#include "framework/ops/attention_rows.h"
+#include "framework/ops/dispatch.h"
+
+namespace strand::ops {
+namespace {
+
+constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+
+// Online softmax statistics of one row: max m, l = sum_j exp(s_j - m), and for the teacher side
+// a = sum_j exp(s_t,j - m) s_t,j and c = sum_j exp(s_t,j - m) s_s,j (rescaled as m grows).
+struct Running {
+  double m = kNegInf, l = 0.0, a = 0.0, c = 0.0;
+  void rescale_to(double block_max) {
+    if (block_max <= m) return;
+    const double r = std::isfinite(m) ? std::exp(m - block_max) : 0.0;
+    l *= r;
+    a *= r;
+    c *= r;
+    m = block_max;
+  }
+};
+
+double block_max(const double* scores, int64_t n) {
+  double m = kNegInf;
+  for (int64_t j = 0; j < n; ++j) m = std::max(m, scores[j]);
+  return m;
+}
+
+const double* query_row(const AttentionHeadsView& v, int64_t b, int64_t h, int64_t i) {
+  return v.q + ((b * v.H + h) * v.q_rows + v.row0 + i) * v.D;
+}
+const double* key_head(const AttentionHeadsView& v, int64_t b, int64_t h) {
+  return v.k + (b * v.Hkv + h / (v.H / v.Hkv)) * v.Nk * v.D;
+}
+
+void check_views(const AttentionHeadsView& s, const AttentionHeadsView& t, int64_t block) {
+  STRAND_CHECK(s.B == t.B && s.H == t.H && s.Nq == t.Nq && s.Nk == t.Nk && s.q_rows == t.q_rows && s.row0 == t.row0 &&
+                   s.Hkv > 0 && t.Hkv > 0 && s.H % s.Hkv == 0 && t.H % t.Hkv == 0 && block >= 1,
+               ShapeError, "attention_transfer: student and teacher views do not fit together (or key block ", block,
+               " < 1)");
+}
+
+// The values of q and k as float64, with the shape fields of a view over all of q's rows.
+struct HeadsF64 {
+  std::vector<double> q, k;
+  AttentionHeadsView view;
+  HeadsF64(const Tensor& qt, const Tensor& kt, double scale) {
+    q = contiguous_data(qt).to_vector();
+    k = contiguous_data(kt).to_vector();
+    view.q = q.data();
+    view.k = k.data();
+    view.B = qt.size(0);
+    view.H = qt.size(1);
+    view.q_rows = view.Nq = qt.size(2);
+    view.D = qt.size(3);
+    view.Hkv = kt.size(1);
+    view.Nk = kt.size(2);
+    view.scale = attention_scale(scale, view.D);
+  }
+  HeadsF64(const HeadsF64&) = delete;
+  HeadsF64& operator=(const HeadsF64&) = delete;
+};
+
+struct AttentionTransferBackward final : autograd::Node {
+  std::unique_ptr<HeadsF64> s, t;
+  MaskSpec mask;
+  AttentionTransferRows rows;
+  double divisor;
+  int64_t block;
+  Shape q_shape, k_shape;
+  DType dtype;
+  Device device;  // of the student's q and k: the gradients go back there
+  AttentionTransferBackward(std::unique_ptr<HeadsF64> s_, std::unique_ptr<HeadsF64> t_, MaskSpec m,
+                            AttentionTransferRows r, double div, int64_t blk, Shape qs, Shape ks, DType dt, Device dev)
+      : Node("attention_transfer_loss"), s(std::move(s_)), t(std::move(t_)), mask(std::move(m)), rows(std::move(r)),
+        divisor(div), block(blk), q_shape(std::move(qs)), k_shape(std::move(ks)), dtype(dt), device(dev) {}
+  std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
+    const MaskPlan plan(mask, s->view.B, s->view.Nq, s->view.Nk, "attention_transfer_loss");
+    std::vector<double> dq(s->q.size(), 0.0), dk(s->k.size(), 0.0);
+    attention_transfer_grads(s->view, t->view, plan, rows, g[0].item() / divisor, dq, dk, block);
+    auto placed = [&](const std::vector<double>& v, const Shape& shape) {
+      const Tensor t = Tensor::from_vector(v, shape, dtype);  // host memory
+      return device.is_cpu() ? t : t.copy_as(dtype, device);
+    };
+    return {placed(dq, q_shape), placed(dk, k_shape)};
+  }
+};
+
+}  // namespace
+
+AttentionTransferRows::AttentionTransferRows(size_t n) : kl(n, 0.0), lse_s(n, kNegInf), lse_t(n, kNegInf) {}
+
+void attention_transfer_rows(const AttentionHeadsView& s, const AttentionHeadsView& t, const MaskPlan& plan,
+                             AttentionTransferRows& rows, int64_t block) {
+  check_views(s, t, block);
+  #pragma omp parallel for schedule(dynamic) collapse(2)
+  for (int64_t b = 0; b < s.B; ++b)
+    for (int64_t h = 0; h < s.H; ++h) {
+      std::vector<double> ss(static_cast<size_t>(block)), st(static_cast<size_t>(block));
+      const double *ks = key_head(s, b, h), *kt = key_head(t, b, h);
+      for (int64_t i = 0; i < s.Nq; ++i) {
+        const int64_t qpos = plan.q_offset() + i;
+        const double *qs = query_row(s, b, h, i), *qt = query_row(t, b, h, i);
+        Running rt, rs;  // rt keeps a and c; rs only m and l
+        for (int64_t k0 = 0; k0 < s.Nk; k0 += block) {
+          const int64_t k1 = std::min(s.Nk, k0 + block), n = k1 - k0;
+          if (!detail::row_block_scores(plan, b, qpos, qt, kt, t.D, t.scale, k0, k1, st.data())) continue;
+          detail::row_block_scores(plan, b, qpos, qs, ks, s.D, s.scale, k0, k1, ss.data());  // same mask
+          rt.rescale_to(block_max(st.data(), n));
+          rs.rescale_to(block_max(ss.data(), n));
+          for (int64_t j = 0; j < n; ++j) {
+            if (!std::isfinite(st[static_cast<size_t>(j)])) continue;  // masked: both sides alike
+            const double e = std::exp(st[static_cast<size_t>(j)] - rt.m);
+            rt.l += e;
+            rt.a += e * st[static_cast<size_t>(j)];
+            rt.c += e * ss[static_cast<size_t>(j)];
+            rs.l += std::exp(ss[static_cast<size_t>(j)] - rs.m);
+          }
+        }
+        if (rt.l == 0.0) continue;  // no key visible
+        const size_t row = static_cast<size_t>((b * s.H + h) * s.q_rows + s.row0 + i);
+        rows.lse_t[row] = rt.m + std::log(rt.l);
+        rows.lse_s[row] = rs.m + std::log(rs.l);
+        rows.kl[row] = (rt.a - rt.c) / rt.l - rows.lse_t[row] + rows.lse_s[row];
+      }
+    }
+}
+
+void attention_transfer_grads(const AttentionHeadsView& s, const AttentionHeadsView& t, const MaskPlan& plan,
+                              const AttentionTransferRows& rows, double g, std::vector<double>& dq,
+                              std::vector<double>& dk, int64_t block) {
+  check_views(s, t, block);
+  const int64_t group = s.H / s.Hkv, D = s.D;
+  // One thread per (b, student key head): the query heads that share it add into its dk alone.
+  #pragma omp parallel for schedule(dynamic) collapse(2)
+  for (int64_t b = 0; b < s.B; ++b)
+    for (int64_t hk = 0; hk < s.Hkv; ++hk) {
+      std::vector<double> ss(static_cast<size_t>(block)), st(static_cast<size_t>(block));
+      double* dkh = dk.data() + (b * s.Hkv + hk) * s.Nk * D;
+      for (int64_t h = hk * group; h < (hk + 1) * group; ++h) {
+        const double *ks = key_head(s, b, h), *kt = key_head(t, b, h);
+        for (int64_t i = 0; i < s.Nq; ++i) {
+          const size_t row = static_cast<size_t>((b * s.H + h) * s.q_rows + s.row0 + i);
+          const double lse_s = rows.lse_s[row], lse_t = rows.lse_t[row];
+          if (!std::isfinite(lse_s)) continue;
+          const int64_t qpos = plan.q_offset() + i;
+          const double *qs = query_row(s, b, h, i), *qt = query_row(t, b, h, i);
+          double* dqi = dq.data() + static_cast<int64_t>(row) * D;
+          for (int64_t k0 = 0; k0 < s.Nk; k0 += block) {
+            const int64_t k1 = std::min(s.Nk, k0 + block);
+            if (!detail::row_block_scores(plan, b, qpos, qt, kt, t.D, t.scale, k0, k1, st.data())) continue;
+            detail::row_block_scores(plan, b, qpos, qs, ks, s.D, s.scale, k0, k1, ss.data());
+            for (int64_t j = k0; j < k1; ++j) {
+              const double sc_s = ss[static_cast<size_t>(j - k0)], sc_t = st[static_cast<size_t>(j - k0)];
+              if (!std::isfinite(sc_t)) continue;
+              const double ds = g * (std::exp(sc_s - lse_s) - std::exp(sc_t - lse_t)) * s.scale;
+              const double* kj = ks + j * D;
+              double* dkj = dkh + j * D;
+              for (int64_t x = 0; x < D; ++x) {
+                dqi[x] += ds * kj[x];
+                dkj[x] += ds * qs[x];
+              }
+            }
+          }
+        }
+      }
+    }
+}
+
+void check_attention_heads(const char* op, const char* side, const Tensor& q, const Tensor& k) {
+  STRAND_CHECK(q.defined() && k.defined() && q.dim() == 4 && k.dim() == 4, ShapeError, op, ": the ", side,
+               "'s q [B, H, Nq, D] and k [B, Hkv, Nk, D] expected");
+  STRAND_CHECK(k.size(0) == q.size(0) && k.size(3) == q.size(3) && k.size(1) > 0 && q.size(1) % k.size(1) == 0,
+               ShapeError, op, ": the ", side, "'s q ", describe(q), " and k ", describe(k), " do not fit together");
+}
+
+void check_transfer_pair(const char* op, const Tensor& q_s, const Tensor& k_s, const Tensor& q_t, const Tensor& k_t) {
+  check_attention_heads(op, "student", q_s, k_s);
+  check_attention_heads(op, "teacher", q_t, k_t);
+  STRAND_CHECK(q_s.size(1) == q_t.size(1), ShapeError, op, ": the student has ", q_s.size(1),
+               " attention heads and the teacher ", q_t.size(1),
+               "; attention transfer compares the heads one to one, so their counts must be equal");
+  STRAND_CHECK(q_s.size(0) == q_t.size(0) && q_s.size(2) == q_t.size(2) && k_s.size(2) == k_t.size(2), ShapeError,
+               op, ": the student's q ", describe(q_s), " and k ", describe(k_s), " and the teacher's q ", describe(q_t),
+               " and k ", describe(k_t), " cover different rows");
+}
+
+Tensor attention_transfer_loss(const Tensor& q_s, const Tensor& k_s, const Tensor& q_t, const Tensor& k_t,
+                               const MaskSpec& mask, Reduction reduction, double scale_s, double scale_t,
+                               int64_t block) {
+  const char* op = "attention_transfer_loss";
+  check_transfer_pair(op, q_s, k_s, q_t, k_t);
+  STRAND_CHECK(block >= 1, ValueError, op, ": key block ", block, " must be >= 1");
+  auto s = std::make_unique<HeadsF64>(q_s, k_s, scale_s);
+  auto t = std::make_unique<HeadsF64>(q_t.detach(), k_t.detach(), scale_t);
+  const MaskPlan plan(mask, s->view.B, s->view.Nq, s->view.Nk, op);
+  AttentionTransferRows rows(static_cast<size_t>(s->view.B * s->view.H * s->view.Nq));
+  attention_transfer_rows(s->view, t->view, plan, rows, block);
+  double total = 0.0;  // in row order
+  for (double kl : rows.kl) total += kl;
+  const double divisor =
+      reduction == Reduction::Mean ? std::max<double>(1.0, static_cast<double>(rows.kl.size())) : 1.0;
+  Tensor loss = Tensor::full({}, total / divisor, q_s.dtype(), q_s.device());
+  if (auto n = autograd::make_node<AttentionTransferBackward>({&q_s, &k_s}, std::move(s), std::move(t), mask,
+                                                              std::move(rows), divisor, block, q_s.shape(),
+                                                              k_s.shape(), q_s.dtype(), q_s.device()))
+    autograd::set_history(n, {&loss});
+  return loss;
+}
+
+}  // namespace strand::ops

@@ -1,0 +1,208 @@
+// MiniLM attention transfer: the key-block loss and its hand-written gradients against a direct
+// float64 computation from the full softmax matrices (causal, sliding window, GQA on either
+// side, different head widths, odd lengths, offsets, unmasked cross attention), a float64
+// central-difference check, independence of the key block, zero at student = teacher, and the
+// refusal of unequal head counts.
+#include "framework/ops/attention_transfer.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "framework/autograd/engine.h"
+#include "framework/core/error.h"
+#include "framework/ops/attention.h"
+#include "support/gradcheck.h"
+
+namespace strand {
+namespace {
+
+struct Direct {
+  double loss = 0.0;
+  std::vector<double> dq, dk;
+};
+
+// Softmax rows of one side's masked scores, materialised: p[(b, h, i), j].
+std::vector<double> softmax_rows(const Tensor& q, const Tensor& k, const std::vector<double>& m) {
+  const int64_t B = q.size(0), H = q.size(1), Nq = q.size(2), D = q.size(3), Hkv = k.size(1), Nk = k.size(2);
+  const std::vector<double> qv = q.to_vector(), kv = k.to_vector();
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  std::vector<double> p(static_cast<size_t>(B * H * Nq * Nk), 0.0);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t i = 0; i < Nq; ++i) {
+        std::vector<double> s(static_cast<size_t>(Nk), -std::numeric_limits<double>::infinity());
+        double mx = -std::numeric_limits<double>::infinity();
+        for (int64_t j = 0; j < Nk; ++j) {
+          if (m[static_cast<size_t>((b * Nq + i) * Nk + j)] == 0) continue;
+          double dot = 0;
+          for (int64_t x = 0; x < D; ++x)
+            dot += qv[static_cast<size_t>(((b * H + h) * Nq + i) * D + x)] *
+                   kv[static_cast<size_t>(((b * Hkv + h / (H / Hkv)) * Nk + j) * D + x)];
+          s[static_cast<size_t>(j)] = scale * dot;
+          mx = std::max(mx, scale * dot);
+        }
+        if (!std::isfinite(mx)) continue;
+        double z = 0;
+        for (double v : s) z += std::isfinite(v) ? std::exp(v - mx) : 0.0;
+        for (int64_t j = 0; j < Nk; ++j)
+          if (std::isfinite(s[static_cast<size_t>(j)]))
+            p[static_cast<size_t>(((b * H + h) * Nq + i) * Nk + j)] = std::exp(s[static_cast<size_t>(j)] - mx) / z;
+      }
+  return p;
+}
+
+// mean over (b, h, i) of sum_j p_t log(p_t / p_s); dS = (P_s - P_t) / rows, dq = dS K scale,
+// dk = dS^T Q scale summed over the query heads of each key head.
+Direct direct(const Tensor& qs, const Tensor& ks, const Tensor& qt, const Tensor& kt, const MaskSpec& mask) {
+  const int64_t B = qs.size(0), H = qs.size(1), Nq = qs.size(2), D = qs.size(3), Hkv = ks.size(1), Nk = ks.size(2);
+  const std::vector<double> m = ops::dense_mask(mask, B, Nq, Nk).to_vector();
+  const std::vector<double> ps = softmax_rows(qs, ks, m), pt = softmax_rows(qt, kt, m);
+  const double rows = static_cast<double>(B * H * Nq), scale = 1.0 / std::sqrt(static_cast<double>(D));
+  const std::vector<double> qv = qs.to_vector(), kv = ks.to_vector();
+  Direct d;
+  d.dq.assign(qv.size(), 0.0);
+  d.dk.assign(kv.size(), 0.0);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t i = 0; i < Nq; ++i)
+        for (int64_t j = 0; j < Nk; ++j) {
+          const size_t e = static_cast<size_t>(((b * H + h) * Nq + i) * Nk + j);
+          if (pt[e] > 0) d.loss += pt[e] * std::log(pt[e] / ps[e]) / rows;
+          const double ds = (ps[e] - pt[e]) / rows * scale;
+          const int64_t hk = h / (H / Hkv);
+          for (int64_t x = 0; x < D; ++x) {
+            const size_t qi = static_cast<size_t>(((b * H + h) * Nq + i) * D + x);
+            const size_t kj = static_cast<size_t>(((b * Hkv + hk) * Nk + j) * D + x);
+            d.dq[qi] += ds * kv[kj];
+            d.dk[kj] += ds * qv[qi];
+          }
+        }
+  return d;
+}
+
+struct Case {
+  std::string name;
+  MaskSpec mask;
+  int64_t h, hkv_s, hkv_t, nq, nk, d_s, d_t;
+};
+
+std::vector<Case> cases() {
+  MaskSpec offsets = MaskSpec::causal_mask();
+  offsets.q_offset = 9;
+  offsets.k_offset = 2;
+  offsets.seq_len = 30;
+  MaskSpec causal_window = MaskSpec::sliding(4);
+  causal_window.causal = true;
+  return {{"causal, odd length", MaskSpec::causal_mask(), 2, 2, 2, 13, 13, 8, 8},
+          {"sliding window 4", MaskSpec::sliding(4), 2, 2, 2, 11, 11, 8, 8},
+          {"causal sliding window 4", causal_window, 2, 2, 2, 17, 17, 4, 8},
+          {"causal, GQA 4/2 student, MQA teacher", MaskSpec::causal_mask(), 4, 2, 1, 9, 9, 6, 10},
+          {"causal with offsets", offsets, 2, 1, 2, 7, 19, 8, 8},
+          {"full cross, odd lengths", MaskSpec{}, 3, 3, 1, 5, 7, 4, 4}};
+}
+
+struct Inputs {
+  Tensor qs, ks, qt, kt;
+};
+
+Inputs draw(const Case& c, uint64_t seed, double spread = 2.0) {
+  Inputs in;
+  in.qs = Tensor::uniform({2, c.h, c.nq, c.d_s}, seed, -spread, spread, DType::F64);
+  in.ks = Tensor::uniform({2, c.hkv_s, c.nk, c.d_s}, seed + 1, -spread, spread, DType::F64);
+  in.qt = Tensor::uniform({2, c.h, c.nq, c.d_t}, seed + 2, -spread, spread, DType::F64);
+  in.kt = Tensor::uniform({2, c.hkv_t, c.nk, c.d_t}, seed + 3, -spread, spread, DType::F64);
+  in.qs.set_requires_grad(true);
+  in.ks.set_requires_grad(true);
+  return in;
+}
+
+void expect_near_all(const std::vector<double>& got, const std::vector<double>& want, double tol,
+                     const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], tol) << what << " element " << i;
+}
+
+TEST(AttentionTransfer, LossAndGradientsMatchTheMaterialisedSoftmaxes) {
+  for (const Case& c : cases()) {
+    const Inputs in = draw(c, 21);
+    const Direct want = direct(in.qs, in.ks, in.qt, in.kt, c.mask);
+    ASSERT_GT(want.loss, 1e-3) << c.name;  // distinct models: a real divergence to match
+    for (int64_t block : {1, 4, 64}) {
+      const Tensor loss = ops::attention_transfer_loss(in.qs, in.ks, in.qt, in.kt, c.mask, ops::Reduction::Mean,
+                                                       0.0, 0.0, block);
+      const std::string what = c.name + ", key block " + std::to_string(block);
+      EXPECT_NEAR(loss.item(), want.loss, 1e-12) << what;
+      const std::vector<Tensor> g = autograd::grad({loss}, {Tensor::full({}, 1.0, DType::F64)}, {in.qs, in.ks});
+      expect_near_all(g[0].to_vector(), want.dq, 1e-13, what + " dq");
+      expect_near_all(g[1].to_vector(), want.dk, 1e-13, what + " dk");
+    }
+  }
+}
+
+TEST(AttentionTransfer, GradientsMatchCentralDifferences) {
+  for (const Case& c : cases()) {
+    const Inputs in = draw(c, 40, 1.0);
+    testing::expect_gradients_match(
+        [&](const std::vector<Tensor>& x) {
+          return ops::attention_transfer_loss(x[0], x[1], in.qt, in.kt, c.mask, ops::Reduction::Sum, 0.0, 0.0, 3);
+        },
+        {in.qs, in.ks}, c.name);
+  }
+}
+
+TEST(AttentionTransfer, SumIsTheMeanTimesTheRowsAndTheTeacherGetsNoGradient) {
+  const Case c = cases()[3];
+  Inputs in = draw(c, 5);
+  in.qt.set_requires_grad(true);
+  in.kt.set_requires_grad(true);
+  const Tensor mean = ops::attention_transfer_loss(in.qs, in.ks, in.qt, in.kt, c.mask);
+  const Tensor sum = ops::attention_transfer_loss(in.qs, in.ks, in.qt, in.kt, c.mask, ops::Reduction::Sum);
+  EXPECT_NEAR(sum.item(), mean.item() * static_cast<double>(2 * c.h * c.nq), 1e-11);
+  autograd::backward({sum}, {Tensor::full({}, 1.0, DType::F64)});
+  EXPECT_TRUE(in.qs.grad().defined());
+  EXPECT_FALSE(in.qt.grad().defined());
+  EXPECT_FALSE(in.kt.grad().defined());
+}
+
+TEST(AttentionTransfer, AStudentEqualToItsTeacherHasZeroLossAndGradient) {
+  const Case c = cases()[2];
+  Case same = c;
+  same.d_t = c.d_s;
+  same.hkv_t = c.hkv_s;
+  Inputs in = draw(same, 8);
+  const Tensor loss = ops::attention_transfer_loss(in.qs, in.ks, in.qs.detach(), in.ks.detach(), c.mask);
+  EXPECT_NEAR(loss.item(), 0.0, 1e-14);
+  const std::vector<Tensor> g = autograd::grad({loss}, {Tensor::full({}, 1.0, DType::F64)}, {in.qs, in.ks});
+  for (const Tensor& t : g)
+    for (double v : t.to_vector()) ASSERT_NEAR(v, 0.0, 1e-15);
+}
+
+TEST(AttentionTransfer, UnequalHeadCountsAreRefusedNamingBoth) {
+  const Tensor qs = Tensor::uniform({1, 4, 6, 8}, 1, -1.0, 1.0, DType::F32);
+  const Tensor qt = Tensor::uniform({1, 2, 6, 8}, 2, -1.0, 1.0, DType::F32);
+  try {
+    (void)ops::attention_transfer_loss(qs, qs, qt, qt, MaskSpec::causal_mask());
+    FAIL() << "unequal head counts accepted";
+  } catch (const ShapeError& e) {
+    EXPECT_NE(std::string(e.what()).find("the student has 4 attention heads and the teacher 2"), std::string::npos)
+        << e.what();
+  }
+}
+
+Tensor f32(const Tensor& t) { return t.detach().copy_as(DType::F32, t.device()); }
+
+TEST(AttentionTransfer, Float32InputsGiveTheFloat64LossToFloat32Precision) {
+  const Case c = cases()[0];
+  const Inputs in = draw(c, 3);
+  const Tensor want = ops::attention_transfer_loss(in.qs, in.ks, in.qt, in.kt, c.mask);
+  const Tensor got = ops::attention_transfer_loss(f32(in.qs), f32(in.ks), f32(in.qt), f32(in.kt), c.mask);
+  EXPECT_EQ(got.dtype(), DType::F32);
+  EXPECT_NEAR(got.item(), want.item(), 1e-5 * want.item());
+}
+
+}  // namespace
+}  // namespace strand
