@@ -259,10 +259,11 @@ Tensor Stack::run(Tensor x, const Tensor& positions, const Tensor& memory, const
     } else if (checkpointing_ == config::Checkpointing::Full) {
       // The block keeps only its inputs; its forward (the sequence-parallel exchange included)
       // reruns in the backward with the same positions, dropout seeds and groups (docs/memory.md).
-      // The rerun marks its norms and activations as recipes too (selective inside full), so
-      // the backward holds 11 C of one block's 17 C floats a token instead of all of them.
+      // The rerun marks its norms, activations and the head-merged copy of attention's output as
+      // recipes too (selective inside full, keeping c_fc's output), so the backward holds 10 C
+      // of one block's 17 C floats a token instead of all of them.
       auto rerun = [block, positions, dropout, shard](const std::vector<Tensor>& in) {
-        autograd::RecomputeScope scope;
+        autograd::RecomputeScope scope(/*matmuls=*/false);
         return block->forward(in[0], positions, in[1], dropout, shard);
       };
       x = autograd::checkpoint(rerun, {x, memory}, block->parameters(), "checkpoint_block");
