@@ -185,13 +185,38 @@ Block::Block(const StackOptions& o, int64_t layer, ParameterSeeds& seeds) : laye
 
 Tensor Block::forward(const Tensor& x, const Tensor& positions, const Tensor& memory, const DropoutPlan& dropout,
                       const parallel::SequenceShard& shard) const {
+  return mlp_half(attention_half(x, positions, memory, dropout, shard), dropout);
+}
+
+Tensor Block::attention_half(const Tensor& x, const Tensor& positions, const Tensor& memory,
+                             const DropoutPlan& dropout, const parallel::SequenceShard& shard) const {
   Tensor h =
       ops::add(x, dropout.apply(attn_->forward(recomputable_norm(ln_1_, x), positions, shard), layer_, kAttnSite));
   if (cross_) {
     STRAND_CHECK(memory.defined(), ValueError, "block ", layer_, ": cross-attention needs the encoder output");
     h = ops::add(h, dropout.apply(cross_->forward(recomputable_norm(ln_cross_, h), memory, shard), layer_, kCrossSite));
   }
+  return h;
+}
+
+Tensor Block::mlp_half(const Tensor& h, const DropoutPlan& dropout) const {
   return ops::add(h, dropout.apply(mlp_->forward(recomputable_norm(ln_2_, h)), layer_, kMlpSite));
+}
+
+std::vector<Tensor> Block::attention_parameters() const {
+  std::vector<Tensor> p = ln_1_.module()->parameters();
+  for (const Tensor& t : attn_->parameters()) p.push_back(t);
+  if (cross_) {
+    for (const Tensor& t : cross_->parameters()) p.push_back(t);
+    for (const Tensor& t : ln_cross_.module()->parameters()) p.push_back(t);
+  }
+  return p;
+}
+
+std::vector<Tensor> Block::mlp_parameters() const {
+  std::vector<Tensor> p = ln_2_.module()->parameters();
+  for (const Tensor& t : mlp_->parameters()) p.push_back(t);
+  return p;
 }
 
 StackOptions stack_options(const config::ModelConfig& c, uint64_t run_seed, DType dtype) {
@@ -256,13 +281,28 @@ Tensor Stack::run(Tensor x, const Tensor& positions, const Tensor& memory, const
                          (checkpoint_layers_ == 0 || static_cast<int64_t>(i) < checkpoint_layers_);
     if (!checked) {
       x = block->forward(x, positions, memory, dropout, shard);
+    } else if (checkpointing_ == config::Checkpointing::Full && half_blocks_) {
+      // Half-blocks: the attention and the MLP are two checkpointed pieces, so a rerun holds one
+      // half's activations, not the whole block's; the extra input each block saves (h) goes
+      // to disk with the block input (docs/memory.md).
+      auto attention = [block, positions, dropout, shard](const std::vector<Tensor>& in) {
+        autograd::RecomputeScope scope(/*matmuls=*/false);
+        return block->attention_half(in[0], positions, in[1], dropout, shard);
+      };
+      auto mlp = [block, dropout](const std::vector<Tensor>& in) {
+        autograd::RecomputeScope scope(/*matmuls=*/false);
+        return block->mlp_half(in[0], dropout);
+      };
+      x = autograd::checkpoint(attention, {x, memory}, block->attention_parameters(), "checkpoint_attention");
+      x = autograd::checkpoint(mlp, {x}, block->mlp_parameters(), "checkpoint_mlp");
     } else if (checkpointing_ == config::Checkpointing::Full) {
       // The block keeps only its inputs; its forward (the sequence-parallel exchange included)
       // reruns in the backward with the same positions, dropout seeds and groups (docs/memory.md).
-      // The rerun marks its norms and activations as recipes too (selective inside full), so
-      // the backward holds 11 C of one block's 17 C floats a token instead of all of them.
+      // The rerun marks its norms, activations and the head-merged copy of attention's output as
+      // recipes too (selective inside full, keeping c_fc's output), so the backward holds 10 C
+      // of one block's 17 C floats a token instead of all of them.
       auto rerun = [block, positions, dropout, shard](const std::vector<Tensor>& in) {
-        autograd::RecomputeScope scope;
+        autograd::RecomputeScope scope(/*matmuls=*/false);
         return block->forward(in[0], positions, in[1], dropout, shard);
       };
       x = autograd::checkpoint(rerun, {x, memory}, block->parameters(), "checkpoint_block");
@@ -275,14 +315,19 @@ Tensor Stack::run(Tensor x, const Tensor& positions, const Tensor& memory, const
   return ln_f_.forward(x);
 }
 
-void Stack::set_checkpointing(config::Checkpointing mode, int64_t layers) {
+void Stack::set_checkpointing(config::Checkpointing mode, int64_t layers, bool half_blocks) {
   checkpointing_ = mode;
   checkpoint_layers_ = layers;
+  half_blocks_ = half_blocks;
 }
 
 void set_checkpointing(nn::Module& model, const config::MemoryConfig& memory) {
+  // Without offload a half-block's input (C floats a token per block) would stay in memory and
+  // outweigh the smaller rerun; with it, the inputs are on disk and only the rerun counts.
+  const bool half_blocks = memory.offload != config::Offload::None;
   model.visit([&](nn::Module& m) {
-    if (auto* stack = dynamic_cast<Stack*>(&m)) stack->set_checkpointing(memory.checkpointing, memory.checkpoint_layers);
+    if (auto* stack = dynamic_cast<Stack*>(&m))
+      stack->set_checkpointing(memory.checkpointing, memory.checkpoint_layers, half_blocks);
   });
 }
 

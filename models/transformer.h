@@ -129,6 +129,14 @@ class Block : public nn::Module {
   Block(const StackOptions& options, int64_t layer, ParameterSeeds& seeds);
   Tensor forward(const Tensor& x, const Tensor& positions, const Tensor& memory, const DropoutPlan& dropout,
                  const parallel::SequenceShard& shard) const;
+  // The block's two halves, forward(x) = mlp_half(attention_half(x)) op for op: full
+  // checkpointing with disk offload checkpoints them as two pieces (docs/memory.md), each
+  // with its own parameters (ln_1, attn, [crossattention, ln_cross_attn]; ln_2, mlp).
+  Tensor attention_half(const Tensor& x, const Tensor& positions, const Tensor& memory, const DropoutPlan& dropout,
+                        const parallel::SequenceShard& shard) const;
+  Tensor mlp_half(const Tensor& h, const DropoutPlan& dropout) const;
+  std::vector<Tensor> attention_parameters() const;
+  std::vector<Tensor> mlp_parameters() const;
   const nn::MultiHeadAttention& attn() const { return *attn_; }
   // The pieces a cached decoder (models/gpt/decoder.h) runs one token through.
   const Norm& ln_1() const { return ln_1_; }
@@ -164,19 +172,22 @@ class Stack : public nn::Module {
   const StackOptions& options() const { return options_; }
   const Norm& ln_f() const { return ln_f_; }
   // memory.checkpointing for the first `layers` blocks (0: all) of this stack, in run().
-  void set_checkpointing(config::Checkpointing mode, int64_t layers);
+  // half_blocks: full checkpointing checkpoints each block's attention and MLP halves apart.
+  void set_checkpointing(config::Checkpointing mode, int64_t layers, bool half_blocks = false);
 
  private:
   StackOptions options_;
   config::Checkpointing checkpointing_ = config::Checkpointing::None;
   int64_t checkpoint_layers_ = 0;
+  bool half_blocks_ = false;
   std::shared_ptr<nn::Embedding> wte_, wpe_;
   std::shared_ptr<Container> h_;
   std::vector<std::shared_ptr<Block>> blocks_;
   Norm ln_f_;
 };
 
-// Applies memory.checkpointing and memory.checkpoint_layers to every stack of a model.
+// Applies memory.checkpointing and memory.checkpoint_layers to every stack of a model; with
+// memory.offload (the checkpoint inputs then cost no memory) full checkpointing uses half-blocks.
 void set_checkpointing(nn::Module& model, const config::MemoryConfig& memory);
 
 // The MaskSpec of model.attention for a stack: causal (decoder) or bidirectional (encoder) form.

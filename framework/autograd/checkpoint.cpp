@@ -81,17 +81,39 @@ class CheckpointBackward final : public Node {
   std::vector<Tensor> params_;
 };
 
+// A recipe and what it made last. Several recipes may build on one tensor (GELU's output and
+// GELU's saved input are both remade from c_fc's output), so the result is kept from the first
+// call in the backward until every saved view of it has been unpacked (`pending` counts the
+// views packed and not yet unpacked); then it is dropped, and a later call (a second backward
+// over a retained graph) makes it again.
+struct Memo {
+  std::function<Tensor()> make;
+  Tensor made;
+  int64_t pending = 0;
+  Tensor get() {
+    if (made.defined()) return made;
+    Tensor t;
+    {
+      GradModeGuard off(false);
+      t = make();
+    }
+    if (pending > 0) made = t;
+    return t;
+  }
+};
+
 // A tensor marked recomputable in the current scope: its storage and how to make it again.
 struct Recipe {
   std::weak_ptr<Storage> storage;
   int64_t offset = 0;
-  std::shared_ptr<std::function<Tensor()>> make;
+  Shape shape;
+  std::shared_ptr<Memo> memo;
 };
 
 // What a pack stored: a recipe and the view of its result that was saved, a value packed by the
 // outer hooks, or a plain tensor.
 struct RecipeView {
-  std::shared_ptr<std::function<Tensor()>> make;
+  std::shared_ptr<Memo> memo;
   Shape shape, strides;
   int64_t offset = 0;  // relative to the recomputed tensor's
 };
@@ -100,25 +122,30 @@ struct OuterPacked {
   std::function<Tensor(const std::any&)> unpack;
 };
 
-thread_local std::vector<std::vector<Recipe>> g_scopes;
+// The open scopes, innermost last: their recipes, and whether they recompute matmul outputs.
+struct Scope {
+  std::vector<Recipe> recipes;
+  bool matmuls = true;
+};
+thread_local std::vector<Scope> g_scopes;
 
 SavedTensorHooks recompute_hooks(const SavedTensorHooks* outer) {
   SavedTensorHooks outer_copy = outer ? *outer : SavedTensorHooks{};
   SavedTensorHooks h;
   h.pack = [outer_copy](const Tensor& t) -> std::any {
     if (!g_scopes.empty())
-      for (const Recipe& r : g_scopes.back())
-        if (r.storage.lock() == t.storage()) return RecipeView{r.make, t.shape(), t.strides(), t.offset() - r.offset};
+      for (const Recipe& r : g_scopes.back().recipes)
+        if (r.storage.lock() == t.storage()) {
+          ++r.memo->pending;
+          return RecipeView{r.memo, t.shape(), t.strides(), t.offset() - r.offset};
+        }
     if (outer_copy.pack) return OuterPacked{outer_copy.pack(t), outer_copy.unpack};
     return t;
   };
   h.unpack = [](const std::any& a) -> Tensor {
     if (const auto* r = std::any_cast<RecipeView>(&a)) {
-      Tensor base;
-      {
-        GradModeGuard off(false);
-        base = (*r->make)();
-      }
+      const Tensor base = r->memo->get();
+      if (--r->memo->pending <= 0) r->memo->made = Tensor();
       return base.as_strided(r->shape, r->strides, base.offset() + r->offset);
     }
     if (const auto* o = std::any_cast<OuterPacked>(&a)) return o->unpack(o->packed);
@@ -149,9 +176,9 @@ Tensor checkpoint(const CheckpointFn& fn, const std::vector<Tensor>& inputs, con
   return y;
 }
 
-RecomputeScope::RecomputeScope() {
+RecomputeScope::RecomputeScope(bool matmuls) {
   // The guard's hooks are built before it is pushed, so they see the hooks outside.
-  g_scopes.emplace_back();
+  g_scopes.push_back({{}, matmuls});
   guard_ = std::make_unique<SavedTensorHooksGuard>(recompute_hooks(active_saved_tensor_hooks()));
 }
 
@@ -160,12 +187,22 @@ RecomputeScope::~RecomputeScope() {
   g_scopes.pop_back();
 }
 
-Tensor recomputable(const Tensor& y, std::function<Tensor()> recipe) {
-  // Outside a scope, with nothing recording, or for a tensor the recipe could not rebuild as it
-  // is laid out, y is simply kept.
-  if (g_scopes.empty() || !grad_enabled() || !y.is_contiguous()) return y;
-  g_scopes.back().push_back({y.storage(), y.offset(), std::make_shared<std::function<Tensor()>>(std::move(recipe))});
+Tensor recomputable(const Tensor& y, std::function<Tensor()> recipe, bool matmul) {
+  // Outside a scope, with nothing recording, for a matmul output in a scope that keeps those, or
+  // for a tensor the recipe could not rebuild as it is laid out, y is simply kept.
+  if (g_scopes.empty() || !grad_enabled() || !y.is_contiguous() || (matmul && !g_scopes.back().matmuls)) return y;
+  auto memo = std::make_shared<Memo>();
+  memo->make = std::move(recipe);
+  g_scopes.back().recipes.push_back({y.storage(), y.offset(), y.shape(), std::move(memo)});
   return y;
+}
+
+std::function<Tensor()> recipe_of(const Tensor& x) {
+  if (!g_scopes.empty() && grad_enabled() && x.is_contiguous())
+    for (const Recipe& r : g_scopes.back().recipes)
+      if (r.offset == x.offset() && r.shape == x.shape() && r.storage.lock() == x.storage())
+        return [memo = r.memo] { return memo->get(); };
+  return [xd = x.detach()] { return xd; };
 }
 
 }  // namespace strand::autograd

@@ -32,7 +32,11 @@ Tensor checkpoint(const CheckpointFn& fn, const std::vector<Tensor>& inputs, con
 // the hooks that were active outside the scope (activation offloading), or are kept as they are.
 class RecomputeScope {
  public:
-  RecomputeScope();
+  // matmuls: whether outputs marked as a matmul's (recomputable's last argument) are recomputed
+  // too. Selective checkpointing recomputes c_fc's output; the rerun of full checkpointing, which
+  // holds one block's activations for that block's backward only, keeps it rather than run its
+  // GEMM a third time.
+  explicit RecomputeScope(bool matmuls = true);
   ~RecomputeScope();
   RecomputeScope(const RecomputeScope&) = delete;
   RecomputeScope& operator=(const RecomputeScope&) = delete;
@@ -40,6 +44,11 @@ class RecomputeScope {
  private:
   std::unique_ptr<SavedTensorHooksGuard> guard_;
 };
-Tensor recomputable(const Tensor& y, std::function<Tensor()> recipe);
+Tensor recomputable(const Tensor& y, std::function<Tensor()> recipe, bool matmul = false);
+// How to make x again without keeping it: x's own recipe when x is marked in the current scope
+// (so recipes compose: c_fc's output is remade from ln_2's recipe, GELU's from c_fc's), else a
+// recipe that returns x (and so keeps it). A recipe's result is made once in the backward and
+// shared by every recipe built on it until the last saved view of it has been unpacked.
+std::function<Tensor()> recipe_of(const Tensor& x);
 
 }  // namespace strand::autograd

@@ -12,6 +12,7 @@
 
 #include <cmath>
 
+#include "framework/autograd/checkpoint.h"
 #include "framework/core/error.h"
 #include "framework/nn/autocast.h"
 #include "framework/ops/elementwise.h"
@@ -31,6 +32,13 @@ Tensor split_heads(const Tensor& x, int64_t heads, int64_t head_dim) {
 // [B, H, T, D] -> [B, T, H * D].
 Tensor merge_heads(const Tensor& o) {
   return ops::reshape(ops::transpose(o, 1, 2), {o.size(0), o.size(2), o.size(1) * o.size(3)});
+}
+
+// merge_heads(o), the copy the output projection saves, marked for selective checkpointing:
+// remade from o (which the attention node keeps) instead of kept beside it, C floats a token
+// (autograd::recomputable, a no-op outside a RecomputeScope).
+Tensor merged_for_projection(const Tensor& o) {
+  return autograd::recomputable(merge_heads(o), [od = o.detach()] { return merge_heads(od); });
 }
 
 void check_heads(const char* op, int64_t d_model, int64_t n_head, int64_t n_kv_head, int64_t head_dim = 0) {
@@ -119,7 +127,7 @@ Tensor MultiHeadAttention::forward(const Tensor& x, const Tensor& positions, con
   }
   // Every layout returns all n_head heads of this rank's rows, so the gate sees each head.
   if (head_gate_.defined()) o = ops::mul(o, ops::reshape(head_gate_, {1, n_head_, 1, 1}));
-  return c_proj_->forward(merge_heads(o));
+  return c_proj_->forward(merged_for_projection(o));
 }
 
 void MultiHeadAttention::set_head_gate(Tensor gate) {
@@ -156,7 +164,7 @@ Tensor CrossAttention::forward(const Tensor& x, const Tensor& memory, const para
   Tensor o = low_precision_attention(q, split_heads(kv[0], n_kv_head_, head_dim_),
                                      split_heads(kv[1], n_kv_head_, head_dim_), MaskSpec{}, shard)
                  .o;
-  return c_proj_->forward(merge_heads(o));
+  return c_proj_->forward(merged_for_projection(o));
 }
 
 }  // namespace strand::nn

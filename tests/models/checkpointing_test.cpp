@@ -93,18 +93,24 @@ TEST(Checkpointing, FullAndSelectiveGiveTheGradientsOfThePlainRunBitForBit) {
     expect_same_bits(run_once(c, Checkpointing::Full), plain, label + ", full");
     expect_same_bits(run_once(c, Checkpointing::Selective), plain, label + ", selective");
     expect_same_bits(run_once(c, Checkpointing::Full, 2), plain, label + ", full, first 2 blocks");
+    // With memory.offload set, full checkpointing checkpoints half-blocks (attention, MLP).
+    config::Config halves = c;
+    halves.memory.offload = config::Offload::Disk;
+    expect_same_bits(run_once(halves, Checkpointing::Full), plain, label + ", full, half-blocks");
+    expect_same_bits(run_once(halves, Checkpointing::Full, 2), plain, label + ", full, half-blocks, first 2");
   }
 }
 
-// The checkpoint nodes of a graph, in the order a walk from the root meets them.
-std::vector<const autograd::Node*> checkpoint_nodes(const Tensor& root) {
+// The checkpoint nodes (of whole blocks, or of one kind of half-block) of a graph, in the order
+// a walk from the root meets them.
+std::vector<const autograd::Node*> checkpoint_nodes(const Tensor& root, const std::string& kind = "checkpoint_block") {
   std::vector<const autograd::Node*> found, stack{root.grad_fn().get()};
   std::unordered_set<const autograd::Node*> seen;
   while (!stack.empty()) {
     const autograd::Node* n = stack.back();
     stack.pop_back();
     if (n == nullptr || !seen.insert(n).second) continue;
-    if (n->name() == "checkpoint_block") found.push_back(n);
+    if (n->name() == kind) found.push_back(n);
     for (const auto& e : n->next_edges) stack.push_back(e.node.get());
   }
   return found;
@@ -134,6 +140,34 @@ TEST(Checkpointing, CheckpointLayersChecksTheFirstKBlocks) {
   EXPECT_EQ(checkpoint_nodes(build_model(c)->forward(batch).loss_sum).size(), 0u);
 }
 
+TEST(Checkpointing, WithOffloadFullCheckpointingChecksEachHalfOfABlockWithItsOwnParameters) {
+  config::Config c = tiny(Arch::Gpt, 3);
+  c.memory.checkpointing = Checkpointing::Full;
+  c.memory.checkpoint_layers = 2;
+  c.memory.offload = config::Offload::Disk;
+  const std::shared_ptr<Model> model = build_model(c);
+  const data::Batch batch = testing::random_batch(1, 12, c.model.vocab_size, 3);
+  const Tensor loss = model->forward(batch).loss_sum;
+  EXPECT_EQ(checkpoint_nodes(loss).size(), 0u);
+  const std::vector<const autograd::Node*> attention = checkpoint_nodes(loss, "checkpoint_attention");
+  const std::vector<const autograd::Node*> mlp = checkpoint_nodes(loss, "checkpoint_mlp");
+  ASSERT_EQ(attention.size(), 2u);
+  ASSERT_EQ(mlp.size(), 2u);
+  // Edges after the inputs (x, memory; h) are the half's parameters.
+  std::unordered_set<const autograd::Node*> attention_params, mlp_params;
+  for (const autograd::Node* n : attention)
+    for (size_t i = 2; i < n->next_edges.size(); ++i) attention_params.insert(n->next_edges[i].node.get());
+  for (const autograd::Node* n : mlp)
+    for (size_t i = 1; i < n->next_edges.size(); ++i) mlp_params.insert(n->next_edges[i].node.get());
+  for (const auto& [name, p] : model->named_parameters()) {
+    const bool checked = name.rfind("transformer.h.0.", 0) == 0 || name.rfind("transformer.h.1.", 0) == 0;
+    const bool in_mlp = name.find(".mlp.") != std::string::npos || name.find(".ln_2.") != std::string::npos;
+    const autograd::Node* acc = autograd::gradient_edge(p).node.get();
+    EXPECT_EQ(attention_params.count(acc), checked && !in_mlp ? 1u : 0u) << name;
+    EXPECT_EQ(mlp_params.count(acc), checked && in_mlp ? 1u : 0u) << name;
+  }
+}
+
 // Peak tensor bytes of one forward and backward, from the allocator's counters.
 int64_t peak_bytes(const config::Config& base, Checkpointing mode) {
   config::Config c = base;
@@ -161,6 +195,9 @@ TEST(Checkpointing, FullCheckpointingLowersThePeakTensorBytes) {
               static_cast<long long>(full), static_cast<long long>(selective));
   EXPECT_LT(full, none * 4 / 10);
   EXPECT_LT(selective, none * 8 / 10);
+  // Selective keeps no [T, d_ff] tensor of the MLP (c_fc's output is remade by its GEMM) and not
+  // the head-merged copy of attention's output: 6 of the 17 C floats a token a block holds.
+  EXPECT_LT(selective, none * 6 / 10);
 }
 
 // The trainer's memory check counts one [rows, C] input per fully checkpointed block (plus one
