@@ -46,7 +46,11 @@ class GpuTrainTest : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  static bool have_mpiexec() { return std::system("command -v mpiexec >/dev/null 2>&1") == 0; }
+  // Several ranks need mpiexec and a strand built with MPI (the device check carries one without).
+  bool can_run_ranks() const {
+    if (std::system("command -v mpiexec >/dev/null 2>&1") != 0) return false;
+    return run_command(strand_binary() + " --version", dir_).out.find("MPI ON") != std::string::npos;
+  }
 
   CommandResult train(const std::string& name, int ranks, const std::string& sets) const {
     std::string cmd = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 ";
@@ -89,13 +93,17 @@ void expect_no_gpu_error(const CommandResult& r) {
   EXPECT_NE(errors[0].find("no GPU"), std::string::npos) << errors[0];
 }
 
+TEST_F(GpuTrainTest, WithoutAGpuOneRankStopsWithOneErrorLine) {
+  if (device_count(DeviceType::CUDA) > 0) GTEST_SKIP() << "skipped: this machine has a GPU";
+  expect_no_gpu_error(train("one", 1, "--set run.device=cuda"));
+  EXPECT_FALSE(fs::exists(dir_ / "one" / "metrics.jsonl"));
+}
+
 TEST_F(GpuTrainTest, WithoutAGpuEveryRankStopsWithOneErrorLine) {
   if (device_count(DeviceType::CUDA) > 0) GTEST_SKIP() << "skipped: this machine has a GPU";
-  const CommandResult one = train("one", 1, "--set run.device=cuda");
-  expect_no_gpu_error(one);
-  EXPECT_FALSE(fs::exists(dir_ / "one" / "metrics.jsonl"));
-  if (!have_mpiexec()) GTEST_SKIP() << "mpiexec not found (openmpi-bin)";
+  if (!can_run_ranks()) GTEST_SKIP() << "skipped: no mpiexec, or strand built without MPI";
   expect_no_gpu_error(train("two", 2, "--set run.device=cuda"));
+  EXPECT_FALSE(fs::exists(dir_ / "two" / "metrics.jsonl"));
 }
 
 TEST_F(GpuTrainTest, Fp32OnTheGpuGivesTheCpuLosses) {
@@ -109,7 +117,7 @@ TEST_F(GpuTrainTest, Fp32OnTheGpuGivesTheCpuLosses) {
 
 TEST_F(GpuTrainTest, TwoRanksSharingOneGpuGiveTheOneRankLosses) {
   if (device_count(DeviceType::CUDA) == 0) GTEST_SKIP() << "skipped: no GPU";
-  if (!have_mpiexec()) GTEST_SKIP() << "mpiexec not found (openmpi-bin)";
+  if (!can_run_ranks()) GTEST_SKIP() << "skipped: no mpiexec, or strand built without MPI";
   // CUDA_VISIBLE_DEVICES=0: both ranks take GPU 0 (local rank mod 1), whatever the machine has.
   const CommandResult one = train("one", 1, "--set run.device=cuda");
   ASSERT_EQ(one.exit_code, 0) << one.err;

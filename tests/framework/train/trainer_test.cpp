@@ -16,6 +16,7 @@
 
 #include "data/shards.h"
 #include "framework/core/device_runtime.h"
+#include "parallel/comm/backends.h"
 #include "framework/io/atomic_file.h"
 #include "framework/io/checkpoint_dir.h"
 #include "framework/io/run_dir.h"
@@ -355,6 +356,7 @@ TEST_F(TrainerTest, RefusesTheNcclBackendForCpuModels) {
 TEST_F(TrainerTest, RunDeviceCudaWithoutAGpuIsOneConfigError) {
   if (device_count(DeviceType::CUDA) > 0) GTEST_SKIP() << "skipped: this machine has a GPU";
   for (const std::string backend : {"mpi", "nccl"}) {
+    if (backend == "nccl" && !parallel::built_with_nccl()) continue;  // refused for that first
     try {
       train(tiny("a", {"run.device=cuda", "parallel.backend=" + backend}));
       FAIL() << "expected a ConfigError";
