@@ -19,6 +19,7 @@
 #include "framework/config/config.h"
 #include "framework/train/components.h"
 #include "framework/train/metrics.h"
+#include "framework/train/placement.h"
 #include "framework/train/pruned_heads.h"
 #include "framework/train/run_log.h"
 #include "framework/train/trainer.h"
@@ -92,6 +93,7 @@ void run_train(const TrainArgs& args, parallel::Group& world) {
     try {
       train::check_memory_fits(config, true, train::machine_memory_bytes(), ranks_here);  // before allocating
       train::check_job_size(config, world.size());
+      train::check_device(config);  // run.device: cuda without a GPU is one error line of the job
       if (config.parallel.sp > 1) (void)train::sequence_layout_of(config);
       train::adopt_resumed_heads(config);  // resuming a pruned checkpoint: its heads per layer
       if (args.job.check) args.job.check(config);

@@ -41,6 +41,7 @@ STRAND_CHOICES(Checkpointing, "none", "full", "selective")
 STRAND_CHOICES(Offload, "none", "host", "disk")
 STRAND_CHOICES(GradDtype, "fp32", "bf16")
 STRAND_CHOICES(PruneMethod, "importance", "random")
+STRAND_CHOICES(RunDevice, "cpu", "cuda")
 #undef STRAND_CHOICES
 
 namespace detail {
@@ -168,6 +169,7 @@ void visit_config(Config& c, KeyVisitor& v) {
   v.text("name", c.run.name);
   v.text("dir", c.run.dir);
   v.integer("seed", c.run.seed, at_least(0));
+  choice(v, "device", c.run.device);
   v.end();
 
   v.begin("model");

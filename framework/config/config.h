@@ -34,6 +34,7 @@ enum class Checkpointing { None, Full, Selective };
 enum class Offload { None, Host, Disk };
 enum class GradDtype { Fp32, Bf16 };
 enum class PruneMethod { Importance, Random };
+enum class RunDevice { Cpu, Cuda };
 
 template <class E> std::span<const char* const> choices();
 template <> std::span<const char* const> choices<Arch>();
@@ -52,6 +53,7 @@ template <> std::span<const char* const> choices<Checkpointing>();
 template <> std::span<const char* const> choices<Offload>();
 template <> std::span<const char* const> choices<GradDtype>();
 template <> std::span<const char* const> choices<PruneMethod>();
+template <> std::span<const char* const> choices<RunDevice>();
 
 // "rope", "zigzag", ...: the YAML spelling.
 template <class E>
@@ -64,6 +66,7 @@ struct RunConfig {
   std::string name = "strand";
   std::string dir = "runs/strand";  // metrics, logs; checkpoints go to checkpoint.dir
   int64_t seed = 1337;              // >= 0; every RNG stream derives from it
+  RunDevice device = RunDevice::Cpu;  // where each rank trains (train/placement.h)
   bool operator==(const RunConfig&) const = default;
 };
 

@@ -15,6 +15,7 @@ constexpr KeyStatus kStatuses[] = {
     {"run.name", kOn, "InspectExportTest.InspectPrintsConfigStepAndParameterTable"},
     {"run.dir", kOn, "TrainerTest.MetricsJsonlHasEveryFieldOnEveryLoggedStep"},
     {"run.seed", kOn, "BuildModel.BuildsEachArchitectureFromRunSeed"},
+    {"run.device", kOn, "TrainerTest.RunDeviceCudaWithoutAGpuIsOneConfigError"},
 
     {"model.arch", kOn, "BuildModel.BuildsEachArchitectureFromRunSeed"},
     {"model.vocab_size", kOn, "Gpt.UntrainedLossIsLogVocab"},

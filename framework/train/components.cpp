@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "framework/core/error.h"
+#include "framework/train/placement.h"
 #include "parallel/comm/backends.h"
 #include "parallel/comm/group.h"
 #include "parallel/grad_sync.h"
@@ -91,11 +92,13 @@ void check_job_size(const Config& config, int world) {
   STRAND_CHECK(par.dp * par.sp == world, train::ConfigError, "key 'parallel.dp': dp x sp = ", par.dp, " x ", par.sp,
                " = ", par.dp * par.sp, " ranks, but the job has ", world, " (run with mpirun -np ", par.dp * par.sp,
                ", or ", fix, ")");
-  // NCCL moves device buffers; until the ops run on CUDA a model lives on the cpu, so the
-  // backend would only add two copies per message. Refused rather than silently ignored.
-  STRAND_CHECK(par.backend == CommBackend::Mpi, train::ConfigError,
-               "key 'parallel.backend': nccl needs GPU ranks, and models run on the cpu in this version",
+  // NCCL moves device buffers: with a model on the cpu it would only add two copies per message.
+  // Refused rather than silently ignored.
+  STRAND_CHECK(par.backend == CommBackend::Mpi || config.run.device == config::RunDevice::Cuda, train::ConfigError,
+               "key 'parallel.backend': nccl needs GPU ranks (run.device: cuda), and this run trains on the cpu",
                parallel::built_with_nccl() ? "" : " (this build has no NCCL either)", "; use mpi");
+  STRAND_CHECK(par.backend == CommBackend::Mpi || parallel::built_with_nccl(), train::ConfigError,
+               "key 'parallel.backend': nccl, but this build has no NCCL; use mpi");
 }
 
 TrainingRanks build_training_ranks(const Config& config, parallel::Group* group) {
@@ -107,6 +110,7 @@ TrainingRanks build_training_ranks(const Config& config, parallel::Group* group)
   }
   const ParallelConfig& par = config.parallel;
   check_job_size(config, ranks.world);
+  check_device(config);
   if (group != nullptr) {
     ranks.sharder = build_batch_sharder(config, *group, par.dp);
     ranks.dp_rank = ranks.sharder.grid().dp_rank();
@@ -293,6 +297,15 @@ TrainerParts build_trainer_parts(Config config, std::shared_ptr<models::Model> m
   // silently wrong in the grid and the gradient sum.
   if (group != nullptr) check_ranks_agree(config, *group);
   parts.ranks = build_training_ranks(config, group);
+  // run.device: parameters move before the optimizer makes its moments beside them and the
+  // gradient sync takes their handles; batches follow through the sharder.
+  const Device device = training_device(config);
+  std::vector<Tensor> params;
+  for (const auto& named : model->named_parameters()) params.push_back(named.second);
+  place_tensors(params, device);
+  parts.ranks.sharder.set_device(device);
+  if (config.parallel.backend == CommBackend::Nccl)
+    parts.ranks.nccl_group = parallel::make_nccl_group(parts.ranks.bootstrap_group(), device.index);
   // Gradients are summed over every rank (dp x sp: each holds the whole model). Collective.
   parts.grad_sync = build_grad_sync(config, *model, parts.ranks.sum_group());
   parts.optimizer = build_optimizer(config, *model);

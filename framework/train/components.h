@@ -56,8 +56,13 @@ struct TrainingRanks {
   // Without a group: the one-rank group the gradient sum runs over.
   std::unique_ptr<parallel::Group> local_group;
 
-  // The group gradients are summed over: every rank of the job, or the one-rank group.
-  parallel::Group& sum_group() const { return group != nullptr ? *group : *local_group; }
+  // parallel.backend nccl (run.device cuda): the NCCL group over the same ranks.
+  std::unique_ptr<parallel::Group> nccl_group;
+
+  // Every rank of the job, or the one-rank group.
+  parallel::Group& bootstrap_group() const { return group != nullptr ? *group : *local_group; }
+  // The group gradients are summed over: the NCCL group when there is one, else bootstrap_group().
+  parallel::Group& sum_group() const { return nccl_group != nullptr ? *nccl_group : bootstrap_group(); }
 };
 
 // A ConfigError unless parallel.dp x parallel.sp equals `world` ranks (naming the mpirun -np and

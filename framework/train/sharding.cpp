@@ -27,14 +27,24 @@ const parallel::ProcessGrid& BatchSharder::grid() const {
   return *grid_;
 }
 
+namespace {
+
+Tensor on_device(const Tensor& t, Device device) {
+  return !t.defined() || t.device() == device ? t : t.copy_as(t.dtype(), device);
+}
+
+}  // namespace
+
 data::Batch BatchSharder::shard(const data::Batch& batch) const {
-  if (!active()) return batch;
-  data::Batch out;
-  out.inputs = layout_->shard(batch.inputs, sp_rank_, 1);
-  out.targets = layout_->shard(batch.targets, sp_rank_, 1);
-  if (batch.answer_targets.defined()) out.answer_targets = layout_->shard(batch.answer_targets, sp_rank_, 1);
-  out.step = batch.step;
-  out.epoch = batch.epoch;
+  data::Batch out = batch;
+  if (active()) {
+    out.inputs = layout_->shard(batch.inputs, sp_rank_, 1);
+    out.targets = layout_->shard(batch.targets, sp_rank_, 1);
+    if (batch.answer_targets.defined()) out.answer_targets = layout_->shard(batch.answer_targets, sp_rank_, 1);
+  }
+  out.inputs = on_device(out.inputs, device_);
+  out.targets = on_device(out.targets, device_);
+  out.answer_targets = on_device(out.answer_targets, device_);
   return out;
 }
 

@@ -27,7 +27,9 @@ class BatchSharder {
   bool has_grid() const { return grid_ != nullptr; }
   const parallel::ProcessGrid& grid() const;  // the job's grid (ValueError without one)
   // This rank's rows of inputs, targets and answer_targets (the batch itself when inactive).
+  // On the device set_device named (run.device; the cpu by default).
   data::Batch shard(const data::Batch& batch) const;
+  void set_device(Device device) { device_ = device; }
   // Positions, length and attention groups for Model::forward (the whole row when inactive).
   const parallel::SequenceShard& sequence_shard() const { return sequence_shard_; }
   // The replica's sequence ranks (null when inactive) and this rank's place among them.
@@ -40,6 +42,7 @@ class BatchSharder {
   int sp_rank_ = 0;
   parallel::Group* sp_group_ = nullptr;
   parallel::SequenceShard sequence_shard_;
+  Device device_ = Device::cpu();
 };
 
 }  // namespace strand::train

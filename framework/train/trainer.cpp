@@ -274,7 +274,8 @@ EvalResult Trainer::evaluate_val() {
 uint64_t Trainer::parameter_fingerprint() const {
   // A word-wise multiply-xor hash of every parameter's bits: cheap next to a checkpoint write.
   uint64_t h = 0x9E3779B97F4A7C15ull;
-  for (const Tensor& p : params_) {
+  for (const Tensor& param : params_) {
+    const Tensor p = param.device().is_cpu() ? param : param.copy_as(param.dtype(), Device::cpu());  // run.device
     const auto* words = static_cast<const uint32_t*>(p.raw_data());
     const int64_t n = p.nbytes() / sizeof(uint32_t);
     for (int64_t i = 0; i < n; ++i) h = (h ^ words[i]) * 0x100000001B3ull;

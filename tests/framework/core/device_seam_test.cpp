@@ -6,6 +6,7 @@
 #include <string>
 
 #include "framework/backend/adamw.h"
+#include "framework/backend/attention.h"
 #include "framework/backend/clip.h"
 #include "framework/backend/cross_entropy.h"
 #include "framework/backend/dropout.h"
@@ -71,16 +72,16 @@ TEST(DeviceSeam, CpuImplementsEveryFamilyOfTheOps) {
 }
 
 TEST(DeviceSeam, AFamilyWithoutACudaKernelFailsOnCudaBeforeTouchingMemory) {
-  if (registered<backend::SoftmaxParams>(DeviceType::CUDA)) GTEST_SKIP() << "this build has a cuda softmax";
-  backend::SoftmaxParams p;
+  // Linear (Performer) attention has no CUDA kernel in any build: the seam itself must refuse.
+  ASSERT_FALSE(registered<backend::LinearAttentionForwardParams>(DeviceType::CUDA));
+  backend::LinearAttentionForwardParams p;
   p.device = Device::cuda(0);
-  p.rows = 4;
-  p.n = 8;  // null buffers: the launch must fail before any kernel reads them
-  try {
-    backend::softmax_rows(p);
-    ADD_FAILURE() << "softmax_rows ran on cuda:0";
+  p.batch = 1, p.q_heads = p.kv_heads = 1, p.q_len = p.kv_len = 4, p.head_dim = p.value_dim = 8, p.features = 4;
+  try {  // null buffers: the launch must fail before any kernel reads them
+    backend::launch("linear_attention_forward", p);
+    ADD_FAILURE() << "linear_attention_forward ran on cuda:0";
   } catch (const DeviceError& e) {
-    EXPECT_EQ(std::string(e.what()), "softmax_rows: no kernel for device cuda:0 in this build");
+    EXPECT_EQ(std::string(e.what()), "linear_attention_forward: no kernel for device cuda:0 in this build");
   }
 }
 

@@ -15,6 +15,8 @@
 #include <limits>
 
 #include "data/shards.h"
+#include "framework/core/device_runtime.h"
+#include "parallel/comm/backends.h"
 #include "framework/io/atomic_file.h"
 #include "framework/io/checkpoint_dir.h"
 #include "framework/io/run_dir.h"
@@ -346,6 +348,26 @@ TEST_F(TrainerTest, RefusesTheNcclBackendForCpuModels) {
     EXPECT_CONTAINS(e.what(), "use mpi");
   }
   EXPECT_FALSE(fs::exists(root_ / "a" / "metrics.jsonl"));
+}
+
+// run.device: cuda on a machine without a GPU (or a build without CUDA): one ConfigError naming
+// the key, before anything is trained or written. With a GPU the placement itself is checked by
+// tests/launch/gpu_train_test.cpp.
+TEST_F(TrainerTest, RunDeviceCudaWithoutAGpuIsOneConfigError) {
+  if (device_count(DeviceType::CUDA) > 0) GTEST_SKIP() << "skipped: this machine has a GPU";
+  for (const std::string backend : {"mpi", "nccl"}) {
+    if (backend == "nccl" && !parallel::built_with_nccl()) continue;  // refused for that first
+    try {
+      train(tiny("a", {"run.device=cuda", "parallel.backend=" + backend}));
+      FAIL() << "expected a ConfigError";
+    } catch (const ConfigError& e) {
+      EXPECT_CONTAINS(e.what(), "key 'run.device': cuda");
+      EXPECT_CONTAINS(e.what(), "no GPU");
+    }
+  }
+  EXPECT_FALSE(fs::exists(root_ / "a" / "metrics.jsonl"));
+  // The default trains on the cpu, as before.
+  EXPECT_EQ(tiny("b").run.device, strand::config::RunDevice::Cpu);
 }
 
 TEST_F(TrainerTest, SequenceLayoutFollowsTheParallelSection) {
