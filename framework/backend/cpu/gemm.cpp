@@ -98,6 +98,19 @@ void for_each_product(const backend::GemmParams& p, size_t in_size, size_t c_siz
   for (int64_t e = 0; e < count; ++e) product(entry(e), false);
 }
 
+// C[m, n] (leading dimension ldc) += bias on every row: the bias of GemmParams where the library
+// does not add it itself.
+template <class T>
+void add_bias_rows(char* c, int64_t ldc, int64_t m, int64_t n, const void* bias) {
+  if (bias == nullptr) return;
+  const T* b = static_cast<const T*>(bias);
+  for (int64_t i = 0; i < m; ++i) {
+    T* row = reinterpret_cast<T*>(c) + i * ldc;
+    #pragma omp simd
+    for (int64_t j = 0; j < n; ++j) row[j] += b[j];
+  }
+}
+
 // float32 and float64: C = op(A) op(B) (+ C) through the library chosen for the shape.
 void gemm_float(const backend::GemmParams& p) {
   const blasint m = to_blas(p.m, "m"), n = to_blas(p.n, "n"), k = to_blas(p.k, "k");
@@ -107,6 +120,7 @@ void gemm_float(const backend::GemmParams& p) {
       cblas_dgemm(CblasRowMajor, blas_trans(p.a.trans), blas_trans(p.b.trans), m, n, k, 1.0,
                   reinterpret_cast<const double*>(e.a), lda, reinterpret_cast<const double*>(e.b), ldb,
                   acc ? 1.0 : 0.0, reinterpret_cast<double*>(e.c), ldc);
+      add_bias_rows<double>(e.c, ldc, m, n, p.bias);
     });
     return;
   }
@@ -120,6 +134,7 @@ void gemm_float(const backend::GemmParams& p) {
     else
       cblas_sgemm(CblasRowMajor, blas_trans(p.a.trans), blas_trans(p.b.trans), m, n, k, 1.0f, a, lda, b, ldb,
                   acc ? 1.0f : 0.0f, c, ldc);
+    add_bias_rows<float>(e.c, ldc, m, n, p.bias);
   });
 }
 
@@ -169,7 +184,7 @@ void gemm_half(const backend::GemmParams& p, DType c_type) {
       onednn::matmul_bf16(p.a.trans, p.b.trans, p.m, p.n, p.k, reinterpret_cast<const bfloat16*>(e.a), p.a.ld,
                           reinterpret_cast<const bfloat16*>(e.b), p.b.ld, acc,
                           c32 ? static_cast<void*>(c32) : static_cast<void*>(e.c),
-                          c32 ? DType::F32 : c_type, c32 ? ldc : p.ldc);
+                          c32 ? DType::F32 : c_type, c32 ? ldc : p.ldc, static_cast<const float*>(p.bias));
     } else {
       const std::vector<float> a = widen(e.a, p.a.trans ? p.k : p.m, p.a.trans ? p.m : p.k, p.a.ld, in);
       const std::vector<float> b = widen(e.b, p.b.trans ? p.n : p.k, p.b.trans ? p.k : p.n, p.b.ld, in);
@@ -180,6 +195,7 @@ void gemm_half(const backend::GemmParams& p, DType c_type) {
         cblas_sgemm(CblasRowMajor, blas_trans(p.a.trans), blas_trans(p.b.trans), to_blas(p.m, "m"),
                     to_blas(p.n, "n"), to_blas(p.k, "k"), 1.0f, a.data(), to_blas(lda, "lda"), b.data(),
                     to_blas(ldb, "ldb"), acc ? 1.0f : 0.0f, c32, to_blas(ldc, "ldc"));
+      add_bias_rows<float>(reinterpret_cast<char*>(c32), ldc, p.m, p.n, p.bias);
     }
     if (scratch_c && !p.sum_over_batch) {
       for (int64_t i = 0; i < p.m; ++i)
@@ -219,6 +235,8 @@ void gemm(const backend::GemmParams& p) {
   STRAND_CHECK(p.a_batch_strides.size() == p.batch.size() && p.b_batch_strides.size() == p.batch.size() &&
                    (p.sum_over_batch || p.c_batch_strides.size() == p.batch.size()),
                ValueError, "gemm: batch ", shape_str(p.batch), " needs one stride per axis for each operand");
+  STRAND_CHECK(p.bias == nullptr || ((c_type == DType::F32 || c_type == DType::F64) && !p.sum_over_batch), ValueError,
+               "gemm: a bias needs a float32 or float64 C and no sum over the batch");
   if (p.m == 0 || p.n == 0) return;
   const int64_t count = numel_of(p.batch);
   if (p.k == 0 || count == 0) {
@@ -229,6 +247,8 @@ void gemm(const backend::GemmParams& p) {
     for (int64_t e = 0; e < entries; ++e) {
       char* c = static_cast<char*>(p.c) + (p.sum_over_batch ? 0 : batch_offset(e, p.batch, p.c_batch_strides)) * c_size;
       for (int64_t i = 0; i < p.m; ++i) std::memset(c + i * p.ldc * c_size, 0, static_cast<size_t>(p.n) * c_size);
+      if (c_type == DType::F64) add_bias_rows<double>(c, p.ldc, p.m, p.n, p.bias);
+      else if (c_type == DType::F32) add_bias_rows<float>(c, p.ldc, p.m, p.n, p.bias);
     }
     return;
   }
