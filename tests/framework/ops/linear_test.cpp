@@ -62,6 +62,13 @@ TEST(Linear, LowPrecisionForwardIsTheProductOfTheRoundedOperandsPlusTheBias) {
   }
 }
 
+TEST(Linear, ABiasWiderThanAGemmTileIsAddedAtEveryColumn) {
+  // 8,300 columns: the bf16 GEMM runs as two column tiles, each adding its part of the bias.
+  const Tensor x = Tensor::randn({3, 16}, 1), w = Tensor::randn({16, 8300}, 2), b = Tensor::randn({8300}, 3);
+  const Tensor ref = ops::add(ops::matmul(rounded(x, DType::BF16), rounded(w, DType::BF16)), b);
+  EXPECT_EQ(ops::linear(x, w, b, DType::BF16).to_vector(), ref.to_vector());
+}
+
 TEST(Linear, LowPrecisionGradientsComeUnroundedFromTheGemmsOfTheRoundedOperands) {
   for (DType low : {DType::BF16, DType::F16}) {
     for (bool tied : {false, true}) {
