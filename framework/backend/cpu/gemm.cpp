@@ -94,7 +94,15 @@ void for_each_product(const backend::GemmParams& p, size_t in_size, size_t c_siz
     return;
   }
   const bool per_thread = count > 1 && p.m * p.n * p.k <= kSmallProduct && omp_get_max_threads() > 1;
-  #pragma omp parallel for schedule(static) if (per_thread)
+  if (!per_thread) {
+    // Not inside a parallel construct, not even an inactive `if (false)` one: the library's own
+    // parallel region would then be nested, and libgomp starts fresh threads for a nested team
+    // on every call while the process's pooled worker spins idle beside them (seen in perf: a
+    // new thread per GEMM, the worker in libgomp). Out here the library reuses the pool.
+    for (int64_t e = 0; e < count; ++e) product(entry(e), false);
+    return;
+  }
+  #pragma omp parallel for schedule(static)
   for (int64_t e = 0; e < count; ++e) product(entry(e), false);
 }
 
