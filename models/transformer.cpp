@@ -9,6 +9,7 @@
 #include "framework/ops/dispatch.h"
 #include "framework/ops/dropout.h"
 #include "framework/ops/elementwise.h"
+#include "framework/ops/linear.h"
 #include "framework/ops/matmul.h"
 #include "framework/ops/reduce.h"
 #include "framework/ops/view.h"
@@ -338,8 +339,11 @@ Tensor untied_lm_head(Container& lm_head, int64_t vocab, int64_t d_model, Parame
 }
 
 Tensor lm_logits(const Tensor& x, const Tensor& output_embedding) {
-  // Under autocast the head is a matmul like Linear's: both operands in the compute dtype (the
-  // embedding rounded before the transposed view, so the cast is one contiguous pass).
+  // Under autocast the head is a linear like Linear's (ops/linear.h: the embedding rounded in
+  // its own layout, its gradient written in that layout).
+  const DType compute = nn::autocast_dtype();
+  if (compute != DType::F32 && x.device().is_cpu() && output_embedding.dtype() == DType::F32)
+    return ops::linear(x, ops::transpose(output_embedding, 0, 1), Tensor(), compute);
   return ops::matmul(nn::autocast(x), ops::transpose(nn::autocast(output_embedding), 0, 1));
 }
 

@@ -37,6 +37,10 @@ struct GemmParams {
   Shape c_batch_strides;        // ignored when sum_over_batch
   bool sum_over_batch = false;  // C = sum over the batch of A_i @ B_i (one C, summed in order)
   bool allow_tf32 = false;      // float32 on CUDA may round inputs to tf32 (off: full float32); the CPU ignores it
+  // Optional: n values of C's dtype added to every row of every C (a float32 or float64 C, not
+  // with sum_over_batch), fused into the product where the library can. The CPU backend
+  // implements it (CUDA refuses it); ops pass it for CPU tensors only (ops/linear.cpp).
+  const void* bias = nullptr;
 };
 
 inline void gemm(const GemmParams& p) { launch("gemm", p); }

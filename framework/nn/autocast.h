@@ -11,7 +11,10 @@
 // dtype once and runs both products in it (PyTorch's autocast, whose matmul output and so its
 // gradient are bf16, does the same). The backward of each rounding (ops::to_dtype) hands the
 // gradient back as float32, so the gradients that reach the master weights are float32 sums
-// of low-precision products, as under PyTorch's autocast. This CPU has no fp16
+// of low-precision products, as under PyTorch's autocast. On the CPU, Linear and the LM head
+// run all of this as one op (ops::linear): the same forward values (the bias added inside the
+// GEMM), the output gradient rounded once in the pass that sums the bias gradient, and dx, dw
+// written in float32 by the GEMMs instead of rounded to the compute dtype and widened again. This CPU has no fp16
 // arithmetic: fp16 is a storage format here (values rounded to fp16, products in float32),
 // which keeps fp16's range (and so its overflows, which loss scaling handles) exactly.
 #pragma once

@@ -4,6 +4,7 @@
 #include "framework/core/error.h"
 #include "framework/nn/autocast.h"
 #include "framework/ops/elementwise.h"
+#include "framework/ops/linear.h"
 #include "framework/ops/matmul.h"
 #include "framework/ops/view.h"
 
@@ -25,6 +26,12 @@ Linear::Linear(int64_t in_features, int64_t out_features, const LinearOptions& o
 Tensor Linear::forward(const Tensor& x) const {
   STRAND_CHECK(x.dim() >= 1 && x.size(-1) == in_features_, ShapeError, "linear: input ", describe(x),
                " does not end in in_features ", in_features_, " (weight ", shape_str(weight_.shape()), ")");
+  // Under autocast on the cpu: the fused op rounds both operands to the compute dtype, adds the
+  // bias in the GEMM and writes float32 gradients from the GEMMs (ops/linear.h).
+  const DType compute = autocast_dtype();
+  if (compute != DType::F32 && x.device().is_cpu() && weight_.dtype() == DType::F32 &&
+      (x.dtype() == DType::F32 || x.dtype() == compute))
+    return ops::linear(x, weight_, bias_, compute);
   // matmul wants a matrix on the left: a single vector goes through as one row.
   // Under autocast both operands are rounded to the compute dtype; the product is float32.
   const Tensor xc = autocast(x), w = autocast(weight_);

@@ -28,8 +28,10 @@ void sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, in
            int64_t ldb, bool accumulate, float* c, int64_t ldc);
 
 // The same product with bfloat16 A and B, accumulated in float32, written to C as c_dtype
-// (float32 or bfloat16). accumulate needs a float32 C. Throws DeviceError from the stand-in.
+// (float32 or bfloat16). accumulate needs a float32 C. bias (n float32 values, or null) is
+// added to every row by the primitive's epilogue. Throws DeviceError from the stand-in.
 void matmul_bf16(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const bfloat16* a, int64_t lda,
-                 const bfloat16* b, int64_t ldb, bool accumulate, void* c, DType c_dtype, int64_t ldc);
+                 const bfloat16* b, int64_t ldb, bool accumulate, void* c, DType c_dtype, int64_t ldc,
+                 const float* bias = nullptr);
 
 }  // namespace strand::cpu::onednn

@@ -46,15 +46,25 @@ void max_rows(int64_t rows, int64_t n, const T* x, T* out, int32_t* arg) {
   #pragma omp parallel for if (rows * n > kParallelGrain)
   for (int64_t r = 0; r < rows; ++r) {
     const T* row = x + r * n;
+    // The first position of the largest value, or of the first NaN (max propagates NaN). Two
+    // vectorised passes, the maximum and then its first position, instead of one branch per
+    // element: the same value and position as the scalar scan (±0 compare equal, so the search
+    // finds the first of either, as a scan that moves only on a strictly larger value does).
     T best = row[0];
-    int32_t at = 0;
-    for (int64_t j = 1; j < n; ++j)
-      if (row[j] > best || (row[j] != row[j] && best == best)) {  // NaN wins, as max propagates it
-        best = row[j];
-        at = static_cast<int32_t>(j);
-      }
-    out[r] = best;
-    arg[r] = at;
+    bool nan = false;
+    #pragma omp simd reduction(max : best) reduction(|| : nan)
+    for (int64_t j = 0; j < n; ++j) {
+      best = row[j] > best ? row[j] : best;
+      nan = nan || row[j] != row[j];
+    }
+    int64_t at = 0;
+    if (nan) {
+      while (row[at] == row[at]) ++at;
+    } else {
+      while (row[at] != best) ++at;
+    }
+    out[r] = row[at];
+    arg[r] = static_cast<int32_t>(at);
   }
 }
 

@@ -5,6 +5,7 @@
 #include "framework/backend/cpu/attention_kernels.h"
 #include "framework/backend/cpu/attention_reference.h"
 #include "framework/backend/cpu/clip.h"
+#include "framework/backend/cpu/column_sum.h"
 #include "framework/backend/cpu/cross_entropy.h"
 #include "framework/backend/cpu/distill_loss.h"
 #include "framework/backend/cpu/dropout.h"
@@ -29,6 +30,7 @@ void register_cpu_kernels() {
   register_kernel<AxpyParams>(kCpu, &cpu::axpy);
   register_kernel<ReduceRowsParams>(kCpu, &cpu::reduce_rows);
   register_kernel<GemmParams>(kCpu, &cpu::gemm);
+  register_kernel<ColumnSumCastParams>(kCpu, &cpu::column_sum_cast);
   register_kernel<SoftmaxParams>(kCpu, &cpu::softmax_rows);
   register_kernel<NormParams>(kCpu, &cpu::norm_rows);
   register_kernel<EmbeddingParams>(kCpu, &cpu::embedding);

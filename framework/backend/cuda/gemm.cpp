@@ -217,6 +217,7 @@ void gemm(const backend::GemmParams& p) {
   STRAND_CHECK(p.a_batch_strides.size() == p.batch.size() && p.b_batch_strides.size() == p.batch.size() &&
                    (p.sum_over_batch || p.c_batch_strides.size() == p.batch.size()),
                ValueError, "gemm: batch ", shape_str(p.batch), " needs one stride per axis for each operand");
+  STRAND_CHECK(p.bias == nullptr, DeviceError, "gemm: a fused bias is not built for cuda (add it as its own op)");
   if (p.m == 0 || p.n == 0) return;
   const int device = p.device.index;
   const size_t in_size = dtype_size(p.dtype), c_size = dtype_size(c_type);

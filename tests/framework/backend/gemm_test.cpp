@@ -152,6 +152,17 @@ TEST(Gemm, Bf16InputsWithFloat32OutputMatchReference) {
   for (const Case& c : cases()) check_case(c, DType::BF16, DType::F32);
 }
 
+TEST(Gemm, Bf16ProductsWiderThanATileMatchReference) {
+  // More rows or columns of C than one oneDNN call takes (kBf16Tile, 8192): the tiles' operand
+  // and C offsets for every transpose, with padding.
+  for (bool ta : {false, true})
+    for (bool tb : {false, true})
+      for (const Case& c : {Case{8200, 9, 6, ta, tb, 3}, Case{7, 8300, 5, ta, tb, 2}}) {
+        check_case(c, DType::BF16, DType::F32);
+        check_case(c, DType::BF16, DType::BF16);
+      }
+}
+
 TEST(Gemm, Bf16AndF16WithOwnTypeOutputRoundOnce) {
   for (const Case& c : cases()) {
     check_case(c, DType::BF16, DType::BF16);

@@ -8,6 +8,7 @@
 #include "framework/backend/adamw.h"
 #include "framework/backend/attention.h"
 #include "framework/backend/clip.h"
+#include "framework/backend/column_sum.h"
 #include "framework/backend/cross_entropy.h"
 #include "framework/backend/dropout.h"
 #include "framework/backend/elementwise.h"
@@ -60,6 +61,7 @@ TEST(DeviceSeam, CpuImplementsEveryFamilyOfTheOps) {
   EXPECT_TRUE(registered<AxpyParams>(cpu));
   EXPECT_TRUE(registered<ReduceRowsParams>(cpu));
   EXPECT_TRUE(registered<GemmParams>(cpu));
+  EXPECT_TRUE(registered<ColumnSumCastParams>(cpu));
   EXPECT_TRUE(registered<SoftmaxParams>(cpu));
   EXPECT_TRUE(registered<NormParams>(cpu));
   EXPECT_TRUE(registered<EmbeddingParams>(cpu));

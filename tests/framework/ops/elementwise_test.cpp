@@ -2,6 +2,9 @@
 // values against direct computation, and the errors bad shapes and dtypes raise.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
+
 #include "framework/core/error.h"
 #include "framework/ops/elementwise.h"
 #include "framework/ops/reduce.h"
@@ -72,6 +75,26 @@ TEST(ElementwiseOps, ArgmaxTakesTheFirstMaximum) {
   EXPECT_EQ(rows.to_vector(), (std::vector<double>{1, 0}));
   EXPECT_EQ(ops::argmax(ops::transpose(a, 0, 1), 0).to_vector(), (std::vector<double>{1, 0}));
   EXPECT_EQ(ops::argmax(a, 0).to_vector(), (std::vector<double>{1, 0, 1}));
+}
+
+TEST(ElementwiseOps, MaxAndArgmaxMatchAScanThatMovesOnlyOnALargerValue) {
+  // Long random rows with a planted repeated maximum, a first NaN, and signed zeros: the value
+  // and the first position a left-to-right scan finds (NaN wins and stays; +0 and -0 tie).
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  std::vector<double> v = Tensor::uniform({4, 1000}, 3, -1, 1).to_vector();
+  v[517] = v[900] = 5;                                      // row 0: max 5 first at 517
+  v[1000 + 20] = nan, v[1000 + 30] = 9, v[1000 + 40] = nan;  // row 1: the first NaN, at 20
+  for (int j = 0; j < 1000; ++j) v[2000 + j] = j % 3 == 0 ? -0.0 : -1.0;  // row 2: -0 at 0
+  v[2000 + 6] = 0.0;
+  v[3000 + 999] = 7;  // row 3: the last element
+  const Tensor a = Tensor::from_vector(v, {4, 1000});
+  EXPECT_EQ(ops::argmax(a, -1).to_vector(), (std::vector<double>{517, 20, 0, 999}));
+  const std::vector<double> m = ops::max(a, {1}).to_vector();
+  EXPECT_EQ(m[0], 5);
+  EXPECT_TRUE(std::isnan(m[1]));
+  EXPECT_EQ(m[2], 0.0);
+  EXPECT_TRUE(std::signbit(m[2])) << "the value at the first position, -0";
+  EXPECT_EQ(m[3], 7);
 }
 
 TEST(ElementwiseOps, LargeInputsTakeTheParallelPath) {

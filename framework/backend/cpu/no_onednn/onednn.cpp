@@ -25,7 +25,7 @@ void sgemm(bool, bool, int64_t, int64_t, int64_t, const float*, int64_t, const f
 }
 
 void matmul_bf16(bool, bool, int64_t, int64_t, int64_t, const bfloat16*, int64_t, const bfloat16*, int64_t, bool,
-                 void*, DType, int64_t) {
+                 void*, DType, int64_t, const float*) {
   absent("onednn bf16 matmul");
 }
 

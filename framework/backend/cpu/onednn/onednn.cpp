@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 #include <tuple>
+#include <unordered_map>
 #include <vector>
 
 #include "framework/core/error.h"
@@ -34,11 +35,11 @@ dnnl::memory::desc matrix_desc(int64_t rows, int64_t cols, int64_t ld, bool tran
 }
 
 // Everything a primitive is specialised for; pointers are bound at execution.
-using MatmulKey = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, bool>;
+using MatmulKey = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, bool, bool>;
 
 struct CachedMatmul {
   dnnl::matmul primitive;
-  dnnl::memory::desc a, b, c, scratch;
+  dnnl::memory::desc a, b, c, bias, scratch;
 };
 
 const CachedMatmul& cached_matmul(const MatmulKey& key) {
@@ -46,7 +47,7 @@ const CachedMatmul& cached_matmul(const MatmulKey& key) {
   static std::map<MatmulKey, CachedMatmul> cache;
   std::lock_guard<std::mutex> lock(mutex);
   if (auto it = cache.find(key); it != cache.end()) return it->second;
-  const auto [ta, tb, m, n, k, lda, ldb, ldc, accumulate, c_bf16] = key;
+  const auto [ta, tb, m, n, k, lda, ldb, ldc, accumulate, c_bf16, has_bias] = key;
   CachedMatmul e;
   e.a = matrix_desc(m, k, lda, ta, dt::bf16);
   e.b = matrix_desc(k, n, ldb, tb, dt::bf16);
@@ -59,7 +60,9 @@ const CachedMatmul& cached_matmul(const MatmulKey& key) {
     ops.append_sum(1.0f);
     attr.set_post_ops(ops);
   }
-  const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(e.a, e.b, e.c), attr, cpu_engine());
+  if (has_bias) e.bias = dnnl::memory::desc({1, n}, dt::f32, dnnl::memory::dims{n, 1});
+  const dnnl::matmul::primitive_desc pd(
+      has_bias ? dnnl::matmul::desc(e.a, e.b, e.bias, e.c) : dnnl::matmul::desc(e.a, e.b, e.c), attr, cpu_engine());
   e.scratch = pd.scratchpad_desc();
   e.primitive = dnnl::matmul(pd);
   return cache.emplace(key, std::move(e)).first->second;
@@ -107,20 +110,24 @@ void sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, in
 }
 
 void matmul_bf16(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const bfloat16* a, int64_t lda,
-                 const bfloat16* b, int64_t ldb, bool accumulate, void* c, DType c_dtype, int64_t ldc) {
+                 const bfloat16* b, int64_t ldb, bool accumulate, void* c, DType c_dtype, int64_t ldc,
+                 const float* bias) {
   STRAND_CHECK(c_dtype == DType::F32 || (c_dtype == DType::BF16 && !accumulate), DTypeError,
                "gemm: a bfloat16 product writes float32, or bfloat16 without accumulation, not ",
                dtype_name(c_dtype));
   try {
-    const CachedMatmul& e = cached_matmul({ta, tb, m, n, k, lda, ldb, ldc, accumulate, c_dtype == DType::BF16});
+    const CachedMatmul& e =
+        cached_matmul({ta, tb, m, n, k, lda, ldb, ldc, accumulate, c_dtype == DType::BF16, bias != nullptr});
     thread_local std::vector<char> scratch;
     if (scratch.size() < e.scratch.get_size()) scratch.resize(e.scratch.get_size());
     dnnl::engine& eng = cpu_engine();
     dnnl::memory ma(e.a, eng, const_cast<bfloat16*>(a)), mb(e.b, eng, const_cast<bfloat16*>(b)), mc(e.c, eng, c),
         ms(e.scratch, eng, scratch.data());
     dnnl::stream& stream = thread_stream();
-    e.primitive.execute(stream, {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc},
-                                 {DNNL_ARG_SCRATCHPAD, ms}});
+    std::unordered_map<int, dnnl::memory> args{
+        {DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}, {DNNL_ARG_SCRATCHPAD, ms}};
+    if (bias != nullptr) args.emplace(DNNL_ARG_BIAS, dnnl::memory(e.bias, eng, const_cast<float*>(bias)));
+    e.primitive.execute(stream, args);
     stream.wait();
   } catch (const dnnl::error& err) {
     throw DeviceError(detail::concat("gemm: oneDNN bf16 matmul m ", m, ", n ", n, ", k ", k, " failed: ", err.what()));
