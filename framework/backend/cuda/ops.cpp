@@ -100,6 +100,21 @@ Strided strided(const char* kernel, const Shape& shape, const Shape* a, const Sh
   return s;
 }
 
+// Runs a loss kernel (args a, N rows). Its forward writes the per-row losses (float64) into a
+// device scratch block, copied to the caller's host array: the loss families' contract keeps
+// row_loss in host memory on every device.
+template <class Args, class Kernel>
+void run_loss(Args& a, int64_t N, double* row_loss_host, Kernel kernel) {
+  if (a.backward || N <= 0) {
+    kernel(a);
+    return;
+  }
+  Scratch loss(a.device, static_cast<size_t>(N) * sizeof(double));
+  a.row_loss = loss.as<double>();
+  kernel(a);
+  copy_device_to_host(row_loss_host, a.row_loss, static_cast<size_t>(N) * sizeof(double), a.device);
+}
+
 }  // namespace
 
 void elementwise_map(const backend::MapParams& p) {
@@ -260,14 +275,7 @@ void cross_entropy(const backend::CrossEntropyParams& p) {
   a.lse = p.lse;
   a.scale = p.scale;
   a.dlogits = p.dlogits;
-  if (a.backward || p.N <= 0) {
-    cuda::cross_entropy(a);
-    return;
-  }
-  Scratch loss(device, static_cast<size_t>(p.N) * sizeof(double));
-  a.row_loss = loss.as<double>();
-  cuda::cross_entropy(a);
-  copy_device_to_host(p.row_loss, a.row_loss, static_cast<size_t>(p.N) * sizeof(double), device);
+  run_loss(a, p.N, p.row_loss, [](const CrossEntropyArgs& x) { cuda::cross_entropy(x); });
 }
 
 void distill_loss(const backend::DistillLossParams& p) {
@@ -288,14 +296,7 @@ void distill_loss(const backend::DistillLossParams& p) {
   a.lse_teacher = p.lse_teacher;
   a.scale = p.scale;
   a.dstudent = p.dstudent;
-  if (a.backward || p.N <= 0) {
-    cuda::distill_loss(a);
-    return;
-  }
-  Scratch loss(device, static_cast<size_t>(p.N) * sizeof(double));
-  a.row_loss = loss.as<double>();
-  cuda::distill_loss(a);
-  copy_device_to_host(p.row_loss, a.row_loss, static_cast<size_t>(p.N) * sizeof(double), device);
+  run_loss(a, p.N, p.row_loss, [](const DistillArgs& x) { cuda::distill_loss(x); });
 }
 
 void dropout(const backend::DropoutParams& p) {

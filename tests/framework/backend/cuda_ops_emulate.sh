@@ -35,10 +35,25 @@ PY
   g++ "${flags[@]}" -c "$out/$f.cpp" -o "$out/$f.o"
 done
 g++ "${flags[@]}" -c "$emu/runtime.cpp" -o "$out/runtime.o"
+# The attention kernels (attention*.cu) are not emulated: register.cpp names their launchers, so
+# stand-ins that refuse take their place (cuda_attention_test.cpp checks them on a GPU only).
+cat > "$out/attention_stub.cpp" <<'CPP'
+#include "framework/backend/cuda/attention_api.h"
+#include "framework/core/error.h"
+namespace strand::cuda {
+[[noreturn]] static void not_emulated() { throw DeviceError("cuda attention: not part of the CPU emulation"); }
+void attention_forward(const AttentionArgs&) { not_emulated(); }
+void attention_backward(const AttentionArgs&) { not_emulated(); }
+void attention_merge_forward(const AttentionMergeArgs&) { not_emulated(); }
+void attention_merge_backward(const AttentionMergeArgs&) { not_emulated(); }
+void attention_add_rows(const AttentionMergeArgs&) { not_emulated(); }
+}  // namespace strand::cuda
+CPP
+g++ "${flags[@]}" -c "$out/attention_stub.cpp" -o "$out/attention_stub.o"
 g++ "${flags[@]}" -c framework/backend/cuda/gemm.cpp -o "$out/gemm.o"
 
 cd "$build"
-cuda_objs=(CMakeFiles/strand_tensor.dir/framework/backend/cuda/{ops,register,device_runtime}.cpp.o)
+cuda_objs=(CMakeFiles/strand_tensor.dir/framework/backend/cuda/{ops,register,device_runtime,attention_launch}.cpp.o)
 status=0
 for t in cuda_ops_test cuda_train_ops_test cuda_gemm_ops_test; do
   target=framework_backend_$t
@@ -46,7 +61,7 @@ for t in cuda_ops_test cuda_train_ops_test cuda_gemm_ops_test; do
   # The test's own link line, less its objects and the CUDA libraries (the emulation replaces them).
   mapfile -t libs < <(ninja -t commands "$target" | tail -1 | tr ' ' '\n' |
                       grep -E '\.(so|a)(\.[0-9.]+)?$' | grep -vE 'cuda|cublas|nccl|culibos')
-  g++ -o "$out/$t" "$out"/{elementwise,rows,loss,misc,runtime,gemm}.o "${cuda_objs[@]}" \
+  g++ -o "$out/$t" "$out"/{elementwise,rows,loss,misc,runtime,gemm,attention_stub}.o "${cuda_objs[@]}" \
       "$dir/framework/backend/$t.cpp.o" "$dir/support/test_main.cpp.o" "${libs[@]}" -lpthread -ldl -lrt
   OMP_NUM_THREADS=1 "$out/$t" "$@" || status=1
 done
