@@ -148,18 +148,7 @@ void backward_key_block(const AttentionParams& p, const MaskPlan& plan, const Pr
       gemm<T>(mq, d, nk, s, 1, bq, k, p.k_row_stride, dq.rows(b, h, i0), dq.row_stride, true);
     }
   }
-  const T scale = static_cast<T>(p.scale);
-  T* dk = static_cast<T*>(p.dk) + b * p.dk_batch_stride + hk * p.dk_head_stride + j0 * p.dk_row_stride;
-  T* dv = static_cast<T*>(p.dv) + b * p.dv_batch_stride + hk * p.dv_head_stride + j0 * p.dv_row_stride;
-  for (int64_t j = 0; j < nk; ++j) {
-    const T* ak = w.dk.data() + j * d;
-    const T* av = w.dv.data() + j * d;
-    #pragma omp simd
-    for (int64_t x = 0; x < d; ++x) {
-      dk[j * p.dk_row_stride + x] = ak[x] * scale;
-      dv[j * p.dv_row_stride + x] = av[x];
-    }
-  }
+  store_key_block_grads<T>(p, b, hk, j0, nk, static_cast<T>(p.scale), w.dk.data(), w.dv.data());
 }
 
 }  // namespace

@@ -22,6 +22,7 @@
 #include "framework/backend/attention_mask.h"
 #include "framework/backend/cpu/attention_bf16.h"
 #include "framework/backend/cpu/attention_bf16_tile.h"
+#include "framework/backend/cpu/attention_kernels.h"
 #include "framework/backend/cpu/attention_tile.h"
 #include "framework/backend/cpu/loops.h"
 #include "framework/core/dtype.h"
@@ -158,17 +159,7 @@ STRAND_BF16_TARGET void backward_key_block(const AttentionParams& p, const MaskP
       dp_gemm(mq, d, (nk + 1) / 2, w.sw.data(), 1, bq, kr, d, dq.rows(b, h, i0), dq.row_stride, true);  // dQ
     }
   }
-  float* dk = static_cast<float*>(p.dk) + b * p.dk_batch_stride + hk * p.dk_head_stride + j0 * p.dk_row_stride;
-  float* dv = static_cast<float*>(p.dv) + b * p.dv_batch_stride + hk * p.dv_head_stride + j0 * p.dv_row_stride;
-  for (int64_t j = 0; j < nk; ++j) {
-    const float* ak = w.dk.data() + j * d;
-    const float* av = w.dv.data() + j * d;
-    #pragma omp simd
-    for (int64_t x = 0; x < d; ++x) {
-      dk[j * p.dk_row_stride + x] = ak[x] * scale;
-      dv[j * p.dv_row_stride + x] = av[x];
-    }
-  }
+  store_key_block_grads<float>(p, b, hk, j0, nk, scale, w.dk.data(), w.dv.data());
 }
 
 }  // namespace

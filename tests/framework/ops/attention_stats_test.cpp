@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "framework/ops/attention.h"
+#include "support/attention_probabilities.h"
 
 namespace strand {
 namespace {
@@ -21,40 +22,20 @@ struct Direct {
 
 // softmax rows of the masked scores in float64, then -sum p log p and sum p |i - j|.
 Direct direct(const Tensor& q, const Tensor& k, const MaskSpec& mask) {
-  const int64_t B = q.size(0), Hq = q.size(1), Nq = q.size(2), D = q.size(3), Hkv = k.size(1), Nk = k.size(2);
-  const std::vector<double> qv = q.to_vector(), kv = k.to_vector(), m = ops::dense_mask(mask, B, Nq, Nk).to_vector();
-  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  const int64_t B = q.size(0), Hq = q.size(1), Nq = q.size(2), Nk = k.size(2);
   const int64_t q0 = mask.q_offset, k0 = mask.k_offset;
   Direct d;
+  d.p = testing::softmax_rows(q, k, ops::dense_mask(mask, B, Nq, Nk).to_vector());
   d.entropy.assign(static_cast<size_t>(B * Hq * Nq), 0.0);
   d.distance = d.entropy;
-  d.p.assign(static_cast<size_t>(B * Hq * Nq * Nk), 0.0);
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < Hq; ++h)
-      for (int64_t i = 0; i < Nq; ++i) {
-        std::vector<double> s(static_cast<size_t>(Nk), -std::numeric_limits<double>::infinity());
-        double mx = -std::numeric_limits<double>::infinity();
-        for (int64_t j = 0; j < Nk; ++j) {
-          if (m[static_cast<size_t>((b * Nq + i) * Nk + j)] == 0) continue;
-          double dot = 0;
-          for (int64_t x = 0; x < D; ++x)
-            dot += qv[static_cast<size_t>(((b * Hq + h) * Nq + i) * D + x)] *
-                   kv[static_cast<size_t>(((b * Hkv + h / (Hq / Hkv)) * Nk + j) * D + x)];
-          s[static_cast<size_t>(j)] = scale * dot;
-          mx = std::max(mx, scale * dot);
-        }
-        if (!std::isfinite(mx)) continue;
-        double z = 0;
-        for (double v : s) z += std::isfinite(v) ? std::exp(v - mx) : 0.0;
-        const size_t row = static_cast<size_t>((b * Hq + h) * Nq + i);
-        for (int64_t j = 0; j < Nk; ++j) {
-          if (!std::isfinite(s[static_cast<size_t>(j)])) continue;
-          const double p = std::exp(s[static_cast<size_t>(j)] - mx) / z;
-          d.p[row * static_cast<size_t>(Nk) + static_cast<size_t>(j)] = p;
-          if (p > 0) d.entropy[row] -= p * std::log(p);
-          d.distance[row] += p * static_cast<double>(std::abs((q0 + i) - (k0 + j)));
-        }
-      }
+  for (int64_t row = 0; row < B * Hq * Nq; ++row) {
+    const int64_t i = row % Nq;
+    for (int64_t j = 0; j < Nk; ++j) {
+      const double p = d.p[static_cast<size_t>(row * Nk + j)];
+      if (p > 0) d.entropy[static_cast<size_t>(row)] -= p * std::log(p);
+      d.distance[static_cast<size_t>(row)] += p * static_cast<double>(std::abs((q0 + i) - (k0 + j)));
+    }
+  }
   return d;
 }
 
