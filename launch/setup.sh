@@ -4,7 +4,8 @@
 #
 #   launch/setup.sh            packages + configure + build
 #   launch/setup.sh --tests    the same, and the packages only tests use (chromium, for the
-#                              report page's browser test; launch/test.sh passes this)
+#                              report page's browser test; launch/test.sh passes this), and
+#                              transformers in a cached venv (launch/setup_transformers.sh)
 #
 # Environment: STRAND_BUILD_DIR (default build), STRAND_PORTABLE=1 (no -march=native),
 # STRAND_CMAKE_ARGS (extra cmake arguments), STRAND_JOBS (parallel build jobs).
@@ -15,8 +16,9 @@ packages=(build-essential cmake ninja-build pkg-config ccache
           libopenblas-openmp-dev libdnnl-dev libopenmpi-dev openmpi-bin libhdf5-dev libyaml-cpp-dev
           libgtest-dev libcli11-dev libsentencepiece-dev libpng-dev
           python3 python3-torch python3-h5py python3-numpy)  # parity tests and benchmark peers
-# Only the test suite needs a browser (tests/launch/report_cli_test.cpp loads `strand report`'s page).
-[[ "${1:-}" == "--tests" ]] && packages+=(chromium)
+# Only the test suite needs a browser (tests/launch/report_cli_test.cpp loads `strand report`'s
+# page) and python3-venv (the transformers venv of launch/setup_transformers.sh).
+[[ "${1:-}" == "--tests" ]] && packages+=(chromium python3-venv)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -33,6 +35,9 @@ if ((${#missing[@]})); then
     exit 1
   fi
 fi
+
+# Before configuring: tests/parity/parity.cmake looks for the venv's interpreter.
+[[ "${1:-}" == "--tests" ]] && bash launch/setup_transformers.sh
 
 build_dir="${STRAND_BUILD_DIR:-build}"
 cmake_args=(-S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release)

@@ -62,6 +62,17 @@ def load_checkpoint(path):
     return config, params, moments, opt_step, trainer
 
 
+def kept_heads(path):
+    """[[kept query heads of layer i, original indices]...] of a pruned checkpoint (its group
+    /pruning, docs/checkpoint-format.md "Pruned models"), or None for an unpruned one."""
+    with h5py.File(path, "r") as f:
+        if "pruning" not in f:
+            return None
+        g = f["pruning"]
+        n_layer = sum(1 for name in g if name.endswith(".kept_heads"))
+        return [[int(h) for h in g[f"layer_{i}.kept_heads"][...]] for i in range(n_layer)]
+
+
 def shape_of(config):
     def get(key):
         return config["model." + key]
@@ -85,15 +96,19 @@ def gelu_tanh(x):  # Hugging Face "gelu_new"
     return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
 
 
-def attention(x, w_qkv, b_qkv, w_proj, b_proj, n_head):
-    B, T, C = x.shape
-    D = C // n_head
-    q, k, v = (x @ w_qkv + b_qkv).split(C, dim=2)
-    q, k, v = (t.reshape(B, T, n_head, D).transpose(1, 2) for t in (q, k, v))  # [B, H, T, D]
+def attention(x, w_qkv, b_qkv, w_proj, b_proj, head_dim):
+    """Heads of width head_dim; their number is read from the weights, so a pruned layer
+    (c_attn [C, 3 h D], c_proj [h D, C], the kept heads in order) is computed as it is."""
+    B, T, _ = x.shape
+    D = head_dim
+    W = w_qkv.shape[1] // 3  # h D: the width of q, k and v
+    H = W // D
+    q, k, v = (x @ w_qkv + b_qkv).split(W, dim=2)
+    q, k, v = (t.reshape(B, T, H, D).transpose(1, 2) for t in (q, k, v))  # [B, H, T, D]
     scores = (q @ k.transpose(-2, -1)) / math.sqrt(D)
     future = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
     probs = torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
-    y = (probs @ v).transpose(1, 2).reshape(B, T, C)
+    y = (probs @ v).transpose(1, 2).reshape(B, T, W)
     return y @ w_proj + b_proj
 
 
@@ -105,7 +120,7 @@ def logits(p, shape, inputs):
         h = f"transformer.h.{i}."
         a = layer_norm(x, p[h + "ln_1.weight"], p[h + "ln_1.bias"])
         x = x + attention(a, p[h + "attn.c_attn.weight"], p[h + "attn.c_attn.bias"], p[h + "attn.c_proj.weight"],
-                          p[h + "attn.c_proj.bias"], shape.n_head)
+                          p[h + "attn.c_proj.bias"], shape.d_model // shape.n_head)
         m = layer_norm(x, p[h + "ln_2.weight"], p[h + "ln_2.bias"])
         x = x + gelu_tanh(m @ p[h + "mlp.c_fc.weight"] + p[h + "mlp.c_fc.bias"]) @ p[h + "mlp.c_proj.weight"] \
             + p[h + "mlp.c_proj.bias"]
