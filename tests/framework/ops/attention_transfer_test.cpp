@@ -317,6 +317,29 @@ TEST(AttentionTransfer, TheRowDrawIsUniformDistinctAndKeyedByPosition) {
   for (double h : hits) EXPECT_NEAR(h / draws, 0.125, 0.03);  // binomial sd 0.0052
 }
 
+TEST(AttentionTransfer, TheSampledTermIsAnUnbiasedEstimateOfTheAllRowsTerm) {
+  // Over many draws the weighted sum of the drawn rows averages to the all-rows sum, head by head
+  // and head-averaged; one draw alone is not it.
+  const Inputs by_head = draw(cases()[0], 61);
+  const Inputs averaged = draw(averaged_cases()[1], 62);
+  for (const auto& [in, mask] : {std::pair{&by_head, cases()[0].mask}, std::pair{&averaged, averaged_cases()[1].mask}}) {
+    const double all = ops::attention_transfer_loss(in->qs, in->ks, in->qt, in->kt, mask, ops::Reduction::Sum).item();
+    const int draws = 3000;
+    double sum = 0.0, sq = 0.0;
+    for (int s = 0; s < draws; ++s) {
+      const double v = ops::attention_transfer_loss(in->qs.detach(), in->ks.detach(), in->qt, in->kt, mask,
+                                                    ops::Reduction::Sum, 0.0, 0.0, 64,
+                                                    ops::RowSample{4, static_cast<uint64_t>(s)})
+                           .item();
+      sum += v;
+      sq += v * v;
+    }
+    const double mean = sum / draws, sd = std::sqrt(sq / draws - mean * mean);
+    EXPECT_GT(sd, 1e-3 * all);  // a draw is an estimate
+    EXPECT_NEAR(mean, all, 4.0 * sd / std::sqrt(static_cast<double>(draws)));
+  }
+}
+
 TEST(AttentionTransfer, SampledRowCountsOutsideZeroToTheRowsAreRefused) {
   const Case c = cases()[0];
   const Inputs in = draw(c, 3);
