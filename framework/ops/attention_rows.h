@@ -41,7 +41,8 @@ inline std::vector<uint8_t> drawn_rows(const RowSample& sample, int64_t b, int64
   const int64_t take = std::min(sample.rows, n);
   // Ties (2^-64) fall to the earlier position, so the set is fully determined.
   std::partial_sort(order.begin(), order.begin() + take, order.end(), [&](int64_t x, int64_t y) {
-    return key[static_cast<size_t>(x)] != key[static_cast<size_t>(y)] ? key[static_cast<size_t>(x)] < key[static_cast<size_t>(y)] : x < y;
+    const uint64_t kx = key[static_cast<size_t>(x)], ky = key[static_cast<size_t>(y)];
+    return kx != ky ? kx < ky : x < y;
   });
   for (int64_t i = 0; i < take; ++i) keep[static_cast<size_t>(order[static_cast<size_t>(i)])] = 1;
   return keep;

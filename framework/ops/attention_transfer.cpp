@@ -47,8 +47,8 @@ const double* key_head(const AttentionHeadsView& v, int64_t b, int64_t h) {
 }
 
 void check_views(const AttentionHeadsView& s, const AttentionHeadsView& t, int64_t block) {
-  STRAND_CHECK(s.B == t.B && s.H > 0 && t.H > 0 && s.Nq == t.Nq && s.Nk == t.Nk && s.q_rows == t.q_rows && s.row0 == t.row0 &&
-                   s.Hkv > 0 && t.Hkv > 0 && s.H % s.Hkv == 0 && t.H % t.Hkv == 0 && block >= 1,
+  STRAND_CHECK(s.B == t.B && s.H > 0 && t.H > 0 && s.Nq == t.Nq && s.Nk == t.Nk && s.q_rows == t.q_rows &&
+                   s.row0 == t.row0 && s.Hkv > 0 && t.Hkv > 0 && s.H % s.Hkv == 0 && t.H % t.Hkv == 0 && block >= 1,
                ShapeError, "attention_transfer: student and teacher views do not fit together (or key block ", block,
                " < 1)");
 }
@@ -214,7 +214,8 @@ void averaged_grads(const AttentionHeadsView& s, const AttentionHeadsView& t, co
       std::vector<double> ls(static_cast<size_t>(H)), lt(static_cast<size_t>(t.H));
       if (!row_lses(s, t, rows, b, i, ls, lt)) continue;
       std::vector<double> ss(static_cast<size_t>(H * block)), st(static_cast<size_t>(t.H * block));
-      std::vector<double> u(static_cast<size_t>(H * D), 0.0), w(static_cast<size_t>(H * D), 0.0), ch(static_cast<size_t>(H), 0.0);
+      std::vector<double> u(static_cast<size_t>(H * D), 0.0), w(static_cast<size_t>(H * D), 0.0);
+      std::vector<double> ch(static_cast<size_t>(H), 0.0);
       for (int64_t k0 = 0; k0 < s.Nk; k0 += block) {
         const int64_t k1 = std::min(s.Nk, k0 + block);
         if (!heads_block_scores(t, plan, b, i, k0, k1, block, st.data())) continue;
@@ -237,8 +238,9 @@ void averaged_grads(const AttentionHeadsView& s, const AttentionHeadsView& t, co
       for (int64_t h = 0; h < H; ++h) {
         c[static_cast<size_t>((b * H + h) * s.Nq + i)] = ch[static_cast<size_t>(h)];
         double* dqi = dq.data() + static_cast<int64_t>(lse_index(s, b, h, i)) * D;
-        for (int64_t x = 0; x < D; ++x)
-          dqi[x] += f * (ch[static_cast<size_t>(h)] * u[static_cast<size_t>(h * D + x)] - w[static_cast<size_t>(h * D + x)]);
+        const double* uh = u.data() + h * D;
+        const double* wh = w.data() + h * D;
+        for (int64_t x = 0; x < D; ++x) dqi[x] += f * (ch[static_cast<size_t>(h)] * uh[x] - wh[x]);
       }
     }
   const int64_t blocks = (s.Nk + block - 1) / block;
