@@ -67,6 +67,7 @@ MaskSpec segment_mask(const MaskSpec& mask, const Segment& seg, int64_t N) {
 // One side of the transfer on this rank: its own query rows and the gathered keys, as float64.
 struct Side {
   std::vector<double> q, k;
+  std::vector<uint8_t> keep;  // [B, n] when rows are sampled
   ops::AttentionHeadsView view;
   Side(const Tensor& qt, const Tensor& kt, double scale, const Split& sp)
       : q(qt.detach().copy_as(qt.dtype(), qt.device()).to_vector()), k(gather_rows(kt, sp)) {
@@ -79,6 +80,18 @@ struct Side {
     view.Hkv = kt.size(1);
     view.Nk = sp.N;
     view.scale = ops::attention_scale(scale, view.D);
+  }
+  // Scores only the rows `sample` draws over the whole sequence, which every rank draws alike.
+  void sample_rows(const ops::RowSample& sample, const Split& sp, int rank) {
+    keep.assign(static_cast<size_t>(view.B * view.q_rows), 0);
+    for (int64_t b = 0; b < view.B; ++b) {
+      const std::vector<uint8_t> drawn = ops::drawn_rows(sample, b, 0, sp.N);
+      int64_t row = 0;
+      for (const Segment& seg : sp.layout.segments(rank))
+        for (int64_t t = 0; t < seg.length; ++t, ++row)
+          keep[static_cast<size_t>(b * view.q_rows + row)] = drawn[static_cast<size_t>(seg.start + t)];
+    }
+    view.keep = keep.data();
   }
   ops::AttentionHeadsView segment(int64_t row0, int64_t length) const {
     ops::AttentionHeadsView v = view;
@@ -105,17 +118,18 @@ struct ShardedTransferBackward final : autograd::Node {
   Split sp;
   int rank;
   ops::AttentionTransferRows rows;
+  double weight;  // the row sample's
   Shape q_shape, k_shape;
   DType dtype;
   Device device;  // of the student's q and k: the gradients go back there
   ShardedTransferBackward(std::unique_ptr<Side> s_, std::unique_ptr<Side> t_, MaskSpec m, Split split, int r,
-                          ops::AttentionTransferRows rw, Shape qs, Shape ks, DType dt, Device dev)
+                          ops::AttentionTransferRows rw, double w, Shape qs, Shape ks, DType dt, Device dev)
       : Node("parallel_attention_transfer_loss"), s(std::move(s_)), t(std::move(t_)), mask(std::move(m)),
-        sp(std::move(split)), rank(r), rows(std::move(rw)), q_shape(std::move(qs)), k_shape(std::move(ks)),
+        sp(std::move(split)), rank(r), rows(std::move(rw)), weight(w), q_shape(std::move(qs)), k_shape(std::move(ks)),
         dtype(dt), device(dev) {}
   std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
     std::vector<double> dq(s->q.size(), 0.0), dk_full(s->k.size(), 0.0);
-    const double upstream = g[0].item();
+    const double upstream = g[0].item() * weight;
     each_segment(*s, *t, mask, sp, rank, [&](const auto& sv, const auto& tv, const MaskPlan& plan) {
       ops::attention_transfer_grads(sv, tv, plan, rows, upstream, dq, dk_full);
     });
@@ -167,8 +181,10 @@ ops::AttentionRowStats attention_row_stats(const Tensor& q, const Tensor& k, con
 }
 
 Tensor attention_transfer_loss(const Tensor& q_s, const Tensor& k_s, const Tensor& q_t, const Tensor& k_t,
-                               const MaskSpec& mask, const SequenceShard& shard, double scale_s, double scale_t) {
-  if (shard.local()) return ops::attention_transfer_loss(q_s, k_s, q_t, k_t, mask, ops::Reduction::Sum, scale_s, scale_t);
+                               const MaskSpec& mask, const SequenceShard& shard, double scale_s, double scale_t,
+                               const ops::RowSample& sample) {
+  if (shard.local())
+    return ops::attention_transfer_loss(q_s, k_s, q_t, k_t, mask, ops::Reduction::Sum, scale_s, scale_t, 64, sample);
   const char* op = "attention_transfer_loss";
   ops::check_transfer_pair(op, q_s, k_s, q_t, k_t);
   STRAND_CHECK(q_s.size(2) == k_s.size(2), ShapeError, op, ": under sequence parallelism q ", describe(q_s),
@@ -176,15 +192,19 @@ Tensor attention_transfer_loss(const Tensor& q_s, const Tensor& k_s, const Tenso
   const Split sp = split_of(shard, k_s.size(2), op);
   auto s = std::make_unique<Side>(q_s, k_s, scale_s, sp);
   auto t = std::make_unique<Side>(q_t, k_t, scale_t, sp);
-  ops::AttentionTransferRows rows(static_cast<size_t>(q_s.size(0) * q_s.size(1) * q_s.size(2)));
+  STRAND_CHECK(sample.rows >= 0 && sample.rows <= sp.N, ValueError, op, ": ", sample.rows,
+               " sampled query rows; expected 0 (all) to the sequence's ", sp.N);
+  if (sample.rows > 0) s->sample_rows(sample, sp, shard.rank());
+  ops::AttentionTransferRows rows(s->view, t->view);
   each_segment(*s, *t, mask, sp, shard.rank(), [&](const auto& sv, const auto& tv, const MaskPlan& plan) {
     ops::attention_transfer_rows(sv, tv, plan, rows);
   });
   double total = 0.0;  // in row order
   for (double kl : rows.kl) total += kl;
-  Tensor loss = Tensor::full({}, total, q_s.dtype(), q_s.device());
+  const double weight = ops::sample_weight(sample, sp.N);
+  Tensor loss = Tensor::full({}, total * weight, q_s.dtype(), q_s.device());
   if (auto n = autograd::make_node<ShardedTransferBackward>({&q_s, &k_s}, std::move(s), std::move(t), mask, sp,
-                                                            shard.rank(), std::move(rows), q_s.shape(), k_s.shape(),
+                                                            shard.rank(), std::move(rows), weight, q_s.shape(), k_s.shape(),
                                                             q_s.dtype(), q_s.device()))
     autograd::set_history(n, {&loss});
   return loss;

@@ -19,13 +19,15 @@ ops::AttentionRowStats attention_row_stats(const Tensor& q, const Tensor& k, con
                                            double scale, const SequenceShard& shard);
 
 // The sum over this rank's query rows (b, h, i) of KL(A_teacher || A_student) at the same layer of
-// two models run on the same shard: q_s [B, H, n, D_s], k_s [B, Hkv_s, n, D_s], q_t, k_t the
-// teacher's (no gradient). Summed over every rank it is the one-rank Reduction::Sum of the gathered
-// sequence; the gradient to this rank's q_s and k_s is the rows of the one-rank gradient (its
-// backward sums each rank's share of dk over the group). Every rank of the shard's group calls
-// the forward and the backward together; hybrid shards are refused.
+// two models run on the same shard: q_s [B, H_s, n, D_s], k_s [B, Hkv_s, n, D_s], q_t, k_t the
+// teacher's (no gradient); over (b, i) of the head-averaged KL when H_s != H_t. Summed over every
+// rank it is the one-rank Reduction::Sum of the gathered sequence; the gradient to this rank's q_s
+// and k_s is the rows of the one-rank gradient (its backward sums each rank's share of dk over the
+// group). `sample` draws its rows over the whole sequence's global positions, the same on every
+// rank, and weighs the sum by N / rows, as the one-rank op does. Every rank of the shard's group
+// calls the forward and the backward together; hybrid shards are refused.
 Tensor attention_transfer_loss(const Tensor& q_s, const Tensor& k_s, const Tensor& q_t, const Tensor& k_t,
                                const MaskSpec& mask, const SequenceShard& shard, double scale_s = 0.0,
-                               double scale_t = 0.0);
+                               double scale_t = 0.0, const ops::RowSample& sample = {});
 
 }  // namespace strand::parallel

@@ -181,6 +181,8 @@ struct DistillConfig {
   // Student:teacher layer pairs of the attention term, "s:t, s:t" (0-based); empty: the last
   // layers of both (MiniLM).
   std::string attention_layers;
+  // Query rows per sequence the attention term scores, drawn afresh each step (0: every row).
+  int64_t attention_rows = 0;
   double hidden_weight = 0.0;
   bool init_from_teacher = false;  // student block i <- teacher block i * k (DistilBERT)
   bool operator==(const DistillConfig&) const = default;

@@ -92,6 +92,7 @@ constexpr KeyStatus kStatuses[] = {
     {"distill.alpha", kOn, "Distill.AlphaOneIsTheTrainLossAndAlphaZeroTheDistillationTerm"},
     {"distill.attention_weight", kOn, "Distill.AttentionTransferAddsItsTermToTheLoss"},
     {"distill.attention_layers", kOn, "Distill.AttentionLayersPairsTheNamedLayers"},
+    {"distill.attention_rows", kOn, "Distill.AttentionRowsScoresTheDrawnRowsAndEveryRowIsTheAllRowsTerm"},
     {"distill.hidden_weight", kOn, "Distill.HiddenTermTrainsTheProjectionAndResumesExactly"},
     {"distill.init_from_teacher", kOn, "Distill.InitFromTeacherCopiesEveryKthLayer"},
 

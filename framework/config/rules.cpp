@@ -150,6 +150,9 @@ void resolve_and_check(Config& c, const KeySource& p) {
     p.fail("train.min_lr", "min_lr " + format_real(t.min_lr) + " exceeds lr " + format_real(t.lr));
   if (c.checkpoint.resume.empty())
     p.fail("checkpoint.resume", "expected auto, none or a checkpoint path, got nothing");
+  if (c.distill.attention_rows > c.data.seq_len)
+    p.fail("distill.attention_rows", num(c.distill.attention_rows) + " query rows per sequence exceed data.seq_len " +
+                                         num(c.data.seq_len) + "; use 0 to score every row");
   check_architecture(c, p);
 }
 

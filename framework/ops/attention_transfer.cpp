@@ -1,6 +1,6 @@
 // Attention transfer (attention_transfer.h): the per-row KL of two attention distributions in one
-// online pass over key blocks, its gradient to the student's q and k from the saved lse, and the
-// autograd op over them.
+// online pass over key blocks (head by head) or two (head-averaged), its gradient to the student's
+// q and k from the saved lse, and the autograd op over them.
 #include "framework/ops/attention_transfer.h"
 
 #include <algorithm>
@@ -47,8 +47,8 @@ const double* key_head(const AttentionHeadsView& v, int64_t b, int64_t h) {
 }
 
 void check_views(const AttentionHeadsView& s, const AttentionHeadsView& t, int64_t block) {
-  STRAND_CHECK(s.B == t.B && s.H == t.H && s.Nq == t.Nq && s.Nk == t.Nk && s.q_rows == t.q_rows && s.row0 == t.row0 &&
-                   s.Hkv > 0 && t.Hkv > 0 && s.H % s.Hkv == 0 && t.H % t.Hkv == 0 && block >= 1,
+  STRAND_CHECK(s.B == t.B && s.H > 0 && t.H > 0 && s.Nq == t.Nq && s.Nk == t.Nk && s.q_rows == t.q_rows &&
+                   s.row0 == t.row0 && s.Hkv > 0 && t.Hkv > 0 && s.H % s.Hkv == 0 && t.H % t.Hkv == 0 && block >= 1,
                ShapeError, "attention_transfer: student and teacher views do not fit together (or key block ", block,
                " < 1)");
 }
@@ -56,6 +56,7 @@ void check_views(const AttentionHeadsView& s, const AttentionHeadsView& t, int64
 // The values of q and k as float64, with the shape fields of a view over all of q's rows.
 struct HeadsF64 {
   std::vector<double> q, k;
+  std::vector<uint8_t> keep;  // [B, Nq] when rows are sampled
   AttentionHeadsView view;
   HeadsF64(const Tensor& qt, const Tensor& kt, double scale) {
     q = contiguous_data(qt).to_vector();
@@ -70,6 +71,15 @@ struct HeadsF64 {
     view.Nk = kt.size(2);
     view.scale = attention_scale(scale, view.D);
   }
+  // Scores only the query rows `sample` draws at global positions q_offset + i.
+  void sample_rows(const RowSample& sample, int64_t q_offset) {
+    keep.resize(static_cast<size_t>(view.B * view.Nq));
+    for (int64_t b = 0; b < view.B; ++b) {
+      const std::vector<uint8_t> drawn = drawn_rows(sample, b, q_offset, view.Nq);
+      std::copy(drawn.begin(), drawn.end(), keep.begin() + b * view.Nq);
+    }
+    view.keep = keep.data();
+  }
   HeadsF64(const HeadsF64&) = delete;
   HeadsF64& operator=(const HeadsF64&) = delete;
 };
@@ -78,19 +88,20 @@ struct AttentionTransferBackward final : autograd::Node {
   std::unique_ptr<HeadsF64> s, t;
   MaskSpec mask;
   AttentionTransferRows rows;
-  double divisor;
+  double divisor, weight;  // the reduction's and the row sample's
   int64_t block;
   Shape q_shape, k_shape;
   DType dtype;
   Device device;  // of the student's q and k: the gradients go back there
   AttentionTransferBackward(std::unique_ptr<HeadsF64> s_, std::unique_ptr<HeadsF64> t_, MaskSpec m,
-                            AttentionTransferRows r, double div, int64_t blk, Shape qs, Shape ks, DType dt, Device dev)
+                            AttentionTransferRows r, double div, double w, int64_t blk, Shape qs, Shape ks, DType dt,
+                            Device dev)
       : Node("attention_transfer_loss"), s(std::move(s_)), t(std::move(t_)), mask(std::move(m)), rows(std::move(r)),
-        divisor(div), block(blk), q_shape(std::move(qs)), k_shape(std::move(ks)), dtype(dt), device(dev) {}
+        divisor(div), weight(w), block(blk), q_shape(std::move(qs)), k_shape(std::move(ks)), dtype(dt), device(dev) {}
   std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
     const MaskPlan plan(mask, s->view.B, s->view.Nq, s->view.Nk, "attention_transfer_loss");
     std::vector<double> dq(s->q.size(), 0.0), dk(s->k.size(), 0.0);
-    attention_transfer_grads(s->view, t->view, plan, rows, g[0].item() / divisor, dq, dk, block);
+    attention_transfer_grads(s->view, t->view, plan, rows, g[0].item() / divisor * weight, dq, dk, block);
     auto placed = [&](const std::vector<double>& v, const Shape& shape) {
       const Tensor t = Tensor::from_vector(v, shape, dtype);  // host memory
       return device.is_cpu() ? t : t.copy_as(dtype, device);
@@ -99,19 +110,185 @@ struct AttentionTransferBackward final : autograd::Node {
   }
 };
 
+
+// Every head's scores of one side for query row i of batch row b against keys [k0, k1):
+// out[h * block + j - k0]. False when the mask hides the whole block (alike for every head).
+bool heads_block_scores(const AttentionHeadsView& v, const MaskPlan& plan, int64_t b, int64_t i, int64_t k0,
+                        int64_t k1, int64_t block, double* out) {
+  const int64_t qpos = plan.q_offset() + i;
+  for (int64_t h = 0; h < v.H; ++h)
+    if (!detail::row_block_scores(plan, b, qpos, query_row(v, b, h, i), key_head(v, b, h), v.D, v.scale, k0, k1,
+                                  out + h * block))
+      return false;
+  return true;
+}
+
+// (1 / H) sum_h exp(s_h,j - lse_h): the head-averaged probability of key j.
+double head_mean(const double* scores, const std::vector<double>& lse, int64_t block, int64_t j) {
+  const int64_t H = static_cast<int64_t>(lse.size());
+  double p = 0.0;
+  for (int64_t h = 0; h < H; ++h) p += std::exp(scores[h * block + j] - lse[static_cast<size_t>(h)]);
+  return p / static_cast<double>(H);
+}
+
+size_t lse_index(const AttentionHeadsView& v, int64_t b, int64_t h, int64_t i) {
+  return static_cast<size_t>((b * v.H + h) * v.q_rows + v.row0 + i);
+}
+
+// The row's lse per head of both sides from `rows`; false for a row that is skipped or sees no key.
+bool row_lses(const AttentionHeadsView& s, const AttentionHeadsView& t, const AttentionTransferRows& rows, int64_t b,
+              int64_t i, std::vector<double>& ls, std::vector<double>& lt) {
+  for (int64_t h = 0; h < s.H; ++h) ls[static_cast<size_t>(h)] = rows.lse_s[lse_index(s, b, h, i)];
+  for (int64_t h = 0; h < t.H; ++h) lt[static_cast<size_t>(h)] = rows.lse_t[lse_index(t, b, h, i)];
+  return std::isfinite(ls[0]) && std::isfinite(lt[0]);
+}
+
+bool row_kept(const AttentionHeadsView& s, int64_t b, int64_t i) {
+  return s.keep == nullptr || s.keep[b * s.q_rows + s.row0 + i] != 0;
+}
+
+// The head-averaged rows: pass 1 each head's lse (online max and sum), pass 2 the KL of the
+// averages, which are normalised already.
+void averaged_rows(const AttentionHeadsView& s, const AttentionHeadsView& t, const MaskPlan& plan,
+                   AttentionTransferRows& rows, int64_t block) {
+  #pragma omp parallel for schedule(dynamic) collapse(2)
+  for (int64_t b = 0; b < s.B; ++b)
+    for (int64_t i = 0; i < s.Nq; ++i) {
+      if (!row_kept(s, b, i)) continue;
+      std::vector<double> ss(static_cast<size_t>(s.H * block)), st(static_cast<size_t>(t.H * block));
+      std::vector<Running> rs(static_cast<size_t>(s.H)), rt(static_cast<size_t>(t.H));
+      auto accumulate = [](std::vector<Running>& run, const double* scores, int64_t block_, int64_t n) {
+        for (size_t h = 0; h < run.size(); ++h) {
+          const double* sc = scores + static_cast<int64_t>(h) * block_;
+          run[h].rescale_to(block_max(sc, n));
+          for (int64_t j = 0; j < n; ++j)
+            if (std::isfinite(sc[j])) run[h].l += std::exp(sc[j] - run[h].m);
+        }
+      };
+      for (int64_t k0 = 0; k0 < s.Nk; k0 += block) {
+        const int64_t k1 = std::min(s.Nk, k0 + block);
+        if (!heads_block_scores(t, plan, b, i, k0, k1, block, st.data())) continue;
+        heads_block_scores(s, plan, b, i, k0, k1, block, ss.data());
+        accumulate(rt, st.data(), block, k1 - k0);
+        accumulate(rs, ss.data(), block, k1 - k0);
+      }
+      if (rt[0].l == 0.0) continue;  // no key visible
+      std::vector<double> ls(static_cast<size_t>(s.H)), lt(static_cast<size_t>(t.H));
+      for (int64_t h = 0; h < s.H; ++h)
+        rows.lse_s[lse_index(s, b, h, i)] = ls[static_cast<size_t>(h)] =
+            rs[static_cast<size_t>(h)].m + std::log(rs[static_cast<size_t>(h)].l);
+      for (int64_t h = 0; h < t.H; ++h)
+        rows.lse_t[lse_index(t, b, h, i)] = lt[static_cast<size_t>(h)] =
+            rt[static_cast<size_t>(h)].m + std::log(rt[static_cast<size_t>(h)].l);
+      double kl = 0.0;
+      for (int64_t k0 = 0; k0 < s.Nk; k0 += block) {
+        const int64_t k1 = std::min(s.Nk, k0 + block);
+        if (!heads_block_scores(t, plan, b, i, k0, k1, block, st.data())) continue;
+        heads_block_scores(s, plan, b, i, k0, k1, block, ss.data());
+        for (int64_t j = 0; j < k1 - k0; ++j) {
+          if (!std::isfinite(st[static_cast<size_t>(j)])) continue;  // masked: every head alike
+          const double p = head_mean(st.data(), lt, block, j), q = head_mean(ss.data(), ls, block, j);
+          if (p > 0.0) kl += p * (std::log(p) - std::log(q));
+        }
+      }
+      rows.kl[static_cast<size_t>(b * s.q_rows + s.row0 + i)] = kl;
+    }
+}
+
+// The head-averaged gradient. L = sum_j p_j log p_j - sum_j p_j log q_j with q_j = (1/H) sum_h a_h,j
+// and a_h = softmax(s_h): dL/da_h,j = -r_j / H (r_j = p_j / q_j), so through the softmax
+// dL/ds_h,k = a_h,k (dL/da_h,k - sum_j a_h,j dL/da_h,j) = (a_h,k / H) (c_h - r_k), c_h = sum_j r_j a_h,j.
+// Phase 1, one thread per row: c_h and dq = scale sum_k dS_h,k k_k = (scale / H)(c_h u_h - w_h) with
+// u_h = sum_k a_h,k k_k and w_h = sum_k a_h,k r_k k_k, all in one pass. Phase 2, one thread per
+// (b, key block): dk_k = scale sum_i sum_h dS_h,i,k q_h,i for the block's keys alone (no races, a
+// fixed order: the same sums at any thread count).
+void averaged_grads(const AttentionHeadsView& s, const AttentionHeadsView& t, const MaskPlan& plan,
+                    const AttentionTransferRows& rows, double g, std::vector<double>& dq, std::vector<double>& dk,
+                    int64_t block) {
+  const int64_t H = s.H, D = s.D, group = s.H / s.Hkv;
+  const double f = g * s.scale / static_cast<double>(H);
+  std::vector<double> c(static_cast<size_t>(s.B * H * s.Nq), 0.0);  // [B, H_s, Nq]
+  #pragma omp parallel for schedule(dynamic) collapse(2)
+  for (int64_t b = 0; b < s.B; ++b)
+    for (int64_t i = 0; i < s.Nq; ++i) {
+      std::vector<double> ls(static_cast<size_t>(H)), lt(static_cast<size_t>(t.H));
+      if (!row_lses(s, t, rows, b, i, ls, lt)) continue;
+      std::vector<double> ss(static_cast<size_t>(H * block)), st(static_cast<size_t>(t.H * block));
+      std::vector<double> u(static_cast<size_t>(H * D), 0.0), w(static_cast<size_t>(H * D), 0.0);
+      std::vector<double> ch(static_cast<size_t>(H), 0.0);
+      for (int64_t k0 = 0; k0 < s.Nk; k0 += block) {
+        const int64_t k1 = std::min(s.Nk, k0 + block);
+        if (!heads_block_scores(t, plan, b, i, k0, k1, block, st.data())) continue;
+        heads_block_scores(s, plan, b, i, k0, k1, block, ss.data());
+        for (int64_t j = 0; j < k1 - k0; ++j) {
+          if (!std::isfinite(st[static_cast<size_t>(j)])) continue;
+          const double r = head_mean(st.data(), lt, block, j) / head_mean(ss.data(), ls, block, j);
+          for (int64_t h = 0; h < H; ++h) {
+            const double a = std::exp(ss[static_cast<size_t>(h * block + j)] - ls[static_cast<size_t>(h)]);
+            ch[static_cast<size_t>(h)] += r * a;
+            const double* kj = key_head(s, b, h) + (k0 + j) * D;
+            double *uh = u.data() + h * D, *wh = w.data() + h * D;
+            for (int64_t x = 0; x < D; ++x) {
+              uh[x] += a * kj[x];
+              wh[x] += a * r * kj[x];
+            }
+          }
+        }
+      }
+      for (int64_t h = 0; h < H; ++h) {
+        c[static_cast<size_t>((b * H + h) * s.Nq + i)] = ch[static_cast<size_t>(h)];
+        double* dqi = dq.data() + static_cast<int64_t>(lse_index(s, b, h, i)) * D;
+        const double* uh = u.data() + h * D;
+        const double* wh = w.data() + h * D;
+        for (int64_t x = 0; x < D; ++x) dqi[x] += f * (ch[static_cast<size_t>(h)] * uh[x] - wh[x]);
+      }
+    }
+  const int64_t blocks = (s.Nk + block - 1) / block;
+  #pragma omp parallel for schedule(dynamic) collapse(2)
+  for (int64_t b = 0; b < s.B; ++b)
+    for (int64_t kb = 0; kb < blocks; ++kb) {
+      const int64_t k0 = kb * block, k1 = std::min(s.Nk, k0 + block);
+      std::vector<double> ls(static_cast<size_t>(H)), lt(static_cast<size_t>(t.H));
+      std::vector<double> ss(static_cast<size_t>(H * block)), st(static_cast<size_t>(t.H * block));
+      for (int64_t i = 0; i < s.Nq; ++i) {
+        if (!row_lses(s, t, rows, b, i, ls, lt)) continue;
+        if (!heads_block_scores(t, plan, b, i, k0, k1, block, st.data())) continue;
+        heads_block_scores(s, plan, b, i, k0, k1, block, ss.data());
+        for (int64_t j = 0; j < k1 - k0; ++j) {
+          if (!std::isfinite(st[static_cast<size_t>(j)])) continue;
+          const double r = head_mean(st.data(), lt, block, j) / head_mean(ss.data(), ls, block, j);
+          for (int64_t h = 0; h < H; ++h) {
+            const double a = std::exp(ss[static_cast<size_t>(h * block + j)] - ls[static_cast<size_t>(h)]);
+            const double ds = f * a * (c[static_cast<size_t>((b * H + h) * s.Nq + i)] - r);
+            const double* qh = query_row(s, b, h, i);
+            double* dkj = dk.data() + ((b * s.Hkv + h / group) * s.Nk + k0 + j) * D;
+            for (int64_t x = 0; x < D; ++x) dkj[x] += ds * qh[x];
+          }
+        }
+      }
+    }
+}
+
 }  // namespace
 
 AttentionTransferRows::AttentionTransferRows(size_t n) : kl(n, 0.0), lse_s(n, kNegInf), lse_t(n, kNegInf) {}
 
+AttentionTransferRows::AttentionTransferRows(const AttentionHeadsView& s, const AttentionHeadsView& t)
+    : kl(static_cast<size_t>(s.B * (heads_averaged(s, t) ? 1 : s.H) * s.q_rows), 0.0),
+      lse_s(static_cast<size_t>(s.B * s.H * s.q_rows), kNegInf),
+      lse_t(static_cast<size_t>(t.B * t.H * t.q_rows), kNegInf) {}
+
 void attention_transfer_rows(const AttentionHeadsView& s, const AttentionHeadsView& t, const MaskPlan& plan,
                              AttentionTransferRows& rows, int64_t block) {
   check_views(s, t, block);
+  if (heads_averaged(s, t)) return averaged_rows(s, t, plan, rows, block);
   #pragma omp parallel for schedule(dynamic) collapse(2)
   for (int64_t b = 0; b < s.B; ++b)
     for (int64_t h = 0; h < s.H; ++h) {
       std::vector<double> ss(static_cast<size_t>(block)), st(static_cast<size_t>(block));
       const double *ks = key_head(s, b, h), *kt = key_head(t, b, h);
       for (int64_t i = 0; i < s.Nq; ++i) {
+        if (!row_kept(s, b, i)) continue;
         const int64_t qpos = plan.q_offset() + i;
         const double *qs = query_row(s, b, h, i), *qt = query_row(t, b, h, i);
         Running rt, rs;  // rt keeps a and c; rs only m and l
@@ -143,6 +320,7 @@ void attention_transfer_grads(const AttentionHeadsView& s, const AttentionHeadsV
                               const AttentionTransferRows& rows, double g, std::vector<double>& dq,
                               std::vector<double>& dk, int64_t block) {
   check_views(s, t, block);
+  if (heads_averaged(s, t)) return averaged_grads(s, t, plan, rows, g, dq, dk, block);
   const int64_t group = s.H / s.Hkv, D = s.D;
   // One thread per (b, student key head): the query heads that share it add into its dk alone.
   #pragma omp parallel for schedule(dynamic) collapse(2)
@@ -190,9 +368,6 @@ void check_attention_heads(const char* op, const char* side, const Tensor& q, co
 void check_transfer_pair(const char* op, const Tensor& q_s, const Tensor& k_s, const Tensor& q_t, const Tensor& k_t) {
   check_attention_heads(op, "student", q_s, k_s);
   check_attention_heads(op, "teacher", q_t, k_t);
-  STRAND_CHECK(q_s.size(1) == q_t.size(1), ShapeError, op, ": the student has ", q_s.size(1),
-               " attention heads and the teacher ", q_t.size(1),
-               "; attention transfer compares the heads one to one, so their counts must be equal");
   STRAND_CHECK(q_s.size(0) == q_t.size(0) && q_s.size(2) == q_t.size(2) && k_s.size(2) == k_t.size(2), ShapeError,
                op, ": the student's q ", describe(q_s), " and k ", describe(k_s), " and the teacher's q ", describe(q_t),
                " and k ", describe(k_t), " cover different rows");
@@ -200,22 +375,27 @@ void check_transfer_pair(const char* op, const Tensor& q_s, const Tensor& k_s, c
 
 Tensor attention_transfer_loss(const Tensor& q_s, const Tensor& k_s, const Tensor& q_t, const Tensor& k_t,
                                const MaskSpec& mask, Reduction reduction, double scale_s, double scale_t,
-                               int64_t block) {
+                               int64_t block, const RowSample& sample) {
   const char* op = "attention_transfer_loss";
   check_transfer_pair(op, q_s, k_s, q_t, k_t);
   STRAND_CHECK(block >= 1, ValueError, op, ": key block ", block, " must be >= 1");
+  STRAND_CHECK(sample.rows >= 0 && sample.rows <= q_s.size(2), ValueError, op, ": ", sample.rows,
+               " sampled query rows; expected 0 (all) to the ", q_s.size(2), " rows");
   auto s = std::make_unique<HeadsF64>(q_s, k_s, scale_s);
   auto t = std::make_unique<HeadsF64>(q_t.detach(), k_t.detach(), scale_t);
   const MaskPlan plan(mask, s->view.B, s->view.Nq, s->view.Nk, op);
-  AttentionTransferRows rows(static_cast<size_t>(s->view.B * s->view.H * s->view.Nq));
+  if (sample.rows > 0) s->sample_rows(sample, plan.q_offset());
+  AttentionTransferRows rows(s->view, t->view);
   attention_transfer_rows(s->view, t->view, plan, rows, block);
   double total = 0.0;  // in row order
   for (double kl : rows.kl) total += kl;
+  // kl holds one value per (b, h, row), or per (b, row) with the heads averaged: Mean's count.
   const double divisor =
       reduction == Reduction::Mean ? std::max<double>(1.0, static_cast<double>(rows.kl.size())) : 1.0;
-  Tensor loss = Tensor::full({}, total / divisor, q_s.dtype(), q_s.device());
+  const double weight = sample_weight(sample, s->view.Nq);  // 1 for all rows: no rounding
+  Tensor loss = Tensor::full({}, total * weight / divisor, q_s.dtype(), q_s.device());
   if (auto n = autograd::make_node<AttentionTransferBackward>({&q_s, &k_s}, std::move(s), std::move(t), mask,
-                                                              std::move(rows), divisor, block, q_s.shape(),
+                                                              std::move(rows), divisor, weight, block, q_s.shape(),
                                                               k_s.shape(), q_s.dtype(), q_s.device()))
     autograd::set_history(n, {&loss});
   return loss;

@@ -36,6 +36,16 @@ int64_t kd_chunk_rows(const Config& config, int64_t vocab) {
   return config.memory.loss_chunk > 0 ? config.memory.loss_chunk : ops::auto_chunk_rows(vocab, DType::F32);
 }
 
+// The query rows the attention term of student layer `layer` scores at `step`
+// (distill.attention_rows; 0: all): drawn from run.seed, the step and the layer, the same on
+// every rank (the sequence-parallel op draws by global position).
+ops::RowSample attention_sample(const Config& config, int64_t step, int64_t layer) {
+  constexpr uint64_t kAttentionRowsSalt = 0x6174726f7773ull;  // "atrows"
+  return {config.distill.attention_rows,
+          models::derive_seed(static_cast<uint64_t>(config.run.seed),
+                              {kAttentionRowsSalt, static_cast<uint64_t>(step), static_cast<uint64_t>(layer)})};
+}
+
 // The self-attention layers of a model, block 0 first (the order of its modules).
 std::vector<nn::MultiHeadAttention*> self_attention_layers(nn::Module& model) {
   std::vector<nn::MultiHeadAttention*> layers;
@@ -222,12 +232,6 @@ void DistillTrainer::check_attention_pair(int64_t student_layer, int64_t teacher
   const char* key = "key 'distill.attention_weight': ";
   const nn::MultiHeadAttention& sa = *student_attention_[static_cast<size_t>(student_layer)];
   const nn::MultiHeadAttention& ta = *teacher_attention_[static_cast<size_t>(teacher_layer)];
-  const int64_t hs = sa.n_head(), ht = ta.n_head();
-  if (hs != ht)
-    throw ConfigError(detail::concat(key, "attention transfer compares the heads of paired layers one to one, but "
-                                          "the student's layer ",
-                                     student_layer, " has ", hs, " heads and the teacher's layer ", teacher_layer,
-                                     " has ", ht, " (they must be equal)"));
   if (sa.options().linear || ta.options().linear)
     throw ConfigError(detail::concat(key, "attention transfer needs softmax attention; model.attention.pattern "
                                           "linear has no attention matrix to transfer"));
@@ -297,8 +301,11 @@ models::LossOutput DistillTrainer::micro_batch_loss(const data::Batch& batch) {
     STRAND_CHECK(sc.q().defined() && tc.q().defined(), ValueError, "distill: attention layers ", i, " and ", j,
                  " handed over no q and k");
     const nn::MultiHeadAttention& sa = *student_attention_[static_cast<size_t>(i)];
-    const Tensor att = parallel::attention_transfer_loss(sc.q(), sc.k(), tc.q(), tc.k(), sa.options().mask, shard);
-    const Tensor per_row = ops::mul_scalar(att, 1.0 / static_cast<double>(sa.n_head()));
+    // Unequal head counts give one head-averaged KL per row already: no division by heads.
+    const int64_t per_row_terms = sa.n_head() == teacher_attention_[static_cast<size_t>(j)]->n_head() ? sa.n_head() : 1;
+    const Tensor att = parallel::attention_transfer_loss(sc.q(), sc.k(), tc.q(), tc.k(), sa.options().mask, shard,
+                                                         0.0, 0.0, attention_sample(config(), batch.step, i));
+    const Tensor per_row = ops::mul_scalar(att, 1.0 / static_cast<double>(per_row_terms));
     att_sum_ += per_row.item();
     out.loss_sum = ops::add(out.loss_sum, ops::mul_scalar(per_row, d.attention_weight));
   }

@@ -2,7 +2,8 @@
 // lse of ring (contiguous and zigzag layouts) or Ulysses attention and the gathered keys, equal
 // the one-rank statistics of the whole sequence at those rows (float64, causal, sliding window,
 // MHA and GQA); and the attention transfer loss summed over ranks, with each rank's gradient to
-// its q and k rows, equals the one-rank loss and gradient rows.
+// its q and k rows, equals the one-rank loss and gradient rows, also with unequal head counts
+// (head-averaged) and over a sample of the query rows drawn alike on every rank.
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -79,18 +80,22 @@ TEST(AttentionStatsSp, EveryRanksRowsEqualTheOneRankStatistics) {
 }
 
 // The transfer loss of a student (heads c.q_heads / c.kv_heads, D 8) against a teacher with
-// other widths (D 6, one key head): loss summed over ranks, dq and dk rows against one rank.
-void check_transfer(const Case& c, bool ulysses, LayoutKind kind) {
+// other widths (D 6, one key head; teacher_heads query heads, the student's when 0): loss summed
+// over ranks, dq and dk rows against one rank, over all rows or `sample`'s.
+void check_transfer(const Case& c, bool ulysses, LayoutKind kind, int64_t teacher_heads = 0,
+                    const ops::RowSample& sample = {}) {
   Group& sp = world();
   const int P = sp.size();
-  const int64_t B = 2, N = 2 * P * 7;
-  SCOPED_TRACE("transfer " + c.name +
+  const int64_t B = 2, N = 2 * P * 7, Ht = teacher_heads > 0 ? teacher_heads : c.q_heads;
+  SCOPED_TRACE("transfer " + c.name + ", teacher heads " + std::to_string(Ht) + ", sampled rows " +
+               std::to_string(sample.rows) +
                (ulysses ? " ulysses" : kind == LayoutKind::Zigzag ? " ring zigzag" : " ring contiguous"));
   Tensor q = Tensor::randn({B, c.q_heads, N, 8}, 11, DType::F64), k = Tensor::randn({B, c.kv_heads, N, 8}, 12, DType::F64);
-  const Tensor qt = Tensor::randn({B, c.q_heads, N, 6}, 13, DType::F64), kt = Tensor::randn({B, 1, N, 6}, 14, DType::F64);
+  const Tensor qt = Tensor::randn({B, Ht, N, 6}, 13, DType::F64), kt = Tensor::randn({B, 1, N, 6}, 14, DType::F64);
   q.set_requires_grad(true);
   k.set_requires_grad(true);
-  const Tensor want = ops::attention_transfer_loss(q, k, qt, kt, c.mask, ops::Reduction::Sum);
+  const Tensor want =
+      ops::attention_transfer_loss(q, k, qt, kt, c.mask, ops::Reduction::Sum, 0.0, 0.0, 64, sample);
   const std::vector<Tensor> want_g = autograd::grad({want}, {Tensor::full({}, 1.0, DType::F64)}, {q, k});
 
   const SequenceLayout layout = SequenceLayout::make(ulysses ? LayoutKind::Contiguous : kind, N, P);
@@ -101,7 +106,8 @@ void check_transfer(const Case& c, bool ulysses, LayoutKind kind) {
   qs.set_requires_grad(true);
   ks.set_requires_grad(true);
   const Tensor got = parallel::attention_transfer_loss(qs, ks, layout.shard(qt, sp.rank(), 2),
-                                                       layout.shard(kt, sp.rank(), 2), c.mask, shard);
+                                                       layout.shard(kt, sp.rank(), 2), c.mask, shard, 0.0, 0.0,
+                                                       sample);
   std::vector<double> total{got.item()};
   sp.all_reduce(std::span<double>(total));
   EXPECT_NEAR(total[0], want.item(), 1e-10 * want.item());
@@ -124,6 +130,41 @@ TEST(AttentionTransferSp, TheLossOverRanksAndEachRanksGradientRowsEqualOneRank) 
     check_transfer(c, false, LayoutKind::Zigzag);
     check_transfer(c, true, LayoutKind::Contiguous);
   }
+}
+
+TEST(AttentionTransferSp, UnequalHeadCountsAverageTheHeadsAsOneRankDoes) {
+  // The student's 2 or 3 query heads against the teacher's 4 or 2: the head-averaged term.
+  const std::vector<std::pair<Case, int64_t>> cases = {{{"causal 2 vs 4", MaskSpec::causal_mask(), 2, 2}, 4},
+                                                       {{"causal GQA 4/2 vs 2", MaskSpec::causal_mask(), 4, 2}, 2},
+                                                       {{"sliding w=5 3 vs 2", MaskSpec::sliding(5), 3, 3}, 2}};
+  for (const auto& [c, ht] : cases) {
+    check_transfer(c, false, LayoutKind::Contiguous, ht);
+    check_transfer(c, false, LayoutKind::Zigzag, ht);
+    check_transfer(c, true, LayoutKind::Contiguous, ht);
+  }
+}
+
+TEST(AttentionTransferSp, SampledRowsAreDrawnAlikeOnEveryRankAndEqualOneRank) {
+  // 9 of the 28 rows (per batch row), head by head and head-averaged; and every row.
+  const Case c{"causal GQA 4/2", MaskSpec::causal_mask(), 4, 2};
+  for (const ops::RowSample sample : {ops::RowSample{9, 5}, ops::RowSample{28, 5}})
+    for (int64_t ht : {int64_t{0}, int64_t{2}}) {
+      check_transfer(c, false, LayoutKind::Contiguous, ht, sample);
+      check_transfer(c, false, LayoutKind::Zigzag, ht, sample);
+      check_transfer(c, true, LayoutKind::Contiguous, ht, sample);
+    }
+}
+
+TEST(AttentionTransferSp, MoreSampledRowsThanTheSequenceAreRefused) {
+  Group& sp = world();
+  SequenceShard shard;
+  shard.ring = &sp;
+  if (shard.local()) GTEST_SKIP() << "one rank: nothing is split";
+  const int64_t n = 7, N = n * sp.size();
+  const Tensor q = Tensor::randn({1, 2, n, 8}, 1, DType::F64);
+  EXPECT_THROW(parallel::attention_transfer_loss(q, q, q, q, MaskSpec::causal_mask(), shard, 0.0, 0.0,
+                                                 ops::RowSample{N + 1, 1}),
+               ValueError);
 }
 
 TEST(AttentionStatsSp, AHybridShardIsRefused) {

@@ -319,6 +319,20 @@ TEST(Config, EnumNamesAndKeyList) {
   EXPECT_NE(std::find(keys.begin(), keys.end(), "precision.loss_scale"), keys.end());
 }
 
+// distill.attention_rows: 0 (every row) to data.seq_len query rows per sequence.
+TEST(Config, DistillAttentionRowsIsBoundedByTheSequence) {
+  const auto keys = config_keys();
+  EXPECT_NE(std::find(keys.begin(), keys.end(), "distill.attention_rows"), keys.end());
+  const int64_t seq_len = parse_config(kData).data.seq_len;
+  EXPECT_EQ(parse_config(kData).distill.attention_rows, 0);
+  EXPECT_EQ(parse_config(kData, "cfg.yaml", {"distill.attention_rows=" + std::to_string(seq_len)}).distill.attention_rows,
+            seq_len);
+  EXPECT_CONTAINS(parse_error(kData, {"distill.attention_rows=-1"}), "key 'distill.attention_rows': ");
+  const std::string over = parse_error(kData, {"distill.attention_rows=" + std::to_string(seq_len + 1)});
+  EXPECT_CONTAINS(over, "key 'distill.attention_rows': ");
+  EXPECT_CONTAINS(over, "exceed data.seq_len " + std::to_string(seq_len));
+}
+
 // docs/config.md is the user's reference: every key must be in one of its tables.
 TEST(Config, DocsListEveryKey) {
   const std::filesystem::path root = STRAND_SOURCE_DIR;
