@@ -306,7 +306,9 @@ TEST_F(Distill, AttentionTransferUnderCheckpointingIsThePlainRunBitForBit) {
     const std::string p = std::string("precision.compute=") + precision;
     const Trace plain = trace(std::string("plain_") + precision, {p});
     EXPECT_GT(plain.att.front(), 1e-6);
-    std::vector<std::vector<std::string>> modes = {{"memory.checkpointing=full"}, {"memory.checkpointing=selective"}};
+    std::vector<std::vector<std::string>> modes = {{"memory.checkpointing=full"},
+                                                   {"memory.checkpointing=selective"},
+                                                   {"memory.checkpointing=full", "memory.checkpoint_layers=1"}};
     if (std::string(precision) == "fp32") {
       modes.push_back({"memory.checkpointing=full", "memory.offload=disk"});
       modes.push_back({"memory.checkpointing=selective", "memory.offload=disk"});
@@ -325,6 +327,18 @@ TEST_F(Distill, AttentionTransferUnderCheckpointingIsThePlainRunBitForBit) {
       EXPECT_TRUE(same_bits(got.params, plain.params)) << label << ": the parameters after 3 steps differ";
     }
   }
+}
+
+TEST_F(Distill, TheTeacherNeverCheckpoints) {
+  // A teacher trained with full checkpointing records nothing as a teacher: its blocks run
+  // plainly (no rerun, no recipes), whatever its own memory.checkpointing said.
+  (void)train(tiny("teacher_ck", {"memory.checkpointing=full", "train.steps=10"}));
+  const Config own = tiny("own", {"memory.checkpointing=full"});
+  const auto built = std::dynamic_pointer_cast<models::Gpt>(models::build_model(own));
+  ASSERT_NE(built, nullptr);
+  EXPECT_EQ(built->transformer().checkpointing(), Checkpointing::Full);  // as its run built it
+  const Config c = tiny("student_ck", {"distill.teacher=" + ckpt("teacher_ck", 10), "memory.checkpointing=full"});
+  EXPECT_EQ(load_teacher(c)->transformer().checkpointing(), Checkpointing::None);
 }
 
 TEST_F(Distill, RefusesAConfigWithoutATeacherOrOfAnotherVocabulary) {
