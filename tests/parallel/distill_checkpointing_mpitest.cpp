@@ -2,8 +2,9 @@
 // (zigzag, with dropout, and contiguous) and Ulysses, the distillation trainer's gradient pass
 // with memory.checkpointing full, selective, and full and selective with disk offload (full then
 // checkpoints half-blocks) gives the loss, the attention term and every summed student gradient
-// of the same job without checkpointing, bit for bit: the term's gradient w.r.t. q and k enters
-// each checkpointed block's rerun (autograd::expose) where the plain backward adds it.
+// of the same job without checkpointing, bit for bit: the term's gradient w.r.t. q and k (and the
+// hidden term's w.r.t. a block's input) enters each checkpointed block's rerun (autograd::expose)
+// where the plain backward adds it.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -52,10 +53,10 @@ struct Pass {
 };
 
 // One gradient pass (two micro-batches, gradients summed over the ranks) of a distillation run
-// whose two student layers are both paired with the teacher's.
+// whose two student layers are both paired with the teacher's, with the hidden-state term on.
 Pass gradient_pass(const std::vector<std::string>& overrides) {
   std::vector<std::string> o = {"distill.teacher=" + write_teacher(), "distill.attention_weight=2",
-                                "distill.attention_layers=0:0, 1:1", "memory.offload_dir=" + std::string(kDir) + "/spill",
+                                "distill.attention_layers=0:0, 1:1", "distill.hidden_weight=0.5", "memory.offload_dir=" + std::string(kDir) + "/spill",
                                 "memory.offload_min_bytes=1024"};
   o.insert(o.end(), overrides.begin(), overrides.end());
   const train::Config config = train::parse_config(kModel, "student.yaml", o);

@@ -273,13 +273,14 @@ bool same_bits(const std::vector<double>& a, const std::vector<double>& b) {
 }
 
 TEST_F(Distill, AttentionTransferUnderCheckpointingIsThePlainRunBitForBit) {
-  // Two checkpointed student blocks, both mapped (dropout on): under full checkpointing the blocks
-  // run unrecorded and rerun in the backward, where the term's gradient enters through the rerun's
-  // q and k (autograd::expose); with disk offload the full blocks are half-blocks. Every loss,
-  // term and gradient is the plain run's, bit for bit. (The hidden term is left out: it adds a
-  // third gradient to each block's output, which full checkpointing sums in another order.)
+  // Three checkpointed student blocks, the first and last paired (dropout and the hidden term on):
+  // under full checkpointing the blocks run unrecorded and rerun in the backward, where the
+  // term's gradient enters through the rerun's q and k, and the hidden term's through the next
+  // block's input (autograd::expose); with disk offload the full blocks are half-blocks. Every
+  // loss, term and gradient is the plain run's, bit for bit.
   auto trace = [&](const std::string& run, std::vector<std::string> extra) {
-    std::vector<std::string> o = {"distill.attention_weight=2", "model.n_layer=2", "distill.attention_layers=0:0, 1:1",
+    std::vector<std::string> o = {"distill.attention_weight=2", "model.n_layer=3", "distill.attention_layers=0:0, 2:1",
+                                  "distill.hidden_weight=0.5",
                                   "memory.offload_dir=" + (root_ / run / "spill").string(),
                                   "memory.offload_min_bytes=1024"};
     o.insert(o.end(), extra.begin(), extra.end());
