@@ -280,13 +280,24 @@ Tensor Stack::run(Tensor x, const Tensor& positions, const Tensor& memory, const
     const std::shared_ptr<Block>& block = blocks_[i];
     const bool checked = checkpointing_ != config::Checkpointing::None &&
                          (checkpoint_layers_ == 0 || static_cast<int64_t>(i) < checkpoint_layers_);
+    // With a loss on the layer outputs (distillation's hidden-state term), a full checkpoint
+    // exposes its input, the previous block's output, and the loss reads that: its gradient then
+    // enters this block's rerun ahead of the block's own two, where the unchecked backward adds
+    // it, so the gradients stay bitwise those of the plain run (autograd::expose).
+    const bool expose_input = layer_outputs != nullptr && i > 0 && checked &&
+                              checkpointing_ == config::Checkpointing::Full;
+    auto exposed = std::make_shared<Tensor>();
+    auto expose = [expose_input, exposed](const Tensor& input) {
+      if (expose_input) autograd::expose(input, [exposed](const Tensor& t) { *exposed = t; });
+    };
     if (!checked) {
       x = block->forward(x, positions, memory, dropout, shard);
     } else if (checkpointing_ == config::Checkpointing::Full && half_blocks_) {
       // Half-blocks: the attention and the MLP are two checkpointed pieces, so a rerun holds one
       // half's activations, not the whole block's; the extra input each block saves (h) goes
       // to disk with the block input (docs/memory.md).
-      auto attention = [block, positions, dropout, shard](const std::vector<Tensor>& in) {
+      auto attention = [block, positions, dropout, shard, expose](const std::vector<Tensor>& in) {
+        expose(in[0]);
         autograd::RecomputeScope scope(/*matmuls=*/false);
         return block->attention_half(in[0], positions, in[1], dropout, shard);
       };
@@ -302,7 +313,8 @@ Tensor Stack::run(Tensor x, const Tensor& positions, const Tensor& memory, const
       // The rerun marks its norms, activations and the head-merged copy of attention's output as
       // recipes too (selective inside full, keeping c_fc's output), so the backward holds 10 C
       // of one block's 17 C floats a token instead of all of them.
-      auto rerun = [block, positions, dropout, shard](const std::vector<Tensor>& in) {
+      auto rerun = [block, positions, dropout, shard, expose](const std::vector<Tensor>& in) {
+        expose(in[0]);
         autograd::RecomputeScope scope(/*matmuls=*/false);
         return block->forward(in[0], positions, in[1], dropout, shard);
       };
@@ -311,7 +323,10 @@ Tensor Stack::run(Tensor x, const Tensor& positions, const Tensor& memory, const
       autograd::RecomputeScope scope;  // norms and activations saved as recipes
       x = block->forward(x, positions, memory, dropout, shard);
     }
-    if (layer_outputs != nullptr) layer_outputs->push_back(x);
+    if (layer_outputs != nullptr) {
+      if (exposed->defined()) layer_outputs->back() = *exposed;
+      layer_outputs->push_back(x);
+    }
   }
   return ln_f_.forward(x);
 }

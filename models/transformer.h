@@ -174,6 +174,7 @@ class Stack : public nn::Module {
   // memory.checkpointing for the first `layers` blocks (0: all) of this stack, in run().
   // half_blocks: full checkpointing checkpoints each block's attention and MLP halves apart.
   void set_checkpointing(config::Checkpointing mode, int64_t layers, bool half_blocks = false);
+  config::Checkpointing checkpointing() const { return checkpointing_; }
 
  private:
   StackOptions options_;

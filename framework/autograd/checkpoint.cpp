@@ -32,10 +32,36 @@ SavedTensorHooks plain_hooks() {
   return {[](const Tensor& t) { return std::any(t); }, [](const std::any& a) { return std::any_cast<Tensor>(a); }};
 }
 
+// What expose() sees: the innermost checkpoint forward or rerun it is called in, if any.
+struct ExposeFrame {
+  bool rerun = false;
+  std::vector<Tensor> tensors;
+  std::vector<std::function<void(const Tensor&)>> receivers;  // forward only
+};
+thread_local std::vector<ExposeFrame*> g_expose_frames;
+
+class ExposeFrameGuard {
+ public:
+  explicit ExposeFrameGuard(bool rerun) {
+    frame_.rerun = rerun;
+    g_expose_frames.push_back(&frame_);
+  }
+  ~ExposeFrameGuard() { g_expose_frames.pop_back(); }
+  ExposeFrameGuard(const ExposeFrameGuard&) = delete;
+  ExposeFrameGuard& operator=(const ExposeFrameGuard&) = delete;
+  ExposeFrame& frame() { return frame_; }
+
+ private:
+  ExposeFrame frame_;
+};
+
 class CheckpointBackward final : public Node {
  public:
   CheckpointBackward(const char* name, CheckpointFn fn, size_t n_inputs, std::vector<Tensor> params)
       : Node(name), fn_(std::move(fn)), n_inputs_(n_inputs), params_(std::move(params)) {}
+
+  // Output 0 is the piece's; outputs 1.. are exposed tensors, which a loss may or may not use.
+  bool takes_missing_gradients() const override { return output_meta.size() > 1; }
 
   std::vector<Tensor> apply(std::vector<Tensor>&& grads) override {
     // The rerun: detached inputs (leaves of a graph of its own), grad mode on.
@@ -59,18 +85,33 @@ class CheckpointBackward final : public Node {
     std::vector<Tensor> out(next_edges.size());
     if (wrt.empty()) return out;
     Tensor y;
+    std::vector<Tensor> exposed;
     {
       GradModeGuard on(true);
       SavedTensorHooksGuard plain(plain_hooks());
+      ExposeFrameGuard frame(/*rerun=*/true);
       y = fn_(inputs);
+      exposed = std::move(frame.frame().tensors);
     }
     STRAND_CHECK(y.defined() && y.shape() == output_meta[0].shape, AutogradError, "backward of '", name(),
                  "': the rerun returned ", y.defined() ? describe(y) : "undefined", ", the forward ",
                  shape_str(output_meta[0].shape));
+    STRAND_CHECK(exposed.size() + 1 == output_meta.size(), AutogradError, "backward of '", name(), "': the rerun exposed ",
+                 exposed.size(), " tensors, the forward ", output_meta.size() - 1);
     if (!y.requires_grad()) return out;  // nothing in the piece depends on what needs a gradient
+    // The roots: the output, with its gradient (zeros where none arrived, as for any node), and
+    // each exposed tensor a gradient reached.
+    std::vector<Tensor> roots{y}, seeds{grads[0].defined() ? grads[0]
+                                                           : Tensor::zeros(output_meta[0].shape, output_meta[0].dtype,
+                                                                           output_meta[0].device)};
+    for (size_t i = 0; i < exposed.size(); ++i)
+      if (grads[i + 1].defined() && exposed[i].requires_grad()) {
+        roots.push_back(exposed[i]);
+        seeds.push_back(grads[i + 1]);
+      }
     // grad() captures the gradients at the inputs' and parameters' accumulators without running
     // them; the parameters' own accumulators then run once, in this (outer) pass.
-    std::vector<Tensor> g = grad({y}, {grads[0]}, wrt, /*retain_graph=*/false);
+    std::vector<Tensor> g = grad(roots, seeds, wrt, /*retain_graph=*/false);
     for (size_t k = 0; k < wrt.size(); ++k) out[slot_of[k]] = g[k];
     return out;
   }
@@ -163,17 +204,39 @@ Tensor checkpoint(const CheckpointFn& fn, const std::vector<Tensor>& inputs, con
   for (const Tensor& p : params) all.push_back(&p);
   bool any = false;
   for (const Tensor* t : all) any = any || (t->defined() && t->requires_grad());
+  if (!grad_enabled() || !any) {
+    NoGradGuard off;  // nothing records: exposed tensors go straight to their receivers
+    return fn(inputs);
+  }
   Tensor y;
+  ExposeFrame exposed;
   {
+    ExposeFrameGuard frame(/*rerun=*/false);
     NoGradGuard off;
     y = fn(inputs);
+    exposed = std::move(frame.frame());
   }
-  if (!grad_enabled() || !any) return y;
   auto node = std::make_shared<CheckpointBackward>(name, fn, inputs.size(), params);
   connect_inputs(*node, all);
   for (const Tensor& t : inputs) node->save(t);
-  set_history(node, {&y});
+  // Exposed tensors become outputs 1.. of the node (detached handles: fn's own stay as they are).
+  std::vector<Tensor> extra;
+  for (const Tensor& t : exposed.tensors) extra.push_back(t.detach());
+  std::vector<Tensor*> outputs{&y};
+  for (Tensor& t : extra) outputs.push_back(&t);
+  set_history(node, outputs);
+  for (size_t i = 0; i < extra.size(); ++i) exposed.receivers[i](extra[i]);
   return y;
+}
+
+void expose(const Tensor& t, const std::function<void(const Tensor&)>& receive) {
+  if (g_expose_frames.empty()) {
+    receive(t);
+    return;
+  }
+  ExposeFrame& frame = *g_expose_frames.back();
+  frame.tensors.push_back(t);
+  if (!frame.rerun) frame.receivers.push_back(receive);
 }
 
 RecomputeScope::RecomputeScope(bool matmuls) {

@@ -25,6 +25,18 @@ using CheckpointFn = std::function<Tensor(const std::vector<Tensor>& inputs)>;
 Tensor checkpoint(const CheckpointFn& fn, const std::vector<Tensor>& inputs, const std::vector<Tensor>& params,
                   const char* name = "checkpoint");
 
+// Hands a tensor that a piece computes to code outside the piece, with its gradient path (a loss
+// on an intermediate, as attention transfer reads a layer's q and k). Outside a recording
+// checkpoint's forward, receive(t) is called at once. Inside one (fn runs without recording),
+// receive gets, once checkpoint() has built its node, t as an extra output of that node: a loss
+// built on it sends its gradient to the node, which waits for it, and in the rerun the same call
+// (fn reruns it) marks the recomputed, recorded t as a root of the rerun's backward beside the
+// piece's output, seeded with that gradient; the rerun does not call receive. So the gradients
+// are those of the unchecked graph bit for bit (the extra gradient is added where the unchecked
+// backward adds it). fn must expose the same tensors in both runs, in the same order; exposing
+// from a checkpoint nested inside a rerun is not supported.
+void expose(const Tensor& t, const std::function<void(const Tensor&)>& receive);
+
 // Selective checkpointing. Inside a RecomputeScope, recomputable(y, recipe) marks y: a node that
 // saves y (or a view of it) afterwards saves the recipe instead of the value, and calls it at
 // backward time (with grad mode off). The recipe must capture only tensors that are kept anyway

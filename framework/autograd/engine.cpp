@@ -141,7 +141,7 @@ std::vector<Tensor> run(const std::vector<Tensor>& roots, const std::vector<Tens
     buffers.erase(n);
     in.resize(n->output_meta.size());
     for (uint32_t s = 0; s < in.size(); ++s) {
-      if (!in[s].defined()) {
+      if (!in[s].defined() && !n->takes_missing_gradients()) {
         const TensorMeta& m = n->output_meta[s];
         in[s] = Tensor::zeros(m.shape, m.dtype, m.device);
       }

@@ -34,9 +34,13 @@ class Node {
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
 
-  // grads has one defined tensor per output (zeros where no gradient arrived). Returns one
-  // gradient per input; an undefined tensor means none. Runs with grad mode off.
+  // grads has one defined tensor per output (zeros where no gradient arrived; undefined there
+  // instead when takes_missing_gradients()). Returns one gradient per input; an undefined tensor
+  // means none. Runs with grad mode off.
   virtual std::vector<Tensor> apply(std::vector<Tensor>&& grads) = 0;
+  // True for a node that must tell "no gradient arrived" from a zero gradient: a checkpoint with
+  // extra outputs, whose rerun would otherwise add +0 to a gradient that is -0 without it.
+  virtual bool takes_missing_gradients() const { return false; }
 
   const std::string& name() const { return name_; }
 

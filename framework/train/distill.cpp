@@ -12,6 +12,7 @@
 #include <map>
 #include <span>
 
+#include "framework/autograd/checkpoint.h"
 #include "framework/autograd/grad_mode.h"
 #include "framework/ops/matmul.h"
 #include "framework/ops/reduce.h"
@@ -55,11 +56,22 @@ std::vector<nn::MultiHeadAttention*> self_attention_layers(nn::Module& model) {
   return layers;
 }
 
-// Keeps the q and k one forward hands its attention probe; clears the probe when it goes.
+}  // namespace
+
+// Keeps the q and k one forward hands its attention probe; clears the probe when it goes. They
+// come through autograd::expose, so under full checkpointing (the block runs without recording
+// and reruns in the backward) they are extra outputs of the block's checkpoint: the term's
+// gradient w.r.t. them waits there and is fed into the rerun's q and k (docs/distill-prune.md).
+// The student's captures therefore stay installed while its backward runs; they keep what they
+// are handed only while armed (the forward of micro_batch_loss), not in evaluation.
 class ProbeCapture {
  public:
   explicit ProbeCapture(nn::MultiHeadAttention* attn) : attn_(attn) {
-    if (attn_) attn_->set_attention_probe([this](const Tensor& q, const Tensor& k, const Tensor&) { q_ = q, k_ = k; });
+    if (attn_)
+      attn_->set_attention_probe([this](const Tensor& q, const Tensor& k, const Tensor&) {
+        autograd::expose(q, [this](const Tensor& t) { keep(q_, t); });
+        autograd::expose(k, [this](const Tensor& t) { keep(k_, t); });
+      });
   }
   ~ProbeCapture() {
     if (attn_) attn_->set_attention_probe(nullptr);
@@ -68,13 +80,21 @@ class ProbeCapture {
   ProbeCapture& operator=(const ProbeCapture&) = delete;
   const Tensor& q() const { return q_; }
   const Tensor& k() const { return k_; }
+  // Armed: keep what the probe hands over. Disarming drops what was kept (the loss's graph holds
+  // what its backward needs).
+  void arm(bool on) {
+    armed_ = on;
+    if (!on) q_ = k_ = Tensor();
+  }
 
  private:
+  void keep(Tensor& slot, const Tensor& t) {
+    if (armed_) slot = t;
+  }
   nn::MultiHeadAttention* attn_;
+  bool armed_ = true;
   Tensor q_, k_;
 };
-
-}  // namespace
 
 std::vector<std::pair<int64_t, int64_t>> attention_layer_pairs(const std::string& text, int64_t student_layers,
                                                                int64_t teacher_layers) {
@@ -105,11 +125,6 @@ void check_distill_config(const Config& config) {
   if (config.model.arch != Arch::Gpt)
     throw ConfigError(detail::concat("key 'model.arch': strand distill trains a gpt student, got ",
                                      name_of(config.model.arch)));
-  // Recomputed blocks hand the probe a q and k outside the step's graph: no gradient would flow.
-  if (config.distill.attention_weight > 0 && config.memory.checkpointing != Checkpointing::None)
-    throw ConfigError(detail::concat("key 'distill.attention_weight': attention transfer reads the last layer's q "
-                                     "and k in the step's graph; memory.checkpointing must be none with it, got ",
-                                     name_of(config.memory.checkpointing)));
 }
 
 std::shared_ptr<models::Gpt> load_teacher(const Config& student) {
@@ -128,6 +143,9 @@ std::shared_ptr<models::Gpt> load_teacher(const Config& student) {
   auto teacher = std::dynamic_pointer_cast<models::Gpt>(model);
   STRAND_CHECK(teacher != nullptr, ValueError, "distill: ", path, " did not build a gpt");
   teacher->train(false);  // no dropout: the soft targets are the teacher's best guess
+  // It records nothing, so there is nothing to recompute: its blocks run plainly, whatever
+  // memory.checkpointing its own run used.
+  models::set_checkpointing(*teacher, strand::config::MemoryConfig{});
   for (auto& [name, p] : teacher->named_parameters()) p.set_requires_grad(false);
   return teacher;
 }
@@ -176,6 +194,13 @@ DistillTrainer::DistillTrainer(TrainerParts parts, std::shared_ptr<models::Gpt> 
                  ValueError, "distill: a block without exactly one self-attention layer");
     attention_map_ = attention_layer_pairs(config().distill.attention_layers, ls, lt);
     for (const auto& [i, j] : attention_map_) check_attention_pair(i, j);
+    // The student's captures live as long as the trainer: a checkpointed block reruns its
+    // attention, and so calls the probe, in the backward, after micro_batch_loss has returned.
+    for (const auto& [i, j] : attention_map_)
+      if (!student_capture_.count(i)) {
+        student_capture_[i] = std::make_unique<ProbeCapture>(student_attention_[static_cast<size_t>(i)]);
+        student_capture_[i]->arm(false);
+      }
   }
   if (!matches_hidden()) return;
   const int64_t cs = config().model.d_model, ct = teacher_->config().d_model;
@@ -226,6 +251,8 @@ void DistillTrainer::add_checkpoint_groups(io::CheckpointData& data) const {
   g.set_int("step", state.step);
 }
 
+DistillTrainer::~DistillTrainer() = default;
+
 models::Gpt& DistillTrainer::student() { return static_cast<models::Gpt&>(model()); }
 
 void DistillTrainer::check_attention_pair(int64_t student_layer, int64_t teacher_layer) const {
@@ -252,11 +279,10 @@ models::LossOutput DistillTrainer::micro_batch_loss(const data::Batch& batch) {
   Tensor teacher_h;
   std::vector<Tensor> teacher_layers, student_layers;
   // The q and k of each mapped layer (one capture per layer, however many pairs read it).
-  std::map<int64_t, std::unique_ptr<ProbeCapture>> teacher_att, student_att;
-  for (const auto& [i, j] : attention_map_) {
-    if (!student_att.count(i)) student_att[i] = std::make_unique<ProbeCapture>(student_attention_[static_cast<size_t>(i)]);
+  std::map<int64_t, std::unique_ptr<ProbeCapture>> teacher_att;
+  for (const auto& [i, j] : attention_map_)
     if (!teacher_att.count(j)) teacher_att[j] = std::make_unique<ProbeCapture>(teacher_attention_[static_cast<size_t>(j)]);
-  }
+  for (auto& [i, capture] : student_capture_) capture->arm(true);
   {
     // The teacher runs the same rows under the same sequence layout, recording nothing.
     autograd::NoGradGuard frozen;
@@ -297,7 +323,7 @@ models::LossOutput DistillTrainer::micro_batch_loss(const data::Batch& batch) {
     // Summed over this rank's query rows and the heads' mean per row, so that N normalises it to
     // a mean over rows like the other terms (every row is scored in a language-model batch);
     // summed over the pairs like the hidden term over its layers.
-    const ProbeCapture &sc = *student_att.at(i), &tc = *teacher_att.at(j);
+    const ProbeCapture &sc = *student_capture_.at(i), &tc = *teacher_att.at(j);
     STRAND_CHECK(sc.q().defined() && tc.q().defined(), ValueError, "distill: attention layers ", i, " and ", j,
                  " handed over no q and k");
     const nn::MultiHeadAttention& sa = *student_attention_[static_cast<size_t>(i)];
@@ -309,6 +335,7 @@ models::LossOutput DistillTrainer::micro_batch_loss(const data::Batch& batch) {
     att_sum_ += per_row.item();
     out.loss_sum = ops::add(out.loss_sum, ops::mul_scalar(per_row, d.attention_weight));
   }
+  for (auto& [i, capture] : student_capture_) capture->arm(false);
   out.predictions = ops::reshape(ce.predictions, batch.inputs.shape());
   return out;
 }

@@ -13,6 +13,7 @@
 // Everything else (steps, evaluation of the student, logging, checkpoints, exact resume, dp x sp)
 // is the Trainer's (Note [Trainer seams], trainer.h).
 #pragma once
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -45,11 +46,14 @@ void check_distill_config(const Config& config);
 std::vector<std::pair<int64_t, int64_t>> attention_layer_pairs(const std::string& text, int64_t student_layers,
                                                                int64_t teacher_layers);
 
+class ProbeCapture;  // distill.cpp: the q and k an attention layer's probe hands over
+
 class DistillTrainer : public Trainer {
  public:
   // `parts.model` is the student (a gpt); the teacher is in neither the optimizer, the gradient
   // sum nor the checkpoints.
   DistillTrainer(TrainerParts parts, std::shared_ptr<models::Gpt> teacher, TrainerOptions options = {});
+  ~DistillTrainer() override;
 
   // The terms of the last step, each a mean over its scored tokens (every rank alike).
   double last_ce() const { return step_ce_; }
@@ -86,6 +90,8 @@ class DistillTrainer : public Trainer {
   // k of the mapped ones through the attention probe); empty without attention_weight.
   std::vector<nn::MultiHeadAttention*> student_attention_, teacher_attention_;
   std::vector<std::pair<int64_t, int64_t>> attention_map_;
+  // The student's probes on the mapped layers, installed for the trainer's life (distill.cpp).
+  std::map<int64_t, std::unique_ptr<ProbeCapture>> student_capture_;
   double ce_sum_ = 0.0, kd_sum_ = 0.0, hid_sum_ = 0.0, att_sum_ = 0.0;  // this rank's sums of the current gradient pass
   double step_ce_ = 0.0, step_kd_ = 0.0, step_hid_ = 0.0, step_att_ = 0.0;
 };
