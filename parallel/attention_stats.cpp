@@ -2,6 +2,7 @@
 // (attention_stats.h): the keys gathered once, then the one-rank computation per segment.
 #include "parallel/attention_stats.h"
 
+#include <initializer_list>
 #include <memory>
 #include <span>
 #include <vector>
@@ -13,35 +14,54 @@
 namespace strand::parallel {
 namespace {
 
-// The group the rows are split over and where each rank's rows sit in the whole sequence.
+// The ranks the rows are split over and where each rank's rows sit in the whole sequence. Under
+// hybrid the sp ranks are ring x Ulysses, sp rank s = ring rank * u + Ulysses rank
+// (SequenceShard::rank), and shard.layout is the sp-level layout (SequenceLayout::hybrid): the
+// keys are gathered, and dk reduced, over both groups, Ulysses (consecutive sp ranks) first.
 struct Split {
-  Group* group = nullptr;
+  Group* ring = nullptr;     // null when the sequence is not split over a ring
+  Group* ulysses = nullptr;  // null when it is not split over a Ulysses group
+  int parts = 1;             // sp ranks
   SequenceLayout layout;
   int64_t N = 0;  // the whole sequence
+
+  // mine [1, M] -> every sp rank's [parts, M], in sp rank order.
+  Tensor all_gather(const Tensor& mine) const {
+    Tensor rows = mine;
+    for (Group* g : {ulysses, ring}) {  // the inner index first: [u, M], then [ring x u, M]
+      if (g == nullptr) continue;
+      Tensor out = Tensor::empty({g->size() * rows.size(0), rows.size(1)}, rows.dtype(), rows.device());
+      g->all_gather(rows, out);
+      rows = out;
+    }
+    return rows;
+  }
+  // Sums `values` over every sp rank.
+  void all_reduce(std::span<double> values) const {
+    for (Group* g : {ulysses, ring})
+      if (g != nullptr) g->all_reduce(values);
+  }
 };
 
 Split split_of(const SequenceShard& shard, int64_t n, const char* what) {
   // A trainer's shard may name a group of size 1 beside the one the sequence is split over.
-  STRAND_CHECK(shard.ring_size() == 1 || shard.ulysses_size() == 1, ValueError, what,
-               ": hybrid sequence parallelism (ring x Ulysses) is not supported; use one of them");
   Split sp;
-  sp.group = shard.ring_size() > 1 ? shard.ring : shard.ulysses;
-  const int parts = sp.group->size();
-  sp.N = n * parts;
-  sp.layout = shard.layout ? *shard.layout : SequenceLayout::make(LayoutKind::Contiguous, sp.N, parts);
-  STRAND_CHECK(sp.layout.seq_len() == sp.N, ShapeError, what, ": ", n, " rows on each of ", parts,
-               " ranks do not make the layout's ", sp.layout.seq_len());
+  sp.ring = shard.ring_size() > 1 ? shard.ring : nullptr;
+  sp.ulysses = shard.ulysses_size() > 1 ? shard.ulysses : nullptr;
+  sp.parts = shard.size();
+  sp.N = n * sp.parts;
+  sp.layout = shard.layout ? *shard.layout : SequenceLayout::make(LayoutKind::Contiguous, sp.N, sp.parts);
+  STRAND_CHECK(sp.layout.seq_len() == sp.N && sp.layout.parts() == sp.parts, ShapeError, what, ": ", n,
+               " rows on each of ", sp.parts, " ranks do not make the layout (", sp.layout.describe(), ")");
   return sp;
 }
 
 // Every rank's rows of k [B, H, n, D], each placed at its global position: [B, H, N, D] values.
 std::vector<double> gather_rows(const Tensor& k, const Split& sp) {
-  const int parts = sp.group->size();
+  const int parts = sp.parts;
   const int64_t BH = k.size(0) * k.size(1), n = k.size(2), D = k.size(3), N = sp.N;
   const Tensor mine = ops::reshape(k.detach().copy_as(k.dtype(), k.device()), {1, BH * n * D});
-  Tensor all = Tensor::empty({parts, BH * n * D}, k.dtype(), k.device());
-  sp.group->all_gather(mine, all);
-  const std::vector<double> gathered = all.to_vector();
+  const std::vector<double> gathered = sp.all_gather(mine).to_vector();
   std::vector<double> full(static_cast<size_t>(BH * N * D));
   for (int r = 0; r < parts; ++r) {
     int64_t row = 0;  // the rank's row, in its order
@@ -134,7 +154,7 @@ struct ShardedTransferBackward final : autograd::Node {
       ops::attention_transfer_grads(sv, tv, plan, rows, upstream, dq, dk_full);
     });
     // Every rank's queries read every key: this rank's dk rows are the sum of all ranks' shares.
-    sp.group->all_reduce(std::span<double>(dk_full));
+    sp.all_reduce(std::span<double>(dk_full));
     const int64_t BH = k_shape[0] * k_shape[1], n = k_shape[2], D = k_shape[3];
     std::vector<double> dk(static_cast<size_t>(BH * n * D));
     int64_t row = 0;

@@ -37,7 +37,7 @@ set(STRAND_MPITEST_RANKS_hybrid_mpitest 2 4)  # splits the sequence over 2 or 4 
 set(STRAND_MPITEST_RANKS_offload_mpitest 2)  # sp = 2, ring and Ulysses
 set(STRAND_MPITEST_RANKS_checkpointing_mpitest 2 4)  # ring and ulysses at 2, hybrid at 4
 set(STRAND_MPITEST_RANKS_prune_mpitest 2)  # sp = 2, ring and Ulysses
-set(STRAND_MPITEST_RANKS_attention_stats_mpitest 2)  # ring (contiguous, zigzag) and Ulysses
+set(STRAND_MPITEST_RANKS_attention_stats_mpitest 2 4)  # ring (contiguous, zigzag) and Ulysses at 2, hybrid at 4
 set(STRAND_MPITEST_RANKS_distill_checkpointing_mpitest 2)  # sp = 2, ring and Ulysses
 set(STRAND_MPITEST_TWO_RANK_CASES_comm_mpitest Comm.ShortMessageIsAShapeError)
 set(STRAND_MPITEST_TWO_RANK_CASES_grad_sync_mpitest GradSync.RanksWithDifferentShapesAreAnErrorOnEveryRank)
