@@ -2,9 +2,9 @@
 // terms beside the loss in the log line and in metrics.jsonl), `strand train` refuses a config
 // that names a teacher and `strand distill` one that names none, and under mpiexec at sp = 2
 // (ring and Ulysses) every term of every step (KD, the hidden-state term with its learned
-// projection, and attention transfer on ring contiguous, ring zigzag and Ulysses) equals the
-// one-process run's to 1e-5; so does the head-averaged attention term of a student with fewer
-// heads than its teacher over a sample of the query rows.
+// projection, and attention transfer on ring contiguous, ring zigzag and Ulysses, and at sp = 4
+// on hybrid 2 ring x 2 Ulysses) equals the one-process run's to 1e-5; so does the head-averaged
+// attention term of a student with fewer heads than its teacher over a sample of the query rows.
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -14,8 +14,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <string>
+#include <utility>
 
 #include "launch/run_compare.h"
 
@@ -32,6 +34,14 @@ using testing_support::strand_binary;
 
 // fp32 sums in another order (per-shard losses, lse-merged ring blocks) over a few steps.
 constexpr double kRelTol = 1e-5;
+
+// The sequence splits the attention term is checked under: sp = 2 ring (both layouts) and
+// Ulysses, and sp = 4 hybrid, 2 ring x 2 Ulysses ranks (zigzag, the causal model's auto layout).
+const std::pair<int, std::string> kSequenceSplits[] = {
+    {2, "--set parallel.sp=2 --set parallel.sp_mode=ring --set parallel.layout=contiguous"},
+    {2, "--set parallel.sp=2 --set parallel.sp_mode=ring --set parallel.layout=zigzag"},
+    {2, "--set parallel.sp=2 --set parallel.sp_mode=ulysses"},
+    {4, "--set parallel.sp=4 --set parallel.sp_mode=hybrid --set parallel.ulysses_degree=2"}};
 
 // The model both share: GQA heads that Ulysses over 2 ranks splits, rotary positions, 64-token
 // rows. The teacher has 2 layers, the student 1.
@@ -143,11 +153,10 @@ TEST_F(DistillCliTest, AttentionTransferIsLoggedInTheLossAndEqualOverSequenceRan
     EXPECT_NEAR(l, 0.3 * ce.at(step) + 0.7 * kd.at(step) + 0.5 * hid.at(step) + 0.7 * la.at(step), 1e-6 * l) << step;
   }
   if (std::system("command -v mpiexec >/dev/null 2>&1") != 0) GTEST_SKIP() << "mpiexec not found (openmpi-bin)";
-  for (const std::string sets : {"--set parallel.sp_mode=ring --set parallel.layout=contiguous",
-                                 "--set parallel.sp_mode=ring --set parallel.layout=zigzag",
-                                 "--set parallel.sp_mode=ulysses"}) {
-    const std::string name = "att2_" + std::to_string(sets.size());
-    const CommandResult two = distill(name, 2, att + " --set parallel.sp=2 " + sets);
+  for (size_t i = 0; i < std::size(kSequenceSplits); ++i) {
+    const auto& [ranks, sets] = kSequenceSplits[i];
+    const std::string name = "att_split" + std::to_string(i);
+    const CommandResult two = distill(name, ranks, att + " " + sets);
     ASSERT_EQ(two.exit_code, 0) << two.err;
     for (const std::string key : {"loss", "loss_att", "loss_kd", "grad_norm"}) {
       const auto a = metric_by_step(metrics("att1"), key), b = metric_by_step(metrics(name), key);
@@ -173,11 +182,10 @@ TEST_F(DistillCliTest, AFewerHeadedStudentsSampledAttentionTermIsLoggedAndEqualO
     EXPECT_NEAR(l, 0.3 * ce.at(step) + 0.7 * kd.at(step) + 0.5 * hid.at(step) + 0.7 * la.at(step), 1e-6 * l) << step;
   }
   if (std::system("command -v mpiexec >/dev/null 2>&1") != 0) GTEST_SKIP() << "mpiexec not found (openmpi-bin)";
-  for (const std::string sets : {"--set parallel.sp_mode=ring --set parallel.layout=contiguous",
-                                 "--set parallel.sp_mode=ring --set parallel.layout=zigzag",
-                                 "--set parallel.sp_mode=ulysses"}) {
-    const std::string name = "avg2_" + std::to_string(sets.size());
-    const CommandResult two = distill(name, 2, att + " --set parallel.sp=2 " + sets);
+  for (size_t i = 0; i < std::size(kSequenceSplits); ++i) {
+    const auto& [ranks, sets] = kSequenceSplits[i];
+    const std::string name = "avg_split" + std::to_string(i);
+    const CommandResult two = distill(name, ranks, att + " " + sets);
     ASSERT_EQ(two.exit_code, 0) << two.err;
     for (const std::string key : {"loss", "loss_att", "loss_kd", "grad_norm"}) {
       const auto a = metric_by_step(metrics("avg1"), key), b = metric_by_step(metrics(name), key);
