@@ -249,6 +249,7 @@ void visit_config(Config& c, KeyVisitor& v) {
   v.integer("loss_chunk", c.memory.loss_chunk, at_least(0));
   v.integer("offload_min_bytes", c.memory.offload_min_bytes, at_least(0));
   v.text("offload_dir", c.memory.offload_dir);
+  v.boolean("offload_gradients", c.memory.offload_gradients);
   v.end();
 
   v.begin("checkpoint");

@@ -162,6 +162,7 @@ struct MemoryConfig {
   int64_t loss_chunk = 0;  // rows per chunk of the LM head + loss; 0: auto (see docs/memory.md)
   int64_t offload_min_bytes = int64_t{1} << 20;  // saved tensors at least this large are offloaded
   std::string offload_dir;  // "": resolved to RUN_DIR/offload when parsed
+  bool offload_gradients = false;  // with offload disk: gradients go to the spill file when final
   bool operator==(const MemoryConfig&) const = default;
 };
 

@@ -81,6 +81,7 @@ constexpr KeyStatus kStatuses[] = {
     {"memory.loss_chunk", kOn, "ChunkedLoss.GptLossAndGradientsMatchTheUnchunkedHead"},
     {"memory.offload_min_bytes", kOn, "Offload.SmallTensorsStayInMemory"},
     {"memory.offload_dir", kOn, "Offload.SpillFilesAreGoneAfterTheRunAndAfterAnError"},
+    {"memory.offload_gradients", kOn, "Offload.OffloadedGradientsGiveTheSameGradientsAndStepsBitForBit"},
 
     {"checkpoint.dir", kOn, "TrainerTest.ResumeFromStepFileMatchesStraightRunBitForBit"},
     {"checkpoint.every", kOn, "TrainerTest.ResumeFromStepFileMatchesStraightRunBitForBit"},

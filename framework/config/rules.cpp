@@ -68,6 +68,9 @@ void resolve_and_check(Config& c, const KeySource& p) {
   if (c.memory.offload == Offload::Host)
     p.fail("memory.offload", "host offloads device tensors to pinned host memory; this run's tensors are on the "
                              "CPU already: use disk");
+  if (c.memory.offload_gradients && c.memory.offload != Offload::Disk)
+    p.fail("memory.offload_gradients", "gradients go to the spill file of memory.offload: disk, offload is " +
+                                           std::string(c.memory.offload == Offload::None ? "none" : "host"));
   refuse_unbuilt(c, p);
 
   if (m.d_model % m.n_head != 0)

@@ -128,12 +128,25 @@ struct UnaryBackward final : Node {
   }
 };
 
+// True when t is the only handle on its storage and covers all of it contiguously: writing
+// over it changes no other tensor.
+bool owns_whole_buffer(const Tensor& t) {
+  return t.defined() && t.impl().use_count() == 1 && t.storage().use_count() == 1 && t.offset() == 0 &&
+         t.is_contiguous() && t.nbytes() == t.storage()->nbytes();
+}
+
 struct ActivationBackward final : Node {
   backend::UnaryGrad f;
   ActivationBackward(const char* name, backend::UnaryGrad ff) : Node(name), f(ff) {}
   std::vector<Tensor> apply(std::vector<Tensor>&& g) override {
-    Tensor x = contiguous_data(saved(0)), gc = contiguous_data(g[0]);
-    Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
+    Tensor x = contiguous_data(saved(0));
+    // The incoming gradient is overwritten by the result when nothing else can see it (the
+    // engine hands over its only handle): the same elementwise arithmetic, one [T, 4C] buffer
+    // fewer at the MLP's backward. Otherwise the result gets a fresh buffer.
+    const bool reuse = owns_whole_buffer(g[0]) && g[0].dtype() == x.dtype() && g[0].shape() == x.shape() &&
+                       g[0].device() == x.device();
+    Tensor gc = reuse ? std::move(g[0]) : contiguous_data(g[0]);
+    Tensor dx = reuse ? gc : Tensor::empty(x.shape(), x.dtype(), x.device());
     check_same_device(name().c_str(), {&x, &gc});
     check_float_dtype(name().c_str(), x.dtype());
     backend::ActivationGradParams p;
@@ -145,6 +158,7 @@ struct ActivationBackward final : Node {
     p.g = gc.raw_data();
     p.x = x.raw_data();
     backend::activation_grad(p);
+    if (reuse) dx.bump_version();
     return {dx};
   }
 };

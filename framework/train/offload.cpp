@@ -16,8 +16,10 @@
 #include <set>
 #include <thread>
 
+#include "framework/autograd/node.h"
 #include "framework/core/error.h"
 #include "framework/ops/dispatch.h"
+#include "framework/ops/elementwise.h"
 
 namespace strand::train {
 namespace {
@@ -38,6 +40,7 @@ struct Entry {
   Tensor held;   // the saved tensor until its write completes (unpack returns it meanwhile)
   Tensor ready;  // read back, until unpacked
   Where where = Where::Writing;
+  bool gradient = false;  // a spilled gradient: read back only by restore_gradients
 };
 
 struct Ref {
@@ -62,6 +65,9 @@ struct DiskOffload::State {
   std::condition_variable cv;
   std::deque<Job> jobs;
   std::vector<Entry> entries;
+  // Spilled gradients in spill order: the entry and the parameter it goes back to.
+  std::vector<std::pair<size_t, Tensor>> gradients;
+  int64_t gradient_bytes = 0;
   std::set<const void*> keep;
   int64_t end = 0;  // next free offset in the file
   int64_t unwritten = 0;  // bytes saved but not yet on disk (held in memory meanwhile)
@@ -137,7 +143,7 @@ struct DiskOffload::State {
       if (e.where == Where::Reading || e.where == Where::Ready) ahead += e.bytes;
     for (size_t i = index; i-- > 0 && ahead < options.prefetch_bytes;) {
       Entry& e = entries[i];
-      if (e.where != Where::OnDisk) continue;
+      if (e.where != Where::OnDisk || e.gradient) continue;
       e.where = Where::Reading;
       jobs.push_back({false, i});
       ahead += e.bytes;
@@ -215,6 +221,76 @@ struct DiskOffload::State {
     return flat.as_strided(m.shape, m.strides, flat.offset() + m.view_offset);
   }
 
+  // Queues the write of a flat contiguous tensor; returns its entry's index.
+  size_t enqueue_write_locked(const Tensor& flat, Shape shape, Shape strides, bool gradient) {
+    Entry e;
+    e.shape = std::move(shape);
+    e.strides = std::move(strides);
+    e.span = flat.numel();
+    e.dtype = flat.dtype();
+    e.bytes = e.span * static_cast<int64_t>(dtype_size(e.dtype));
+    e.file_offset = end;
+    e.gradient = gradient;
+    end += e.bytes;
+    e.held = flat;
+    unwritten += e.bytes;
+    entries.push_back(std::move(e));
+    jobs.push_back({true, entries.size() - 1});
+    cv.notify_all();
+    return entries.size() - 1;
+  }
+
+  void spill_gradient(const Tensor& param) {
+    Tensor g = param.grad();
+    if (!g.defined()) return;
+    if (!g.is_contiguous()) g = ops::contiguous_data(g);
+    const Tensor flat = g.as_strided({g.numel()}, {1}, g.offset());
+    std::unique_lock lock(mu);
+    check_locked();
+    const size_t index = enqueue_write_locked(flat, g.shape(), g.strides(), true);
+    gradients.emplace_back(index, param);
+    gradient_bytes += entries[index].bytes;
+    // The parameter lets go now; the entry holds the buffer until the disk has it.
+    Tensor(param).zero_grad();
+    g = Tensor();
+    // Back-pressure, as for saved tensors: the backward waits rather than holding every gradient.
+    cv.wait(lock, [&] { return unwritten <= options.prefetch_bytes || !error.empty(); });
+    check_locked();
+  }
+
+  // Reads every spilled gradient back (one at a time, in spill order) and gives it to its
+  // parameter: the first piece becomes the .grad, later pieces are added to it with the
+  // accumulator's own kernel (axpy with alpha 1, exact), in the order the accumulator ran.
+  void restore_gradients() {
+    std::unique_lock lock(mu);
+    drain_locked(lock);
+    check_locked();
+    std::vector<std::pair<size_t, Tensor>> todo = std::move(gradients);
+    gradients.clear();
+    for (auto& [index, param] : todo) {
+      Entry& e = entries[index];
+      e.where = Where::Reading;
+      jobs.push_back({false, index});
+      cv.notify_all();
+      cv.wait(lock, [&] { return entries[index].where == Where::Ready || !error.empty(); });
+      check_locked();
+      Entry& r = entries[index];
+      Tensor g = r.ready.as_strided(r.shape, r.strides, r.ready.offset());
+      r.ready = Tensor();
+      r.where = Where::OnDisk;
+      lock.unlock();
+      Tensor acc = param.grad();
+      if (!acc.defined()) {
+        Tensor(param).set_grad(g);
+      } else {
+        STRAND_CHECK(acc.is_contiguous() && acc.dtype() == g.dtype(), AutogradError,
+                     "memory.offload_gradients: cannot add a spilled gradient back into ", describe(acc));
+        ops::axpy_(acc, g, 1.0);
+      }
+      lock.lock();
+    }
+  }
+
   void drain_locked(std::unique_lock<std::mutex>& lock) {
     cv.wait(lock, [&] { return jobs.empty() && !busy; });
   }
@@ -246,6 +322,7 @@ DiskOffload::~DiskOffload() {
     std::lock_guard lock(s.mu);
     s.stop = true;
     s.jobs.clear();
+    s.gradients.clear();
   }
   s.cv.notify_all();
   if (s.worker.joinable()) s.worker.join();
@@ -267,17 +344,54 @@ void DiskOffload::reset() {
   State& s = *state_;
   std::unique_lock lock(s.mu);
   s.drain_locked(lock);
+  STRAND_CHECK(s.gradients.empty(), AutogradError,
+               "memory.offload_gradients: the spill file was reset with gradients still on it");
   s.entries.clear();
   s.end = 0;
+  s.gradient_bytes = 0;
   s.unwritten = 0;
   ++s.generation;
   if (::ftruncate(s.fd, 0) != 0) s.fail_locked("cannot truncate the spill file " + s.path + ": " + errno_text());
   s.check_locked();
 }
 
+void DiskOffload::spill_gradient(const Tensor& param) { state_->spill_gradient(param); }
+
+void DiskOffload::restore_gradients() { state_->restore_gradients(); }
+
+int64_t DiskOffload::gradient_bytes_written() const {
+  std::lock_guard lock(state_->mu);
+  return state_->gradient_bytes;
+}
+
 int64_t DiskOffload::bytes_written() const {
   std::lock_guard lock(state_->mu);
   return state_->end;
+}
+
+GradientSpill::GradientSpill(DiskOffload* offload, const std::vector<Tensor>& params) : offload_(offload) {
+  if (offload_ == nullptr) return;
+  for (const Tensor& p : params) {
+    // A weak handle: the hook lives in the parameter, which must not own itself.
+    std::weak_ptr<TensorImpl> weak = p.impl();
+    const int id = autograd::add_post_accumulate_hook(p, [offload, weak] {
+      if (auto impl = weak.lock()) offload->spill_gradient(Tensor(impl));
+    });
+    hooks_.emplace_back(p, id);
+  }
+}
+
+GradientSpill::~GradientSpill() { remove_hooks(); }
+
+void GradientSpill::remove_hooks() const {
+  for (const auto& [p, id] : hooks_) autograd::remove_post_accumulate_hook(p, id);
+  hooks_.clear();
+}
+
+void GradientSpill::restore() const {
+  if (offload_ == nullptr) return;
+  remove_hooks();
+  offload_->restore_gradients();
 }
 
 int remove_stale_spill_files(const std::string& dir) {

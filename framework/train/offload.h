@@ -36,8 +36,19 @@ class DiskOffload {
   // `keep` (the parameters) or that are smaller than min_bytes are kept as they are.
   autograd::SavedTensorHooks hooks();
   void keep_storages(std::vector<const void*> storages);
-  // After the backward: forget every entry and start the file again from offset 0.
+  // After the backward: forget every entry and start the file again from offset 0. Spilled
+  // gradients must have been restored first.
   void reset();
+
+  // Gradient offloading (memory.offload_gradients): spill_gradient queues param's gradient for
+  // writing and drops the parameter's handle on it (the memory goes once the write is done);
+  // called from the post-accumulate hook, when the gradient is final within a backward pass.
+  // restore_gradients reads every spilled gradient back into its parameter's .grad, in spill
+  // order: a parameter spilled twice in one pass (its accumulator ran twice) gets its pieces
+  // summed in the order the accumulator would have added them, so the bits are the same.
+  void spill_gradient(const Tensor& param);
+  void restore_gradients();
+  int64_t gradient_bytes_written() const;  // since the last reset
 
   const std::string& path() const { return path_; }
   int64_t bytes_written() const;  // since the last reset
@@ -47,6 +58,23 @@ class DiskOffload {
  private:
   std::string path_;
   std::shared_ptr<State> state_;
+};
+
+// memory.offload_gradients around one backward pass: while it lives, every parameter's gradient
+// goes to the spill file as soon as its accumulator has run (a post-accumulate hook); restore()
+// reads them all back and removes the hooks. With a null offload it does nothing.
+class GradientSpill {
+ public:
+  GradientSpill(DiskOffload* offload, const std::vector<Tensor>& params);
+  ~GradientSpill();  // removes the hooks (an error unwinding the backward loses the gradients)
+  GradientSpill(const GradientSpill&) = delete;
+  GradientSpill& operator=(const GradientSpill&) = delete;
+  void restore() const;
+
+ private:
+  void remove_hooks() const;
+  DiskOffload* offload_;
+  mutable std::vector<std::pair<Tensor, int>> hooks_;  // parameter, hook id
 };
 
 // Removes the spill files in `dir` whose owner is gone (their flock is free). Returns how many.

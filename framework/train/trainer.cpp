@@ -195,11 +195,15 @@ GradientPass Trainer::forward_backward(data::Loader& loader, int64_t micro_batch
     scored += out.tokens;
     // Note [Loss normalisation]: only the last micro-batch's backward starts the bucketed
     // all-reduces (parallel/grad_sync.h); earlier ones accumulate locally.
-    if (micro + 1 == micro_batches) grad_sync_->arm();
+    // With memory.offload_gradients the gradients are on disk until the backward ends, so the
+    // all-reduce waits for finish() (no overlap with the backward).
+    if (micro + 1 == micro_batches && !config_.memory.offload_gradients) grad_sync_->arm();
+    const GradientSpill spill(config_.memory.offload_gradients ? offload_.get() : nullptr, params_);
     // Note [Loss scaling]: the scaled loss back-propagates; finish() divides the scale out.
     const double scale = backward_scale(config_, state_.loss_scale);
     if (scale == 1.0) out.loss_sum.backward();
     else out.loss_sum.backward(Tensor::full(out.loss_sum.shape(), scale, out.loss_sum.dtype(), out.loss_sum.device()));
+    spill.restore();
     if (offload_) offload_->reset();
   }
   // Over every rank: dp replicas and the sp shards of each row.

@@ -1,7 +1,8 @@
 // memory.offload: disk under sequence parallelism: at sp = world size, ring and Ulysses, the
 // trainer's gradient pass with every saved activation spilled to each rank's file gives the same
 // loss and gradients, bit for bit, as the same job with activations in memory; so does offloading
-// with gradient checkpointing (full and selective) on as well.
+// with gradient checkpointing (full and selective) on as well, and so does spilling the gradients
+// (memory.offload_gradients) at sp = 2 ring and dp = 2.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -76,6 +77,33 @@ TEST(OffloadParallel, CheckpointingWithDiskOffloadIsBitwiseUnderRingAndUlysses) 
       for (size_t i = 0; i < plain.grads.size(); ++i)
         EXPECT_EQ(spilled.grads[i], plain.grads[i]) << mode << " " << checkpointing << " parameter " << i;
     }
+  }
+}
+
+// memory.offload_gradients: the gradients go to each rank's spill file during the backward and
+// come back before the all-reduce (which then waits for the backward's end instead of
+// overlapping it); at sp = world size (ring) and at dp = world size the pass is the plain
+// job's bit for bit, two micro-batches each.
+TEST(OffloadParallel, OffloadedGradientsAreBitwiseUnderRingAndDataParallel) {
+  const int n = world().size();
+  testing::TempDir dir("strand_offload_grads_mpi_" + std::to_string(world().rank()));
+  const std::string path = dir.file("o.yaml");
+  std::ofstream(path) << "model: {vocab_size: 16, n_layer: 2, n_head: 4, d_model: 32, max_seq_len: 64, dropout: 0.1}\n"
+                         "data: {format: synthetic, task: copy, seq_len: 64, batch_size: 2}\n";
+  for (const std::string layout : {"parallel.sp=", "parallel.dp="}) {
+    const std::vector<std::string> common = {layout + std::to_string(n)};
+    std::vector<std::string> spilled_keys = common;
+    spilled_keys.push_back("memory.offload=disk");
+    spilled_keys.push_back("memory.offload_gradients=true");
+    spilled_keys.push_back("memory.offload_dir=/tmp/strand_offload_mpitest");
+    const testing::TrainerPass plain = testing::trainer_gradient_pass(train::load_config(path, common), world(), 2);
+    const testing::TrainerPass spilled =
+        testing::trainer_gradient_pass(train::load_config(path, spilled_keys), world(), 2);
+    EXPECT_EQ(spilled.pass.loss_sum, plain.pass.loss_sum) << layout;
+    const auto pa = plain.model->named_parameters(), pb = spilled.model->named_parameters();
+    ASSERT_EQ(pa.size(), pb.size());
+    for (size_t i = 0; i < pa.size(); ++i)
+      EXPECT_EQ(pb[i].second.grad().to_vector(), pa[i].second.grad().to_vector()) << layout << " " << pa[i].first;
   }
 }
 

@@ -398,6 +398,7 @@ TEST(Config, KeysOfBuiltFeaturesParseAndStoredConfigsRoundTrip) {
   }
   EXPECT_NO_THROW(parse_config(kData + "prune: {heads_fraction: 0.3, iterations: 3, method: random, seed: 2}\n"));
   EXPECT_NO_THROW(parse_config(kData + "distill: {attention_weight: 1.5}\n"));  // attention transfer is built
+  EXPECT_TRUE(parse_config(kData + "memory: {offload: disk, offload_gradients: true}\n").memory.offload_gradients);
   EXPECT_EQ(parse_config(kData + "parallel: {grad_dtype: bf16}\n").parallel.grad_dtype, GradDtype::Bf16);
   // precision.* is built; a fixed loss scale is for fp16 only.
   EXPECT_CONTAINS(parse_error(kData + "precision: {compute: bf16, loss_scale: 1024}\n"),

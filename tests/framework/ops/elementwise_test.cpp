@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "framework/core/allocator.h"
 #include "framework/core/error.h"
 #include "framework/ops/elementwise.h"
 #include "framework/ops/reduce.h"
@@ -130,6 +131,31 @@ TEST(ElementwiseOps, ReshapeOfTransposeCopiesWhenItMust) {
   EXPECT_EQ(r.to_vector(), (std::vector<double>{1, 4, 2, 5, 3, 6}));
   Tensor v = ops::reshape(a, {3, 2});  // a view
   EXPECT_EQ(v.storage(), a.storage());
+}
+
+// The activation's backward writes over the incoming gradient when it holds the only handle on
+// it: the same bits as into a fresh buffer, and no second [n] buffer during the backward.
+TEST(ElementwiseOps, ActivationBackwardReusesAnUnsharedGradient) {
+  const int64_t n = int64_t{1} << 20;
+  for (const bool in_place : {true, false}) {
+    Tensor x = Tensor::randn({n}, 4).set_requires_grad(true);
+    Tensor y = ops::gelu(x);
+    // mul_scalar's backward hands a fresh buffer on (in place), or the root gradient the
+    // caller still holds goes straight in (shared, so a fresh result).
+    Tensor root = in_place ? ops::mul_scalar(y, 2.0) : y;
+    const Tensor g = in_place ? Tensor::ones({n}) : Tensor::full({n}, 2.0);
+    const int64_t base = memory::stats(Device::cpu()).current_bytes;
+    memory::reset_peak(Device::cpu());
+    root.backward(g);
+    const int64_t peak = memory::stats(Device::cpu()).peak_bytes - base, bytes = n * 4;
+    // In place: the scaled gradient is the only new buffer; otherwise the result is one more.
+    if (in_place) EXPECT_LE(peak, bytes + bytes / 8) << "peak " << peak;
+    else EXPECT_GE(peak, bytes) << "peak " << peak;
+    const Tensor expect = Tensor::full({n}, 2.0);
+    Tensor x2 = Tensor::randn({n}, 4).set_requires_grad(true);
+    ops::gelu(x2).backward(expect);
+    EXPECT_EQ(x.grad().to_vector(), x2.grad().to_vector()) << in_place;
+  }
 }
 
 }  // namespace
