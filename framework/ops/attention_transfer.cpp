@@ -147,6 +147,24 @@ bool row_kept(const AttentionHeadsView& s, int64_t b, int64_t i) {
   return s.keep == nullptr || s.keep[b * s.q_rows + s.row0 + i] != 0;
 }
 
+// Scores query row i of both sides against keys [k0, k1) (ss, st: [H, block] scores) and gives
+// each key's head-averaged probabilities, p (teacher) and q (student), NaN where the key is
+// masked (for every head alike). False when no key of the block is visible.
+bool averaged_block(const AttentionHeadsView& s, const AttentionHeadsView& t, const MaskPlan& plan, int64_t b,
+                    int64_t i, int64_t k0, int64_t k1, int64_t block, const std::vector<double>& ls,
+                    const std::vector<double>& lt, std::vector<double>& ss, std::vector<double>& st,
+                    std::vector<double>& p, std::vector<double>& q) {
+  if (!heads_block_scores(t, plan, b, i, k0, k1, block, st.data())) return false;
+  heads_block_scores(s, plan, b, i, k0, k1, block, ss.data());
+  constexpr double kMasked = std::numeric_limits<double>::quiet_NaN();
+  for (int64_t j = 0; j < k1 - k0; ++j) {
+    const bool seen = std::isfinite(st[static_cast<size_t>(j)]);
+    p[static_cast<size_t>(j)] = seen ? head_mean(st.data(), lt, block, j) : kMasked;
+    q[static_cast<size_t>(j)] = seen ? head_mean(ss.data(), ls, block, j) : kMasked;
+  }
+  return true;
+}
+
 // The head-averaged rows: pass 1 each head's lse (online max and sum), pass 2 the KL of the
 // averages, which are normalised already.
 void averaged_rows(const AttentionHeadsView& s, const AttentionHeadsView& t, const MaskPlan& plan,
@@ -181,14 +199,13 @@ void averaged_rows(const AttentionHeadsView& s, const AttentionHeadsView& t, con
         rows.lse_t[lse_index(t, b, h, i)] = lt[static_cast<size_t>(h)] =
             rt[static_cast<size_t>(h)].m + std::log(rt[static_cast<size_t>(h)].l);
       double kl = 0.0;
+      std::vector<double> pb(static_cast<size_t>(block)), qb(static_cast<size_t>(block));
       for (int64_t k0 = 0; k0 < s.Nk; k0 += block) {
         const int64_t k1 = std::min(s.Nk, k0 + block);
-        if (!heads_block_scores(t, plan, b, i, k0, k1, block, st.data())) continue;
-        heads_block_scores(s, plan, b, i, k0, k1, block, ss.data());
+        if (!averaged_block(s, t, plan, b, i, k0, k1, block, ls, lt, ss, st, pb, qb)) continue;
         for (int64_t j = 0; j < k1 - k0; ++j) {
-          if (!std::isfinite(st[static_cast<size_t>(j)])) continue;  // masked: every head alike
-          const double p = head_mean(st.data(), lt, block, j), q = head_mean(ss.data(), ls, block, j);
-          if (p > 0.0) kl += p * (std::log(p) - std::log(q));
+          const double p = pb[static_cast<size_t>(j)], q = qb[static_cast<size_t>(j)];
+          if (p > 0.0) kl += p * (std::log(p) - std::log(q));  // false for a masked key (NaN)
         }
       }
       rows.kl[static_cast<size_t>(b * s.q_rows + s.row0 + i)] = kl;
@@ -216,13 +233,13 @@ void averaged_grads(const AttentionHeadsView& s, const AttentionHeadsView& t, co
       std::vector<double> ss(static_cast<size_t>(H * block)), st(static_cast<size_t>(t.H * block));
       std::vector<double> u(static_cast<size_t>(H * D), 0.0), w(static_cast<size_t>(H * D), 0.0);
       std::vector<double> ch(static_cast<size_t>(H), 0.0);
+      std::vector<double> pb(static_cast<size_t>(block)), qb(static_cast<size_t>(block));
       for (int64_t k0 = 0; k0 < s.Nk; k0 += block) {
         const int64_t k1 = std::min(s.Nk, k0 + block);
-        if (!heads_block_scores(t, plan, b, i, k0, k1, block, st.data())) continue;
-        heads_block_scores(s, plan, b, i, k0, k1, block, ss.data());
+        if (!averaged_block(s, t, plan, b, i, k0, k1, block, ls, lt, ss, st, pb, qb)) continue;
         for (int64_t j = 0; j < k1 - k0; ++j) {
-          if (!std::isfinite(st[static_cast<size_t>(j)])) continue;
-          const double r = head_mean(st.data(), lt, block, j) / head_mean(ss.data(), ls, block, j);
+          if (std::isnan(pb[static_cast<size_t>(j)])) continue;  // masked
+          const double r = pb[static_cast<size_t>(j)] / qb[static_cast<size_t>(j)];
           for (int64_t h = 0; h < H; ++h) {
             const double a = std::exp(ss[static_cast<size_t>(h * block + j)] - ls[static_cast<size_t>(h)]);
             ch[static_cast<size_t>(h)] += r * a;
@@ -250,13 +267,13 @@ void averaged_grads(const AttentionHeadsView& s, const AttentionHeadsView& t, co
       const int64_t k0 = kb * block, k1 = std::min(s.Nk, k0 + block);
       std::vector<double> ls(static_cast<size_t>(H)), lt(static_cast<size_t>(t.H));
       std::vector<double> ss(static_cast<size_t>(H * block)), st(static_cast<size_t>(t.H * block));
+      std::vector<double> pb(static_cast<size_t>(block)), qb(static_cast<size_t>(block));
       for (int64_t i = 0; i < s.Nq; ++i) {
         if (!row_lses(s, t, rows, b, i, ls, lt)) continue;
-        if (!heads_block_scores(t, plan, b, i, k0, k1, block, st.data())) continue;
-        heads_block_scores(s, plan, b, i, k0, k1, block, ss.data());
+        if (!averaged_block(s, t, plan, b, i, k0, k1, block, ls, lt, ss, st, pb, qb)) continue;
         for (int64_t j = 0; j < k1 - k0; ++j) {
-          if (!std::isfinite(st[static_cast<size_t>(j)])) continue;
-          const double r = head_mean(st.data(), lt, block, j) / head_mean(ss.data(), ls, block, j);
+          if (std::isnan(pb[static_cast<size_t>(j)])) continue;  // masked
+          const double r = pb[static_cast<size_t>(j)] / qb[static_cast<size_t>(j)];
           for (int64_t h = 0; h < H; ++h) {
             const double a = std::exp(ss[static_cast<size_t>(h * block + j)] - ls[static_cast<size_t>(h)]);
             const double ds = f * a * (c[static_cast<size_t>((b * H + h) * s.Nq + i)] - r);
