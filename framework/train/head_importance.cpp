@@ -9,9 +9,9 @@
 
 #include "framework/autograd/grad_mode.h"
 #include "framework/core/error.h"
-#include "framework/ops/attention_stats.h"
 #include "framework/train/components.h"
 #include "framework/train/pruned_heads.h"
+#include "parallel/attention_stats.h"
 #include "parallel/comm/group.h"
 
 namespace strand::train {
@@ -89,7 +89,7 @@ HeadTable head_importance(Trainer& trainer, data::Loader& loader, int64_t batche
 }
 
 HeadTable head_entropy(Trainer& trainer, data::Loader& loader, int64_t batches) {
-  if (trainer.config().parallel.sp > 1) return {};
+  const parallel::SequenceShard& shard = trainer.sharder().sequence_shard();
   std::vector<nn::MultiHeadAttention*> layers = self_attention_layers(trainer.model());
   std::vector<double> sums, rows(layers.size(), 0.0);
   std::vector<size_t> offset;
@@ -100,9 +100,10 @@ HeadTable head_entropy(Trainer& trainer, data::Loader& loader, int64_t batches) 
   for (size_t l = 0; l < layers.size(); ++l) {
     nn::MultiHeadAttention* attn = layers[l];
     attn->set_attention_probe([&, l, attn](const Tensor& q, const Tensor& k, const Tensor& lse) {
-      const Tensor h = ops::attention_entropy(q, k, lse, attn->options().mask);  // [B, H, T]
-      const std::vector<double> v = h.to_vector();
-      const int64_t B = h.size(0), H = h.size(1), T = h.size(2);
+      // This rank's rows (all heads) at their global positions; summed over every rank below.
+      const std::vector<double> v =
+          parallel::attention_row_stats(q, k, lse, attn->options().mask, 0.0, shard).entropy;  // [B, H, T]
+      const int64_t B = q.size(0), H = q.size(1), T = q.size(2);
       for (int64_t b = 0; b < B; ++b)
         for (int64_t head = 0; head < H; ++head)
           for (int64_t t = 0; t < T; ++t) sums[offset[l] + static_cast<size_t>(head)] += v[static_cast<size_t>((b * H + head) * T + t)];

@@ -1,6 +1,6 @@
 // Head pruning under sequence parallelism: run_prune at sp = 2 with ring attention (zigzag and
 // contiguous) scores the heads as one process does (the gate gradients summed over the ranks),
-// removes the same heads and reaches the same losses; under Ulysses it scores them alike and
+// removes the same heads and reaches the same losses and head entropies; under Ulysses it scores them alike and
 // removes them two at a time per layer, so that every layer splits over the two ranks.
 #include <gtest/gtest.h>
 
@@ -56,7 +56,15 @@ TEST(PruneSp, RingRemovesTheHeadsOneProcessRemovesWithTheSameLosses) {
     expect_close(got[0].val_loss, want[0].val_loss, 1e-6, std::string(layout) + " val loss before pruning");
     expect_close(g.val_loss_pruned, w.val_loss_pruned, 1e-6, std::string(layout) + " val loss after pruning");
     expect_close(g.val_loss, w.val_loss, 1e-5, std::string(layout) + " val loss after fine-tuning");
-    EXPECT_TRUE(g.entropy.empty()) << "entropy is measured at sp = 1 only";
+    // Each head's mean attention entropy over the validation rows, which the two ranks split.
+    ASSERT_FALSE(w.entropy.empty());
+    ASSERT_EQ(g.entropy.size(), w.entropy.size()) << layout;
+    for (size_t r = 0; r < got.size(); ++r)
+      for (size_t l = 0; l < want[r].entropy.size(); ++l) {
+        ASSERT_EQ(got[r].entropy[l].size(), want[r].entropy[l].size());
+        for (size_t h = 0; h < want[r].entropy[l].size(); ++h)
+          expect_close(got[r].entropy[l][h], want[r].entropy[l][h], 1e-5, std::string(layout) + " entropy");
+      }
   }
 }
 
@@ -82,6 +90,14 @@ TEST(PruneSp, UlyssesRemovesHeadsInBlocksItCanSplit) {
       expect_close(got[1].scores[l][h], want[1].scores[l][h], 1e-5, "ulysses score");
   expect_close(got[0].val_loss, want[0].val_loss, 1e-6, "ulysses val loss before pruning");
   EXPECT_TRUE(std::isfinite(got[1].val_loss));
+  // The entropy of the heads Ulysses kept: each rank's rows with every head, as at one rank.
+  for (size_t r = 0; r < got.size(); ++r)
+    if (!want[r].entropy.empty() && got[r].kept_heads == want[r].kept_heads)
+      for (size_t l = 0; l < want[r].entropy.size(); ++l)
+        for (size_t h = 0; h < want[r].entropy[l].size(); ++h)
+          expect_close(got[r].entropy[l][h], want[r].entropy[l][h], 1e-5, "ulysses entropy");
+  ASSERT_FALSE(got[1].entropy.empty());
+  for (double e : got[1].entropy[0]) EXPECT_GT(e, 0.0);
 }
 
 }  // namespace
