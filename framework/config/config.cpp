@@ -267,6 +267,7 @@ void visit_config(Config& c, KeyVisitor& v) {
   v.text("attention_layers", c.distill.attention_layers);
   v.integer("attention_rows", c.distill.attention_rows, at_least(0));
   v.real("hidden_weight", c.distill.hidden_weight, at_least(0));
+  v.text("hidden_layers", c.distill.hidden_layers);
   v.boolean("init_from_teacher", c.distill.init_from_teacher);
   v.end();
 

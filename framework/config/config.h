@@ -185,6 +185,9 @@ struct DistillConfig {
   // Query rows per sequence the attention term scores, drawn afresh each step (0: every row).
   int64_t attention_rows = 0;
   double hidden_weight = 0.0;
+  // Student:teacher layer pairs of the hidden-state term, "s:t, s:t" (0-based); empty: the
+  // uniform map.
+  std::string hidden_layers;
   bool init_from_teacher = false;  // student block i <- teacher block i * k (DistilBERT)
   bool operator==(const DistillConfig&) const = default;
 };

@@ -95,6 +95,7 @@ constexpr KeyStatus kStatuses[] = {
     {"distill.attention_layers", kOn, "Distill.AttentionLayersPairsTheNamedLayers"},
     {"distill.attention_rows", kOn, "Distill.AttentionRowsScoresTheDrawnRowsAndEveryRowIsTheAllRowsTerm"},
     {"distill.hidden_weight", kOn, "Distill.HiddenTermTrainsTheProjectionAndResumesExactly"},
+    {"distill.hidden_layers", kOn, "Distill.HiddenLayersPairsTheNamedLayers"},
     {"distill.init_from_teacher", kOn, "Distill.InitFromTeacherCopiesEveryKthLayer"},
 
     {"prune.heads_fraction", kOn, "PruneChoice.RemovesTheLowestScoringFractionOfHeadsGlobally"},

@@ -96,11 +96,11 @@ class ProbeCapture {
   Tensor q_, k_;
 };
 
-std::vector<std::pair<int64_t, int64_t>> attention_layer_pairs(const std::string& text, int64_t student_layers,
-                                                               int64_t teacher_layers) {
-  const char* key = "key 'distill.attention_layers': ";
-  if (text.find_first_not_of(" ") == std::string::npos) return {{student_layers - 1, teacher_layers - 1}};
+std::vector<std::pair<int64_t, int64_t>> layer_pairs(const std::string& key_name, const std::string& text,
+                                                     int64_t student_layers, int64_t teacher_layers) {
+  const std::string key = "key '" + key_name + "': ";
   std::vector<std::pair<int64_t, int64_t>> pairs;
+  if (text.find_first_not_of(" ") == std::string::npos) return pairs;
   size_t start = 0;
   while (start <= text.size()) {
     const size_t comma = std::min(text.find(',', start), text.size());
@@ -116,6 +116,23 @@ std::vector<std::pair<int64_t, int64_t>> attention_layer_pairs(const std::string
     pairs.emplace_back(s, t);
     start = comma + 1;
   }
+  return pairs;
+}
+
+std::vector<std::pair<int64_t, int64_t>> attention_layer_pairs(const std::string& text, int64_t student_layers,
+                                                               int64_t teacher_layers) {
+  auto pairs = layer_pairs("distill.attention_layers", text, student_layers, teacher_layers);
+  if (pairs.empty()) pairs.emplace_back(student_layers - 1, teacher_layers - 1);  // MiniLM: last, last
+  return pairs;
+}
+
+std::vector<std::pair<int64_t, int64_t>> hidden_layer_pairs(const std::string& text, int64_t student_layers,
+                                                            int64_t teacher_layers) {
+  auto pairs = layer_pairs("distill.hidden_layers", text, student_layers, teacher_layers);
+  // Uniform map: student layer i reads the last teacher layer of its share (TinyBERT's g(m) = m k).
+  if (pairs.empty())
+    for (int64_t i = 0; i < student_layers; ++i)
+      pairs.emplace_back(i, std::max<int64_t>(0, (i + 1) * teacher_layers / student_layers - 1));
   return pairs;
 }
 
@@ -183,9 +200,8 @@ DistillTrainer::DistillTrainer(TrainerParts parts, std::shared_ptr<models::Gpt> 
     : Trainer(std::move(parts), std::move(options)), teacher_(std::move(teacher)), schedule_(build_schedule(config())) {
   STRAND_CHECK(teacher_ != nullptr, ValueError, "DistillTrainer: no teacher");
   STRAND_CHECK(dynamic_cast<models::Gpt*>(&model()) != nullptr, ValueError, "DistillTrainer: the student is not a gpt");
-  // Uniform map: student layer i reads the last teacher layer of its share (TinyBERT's g(m) = m k).
   const int64_t ls = student().transformer().n_layer(), lt = teacher_->transformer().n_layer();
-  for (int64_t i = 0; i < ls; ++i) layer_map_.push_back(std::max<int64_t>(0, (i + 1) * lt / ls - 1));
+  hidden_map_ = hidden_layer_pairs(config().distill.hidden_layers, ls, lt);
   if (matches_attention()) {
     student_attention_ = self_attention_layers(student());
     teacher_attention_ = self_attention_layers(*teacher_);
@@ -309,9 +325,10 @@ models::LossOutput DistillTrainer::micro_batch_loss(const data::Batch& batch) {
     for (int64_t r = 0; r < rows; ++r) scored[static_cast<size_t>(r)] = t[static_cast<size_t>(r)] != data::kIgnoreIndex;
     const Tensor mask = Tensor::from_vector(scored, {rows, 1}, DType::F32);
     Tensor hidden_sum;
-    for (size_t i = 0; i < layer_map_.size(); ++i) {
-      const Tensor si = ops::reshape(student_layers[i], {rows, student_layers[i].size(-1)});
-      const Tensor& tl = teacher_layers[static_cast<size_t>(layer_map_[i])];
+    for (const auto& [i, j] : hidden_map_) {
+      const Tensor& sl = student_layers[static_cast<size_t>(i)];
+      const Tensor si = ops::reshape(sl, {rows, sl.size(-1)});
+      const Tensor& tl = teacher_layers[static_cast<size_t>(j)];
       const Tensor diff = ops::sub(ops::matmul(si, projection_), ops::reshape(tl, {rows, tl.size(-1)}));
       const Tensor term = ops::sum(ops::mul(ops::mean(ops::square(diff), {1}, true), mask));
       hidden_sum = hidden_sum.defined() ? ops::add(hidden_sum, term) : term;

@@ -45,6 +45,10 @@ void check_distill_config(const Config& config);
 // that is not such pairs or a layer outside a model.
 std::vector<std::pair<int64_t, int64_t>> attention_layer_pairs(const std::string& text, int64_t student_layers,
                                                                int64_t teacher_layers);
+// The pairs distill.hidden_layers names, or the uniform map when it is empty: student layer i
+// with the last teacher layer of its share, floor((i + 1) L_t / L_s) - 1 (TinyBERT).
+std::vector<std::pair<int64_t, int64_t>> hidden_layer_pairs(const std::string& text, int64_t student_layers,
+                                                            int64_t teacher_layers);
 
 class ProbeCapture;  // distill.cpp: the q and k an attention layer's probe hands over
 
@@ -60,9 +64,9 @@ class DistillTrainer : public Trainer {
   double last_kd() const { return step_kd_; }
   double last_hidden() const { return step_hid_; }
   double last_attention() const { return step_att_; }
-  // Student layer i is matched to teacher layer layer_map()[i] (uniform: the last of each of
-  // the student's layers' share of teacher layers).
-  const std::vector<int64_t>& layer_map() const { return layer_map_; }
+  // The (student layer, teacher layer) pairs of the hidden-state term (distill.hidden_layers;
+  // uniform by default).
+  const std::vector<std::pair<int64_t, int64_t>>& hidden_map() const { return hidden_map_; }
   const Tensor& projection() const { return projection_; }
   // The (student layer, teacher layer) pairs of the attention term; empty without it.
   const std::vector<std::pair<int64_t, int64_t>>& attention_map() const { return attention_map_; }
@@ -82,7 +86,7 @@ class DistillTrainer : public Trainer {
   void restore_projection(const std::string& path);
   models::Gpt& student();
   std::shared_ptr<models::Gpt> teacher_;
-  std::vector<int64_t> layer_map_;
+  std::vector<std::pair<int64_t, int64_t>> hidden_map_;
   Tensor projection_;  // [student d_model, teacher d_model]; with hidden_weight > 0 only
   std::unique_ptr<optim::AdamW> projection_optimizer_;
   optim::LrSchedule schedule_;

@@ -157,7 +157,8 @@ TEST_F(Distill, HiddenTermTrainsTheProjectionAndResumesExactly) {
   // A narrower student (d_model 8 against the teacher's 16): W is [8, 16].
   const std::vector<std::string> hidden = {"distill.hidden_weight=2", "model.d_model=8"};
   const std::unique_ptr<DistillTrainer> one = trainer(student("h1", hidden));
-  EXPECT_EQ(one->layer_map(), std::vector<int64_t>{1}) << "one student layer reads the teacher's last";
+  EXPECT_EQ(one->hidden_map(), (std::vector<std::pair<int64_t, int64_t>>{{0, 1}}))
+      << "one student layer reads the teacher's last";
   ASSERT_EQ(one->projection().shape(), (Shape{8, 16}));
   const std::vector<double> w0 = one->projection().to_vector();
   const StepReport first = one->train_step();
@@ -264,6 +265,39 @@ TEST_F(Distill, AttentionRowsScoresTheDrawnRowsAndEveryRowIsTheAllRowsTerm) {
     EXPECT_NEAR(some->last_attention(), full->last_attention(), 0.5 * full->last_attention()) << heads;
     EXPECT_NEAR(s.loss, 0.5 * some->last_ce() + 0.5 * some->last_kd() + some->last_attention(), 1e-6 * s.loss);
   }
+}
+
+TEST_F(Distill, HiddenLayersPairsTheNamedLayers) {
+  using Pairs = std::vector<std::pair<int64_t, int64_t>>;
+  EXPECT_EQ(hidden_layer_pairs("", 3, 6), (Pairs{{0, 1}, {1, 3}, {2, 5}})) << "uniform: the last of each share";
+  EXPECT_EQ(hidden_layer_pairs("", 2, 3), (Pairs{{0, 0}, {1, 2}}));
+  EXPECT_EQ(hidden_layer_pairs(" 0:0 , 1:4", 2, 6), (Pairs{{0, 0}, {1, 4}}));
+  for (const char* bad : {"0:6", "2:0", "0-1", "0:1,", "x"}) {
+    try {
+      (void)hidden_layer_pairs(bad, 2, 6);
+      FAIL() << bad << " accepted";
+    } catch (const ConfigError& e) {
+      EXPECT_CONTAINS(e.what(), "key 'distill.hidden_layers': ");
+    }
+  }
+  // One student layer against the teacher's two: the default reads the teacher's last layer;
+  // naming the first reads another target; naming both adds the second pair's term to the first.
+  const std::vector<std::string> hidden = {"distill.hidden_weight=1", "model.d_model=8"};
+  auto first_term = [&](const std::string& run, const std::string& layers) {
+    std::vector<std::string> o = hidden;
+    if (!layers.empty()) o.push_back("distill.hidden_layers=" + layers);
+    const std::unique_ptr<DistillTrainer> t = trainer(student(run, o));
+    (void)t->train_step();
+    return std::make_pair(t->hidden_map(), t->last_hidden());
+  };
+  const auto [default_map, last] = first_term("hl0", "");
+  const auto [first_map, first] = first_term("hl1", "0:0");
+  const auto [both_map, both] = first_term("hl2", "0:0, 0:1");
+  EXPECT_EQ(default_map, (Pairs{{0, 1}}));
+  EXPECT_EQ(first_map, (Pairs{{0, 0}}));
+  EXPECT_EQ(both_map, (Pairs{{0, 0}, {0, 1}}));
+  EXPECT_GT(std::abs(first - last), 1e-6 * last) << "the named layer is another target";
+  EXPECT_NEAR(both, first + last, 1e-6 * both);
 }
 
 TEST_F(Distill, AttentionLayersPairsTheNamedLayers) {
