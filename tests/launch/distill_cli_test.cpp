@@ -50,7 +50,7 @@ const char* kModel =
     "train: {steps: 4, lr: 0.003, warmup_steps: 1, log_every: 1}\n";
 
 class DistillCliTest : public ::testing::Test {
- protected:
+ public:  // the helpers below the fixture call its runs too
   static void SetUpTestSuite() {
     dir_ = fs::temp_directory_path() / ("strand_distill_cli_" + std::to_string(::getpid()));
     fs::remove_all(dir_);
@@ -139,14 +139,16 @@ TEST_F(DistillCliTest, SequenceParallelTermsEqualOneRank) {
   }
 }
 
-TEST_F(DistillCliTest, AttentionTransferIsLoggedInTheLossAndEqualOverSequenceRanks) {
-  const std::string att = "--set distill.attention_weight=0.7";
-  const CommandResult one = distill("att1", 1, att);
+// A distill run with the attention term on (`sets`): its term is logged and makes up the loss
+// with the others, and every sequence split logs one process's loss, terms and gradient norm.
+void check_attention_term(DistillCliTest& t, const std::string& name, const std::string& sets) {
+  const CommandResult one = t.distill(name + "1", 1, sets);
   ASSERT_EQ(one.exit_code, 0) << one.err;
   EXPECT_CONTAINS(one.out, ", att ");
-  const auto loss = metric_by_step(metrics("att1"), "loss"), ce = metric_by_step(metrics("att1"), "loss_ce"),
-             kd = metric_by_step(metrics("att1"), "loss_kd"), hid = metric_by_step(metrics("att1"), "loss_hidden"),
-             la = metric_by_step(metrics("att1"), "loss_att");
+  const std::string base = t.metrics(name + "1");
+  const auto loss = metric_by_step(base, "loss"), ce = metric_by_step(base, "loss_ce"),
+             kd = metric_by_step(base, "loss_kd"), hid = metric_by_step(base, "loss_hidden"),
+             la = metric_by_step(base, "loss_att");
   ASSERT_EQ(la.size(), 4u);
   for (const auto& [step, l] : loss) {
     EXPECT_TRUE(std::isfinite(la.at(step)) && la.at(step) > 0) << step;
@@ -154,45 +156,27 @@ TEST_F(DistillCliTest, AttentionTransferIsLoggedInTheLossAndEqualOverSequenceRan
   }
   if (std::system("command -v mpiexec >/dev/null 2>&1") != 0) GTEST_SKIP() << "mpiexec not found (openmpi-bin)";
   for (size_t i = 0; i < std::size(kSequenceSplits); ++i) {
-    const auto& [ranks, sets] = kSequenceSplits[i];
-    const std::string name = "att_split" + std::to_string(i);
-    const CommandResult two = distill(name, ranks, att + " " + sets);
+    const auto& [ranks, split] = kSequenceSplits[i];
+    const std::string run = name + "_split" + std::to_string(i);
+    const CommandResult two = t.distill(run, ranks, sets + " " + split);
     ASSERT_EQ(two.exit_code, 0) << two.err;
     for (const std::string key : {"loss", "loss_att", "loss_kd", "grad_norm"}) {
-      const auto a = metric_by_step(metrics("att1"), key), b = metric_by_step(metrics(name), key);
+      const auto a = metric_by_step(base, key), b = metric_by_step(t.metrics(run), key);
       ASSERT_EQ(b.size(), 4u) << key;
-      for (const auto& [step, v] : a) EXPECT_NEAR(b.at(step), v, kRelTol * std::abs(v)) << sets << " " << key << " step " << step;
+      for (const auto& [step, v] : a) EXPECT_NEAR(b.at(step), v, kRelTol * std::abs(v)) << split << " " << key << " step " << step;
     }
   }
 }
 
+TEST_F(DistillCliTest, AttentionTransferIsLoggedInTheLossAndEqualOverSequenceRanks) {
+  check_attention_term(*this, "att", "--set distill.attention_weight=0.7");
+}
+
 TEST_F(DistillCliTest, AFewerHeadedStudentsSampledAttentionTermIsLoggedAndEqualOverSequenceRanks) {
   // 2 student heads against the teacher's 4 (head-averaged), 16 of the 64 rows drawn per step.
-  const std::string att = "--set distill.attention_weight=0.7 --set model.n_head=2 --set model.n_kv_head=2 "
-                          "--set distill.attention_rows=16";
-  const CommandResult one = distill("avg1", 1, att);
-  ASSERT_EQ(one.exit_code, 0) << one.err;
-  EXPECT_CONTAINS(one.out, ", att ");
-  const auto loss = metric_by_step(metrics("avg1"), "loss"), ce = metric_by_step(metrics("avg1"), "loss_ce"),
-             kd = metric_by_step(metrics("avg1"), "loss_kd"), hid = metric_by_step(metrics("avg1"), "loss_hidden"),
-             la = metric_by_step(metrics("avg1"), "loss_att");
-  ASSERT_EQ(la.size(), 4u);
-  for (const auto& [step, l] : loss) {
-    EXPECT_TRUE(std::isfinite(la.at(step)) && la.at(step) > 0) << step;
-    EXPECT_NEAR(l, 0.3 * ce.at(step) + 0.7 * kd.at(step) + 0.5 * hid.at(step) + 0.7 * la.at(step), 1e-6 * l) << step;
-  }
-  if (std::system("command -v mpiexec >/dev/null 2>&1") != 0) GTEST_SKIP() << "mpiexec not found (openmpi-bin)";
-  for (size_t i = 0; i < std::size(kSequenceSplits); ++i) {
-    const auto& [ranks, sets] = kSequenceSplits[i];
-    const std::string name = "avg_split" + std::to_string(i);
-    const CommandResult two = distill(name, ranks, att + " " + sets);
-    ASSERT_EQ(two.exit_code, 0) << two.err;
-    for (const std::string key : {"loss", "loss_att", "loss_kd", "grad_norm"}) {
-      const auto a = metric_by_step(metrics("avg1"), key), b = metric_by_step(metrics(name), key);
-      ASSERT_EQ(b.size(), 4u) << key;
-      for (const auto& [step, v] : a) EXPECT_NEAR(b.at(step), v, kRelTol * std::abs(v)) << sets << " " << key << " step " << step;
-    }
-  }
+  check_attention_term(*this, "avg",
+                       "--set distill.attention_weight=0.7 --set model.n_head=2 --set model.n_kv_head=2 "
+                       "--set distill.attention_rows=16");
 }
 
 }  // namespace
