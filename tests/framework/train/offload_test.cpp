@@ -1,7 +1,11 @@
 // memory.offload: disk: the same loss and gradients bit for bit as keeping activations in memory,
 // spill files written and gone after the run and after an error, a dead run's files removed, a
 // full disk an error (never a wrong gradient), small tensors kept, peak tensor bytes lower, and all of
-// it bitwise with gradient checkpointing (full and selective) on as well.
+// it bitwise with gradient checkpointing (full and selective) on as well; and
+// memory.offload_gradients: gradients spilled as soon as they are final in the backward and read
+// back when it ends give the plain run's gradients and AdamW steps bit for bit (tied embeddings,
+// checkpointing, two micro-batches), the pass's peak falls by the finished blocks' gradients, and
+// the key is refused without disk offload.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -13,6 +17,7 @@
 #include <optional>
 
 #include "framework/autograd/engine.h"
+#include "framework/autograd/saved_tensor.h"
 #include "framework/core/allocator.h"
 #include "framework/ops/elementwise.h"
 #include "framework/train/offload.h"
@@ -252,6 +257,133 @@ TEST(Offload, HostIsRefusedOnACpuRun) {
     EXPECT_NE(std::string(e.what()).find("memory.offload"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("use disk"), std::string::npos) << e.what();
   }
+}
+
+// Against the plain run (no offload at all): one gradient pass of two micro-batches, then two
+// AdamW steps of two micro-batches each. The embedding table is tied to the head (used twice).
+TEST(Offload, OffloadedGradientsGiveTheSameGradientsAndStepsBitForBit) {
+  TempDir root("offload_grads");
+  const Config plain_cfg = tiny(root.path, "none", {});
+  ASSERT_TRUE(plain_cfg.model.tie_embeddings);
+  for (const std::string checkpointing : {"none", "full", "selective"}) {
+    const Config cfg = tiny(root.path, "none", {"memory.offload=disk", "memory.offload_gradients=true",
+                                        "memory.checkpointing=" + checkpointing});
+    Trainer plain = make_trainer(plain_cfg, models::build_model(plain_cfg), nullptr, quiet());
+    Trainer spilled = make_trainer(cfg, models::build_model(cfg), nullptr, quiet());
+    const auto loader_a = data::make_loader(data_spec_of(plain_cfg, 0, 1), data::Split::val);
+    const auto loader_b = data::make_loader(data_spec_of(cfg, 0, 1), data::Split::val);
+    const GradientPass ga = plain.forward_backward(*loader_a, 2), gb = spilled.forward_backward(*loader_b, 2);
+    EXPECT_EQ(ga.loss_sum, gb.loss_sum) << checkpointing;
+    const auto pa = plain.model().named_parameters(), pb = spilled.model().named_parameters();
+    ASSERT_EQ(pa.size(), pb.size());
+    for (size_t i = 0; i < pa.size(); ++i) {
+      ASSERT_TRUE(pb[i].second.grad().defined()) << checkpointing << " " << pb[i].first << " did not come back";
+      ASSERT_EQ(pa[i].second.grad().to_vector(), pb[i].second.grad().to_vector()) << checkpointing << " " << pa[i].first;
+    }
+    for (int step = 0; step < 2; ++step) {
+      const StepReport a = plain.train_step(), b = spilled.train_step();
+      EXPECT_EQ(a.loss, b.loss) << checkpointing << " step " << step;
+      EXPECT_EQ(a.grad_norm, b.grad_norm) << checkpointing << " step " << step;
+      for (size_t i = 0; i < pa.size(); ++i)
+        ASSERT_EQ(pa[i].second.to_vector(), pb[i].second.to_vector()) << checkpointing << " " << pa[i].first;
+    }
+    EXPECT_EQ(spill_files(cfg.memory.offload_dir), 1);  // the trainer's, while it lives
+  }
+  EXPECT_EQ(spill_files(root.path / "run" / "offload"), 0);
+}
+
+struct SpillPass {
+  int64_t peak = 0, gradient_bytes = 0;
+  std::vector<std::pair<std::string, std::vector<double>>> grads;
+};
+
+// One forward + backward of a 6-block GPT in the layout of the gpt2-124m target in miniature:
+// full checkpointing (half-blocks) with every saved tensor on disk, so each block's backward
+// needs about the same working memory and the gradients of the finished blocks pile up beside
+// it. spill: the gradients go to the file as well (GradientSpill around the backward).
+SpillPass six_block_pass(DiskOffload& offload, bool spill) {
+  config::ModelConfig c;
+  c.vocab_size = 64;
+  c.n_layer = 6;
+  c.n_head = 2;
+  c.n_kv_head = 2;
+  c.d_model = 64;
+  c.d_ff = 256;
+  c.max_seq_len = 256;
+  c.attention.pattern = config::AttentionPattern::Causal;
+  models::Gpt gpt(c, 3);
+  config::MemoryConfig memory_config;
+  memory_config.checkpointing = config::Checkpointing::Full;
+  memory_config.offload = config::Offload::Disk;
+  models::set_checkpointing(gpt, memory_config);
+  std::vector<Tensor> params;
+  for (const auto& [name, p] : gpt.named_parameters()) params.push_back(p);
+  data::Batch batch;
+  std::vector<double> ids;
+  for (int i = 0; i < 2 * 256; ++i) ids.push_back((i * 7) % 64);
+  batch.inputs = Tensor::from_vector(ids, {2, 256}, DType::I32);
+  batch.targets = batch.inputs;
+  std::vector<const void*> keep;
+  for (const Tensor& p : params) keep.push_back(p.storage().get());
+  offload.keep_storages(keep);
+  const int64_t base = memory::stats(Device::cpu()).current_bytes;
+  memory::reset_peak(Device::cpu());
+  SpillPass pass;
+  {
+    std::optional<autograd::SavedTensorHooksGuard> guard(offload.hooks());
+    models::LossOutput out = gpt.forward(batch);
+    guard.reset();
+    const GradientSpill gradients(spill ? &offload : nullptr, params);
+    out.loss_sum.backward();
+    pass.gradient_bytes = offload.gradient_bytes_written();
+    gradients.restore();
+  }
+  pass.peak = memory::stats(Device::cpu()).peak_bytes - base;
+  for (const auto& [name, p] : gpt.named_parameters()) pass.grads.emplace_back(name, p.grad().to_vector());
+  offload.reset();
+  return pass;
+}
+
+TEST(Offload, OffloadedGradientsLowerTheGradientPassPeak) {
+  TempDir root("offload_grads");
+  // Window 0: each write completes before the compute goes on, so what is in memory at any
+  // moment does not depend on how fast the disk is.
+  DiskOffload offload({root.path.string(), 0, 0, 0});
+  const SpillPass plain = six_block_pass(offload, false), spilled = six_block_pass(offload, true);
+  EXPECT_EQ(plain.gradient_bytes, 0);
+  ASSERT_EQ(spilled.grads, plain.grads);
+  int64_t all = 0, blocks_1_to_5 = 0;
+  for (const auto& [name, g] : plain.grads) {
+    const int64_t bytes = static_cast<int64_t>(g.size()) * 4;
+    all += bytes;
+    if (name.find(".h.") != std::string::npos && name.find(".h.0.") == std::string::npos) blocks_1_to_5 += bytes;
+  }
+  EXPECT_EQ(spilled.gradient_bytes, all);  // every gradient went to disk once (wte's summed first)
+  std::printf("gradient-pass peak: %lld bytes plain, %lld spilled; gradients %lld bytes, of blocks 1-5 %lld\n",
+              static_cast<long long>(plain.peak), static_cast<long long>(spilled.peak), static_cast<long long>(all),
+              static_cast<long long>(blocks_1_to_5));
+  // The plain pass peaks in block 0's backward (the last), beside the gradients of blocks 1 to 5
+  // (and of the head); spilled, those are on disk then, and when they all come back at the end
+  // the activations are gone. The peak is lower by at least those five blocks' gradients less
+  // one block's (the one whose writes may still be in the window when the peak falls).
+  ASSERT_GT(blocks_1_to_5, 0);
+  EXPECT_LE(spilled.peak, plain.peak - blocks_1_to_5 * 4 / 5)
+      << "plain " << plain.peak << ", spilled " << spilled.peak << ", blocks 1-5's gradients " << blocks_1_to_5;
+}
+
+TEST(Offload, OffloadedGradientsNeedDiskOffload) {
+  TempDir root("offload_grads");
+  try {
+    tiny(root.path, "none", {"memory.offload_gradients=true"});
+    FAIL() << "offload_gradients accepted without disk offload";
+  } catch (const config::ConfigError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("key 'memory.offload_gradients': "), std::string::npos) << what;
+    EXPECT_NE(what.find("memory.offload: disk"), std::string::npos) << what;
+    EXPECT_EQ(what.find('\n'), std::string::npos) << what;
+  }
+  EXPECT_NO_THROW(tiny(root.path, "none", {"memory.offload=disk", "memory.offload_gradients=true"}));
+  EXPECT_NO_THROW(tiny(root.path, "none", {"memory.offload_gradients=false"}));
 }
 
 }  // namespace
