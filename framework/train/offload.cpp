@@ -171,22 +171,10 @@ struct DiskOffload::State {
       lo = hi = src.offset();
       hi += src.numel() - 1;
     }
-    Entry e;
-    e.shape = src.shape();
-    e.strides = src.strides();
-    e.view_offset = src.offset() - lo;
-    e.span = hi - lo + 1;
-    e.dtype = src.dtype();
-    e.bytes = e.span * static_cast<int64_t>(dtype_size(e.dtype));
-    e.file_offset = end;
-    end += e.bytes;
-    // held: the span as a flat tensor, so the writer reads e.bytes from its data pointer.
-    e.held = src.as_strided({e.span}, {1}, lo);
-    unwritten += e.bytes;
-    entries.push_back(std::move(e));
-    jobs.push_back({true, entries.size() - 1});
-    cv.notify_all();
-    const Ref ref{entries.size() - 1, generation};
+    // The span as a flat tensor, so the writer reads its bytes from one data pointer.
+    const Ref ref{enqueue_write_locked(src.as_strided({hi - lo + 1}, {1}, lo), src.shape(), src.strides(),
+                                       src.offset() - lo, false),
+                  generation};
     // Back-pressure: a forward that outruns the disk waits rather than holding every tensor.
     cv.wait(lock, [&] { return unwritten <= options.prefetch_bytes || !error.empty(); });
     check_locked();
@@ -221,11 +209,14 @@ struct DiskOffload::State {
     return flat.as_strided(m.shape, m.strides, flat.offset() + m.view_offset);
   }
 
-  // Queues the write of a flat contiguous tensor; returns its entry's index.
-  size_t enqueue_write_locked(const Tensor& flat, Shape shape, Shape strides, bool gradient) {
+  // Queues the write of `flat` (a run of storage elements, held until the disk has it), which the
+  // entry reads back as the view (shape, strides) starting view_offset elements in; returns the
+  // entry's index.
+  size_t enqueue_write_locked(const Tensor& flat, Shape shape, Shape strides, int64_t view_offset, bool gradient) {
     Entry e;
     e.shape = std::move(shape);
     e.strides = std::move(strides);
+    e.view_offset = view_offset;
     e.span = flat.numel();
     e.dtype = flat.dtype();
     e.bytes = e.span * static_cast<int64_t>(dtype_size(e.dtype));
@@ -247,7 +238,7 @@ struct DiskOffload::State {
     const Tensor flat = g.as_strided({g.numel()}, {1}, g.offset());
     std::unique_lock lock(mu);
     check_locked();
-    const size_t index = enqueue_write_locked(flat, g.shape(), g.strides(), true);
+    const size_t index = enqueue_write_locked(flat, g.shape(), g.strides(), 0, true);
     gradients.emplace_back(index, param);
     gradient_bytes += entries[index].bytes;
     // The parameter lets go now; the entry holds the buffer until the disk has it.
