@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -27,6 +28,7 @@
 #include "framework/ops/loss.h"
 #include "framework/ops/matmul.h"
 #include "framework/ops/norm.h"
+#include "framework/ops/view.h"
 #include "launch/commands.h"
 
 namespace strand::launch {
@@ -77,26 +79,33 @@ double gflops(int64_t m, int64_t k, int64_t n, double seconds) {
   return 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k) / seconds / 1e9;
 }
 
-// One GEMM shape: strand's float32 matmul (the library its rule picks), OpenBLAS's cblas_sgemm and
-// oneDNN's dnnl_sgemm on the same buffers, and strand's bfloat16 x bfloat16 -> float32 GEMM
-// (backend::gemm, mixed precision's entry). Reps interleave, each rep in another order, so that
-// every candidate sees the same machine state (other load included).
-std::string bench_gemm(int64_t m, int64_t k, int64_t n, int reps) {
+// One GEMM shape, C[m, n] = A[m, k] op(B) with op(B) = B^T when b_trans (B stored [n, k], as a
+// linear layer's input gradient reads its weight): strand's float32 matmul (the library its rule
+// picks), OpenBLAS's cblas_sgemm, oneDNN's dnnl_sgemm and its matmul primitive on the same
+// buffers, and strand's bfloat16 x bfloat16 -> float32 GEMM (backend::gemm, mixed precision's
+// entry). Reps interleave, each rep in another order, so that every candidate sees the same
+// machine state (other load included).
+std::string bench_gemm(int64_t m, int64_t k, int64_t n, bool b_trans, int reps) {
   autograd::NoGradGuard no_grad;
-  Tensor a = Tensor::randn({m, k}, 1), b = Tensor::randn({k, n}, 2);
+  Tensor a = Tensor::randn({m, k}, 1), b = b_trans ? Tensor::randn({n, k}, 2) : Tensor::randn({k, n}, 2);
   Tensor c = Tensor::empty({m, n});
+  const int64_t ldb = b_trans ? k : n;
   std::vector<uint16_t> a16(static_cast<size_t>(m * k)), b16(static_cast<size_t>(k * n));
   for (size_t i = 0; i < a16.size(); ++i) a16[i] = float_to_bf16_bits(a.data<float>()[i]);
   for (size_t i = 0; i < b16.size(); ++i) b16[i] = float_to_bf16_bits(b.data<float>()[i]);
   const bool with_onednn = cpu::onednn::available();
-  auto run_strand = [&] { Tensor y = ops::matmul(a, b); };
+  auto run_strand = [&] { Tensor y = ops::matmul(a, b_trans ? ops::transpose(b, 0, 1) : b); };
   auto run_openblas = [&] {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
-                static_cast<int>(k), 1.0f, a.data<float>(), static_cast<int>(k), b.data<float>(),
-                static_cast<int>(n), 0.0f, c.data<float>(), static_cast<int>(n));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, b_trans ? CblasTrans : CblasNoTrans, static_cast<int>(m),
+                static_cast<int>(n), static_cast<int>(k), 1.0f, a.data<float>(), static_cast<int>(k), b.data<float>(),
+                static_cast<int>(ldb), 0.0f, c.data<float>(), static_cast<int>(n));
   };
   auto run_onednn = [&] {
-    cpu::onednn::sgemm(false, false, m, n, k, a.data<float>(), k, b.data<float>(), n, false, c.data<float>(), n);
+    cpu::onednn::sgemm(false, b_trans, m, n, k, a.data<float>(), k, b.data<float>(), ldb, false, c.data<float>(), n);
+  };
+  auto run_onednn_matmul = [&] {
+    cpu::onednn::matmul_f32(false, b_trans, m, n, k, a.data<float>(), k, b.data<float>(), ldb, false,
+                            c.data<float>(), n);
   };
   auto run_bf16 = [&] {
     backend::GemmParams p;
@@ -104,13 +113,16 @@ std::string bench_gemm(int64_t m, int64_t k, int64_t n, int reps) {
     p.c_dtype = DType::F32;
     p.m = m, p.n = n, p.k = k;
     p.a = {a16.data(), k, false};
-    p.b = {b16.data(), n, false};
+    p.b = {b16.data(), ldb, b_trans};
     p.c = c.data<float>();
     p.ldc = n;
     backend::gemm(p);
   };
   std::vector<std::function<void()>> runs = {run_strand, run_openblas, run_bf16};
-  if (with_onednn) runs.push_back(run_onednn);
+  if (with_onednn) {
+    runs.push_back(run_onednn);
+    runs.push_back(run_onednn_matmul);
+  }
   std::vector<double> best(runs.size(), 1e30);
   for (auto& run : runs) run();  // warm-up: allocator, JIT kernels, cached primitives
   for (int r = 0; r < reps; ++r)
@@ -121,12 +133,14 @@ std::string bench_gemm(int64_t m, int64_t k, int64_t n, int reps) {
   const double strand_rate = gflops(m, k, n, best[0]), openblas_rate = gflops(m, k, n, best[1]);
   const double bf16_rate = gflops(m, k, n, best[2]);
   const double onednn_rate = with_onednn ? gflops(m, k, n, best[3]) : 0.0;
+  const double matmul_rate = with_onednn ? gflops(m, k, n, best[4]) : 0.0;
   std::ostringstream os;
-  os << "{\"m\":" << m << ",\"k\":" << k << ",\"n\":" << n << ",\"strand_library\":"
-     << json_string(cpu::gemm_library_name(cpu::gemm_library(m, n, k))) << ",\"strand_gflops\":" << fixed(strand_rate, 2)
-     << ",\"openblas_gflops\":" << fixed(openblas_rate, 2);
-  if (with_onednn) os << ",\"onednn_gflops\":" << fixed(onednn_rate, 2);
-  os << ",\"strand_vs_faster\":" << fixed(strand_rate / std::max(openblas_rate, onednn_rate), 3)
+  os << "{\"m\":" << m << ",\"k\":" << k << ",\"n\":" << n << ",\"b_transposed\":" << (b_trans ? "true" : "false")
+     << ",\"strand_library\":" << json_string(cpu::gemm_library_name(cpu::gemm_library(m, n, k, b_trans)))
+     << ",\"strand_gflops\":" << fixed(strand_rate, 2) << ",\"openblas_gflops\":" << fixed(openblas_rate, 2);
+  if (with_onednn)
+    os << ",\"onednn_gflops\":" << fixed(onednn_rate, 2) << ",\"onednn_matmul_gflops\":" << fixed(matmul_rate, 2);
+  os << ",\"strand_vs_faster\":" << fixed(strand_rate / std::max({openblas_rate, onednn_rate, matmul_rate}), 3)
      << ",\"bf16_gflops\":" << fixed(bf16_rate, 2) << ",\"bf16_vs_strand_fp32\":" << fixed(bf16_rate / strand_rate, 3)
      << "}";
   return os.str();
@@ -287,7 +301,8 @@ void run_bench_ops(const BenchOpsOptions& opt) {
      << ",\"reps\":" << opt.reps << ",\"openblas\":{\"kernels\":" << json_string(cpu::blas_kernel_name())
      << ",\"config\":" << json_string(cpu::blas_config()) << "},\"onednn\":{\"version\":"
      << json_string(cpu::onednn::version()) << ",\"isa\":" << json_string(cpu::onednn::isa())
-     << "},\"gemm\":[" << bench_gemm(1024, 1024, 1024, opt.reps) << "," << bench_gemm(4096, 768, 3072, opt.reps)
+     << "},\"gemm\":[" << bench_gemm(1024, 1024, 1024, false, opt.reps) << ","
+     << bench_gemm(4096, 768, 3072, false, opt.reps) << "," << bench_gemm(1024, 3072, 768, true, opt.reps)
      << "],\"gemm_small\":" << bench_gemm_small(opt.reps) << ",\"add\":" << bench_add(opt.reps) << ",\"layer_norm\":" << bench_layer_norm(opt.reps)
      << ",\"gelu\":" << bench_gelu(opt.reps) << ",\"adamw\":" << bench_adamw(opt.reps)
      << ",\"cross_entropy\":" << bench_cross_entropy(opt.reps) << "}";

@@ -35,11 +35,12 @@ std::optional<GemmLibrary> forced_library() {
     const char* v = std::getenv("STRAND_GEMM");
     if (v == nullptr || *v == '\0') return std::nullopt;
     if (std::strcmp(v, "openblas") == 0) return GemmLibrary::OpenBlas;
-    STRAND_CHECK(std::strcmp(v, "onednn") == 0, ValueError, "STRAND_GEMM=", v,
-                 ": expected onednn or openblas (unset: chosen per shape)");
-    STRAND_CHECK(onednn::available(), DeviceError,
-                 "STRAND_GEMM=onednn: strand was built without oneDNN (install libdnnl-dev and configure again)");
-    return GemmLibrary::OneDnn;
+    const bool matmul = std::strcmp(v, "onednn-matmul") == 0;
+    STRAND_CHECK(matmul || std::strcmp(v, "onednn") == 0, ValueError, "STRAND_GEMM=", v,
+                 ": expected onednn, onednn-matmul or openblas (unset: chosen per shape)");
+    STRAND_CHECK(onednn::available(), DeviceError, "STRAND_GEMM=", v,
+                 ": strand was built without oneDNN (install libdnnl-dev and configure again)");
+    return matmul ? GemmLibrary::OneDnnMatmul : GemmLibrary::OneDnn;
   }();
   return forced;
 }
@@ -52,6 +53,13 @@ bool onednn_has_fast_sgemm() {
     return isa.starts_with("avx2") || isa.starts_with("avx512");
   }();
   return fast;
+}
+
+// oneDNN's matmul primitive has AVX-512 brgemm kernels for float32 (elsewhere it falls back to
+// the sgemm path, so the rule below keeps sgemm there).
+bool onednn_has_brgemm() {
+  static const bool brgemm = onednn::available() && std::string_view(onednn::isa()).starts_with("avx512");
+  return brgemm;
 }
 
 blasint to_blas(int64_t v, const char* what) {
@@ -112,6 +120,9 @@ template <class T>
 void add_bias_rows(char* c, int64_t ldc, int64_t m, int64_t n, const void* bias) {
   if (bias == nullptr) return;
   const T* b = static_cast<const T*>(bias);
+  // Across the threads for a large C (a linear layer's output: GPT-2's MLP adds its bias to 3M
+  // values a layer); inside a batch's per-thread products the region is inactive, one thread.
+  #pragma omp parallel for schedule(static) if (m * n >= (int64_t{1} << 16))
   for (int64_t i = 0; i < m; ++i) {
     T* row = reinterpret_cast<T*>(c) + i * ldc;
     #pragma omp simd
@@ -132,16 +143,22 @@ void gemm_float(const backend::GemmParams& p) {
     });
     return;
   }
-  const bool use_onednn = gemm_library(p.m, p.n, p.k) == GemmLibrary::OneDnn;
+  const GemmLibrary library = gemm_library(p.m, p.n, p.k, p.b.trans);
   for_each_product(p, sizeof(float), sizeof(float), [&](const Entry& e, bool acc) {
     const auto* a = reinterpret_cast<const float*>(e.a);
     const auto* b = reinterpret_cast<const float*>(e.b);
     auto* c = reinterpret_cast<float*>(e.c);
-    if (use_onednn)
-      onednn::sgemm(p.a.trans, p.b.trans, m, n, k, a, lda, b, ldb, acc, c, ldc);
-    else
-      cblas_sgemm(CblasRowMajor, blas_trans(p.a.trans), blas_trans(p.b.trans), m, n, k, 1.0f, a, lda, b, ldb,
-                  acc ? 1.0f : 0.0f, c, ldc);
+    switch (library) {
+      case GemmLibrary::OneDnnMatmul:  // the bias rides in the primitive's epilogue
+        onednn::matmul_f32(p.a.trans, p.b.trans, m, n, k, a, lda, b, ldb, acc, c, ldc,
+                           static_cast<const float*>(p.bias));
+        return;
+      case GemmLibrary::OneDnn: onednn::sgemm(p.a.trans, p.b.trans, m, n, k, a, lda, b, ldb, acc, c, ldc); break;
+      case GemmLibrary::OpenBlas:
+        cblas_sgemm(CblasRowMajor, blas_trans(p.a.trans), blas_trans(p.b.trans), m, n, k, 1.0f, a, lda, b, ldb,
+                    acc ? 1.0f : 0.0f, c, ldc);
+        break;
+    }
     add_bias_rows<float>(e.c, ldc, m, n, p.bias);
   });
 }
@@ -222,7 +239,7 @@ void gemm_half(const backend::GemmParams& p, DType c_type) {
       const std::vector<float> a = widen(e.a, p.a.trans ? p.k : p.m, p.a.trans ? p.m : p.k, p.a.ld, in);
       const std::vector<float> b = widen(e.b, p.b.trans ? p.n : p.k, p.b.trans ? p.k : p.n, p.b.ld, in);
       const int64_t lda = p.a.trans ? p.m : p.k, ldb = p.b.trans ? p.k : p.n;
-      if (gemm_library(p.m, p.n, p.k) == GemmLibrary::OneDnn)
+      if (gemm_library(p.m, p.n, p.k) != GemmLibrary::OpenBlas)
         onednn::sgemm(p.a.trans, p.b.trans, p.m, p.n, p.k, a.data(), lda, b.data(), ldb, acc, c32, ldc);
       else
         cblas_sgemm(CblasRowMajor, blas_trans(p.a.trans), blas_trans(p.b.trans), to_blas(p.m, "m"),
@@ -249,13 +266,26 @@ void gemm_half(const backend::GemmParams& p, DType c_type) {
 
 }  // namespace
 
-GemmLibrary gemm_library(int64_t m, int64_t n, int64_t k) {
+GemmLibrary gemm_library(int64_t m, int64_t n, int64_t k, bool b_trans) {
   if (auto forced = forced_library()) return *forced;
-  if (!onednn_has_fast_sgemm()) return GemmLibrary::OpenBlas;
-  return m * n * k < kOneDnnMinProduct ? GemmLibrary::OpenBlas : GemmLibrary::OneDnn;
+  if (!onednn_has_fast_sgemm() || m * n * k < kOneDnnMinProduct) return GemmLibrary::OpenBlas;
+  // A transposed B narrower than its sum (n < k: a linear layer's input gradient, dY W^T, from
+  // a wider output) is where dnnl_sgemm falls behind: 158-168 GFLOP/s against the matmul
+  // primitive's 203-208 at GPT-2's 1024 x 768 x 3072 inside a training step, while the
+  // primitive was no faster, or slower, on every other training shape (docs/benchmarks.md,
+  // "GEMMs through oneDNN").
+  if (b_trans && n < k && onednn_has_brgemm()) return GemmLibrary::OneDnnMatmul;
+  return GemmLibrary::OneDnn;
 }
 
-const char* gemm_library_name(GemmLibrary lib) { return lib == GemmLibrary::OneDnn ? "onednn" : "openblas"; }
+const char* gemm_library_name(GemmLibrary lib) {
+  switch (lib) {
+    case GemmLibrary::OneDnn: return "onednn";
+    case GemmLibrary::OneDnnMatmul: return "onednn-matmul";
+    case GemmLibrary::OpenBlas: break;
+  }
+  return "openblas";
+}
 
 void gemm(const backend::GemmParams& p) {
   const DType c_type = p.c_dtype.value_or(p.dtype);

@@ -14,14 +14,16 @@ namespace strand::cpu {
 // count. The family entry registered with the seam.
 void gemm(const backend::GemmParams& p);
 
-enum class GemmLibrary { OpenBlas, OneDnn };
+// OneDnn: dnnl_sgemm; OneDnnMatmul: oneDNN's matmul primitive (brgemm kernels), cached per shape.
+enum class GemmLibrary { OpenBlas, OneDnn, OneDnnMatmul };
 
-// The library a float32 product of this shape runs on. A rule, not a timing: it depends only
-// on the shape, the CPU (oneDNN's ISA) and STRAND_GEMM (onednn|openblas, read once), so a shape
-// takes the same library for the whole run, and in every process of a job or a resume.
-GemmLibrary gemm_library(int64_t m, int64_t n, int64_t k);
+// The library a float32 product of this shape (B transposed or not) runs on. A rule, not a
+// timing: it depends only on the shape, the CPU (oneDNN's ISA) and STRAND_GEMM
+// (onednn|onednn-matmul|openblas, read once), so a shape takes the same library for the whole
+// run, and in every process of a job or a resume.
+GemmLibrary gemm_library(int64_t m, int64_t n, int64_t k, bool b_trans = false);
 
-// "onednn" or "openblas", for benchmark reports.
+// "onednn", "onednn-matmul" or "openblas", for benchmark reports.
 const char* gemm_library_name(GemmLibrary lib);
 
 }  // namespace strand::cpu

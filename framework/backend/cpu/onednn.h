@@ -1,5 +1,6 @@
-// oneDNN's GEMMs for the CPU backend: fp32 through dnnl_sgemm, bfloat16 inputs through its
-// matmul primitive (cached per shape). Builds without oneDNN link a stand-in (no_onednn/).
+// oneDNN's GEMMs for the CPU backend: fp32 through dnnl_sgemm or the matmul primitive (the
+// backend's rule picks per shape), bfloat16 inputs through the matmul primitive (cached per
+// shape). Builds without oneDNN link a stand-in (no_onednn/).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -33,5 +34,10 @@ void sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, in
 void matmul_bf16(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const bfloat16* a, int64_t lda,
                  const bfloat16* b, int64_t ldb, bool accumulate, void* c, DType c_dtype, int64_t ldc,
                  const float* bias = nullptr);
+
+// The float32 product of sgemm on oneDNN's matmul primitive (its brgemm kernels on AVX-512),
+// cached per shape and layout; bias as in matmul_bf16. Throws DeviceError from the stand-in.
+void matmul_f32(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+                int64_t ldb, bool accumulate, float* c, int64_t ldc, const float* bias = nullptr);
 
 }  // namespace strand::cpu::onednn

@@ -63,6 +63,7 @@ struct Case {
   int64_t pad = 0;
   int64_t count = 1;
   bool shared_b = false, sum = false;
+  bool bias = false;  // a float32 C with a bias added to every row (GemmParams::bias)
 };
 
 void check_case(const Case& cs, DType in, DType out) {
@@ -85,6 +86,8 @@ void check_case(const Case& cs, DType in, DType out) {
   const int64_t c_entries = cs.sum ? 1 : cs.count;
   std::vector<float> c32(static_cast<size_t>(c_entries * c_size), 0.0f);
   std::vector<uint16_t> c16(static_cast<size_t>(c_entries * c_size), 0);
+  std::vector<float> bias;
+  for (int64_t j = 0; cs.bias && j < cs.n; ++j) bias.push_back(0.25f * static_cast<float>(j % 7) - 0.75f);
 
   backend::GemmParams p;
   p.dtype = in;
@@ -101,13 +104,14 @@ void check_case(const Case& cs, DType in, DType out) {
     p.c_batch_strides = {cs.sum ? 0 : c_size};
     p.sum_over_batch = cs.sum;
   }
+  if (cs.bias) p.bias = bias.data();
   cpu::gemm(p);
 
   const double c_eps = out == DType::F32 ? 0.0 : out == DType::BF16 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -11);
   for (int64_t ce = 0; ce < c_entries; ++ce)
     for (int64_t i = 0; i < cs.m; ++i)
       for (int64_t j = 0; j < cs.n; ++j) {
-        double want = 0, mag = 0;
+        double want = cs.bias ? bias[static_cast<size_t>(j)] : 0.0, mag = std::fabs(want);
         for (int64_t e = cs.sum ? 0 : ce; e < (cs.sum ? cs.count : ce + 1); ++e) {
           const Stored& b = bs[static_cast<size_t>(cs.shared_b ? 0 : e)];
           for (int64_t q = 0; q < cs.k; ++q) {
@@ -146,6 +150,18 @@ std::vector<Case> cases() {
 
 TEST(Gemm, Float32MatchesFloat64ReferenceForEveryLayout) {
   for (const Case& c : cases()) check_case(c, DType::F32, DType::F32);
+}
+
+TEST(Gemm, Float32BiasRowsOnEveryLibrary) {
+  // Above the small-product rule, n < k: with B transposed the rule picks oneDNN's matmul
+  // primitive (bias in its epilogue) on AVX-512, else dnnl_sgemm (bias added after); below the
+  // rule, OpenBLAS. Batched products add the bias to each entry's C.
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      check_case(Case{130, 67, 96, ta, tb, 5, 1, false, false, true}, DType::F32, DType::F32);
+      check_case(Case{9, 11, 13, ta, tb, 2, 3, false, false, true}, DType::F32, DType::F32);
+      check_case(Case{300, 520, 40, ta, tb, 0, 1, false, false, true}, DType::F32, DType::F32);
+    }
 }
 
 TEST(Gemm, Bf16InputsWithFloat32OutputMatchReference) {
@@ -216,6 +232,12 @@ TEST(Gemm, LibraryChoiceIsAFixedRulePerShape) {
   if (std::getenv("STRAND_GEMM") == nullptr) {
     EXPECT_EQ(big, fast ? cpu::GemmLibrary::OneDnn : cpu::GemmLibrary::OpenBlas) << isa;
     EXPECT_EQ(small, cpu::GemmLibrary::OpenBlas);
+    // A linear layer's input gradient from a wider output (B transposed, n < k): the matmul
+    // primitive on AVX-512; the same shape untransposed, or wider than its sum, stays on sgemm.
+    const bool avx512 = cpu::onednn::available() && isa.starts_with("avx512");
+    EXPECT_EQ(cpu::gemm_library(1024, 768, 3072, true), avx512 ? cpu::GemmLibrary::OneDnnMatmul : big) << isa;
+    EXPECT_EQ(cpu::gemm_library(1024, 768, 3072, false), big);
+    EXPECT_EQ(cpu::gemm_library(1024, 3072, 768, true), big);
   }
 }
 

@@ -29,4 +29,9 @@ void matmul_bf16(bool, bool, int64_t, int64_t, int64_t, const bfloat16*, int64_t
   absent("onednn bf16 matmul");
 }
 
+void matmul_f32(bool, bool, int64_t, int64_t, int64_t, const float*, int64_t, const float*, int64_t, bool, float*,
+                int64_t, const float*) {
+  absent("onednn float32 matmul");
+}
+
 }  // namespace strand::cpu::onednn

@@ -1,5 +1,6 @@
-// oneDNN's GEMMs (see onednn.h): dnnl_sgemm for float32, and for bfloat16 inputs the matmul
-// primitive, built once per shape/layout and kept in a process-wide cache.
+// oneDNN's GEMMs (see onednn.h): dnnl_sgemm for float32, and the matmul primitive for bfloat16
+// inputs and for the float32 shapes the CPU backend's rule sends to it, built once per
+// shape/layout and kept in a process-wide cache.
 #include "framework/backend/cpu/onednn.h"
 
 #include <oneapi/dnnl/dnnl.hpp>
@@ -35,7 +36,8 @@ dnnl::memory::desc matrix_desc(int64_t rows, int64_t cols, int64_t ld, bool tran
 }
 
 // Everything a primitive is specialised for; pointers are bound at execution.
-using MatmulKey = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, bool, bool>;
+using MatmulKey =
+    std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, bool, bool, bool>;
 
 struct CachedMatmul {
   dnnl::matmul primitive;
@@ -47,10 +49,11 @@ const CachedMatmul& cached_matmul(const MatmulKey& key) {
   static std::map<MatmulKey, CachedMatmul> cache;
   std::lock_guard<std::mutex> lock(mutex);
   if (auto it = cache.find(key); it != cache.end()) return it->second;
-  const auto [ta, tb, m, n, k, lda, ldb, ldc, accumulate, c_bf16, has_bias] = key;
+  const auto [ta, tb, m, n, k, lda, ldb, ldc, accumulate, c_bf16, has_bias, in_f32] = key;
+  const dt in = in_f32 ? dt::f32 : dt::bf16;
   CachedMatmul e;
-  e.a = matrix_desc(m, k, lda, ta, dt::bf16);
-  e.b = matrix_desc(k, n, ldb, tb, dt::bf16);
+  e.a = matrix_desc(m, k, lda, ta, in);
+  e.b = matrix_desc(k, n, ldb, tb, in);
   e.c = matrix_desc(m, n, ldc, false, c_bf16 ? dt::bf16 : dt::f32);
   dnnl::primitive_attr attr;
   // The caller's threads may run one primitive concurrently: each brings its own scratchpad.
@@ -109,19 +112,18 @@ void sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, in
                m, ", n ", n, ", k ", k);
 }
 
-void matmul_bf16(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const bfloat16* a, int64_t lda,
-                 const bfloat16* b, int64_t ldb, bool accumulate, void* c, DType c_dtype, int64_t ldc,
-                 const float* bias) {
-  STRAND_CHECK(c_dtype == DType::F32 || (c_dtype == DType::BF16 && !accumulate), DTypeError,
-               "gemm: a bfloat16 product writes float32, or bfloat16 without accumulation, not ",
-               dtype_name(c_dtype));
+namespace {
+
+// One product on the cached primitive for its key; A and B are float32 (in_f32) or bfloat16.
+void run_matmul(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void* a, int64_t lda, const void* b,
+                int64_t ldb, bool accumulate, void* c, DType c_dtype, int64_t ldc, const float* bias, bool in_f32) {
   try {
-    const CachedMatmul& e =
-        cached_matmul({ta, tb, m, n, k, lda, ldb, ldc, accumulate, c_dtype == DType::BF16, bias != nullptr});
+    const CachedMatmul& e = cached_matmul(
+        {ta, tb, m, n, k, lda, ldb, ldc, accumulate, c_dtype == DType::BF16, bias != nullptr, in_f32});
     thread_local std::vector<char> scratch;
     if (scratch.size() < e.scratch.get_size()) scratch.resize(e.scratch.get_size());
     dnnl::engine& eng = cpu_engine();
-    dnnl::memory ma(e.a, eng, const_cast<bfloat16*>(a)), mb(e.b, eng, const_cast<bfloat16*>(b)), mc(e.c, eng, c),
+    dnnl::memory ma(e.a, eng, const_cast<void*>(a)), mb(e.b, eng, const_cast<void*>(b)), mc(e.c, eng, c),
         ms(e.scratch, eng, scratch.data());
     dnnl::stream& stream = thread_stream();
     std::unordered_map<int, dnnl::memory> args{
@@ -130,8 +132,25 @@ void matmul_bf16(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const bfloat
     e.primitive.execute(stream, args);
     stream.wait();
   } catch (const dnnl::error& err) {
-    throw DeviceError(detail::concat("gemm: oneDNN bf16 matmul m ", m, ", n ", n, ", k ", k, " failed: ", err.what()));
+    throw DeviceError(detail::concat("gemm: oneDNN ", in_f32 ? "float32" : "bf16", " matmul m ", m, ", n ", n,
+                                     ", k ", k, " failed: ", err.what()));
   }
+}
+
+}  // namespace
+
+void matmul_bf16(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const bfloat16* a, int64_t lda,
+                 const bfloat16* b, int64_t ldb, bool accumulate, void* c, DType c_dtype, int64_t ldc,
+                 const float* bias) {
+  STRAND_CHECK(c_dtype == DType::F32 || (c_dtype == DType::BF16 && !accumulate), DTypeError,
+               "gemm: a bfloat16 product writes float32, or bfloat16 without accumulation, not ",
+               dtype_name(c_dtype));
+  run_matmul(ta, tb, m, n, k, a, lda, b, ldb, accumulate, c, c_dtype, ldc, bias, false);
+}
+
+void matmul_f32(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+                int64_t ldb, bool accumulate, float* c, int64_t ldc, const float* bias) {
+  run_matmul(ta, tb, m, n, k, a, lda, b, ldb, accumulate, c, DType::F32, ldc, bias, true);
 }
 
 }  // namespace strand::cpu::onednn
