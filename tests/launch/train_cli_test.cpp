@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "framework/core/json_value.h"
 #include "launch/run_compare.h"
 #include "support/temp_dir.h"
 
@@ -233,6 +234,34 @@ TEST_F(TrainCliTest, BenchTrainPrintsOneJsonLineAndWritesNothing) {
   EXPECT_EQ(*row.at("steps"), 2.0);
   EXPECT_CONTAINS(r.err, "bench train 100%  3/3 steps");  // 1 warm-up + 2 timed
   EXPECT_FALSE(fs::exists(path("run"))) << "bench writes no metrics or checkpoints";
+}
+
+TEST_F(TrainCliTest, BenchTrainGemmProfileSumsTheTimedStepsProductsPerShape) {
+  const CommandResult r = strand("bench train " + tiny_config("c.yaml") + " --steps 2 --gemm-profile");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const JsonValue row = parse_json(r.out);
+  const JsonValue* profile = row.find("gemm_profile");
+  ASSERT_NE(profile, nullptr) << r.out;
+  const JsonValue* shapes = profile->find("shapes");
+  ASSERT_NE(shapes, nullptr);
+  ASSERT_FALSE(shapes->items.empty()) << r.out;
+  // The tiny GPT's products: every one float32, at least a forward, dX and dW per linear layer,
+  // and the per-shape times add up to the reported total, which is part of the timed steps.
+  double ms = 0, previous = 1e300;
+  for (const JsonValue& s : shapes->items) {
+    EXPECT_EQ(s.find("dtype")->text, "float32") << to_json(s);
+    EXPECT_GE(s.find("calls_per_step")->number, 1.0) << to_json(s);
+    const double shape_ms = s.find("ms_per_step")->number;
+    EXPECT_LE(shape_ms, previous) << "slowest first";
+    previous = shape_ms;
+    ms += shape_ms;
+  }
+  EXPECT_GE(shapes->items.size(), 3u);
+  EXPECT_NEAR(profile->find("ms_per_step")->number, ms, 1e-6 * ms + 1e-9);
+  EXPECT_GT(profile->find("share_of_steps")->number, 0.0);
+  EXPECT_LT(profile->find("share_of_steps")->number, 1.0);
+  // Without the flag the line has no profile.
+  EXPECT_EQ(strand("bench train " + tiny_config("c.yaml") + " --steps 1").out.find("gemm_profile"), std::string::npos);
 }
 
 TEST_F(TrainCliTest, BenchTrainFwdBwdRunsOneGradientPassAndReportsTheMoments) {

@@ -6,11 +6,16 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "framework/backend/cpu/onednn.h"
@@ -186,6 +191,12 @@ std::vector<float> widen(const char* x, int64_t rows, int64_t cols, int64_t ld, 
 // of k, so only the bf16 path's order of work changes, not what any element adds up.
 constexpr int64_t kBf16Tile = 8192;
 
+// oneDNN's bf16 matmul only where the CPU has bf16 dot products; elsewhere it would emulate
+// them (or, on AVX2, refuse), and the float32 copy is as fast.
+bool native_bf16(DType in) {
+  return in == DType::BF16 && onednn::has_bf16_isa() && forced_library() != GemmLibrary::OpenBlas;
+}
+
 // One bf16 product of backend::GemmParams (A, B bf16; C float32 or bf16 at c with ldc) on
 // oneDNN's matmul, tiled over the rows and columns of C.
 void native_bf16_tiles(const backend::GemmParams& p, const char* a, const char* b, bool acc, void* c, DType c_type,
@@ -212,9 +223,7 @@ void native_bf16_tiles(const backend::GemmParams& p, const char* a, const char* 
 void gemm_half(const backend::GemmParams& p, DType c_type) {
   const DType in = p.dtype;
   const bool c_f32 = c_type == DType::F32;
-  // oneDNN's bf16 matmul only where the CPU has bf16 dot products; elsewhere it would emulate
-  // them (or, on AVX2, refuse), and the float32 copy is as fast.
-  const bool native = in == DType::BF16 && onednn::has_bf16_isa() && forced_library() != GemmLibrary::OpenBlas;
+  const bool native = native_bf16(in);
   // A 16-bit C summed over the batch is summed in a float32 scratch C, rounded once.
   const bool scratch_c = !c_f32 && (p.sum_over_batch || !native);
   std::vector<float> sum;
@@ -264,7 +273,51 @@ void gemm_half(const backend::GemmParams& p, DType c_type) {
   }
 }
 
+// The profile of gemm_profile_start/stop: shapes keyed by what GemmShapeTime names them by.
+struct Profile {
+  std::atomic<bool> on{false};
+  std::mutex mu;
+  std::map<std::tuple<int, bool, bool, int64_t, int64_t, int64_t, int64_t>, GemmShapeTime> shapes;
+};
+
+Profile& profile() {
+  static Profile* p = new Profile;  // never destroyed: a product may run after main returns
+  return *p;
+}
+
+void record(const backend::GemmParams& p, int64_t count, double seconds) {
+  // float64 always runs on OpenBLAS, native bf16 on the matmul primitive, the rest (float32,
+  // and 16-bit inputs widened to float32) where the rule sends their shape.
+  const GemmLibrary library = p.dtype == DType::F64 ? GemmLibrary::OpenBlas
+                              : native_bf16(p.dtype) ? GemmLibrary::OneDnnMatmul
+                                                     : gemm_library(p.m, p.n, p.k, p.dtype == DType::F32 && p.b.trans);
+  Profile& prof = profile();
+  std::lock_guard lock(prof.mu);
+  auto [it, fresh] = prof.shapes.try_emplace(
+      {static_cast<int>(p.dtype), p.a.trans, p.b.trans, p.m, p.n, p.k, count},
+      GemmShapeTime{p.dtype, p.a.trans, p.b.trans, p.m, p.n, p.k, count, library});
+  ++it->second.calls;
+  it->second.seconds += seconds;
+}
+
 }  // namespace
+
+void gemm_profile_start() {
+  Profile& prof = profile();
+  std::lock_guard lock(prof.mu);
+  prof.shapes.clear();
+  prof.on.store(true, std::memory_order_relaxed);
+}
+
+std::vector<GemmShapeTime> gemm_profile_stop() {
+  Profile& prof = profile();
+  std::lock_guard lock(prof.mu);
+  prof.on.store(false, std::memory_order_relaxed);
+  std::vector<GemmShapeTime> out;
+  for (const auto& [key, shape] : prof.shapes) out.push_back(shape);
+  std::sort(out.begin(), out.end(), [](const GemmShapeTime& a, const GemmShapeTime& b) { return a.seconds > b.seconds; });
+  return out;
+}
 
 GemmLibrary gemm_library(int64_t m, int64_t n, int64_t k, bool b_trans) {
   if (auto forced = forced_library()) return *forced;
@@ -315,8 +368,11 @@ void gemm(const backend::GemmParams& p) {
     }
     return;
   }
+  const bool timed = profile().on.load(std::memory_order_relaxed);
+  const auto start = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
   if (half_in) gemm_half(p, c_type);
   else gemm_float(p);
+  if (timed) record(p, count, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
 }
 
 }  // namespace strand::cpu

@@ -3,6 +3,7 @@
 // with a float32 (or own-type) C through oneDNN's bf16 matmul or a float32 copy.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "framework/backend/gemm.h"
 
@@ -25,5 +26,23 @@ GemmLibrary gemm_library(int64_t m, int64_t n, int64_t k, bool b_trans = false);
 
 // "onednn", "onednn-matmul" or "openblas", for benchmark reports.
 const char* gemm_library_name(GemmLibrary lib);
+
+// Wall time of the products of one shape while profiling was on (`strand bench train
+// --gemm-profile`): every call of that dtype, layout and size, the library the rule gave it
+// (float32), the calls and their summed seconds.
+struct GemmShapeTime {
+  DType dtype;
+  bool a_trans, b_trans;
+  int64_t m, n, k, batch;
+  GemmLibrary library;
+  int64_t calls = 0;
+  double seconds = 0.0;
+};
+
+// Clears the profile and times every gemm() call from here on (a steady_clock read on each side
+// and a mutex; off, the cost is one relaxed atomic load per call).
+void gemm_profile_start();
+// Stops timing and returns the shapes seen, slowest total first.
+std::vector<GemmShapeTime> gemm_profile_stop();
 
 }  // namespace strand::cpu
