@@ -354,10 +354,11 @@ Tensor untied_lm_head(Container& lm_head, int64_t vocab, int64_t d_model, Parame
 }
 
 Tensor lm_logits(const Tensor& x, const Tensor& output_embedding) {
-  // Under autocast the head is a linear like Linear's (ops/linear.h: the embedding rounded in
-  // its own layout, its gradient written in that layout).
+  // On the cpu the head is a linear like Linear's (ops/linear.h: under autocast the embedding
+  // rounded in its own layout; its gradient written in that layout, so that it adds to the
+  // input embedding's without a transposed read).
   const DType compute = nn::autocast_dtype();
-  if (compute != DType::F32 && x.device().is_cpu() && output_embedding.dtype() == DType::F32)
+  if (x.device().is_cpu() && output_embedding.dtype() == DType::F32)
     return ops::linear(x, ops::transpose(output_embedding, 0, 1), Tensor(), compute);
   return ops::matmul(nn::autocast(x), ops::transpose(nn::autocast(output_embedding), 0, 1));
 }

@@ -16,7 +16,8 @@ struct ColumnSumCastParams {
   int64_t rows = 0, n = 0;
   const void* x = nullptr;  // contiguous [rows, n]
   void* out = nullptr;      // contiguous [rows, n] in out_dtype (x rounded), or null
-  void* sum = nullptr;      // [n] in dtype: sum[j] = sum over i of x[i, j] in row order, or null
+  void* sum = nullptr;      // [n] in dtype: sum[j] = sum over i of x[i, j], in row order in float64
+                            // and rounded once (cpu), or null
 };
 
 inline void column_sum_cast(const ColumnSumCastParams& p) { launch("column_sum_cast", p); }

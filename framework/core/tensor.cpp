@@ -239,6 +239,11 @@ void Tensor::copy_from(const Tensor& src) {
       convert(src.raw_data(), src.dtype(), raw_data(), dtype(), n);
       return;
     }
+    // A strided read straight into place, unless src may overlap us (a view of our storage).
+    if (is_contiguous() && src.dtype() == dtype() && src.storage() != storage()) {
+      gather_any(src.raw_data(), src.dtype(), src.shape(), src.strides(), raw_data());
+      return;
+    }
     // Gather src into a contiguous buffer of its dtype, convert, then scatter through our strides.
     Tensor packed = contiguous_src ? src : empty(src.shape(), src.dtype());
     if (!contiguous_src) gather_any(src.raw_data(), src.dtype(), src.shape(), src.strides(), packed.raw_data());

@@ -26,11 +26,12 @@ Linear::Linear(int64_t in_features, int64_t out_features, const LinearOptions& o
 Tensor Linear::forward(const Tensor& x) const {
   STRAND_CHECK(x.dim() >= 1 && x.size(-1) == in_features_, ShapeError, "linear: input ", describe(x),
                " does not end in in_features ", in_features_, " (weight ", shape_str(weight_.shape()), ")");
-  // Under autocast on the cpu: the fused op rounds both operands to the compute dtype, adds the
-  // bias in the GEMM and writes float32 gradients from the GEMMs (ops/linear.h).
+  // float32 weights on the cpu take the fused op (ops/linear.h): the bias added in the GEMM and
+  // its gradient summed by columns in one pass, no broadcast add and no transposed copy of the
+  // output gradient; under autocast it also rounds both operands to the compute dtype and
+  // writes float32 gradients from the GEMMs.
   const DType compute = autocast_dtype();
-  if (compute != DType::F32 && x.device().is_cpu() && weight_.dtype() == DType::F32 &&
-      (x.dtype() == DType::F32 || x.dtype() == compute))
+  if (x.device().is_cpu() && weight_.dtype() == DType::F32 && (x.dtype() == DType::F32 || x.dtype() == compute))
     return ops::linear(x, weight_, bias_, compute);
   // matmul wants a matrix on the left: a single vector goes through as one row.
   // Under autocast both operands are rounded to the compute dtype; the product is float32.

@@ -3,7 +3,6 @@
 #include "framework/backend/cpu/column_sum.h"
 
 #include <algorithm>
-#include <cstring>
 
 #include "framework/backend/cpu/dispatch.h"
 #include "framework/backend/cpu/loops.h"
@@ -12,7 +11,11 @@
 namespace strand::cpu {
 namespace {
 
-// Columns per task: 64 float32 sums live in four AVX-512 registers while the rows stream by.
+// Columns per task: their 64 float64 sums live in eight AVX-512 registers while the rows
+// stream by. The sums are float64 whatever the input (one rounding at the end): a bias
+// gradient whose true value is zero, as a key bias's (the softmax ignores a constant per
+// query), then stays at the size of its terms' own errors instead of gathering one rounding a
+// row; the pass is bound by reading the matrix either way.
 constexpr int64_t kBlock = 64;
 
 template <class T>
@@ -33,7 +36,7 @@ void run(const backend::ColumnSumCastParams& p) {
   #pragma omp parallel for schedule(static) if (p.rows * p.n > kParallelGrain)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t j0 = b * kBlock, len = std::min(kBlock, p.n - j0);
-    T acc[kBlock] = {};
+    double acc[kBlock] = {};
     for (int64_t i = 0; i < p.rows; ++i) {
       const T* row = x + i * p.n + j0;
       if (p.sum != nullptr) {
@@ -49,7 +52,8 @@ void run(const backend::ColumnSumCastParams& p) {
         for (int64_t j = 0; j < len; ++j) store(row[j], p.out_dtype, p.out, i * p.n + j0 + j);
       }
     }
-    if (p.sum != nullptr) std::memcpy(static_cast<T*>(p.sum) + j0, acc, static_cast<size_t>(len) * sizeof(T));
+    if (p.sum != nullptr)
+      for (int64_t j = 0; j < len; ++j) static_cast<T*>(p.sum)[j0 + j] = static_cast<T>(acc[j]);
   }
 }
 
