@@ -106,30 +106,41 @@ TEST(Offload, CheckpointingWithDiskOffloadGivesTheSameLossAndGradientsBitForBit)
   }
 }
 
-// One GPT forward + backward under the offload hooks; returns bytes spilled and the peak.
-struct Pass {
-  int64_t spilled = 0, peak = 0;
-  std::vector<std::vector<double>> grads;
-};
-Pass gpt_pass(DiskOffload* offload, config::Checkpointing checkpointing = config::Checkpointing::None) {
+// A causal GPT of `layers` blocks (vocabulary 64, width 64, 2 heads), the offload passes' model.
+config::ModelConfig small_gpt(int64_t layers) {
   config::ModelConfig c;
   c.vocab_size = 64;
-  c.n_layer = 2;
+  c.n_layer = layers;
   c.n_head = 2;
   c.n_kv_head = 2;
   c.d_model = 64;
   c.d_ff = 256;
   c.max_seq_len = 256;
   c.attention.pattern = config::AttentionPattern::Causal;
-  models::Gpt gpt(c, 3);
-  config::MemoryConfig memory_config;
-  memory_config.checkpointing = checkpointing;
-  models::set_checkpointing(gpt, memory_config);
+  return c;
+}
+
+// Two rows of 256 fixed tokens with targets equal to the inputs: a pass to measure, not a task.
+data::Batch token_batch() {
   data::Batch batch;
   std::vector<double> ids;
   for (int i = 0; i < 2 * 256; ++i) ids.push_back((i * 7) % 64);
   batch.inputs = Tensor::from_vector(ids, {2, 256}, DType::I32);
   batch.targets = batch.inputs;
+  return batch;
+}
+
+// One GPT forward + backward under the offload hooks; returns bytes spilled and the peak.
+struct Pass {
+  int64_t spilled = 0, peak = 0;
+  std::vector<std::vector<double>> grads;
+};
+Pass gpt_pass(DiskOffload* offload, config::Checkpointing checkpointing = config::Checkpointing::None) {
+  models::Gpt gpt(small_gpt(2), 3);
+  config::MemoryConfig memory_config;
+  memory_config.checkpointing = checkpointing;
+  models::set_checkpointing(gpt, memory_config);
+  const data::Batch batch = token_batch();
   const int64_t base = memory::stats(Device::cpu()).current_bytes;
   memory::reset_peak(Device::cpu());
   Pass pass;
@@ -302,27 +313,14 @@ struct SpillPass {
 // needs about the same working memory and the gradients of the finished blocks pile up beside
 // it. spill: the gradients go to the file as well (GradientSpill around the backward).
 SpillPass six_block_pass(DiskOffload& offload, bool spill) {
-  config::ModelConfig c;
-  c.vocab_size = 64;
-  c.n_layer = 6;
-  c.n_head = 2;
-  c.n_kv_head = 2;
-  c.d_model = 64;
-  c.d_ff = 256;
-  c.max_seq_len = 256;
-  c.attention.pattern = config::AttentionPattern::Causal;
-  models::Gpt gpt(c, 3);
+  models::Gpt gpt(small_gpt(6), 3);
   config::MemoryConfig memory_config;
   memory_config.checkpointing = config::Checkpointing::Full;
   memory_config.offload = config::Offload::Disk;
   models::set_checkpointing(gpt, memory_config);
   std::vector<Tensor> params;
   for (const auto& [name, p] : gpt.named_parameters()) params.push_back(p);
-  data::Batch batch;
-  std::vector<double> ids;
-  for (int i = 0; i < 2 * 256; ++i) ids.push_back((i * 7) % 64);
-  batch.inputs = Tensor::from_vector(ids, {2, 256}, DType::I32);
-  batch.targets = batch.inputs;
+  const data::Batch batch = token_batch();
   std::vector<const void*> keep;
   for (const Tensor& p : params) keep.push_back(p.storage().get());
   offload.keep_storages(keep);
