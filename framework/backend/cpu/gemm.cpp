@@ -135,8 +135,9 @@ void add_bias_rows(char* c, int64_t ldc, int64_t m, int64_t n, const void* bias)
   }
 }
 
-// float32 and float64: C = op(A) op(B) (+ C) through the library chosen for the shape.
-void gemm_float(const backend::GemmParams& p) {
+// float32 and float64: C = op(A) op(B) (+ C) through the library chosen for the shape, which
+// it returns (float64: always OpenBLAS).
+GemmLibrary gemm_float(const backend::GemmParams& p) {
   const blasint m = to_blas(p.m, "m"), n = to_blas(p.n, "n"), k = to_blas(p.k, "k");
   const blasint lda = to_blas(p.a.ld, "lda"), ldb = to_blas(p.b.ld, "ldb"), ldc = to_blas(p.ldc, "ldc");
   if (p.dtype == DType::F64) {
@@ -146,7 +147,7 @@ void gemm_float(const backend::GemmParams& p) {
                   acc ? 1.0 : 0.0, reinterpret_cast<double*>(e.c), ldc);
       add_bias_rows<double>(e.c, ldc, m, n, p.bias);
     });
-    return;
+    return GemmLibrary::OpenBlas;
   }
   const GemmLibrary library = gemm_library(p.m, p.n, p.k, p.b.trans);
   for_each_product(p, sizeof(float), sizeof(float), [&](const Entry& e, bool acc) {
@@ -166,6 +167,7 @@ void gemm_float(const backend::GemmParams& p) {
     }
     add_bias_rows<float>(e.c, ldc, m, n, p.bias);
   });
+  return library;
 }
 
 float to_float(const char* base, int64_t i, DType t) {
@@ -220,10 +222,13 @@ void native_bf16_tiles(const backend::GemmParams& p, const char* a, const char* 
 // bfloat16 / float16 A and B. bfloat16 runs on oneDNN's matmul where the CPU has native bf16
 // dot products; otherwise, and for float16, the operands are widened to float32 and the
 // float32 GEMM runs. Sums are float32 throughout; a 16-bit C is rounded once, at the end.
-void gemm_half(const backend::GemmParams& p, DType c_type) {
+// Returns the library that ran (the matmul primitive, or the one the widened copy ran on).
+GemmLibrary gemm_half(const backend::GemmParams& p, DType c_type) {
   const DType in = p.dtype;
   const bool c_f32 = c_type == DType::F32;
   const bool native = native_bf16(in);
+  const GemmLibrary widened =
+      gemm_library(p.m, p.n, p.k) == GemmLibrary::OpenBlas ? GemmLibrary::OpenBlas : GemmLibrary::OneDnn;
   // A 16-bit C summed over the batch is summed in a float32 scratch C, rounded once.
   const bool scratch_c = !c_f32 && (p.sum_over_batch || !native);
   std::vector<float> sum;
@@ -248,7 +253,7 @@ void gemm_half(const backend::GemmParams& p, DType c_type) {
       const std::vector<float> a = widen(e.a, p.a.trans ? p.k : p.m, p.a.trans ? p.m : p.k, p.a.ld, in);
       const std::vector<float> b = widen(e.b, p.b.trans ? p.n : p.k, p.b.trans ? p.k : p.n, p.b.ld, in);
       const int64_t lda = p.a.trans ? p.m : p.k, ldb = p.b.trans ? p.k : p.n;
-      if (gemm_library(p.m, p.n, p.k) != GemmLibrary::OpenBlas)
+      if (widened == GemmLibrary::OneDnn)
         onednn::sgemm(p.a.trans, p.b.trans, p.m, p.n, p.k, a.data(), lda, b.data(), ldb, acc, c32, ldc);
       else
         cblas_sgemm(CblasRowMajor, blas_trans(p.a.trans), blas_trans(p.b.trans), to_blas(p.m, "m"),
@@ -271,6 +276,7 @@ void gemm_half(const backend::GemmParams& p, DType c_type) {
         std::memcpy(static_cast<char*>(p.c) + (i * p.ldc + j) * 2, &bits, 2);
       }
   }
+  return native ? GemmLibrary::OneDnnMatmul : widened;
 }
 
 // The profile of gemm_profile_start/stop: shapes keyed by what GemmShapeTime names them by.
@@ -285,17 +291,12 @@ Profile& profile() {
   return *p;
 }
 
-void record(const backend::GemmParams& p, int64_t count, double seconds) {
-  // float64 always runs on OpenBLAS, native bf16 on the matmul primitive, the rest (float32,
-  // and 16-bit inputs widened to float32) where the rule sends their shape.
-  const GemmLibrary library = p.dtype == DType::F64 ? GemmLibrary::OpenBlas
-                              : native_bf16(p.dtype) ? GemmLibrary::OneDnnMatmul
-                                                     : gemm_library(p.m, p.n, p.k, p.dtype == DType::F32 && p.b.trans);
+void record(const backend::GemmParams& p, int64_t count, GemmLibrary library, double seconds) {
   Profile& prof = profile();
   std::lock_guard lock(prof.mu);
-  auto [it, fresh] = prof.shapes.try_emplace(
+  const auto it = prof.shapes.try_emplace(
       {static_cast<int>(p.dtype), p.a.trans, p.b.trans, p.m, p.n, p.k, count},
-      GemmShapeTime{p.dtype, p.a.trans, p.b.trans, p.m, p.n, p.k, count, library});
+      GemmShapeTime{p.dtype, p.a.trans, p.b.trans, p.m, p.n, p.k, count, library}).first;
   ++it->second.calls;
   it->second.seconds += seconds;
 }
@@ -370,9 +371,9 @@ void gemm(const backend::GemmParams& p) {
   }
   const bool timed = profile().on.load(std::memory_order_relaxed);
   const auto start = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
-  if (half_in) gemm_half(p, c_type);
-  else gemm_float(p);
-  if (timed) record(p, count, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  const GemmLibrary library = half_in ? gemm_half(p, c_type) : gemm_float(p);
+  if (timed)
+    record(p, count, library, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
 }
 
 }  // namespace strand::cpu

@@ -28,8 +28,9 @@ GemmLibrary gemm_library(int64_t m, int64_t n, int64_t k, bool b_trans = false);
 const char* gemm_library_name(GemmLibrary lib);
 
 // Wall time of the products of one shape while profiling was on (`strand bench train
-// --gemm-profile`): every call of that dtype, layout and size, the library the rule gave it
-// (float32), the calls and their summed seconds.
+// --gemm-profile`): every call of that dtype, layout and size, the library that ran it (for
+// 16-bit inputs: the matmul primitive, or the library of their float32 copy), the calls and
+// their summed seconds.
 struct GemmShapeTime {
   DType dtype;
   bool a_trans, b_trans;
